@@ -1,0 +1,19 @@
+# Two commands do everything on a fresh Debian 12 machine:
+#   make demo   set up, then run the demo stack (Ctrl-C stops it all)
+#   make test   set up, then run the whole test suite
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: demo test bootstrap bench
+
+bootstrap:
+	@scripts/bootstrap
+
+demo: bootstrap
+	airadev --workspace examples/demo up
+
+test: bootstrap
+	pytest
+
+bench: bootstrap
+	python bench/run_all.py

@@ -1,0 +1,278 @@
+"""The command line: parse arguments, call one operation, hand its result to render, exit.
+
+Imports are lazy: `airadev status` must not pay for asyncio, psutil or rich it does not use.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import typer
+
+from airadev import __version__, render
+from airadev.errors import EXIT_FAILED, EXIT_NOT_RUNNING, AiradevError, UsageError
+
+EXIT_CODES = """Exit codes: 0 success; 1 the operation failed; 2 bad usage or bad config;
+3 nothing is running (status, logs -f, down)."""
+
+app = typer.Typer(
+    name="airadev",
+    help="Run the AiRa stack locally: one command up, one readable log stream, nothing left behind.",
+    epilog=EXIT_CODES,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Options:
+    workspace: Optional[str] = None
+    debug: bool = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        render.info(f"airadev {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    workspace: Optional[str] = typer.Option(
+        None, "--workspace", "-w", metavar="DIR",
+        help="Workspace folder holding airadev.toml (default: $AIRADEV_WORKSPACE, else found from here upwards)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    Options.workspace = workspace
+    Options.debug = debug
+
+
+def handled(fn: F) -> F:
+    """Turn AiradevError into its two lines and exit code; anything else is a bug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AiradevError as exc:
+            render.error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if Options.debug:
+                raise
+            render.error(AiradevError(f"airadev failed unexpectedly: {type(exc).__name__}: {exc}",
+                                      "run again with --debug for the traceback, and report it"))
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _root() -> Path:
+    from airadev.config import find_root
+
+    return find_root(explicit=Options.workspace)
+
+
+def _config():  # type: ignore[no-untyped-def]
+    from airadev.config import load
+
+    return load(_root())
+
+
+def _paths():  # type: ignore[no-untyped-def]
+    from airadev.state import Paths
+
+    return Paths(_root())
+
+
+# --- up / down ---------------------------------------------------------------------------------
+
+@app.command()
+@handled
+def up(
+    services: list[str] = typer.Argument(None, help="Services to start (aliases work); with what they depend on. Default: all."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; return once all are ready."),
+    timeout: float = typer.Option(300, "--timeout", help="With --detach: give up waiting after this many seconds."),
+) -> None:
+    """Start the stack in dependency order, health-checked, with one log stream; Ctrl-C stops it all."""
+    from airadev.operations import up as op
+
+    config = _config()
+    names = op.select(config, services or [])
+    if detach:
+        started = op.start_detached(config, names, timeout=timeout)
+        if started.reaped:
+            render.warn(f"ended {started.reaped} processes left by an earlier run that did not stop")
+        _print_summary(started.summary)
+        render.info(f"running in the background (supervisor pid {started.supervisor_pid}); "
+                    "`airadev logs -f` to follow, `airadev down` to stop")
+        return
+    colour = render.use_colour()
+    console = render.LogConsole(names, colour=colour)
+
+    def announce(reaped: int) -> None:
+        if reaped:
+            console.event(None, f"ended {reaped} processes left by an earlier run that did not stop", "warning")
+
+    op.run_foreground(config, names, observer=console, colour=colour, on_ready_to_start=announce)
+
+
+def _print_summary(summary: dict[str, Any] | None) -> None:
+    if not summary:
+        return
+    render.info(f"all {len(summary['services'])} services ready in {summary['total']:.2f}s")
+    for item in summary["services"]:
+        render.info(f"  {item['name']:<14} ready after {item['ready_after']:6.2f}s  (own start {item['own_time']:.2f}s)")
+    if summary.get("critical_path"):
+        render.info("  critical path: " + " → ".join(summary["critical_path"]))
+
+
+@app.command()
+@handled
+def down(timeout: float = typer.Option(120, "--timeout", help="Seconds to wait for everything to stop.")) -> None:
+    """Stop the running stack (from any terminal), or end what a crashed run left behind."""
+    from airadev.operations import manage
+
+    result = manage.down(_paths(), timeout=timeout)
+    if result.stopped:
+        render.info(f"stopped {len(result.stopped)} services: {', '.join(result.stopped)}")
+    if result.dead_run:
+        render.info("the last run's supervisor had died without stopping the stack")
+    if result.leftovers:
+        render.info(f"ended {result.leftovers} leftover processes")
+    elif result.dead_run:
+        render.info("none of its processes were left")
+
+
+# --- status / logs -----------------------------------------------------------------------------
+
+@app.command()
+@handled
+def status(as_json: bool = typer.Option(False, "--json", help="One JSON object (schema 1).")) -> None:
+    """Each service's state, pid, port, health, uptime, restarts, CPU and memory. Exit 3 if nothing runs."""
+    from airadev.operations import manage
+
+    data = manage.status(_paths())
+    if as_json:
+        render.json_out(data)
+    else:
+        render.status(data)
+
+
+@app.command()
+@handled
+def logs(
+    services: list[str] = typer.Argument(None, help="Services (aliases work; 'airadev' is the supervisor). Default: all."),
+    lines: int = typer.Option(100, "-n", "--lines", help="How many of the last lines of each service."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines, across restarts."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only lines newer than this, e.g. 10m, 90s, 2h."),
+    timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Show each line's UTC timestamp."),
+    no_prefix: bool = typer.Option(False, "--no-prefix", help="Leave out the 'service |' prefix."),
+) -> None:
+    """Show stored logs, running or not: the last lines, or follow them (-f)."""
+    from airadev.config import parse_duration
+    from airadev.operations import logs as op
+    from airadev.state import Paths
+
+    config = _config()
+    names = op.choose(config, services or [])
+    seconds = None
+    if since is not None:
+        seconds = parse_duration(since)
+        if seconds is None:
+            raise UsageError(f"--since {since}: not a duration", "write it like 10m, 90s or 2h")
+    if lines < 0:
+        raise UsageError(f"-n {lines}: must be 0 or more", "write -n 100")
+    paths = Paths(config.root)
+    printer = render.LogPrinter(names, prefix=not no_prefix, timestamps=timestamps, colour=render.use_colour())
+    for line in op.recent(paths, names, lines, seconds):
+        if not printer.write(line.service, [line.raw]):
+            return
+    if not follow:
+        return
+    if not op.running(paths):
+        raise typer.Exit(EXIT_NOT_RUNNING)
+    for batch in op.follow(paths, names):
+        for line in batch:
+            if not printer.write(line.service, [line.raw]):
+                return
+
+
+# --- one service -------------------------------------------------------------------------------
+
+def _service_command(op: str, name: str, wait: float) -> None:
+    from airadev.operations import manage
+
+    result = manage.service_op(_config(), op, name, wait)
+    state = result["state"]
+    render.info(f"{result['service']}: {state}" + (f" ({result['message']})" if result.get("message") else ""))
+    if state in ("crash-loop", "failed", "blocked", "unhealthy"):
+        details = "\n".join("  " + line for line in result.get("last_lines", []))
+        raise AiradevError(f"{result['service']} did not come back: {state}",
+                           f"see `airadev logs {result['service']}`", details=details)
+
+
+@app.command()
+@handled
+def restart(
+    service: str = typer.Argument(..., help="The service (or alias) to restart."),
+    wait: float = typer.Option(120, "--wait", help="Seconds to wait for it to be ready again."),
+) -> None:
+    """Restart one service of the running stack and wait until it is ready again."""
+    _service_command("restart", service, wait)
+
+
+@app.command()
+@handled
+def stop(service: str = typer.Argument(..., help="The service (or alias) to stop.")) -> None:
+    """Stop one service of the running stack (its process group and anything it spawned)."""
+    _service_command("stop", service, 60)
+
+
+@app.command()
+@handled
+def start(
+    service: str = typer.Argument(..., help="The service (or alias) to start again."),
+    wait: float = typer.Option(120, "--wait", help="Seconds to wait for it to be ready."),
+) -> None:
+    """Start a stopped service of the running stack again."""
+    _service_command("start", service, wait)
+
+
+# --- init --------------------------------------------------------------------------------------
+
+@app.command()
+@handled
+def init(
+    directory: Path = typer.Argument(Path("."), help="The workspace folder (holding aira-ui/, voice-agent/, kb-updater/)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing airadev.toml."),
+) -> None:
+    """Write a commented airadev.toml for the standard AiRa layout and git-ignore .airadev/."""
+    from airadev.operations import init as op
+
+    result = op.init(directory, force=force)
+    render.info(f"wrote {result.config}")
+    if result.gitignore_updated:
+        render.info(f"added .airadev/ to {result.gitignore}")
+    for folder in result.missing:
+        render.warn(f"note: {folder}/ is not there yet; clone it or edit airadev.toml")
+
+
+def main() -> None:
+    app(prog_name="airadev")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The configuration model: frozen values that cross module boundaries.
+
+`config.load` builds these from airadev.toml; nothing else constructs them from user input.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Runtime(enum.StrEnum):
+    """How a service is run. Only ``process`` exists so far; others plug in behind
+    `airadev.supervisor.runtime.Runtime`."""
+
+    PROCESS = "process"
+
+
+class Condition(enum.StrEnum):
+    """When a dependency counts as satisfied (the names Compose uses, without the prefix)."""
+
+    STARTED = "started"
+    HEALTHY = "healthy"
+    COMPLETED = "completed"
+
+
+class RestartPolicy(enum.StrEnum):
+    NO = "no"
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+
+
+class State(enum.StrEnum):
+    """Where a service is in its life. ``ready`` states satisfy dependents and ``up``."""
+
+    WAITING = "waiting"          # for its dependencies
+    STARTING = "starting"        # process started, health probe not passed yet
+    HEALTHY = "healthy"          # health probe passed
+    RUNNING = "running"          # no health probe: running is all we know
+    UNHEALTHY = "unhealthy"      # probe failed `retries` times in a row after start_period
+    RESTARTING = "restarting"    # exited; waiting out the backoff before starting again
+    CRASH_LOOP = "crash-loop"    # exited max_restarts times in a row; left stopped
+    COMPLETED = "completed"      # exited 0 and not restarted (a one-shot task)
+    FAILED = "failed"            # exited non-zero and not restarted
+    BLOCKED = "blocked"          # a dependency failed, so it was never started
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+    @property
+    def ready(self) -> bool:
+        return self in (State.HEALTHY, State.RUNNING, State.COMPLETED)
+
+    @property
+    def failed(self) -> bool:
+        return self in (State.CRASH_LOOP, State.FAILED, State.BLOCKED, State.UNHEALTHY)
+
+
+class ProbeKind(enum.StrEnum):
+    HTTP = "http"
+    TCP = "tcp"
+    EXEC = "exec"
+    LOG = "log"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A health probe.
+
+    ``target`` depends on ``kind``: an URL (http), a (host, port) pair (tcp), an argv (exec),
+    a regular expression (log). A log probe is satisfied once per start, by the first output
+    line that matches; the others run every ``start_interval`` until the first success, then
+    every ``interval``, and ``retries`` failures in a row after ``start_period`` make the
+    service unhealthy.
+    """
+
+    kind: ProbeKind
+    target: str | tuple[str, int] | tuple[str, ...]
+    interval: float = 10.0
+    start_interval: float = 0.02
+    timeout: float = 2.0
+    start_period: float = 60.0
+    retries: int = 3
+
+    def describe(self) -> str:
+        if self.kind is ProbeKind.TCP:
+            host, port = self.target  # type: ignore[misc]
+            return f"tcp {host}:{port}"
+        if self.kind is ProbeKind.EXEC:
+            return "exec " + " ".join(self.target)  # type: ignore[arg-type]
+        if self.kind is ProbeKind.LOG:
+            return f"log /{self.target}/"
+        return f"http {self.target}"
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Restart policy with capped exponential backoff and jitter.
+
+    The n-th restart in a row (n from 1) waits ``min(backoff_max, backoff * 2**(n-1))``
+    scaled by a random factor in ``[1 - jitter, 1]``. A run that lasted ``reset_after``
+    seconds resets the count. After ``max_restarts`` restarts in a row the service is
+    ``crash-loop`` and is left stopped.
+    """
+
+    policy: RestartPolicy = RestartPolicy.ON_FAILURE
+    max_restarts: int = 5
+    backoff: float = 0.5
+    backoff_max: float = 30.0
+    jitter: float = 0.2
+    reset_after: float = 30.0
+
+
+@dataclass(frozen=True)
+class Dependency:
+    name: str
+    condition: Condition = Condition.STARTED
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    command: tuple[str, ...]
+    cwd: Path
+    runtime: Runtime = Runtime.PROCESS
+    aliases: tuple[str, ...] = ()
+    env_files: tuple[Path, ...] = ()
+    # Whether the env files' variables are put into the process environment. The UI's
+    # .env.local is read by Next.js itself, and a variable in the process environment would
+    # override the file (FACTS.md), so its service sets this to false.
+    load_env_files: bool = True
+    env: tuple[tuple[str, str], ...] = ()
+    port: int | None = None
+    health: Probe | None = None
+    depends_on: tuple[Dependency, ...] = ()
+    restart: Restart = field(default_factory=Restart)
+    stop_signal: int = 15
+    stop_grace: float = 10.0
+    watch: tuple[Path, ...] = ()
+    watch_ignore: tuple[str, ...] = ()
+    watch_debounce: float = 0.3
+    # Virtualenv candidates: the first that exists has its bin/ put first on PATH. Unless
+    # configured (venv_explicit), these are .venv/ and venv/ in the service's folder.
+    venv: tuple[Path, ...] = ()
+    venv_explicit: bool = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    max_size: int = 20 * 1024 * 1024
+    keep: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    file: Path
+    services: tuple[Service, ...]
+    logs: LogSettings = field(default_factory=LogSettings)
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.services]
+
+    def get(self, name: str) -> Service:
+        for service in self.services:
+            if name in service.names:
+                return service
+        raise KeyError(name)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".airadev"

@@ -1,0 +1,100 @@
+"""`airadev init`: a commented airadev.toml for the standard AiRa layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from airadev.config import CONFIG_NAME
+from airadev.errors import AiradevError
+
+STANDARD_FOLDERS = ("aira-ui", "voice-agent", "kb-updater")
+
+TEMPLATE = '''\
+# airadev.toml: how `airadev up` runs the AiRa stack in this workspace.
+#
+# Layout: aira-ui/, voice-agent/ and kb-updater/ side by side, next to this file.
+# Paths: cwd is relative to this file; env_files, watch and venv to the service's cwd.
+# Durations: "500ms", "2s", "1m". A command string with shell syntax (|, &&, $VAR, ...) runs
+# through /bin/sh -c; otherwise it is split like a shell would split it.
+# Each service's virtualenv (.venv/ or venv/ in its folder) is used when it exists.
+# Reference: the README's "airadev.toml" section.
+
+[logs]
+max_size = "20MB"   # per service; rotated, keeping `keep` older files in .airadev/logs/
+keep = 3
+
+[services.redis]
+command = "redis-server --port 6379 --save '' --appendonly no"
+port = 6379
+health = { tcp = true }
+
+[services.voice-agent]
+aliases = ["voice"]
+cwd = "voice-agent"
+command = "python server.py"
+env_files = [".env"]          # loaded into the process environment (secrets are redacted in logs)
+port = 8000
+health = { http = "/health" }
+depends_on = { redis = "healthy" }
+watch = ["."]                 # restart on code changes (venv, __pycache__, .git are ignored)
+# restart = { policy = "on-failure", max_restarts = 5, backoff = "500ms", backoff_max = "30s" }
+# stop_signal = "SIGTERM"
+# stop_grace = "10s"
+
+[services.kb-updater]
+aliases = ["kb"]
+cwd = "kb-updater"
+# airadev's own watcher replaces uvicorn's --reload; 0.0.0.0 so Supabase's containers reach it.
+command = "uvicorn updater:app --host 0.0.0.0 --port 8080"
+env_files = [".env"]
+port = 8080
+health = { http = "/health" }
+watch = ["."]
+
+[services.aira-ui]
+aliases = ["ui"]
+cwd = "aira-ui"
+command = "npm run dev -- -p 3000"   # always pass the port: next dev moves silently otherwise
+env_files = [".env.local"]
+# Next.js reads .env.local itself, and a variable in the process environment would override it.
+load_env_files = false
+env = { NEXT_TELEMETRY_DISABLED = "1" }
+port = 3000
+# The first request compiles the page: give it time.
+health = { http = "/", timeout = "60s", start_period = "180s" }
+'''
+
+
+@dataclass(frozen=True)
+class Initialised:
+    config: Path
+    gitignore: Path
+    gitignore_updated: bool
+    missing: list[str]
+
+
+def init(directory: Path, *, force: bool = False) -> Initialised:
+    root = directory.expanduser().resolve()
+    if not root.is_dir():
+        raise AiradevError(f"{root} is not a folder", "create it, or run airadev init in your workspace folder")
+    target = root / CONFIG_NAME
+    if target.exists() and not force:
+        raise AiradevError(f"{target} already exists", "edit it, or pass --force to overwrite it")
+    target.write_text(TEMPLATE, encoding="utf-8")
+    gitignore = root / ".gitignore"
+    updated = ensure_ignored(gitignore, ".airadev/")
+    missing = [folder for folder in STANDARD_FOLDERS if not (root / folder).is_dir()]
+    return Initialised(target, gitignore, updated, missing)
+
+
+def ensure_ignored(gitignore: Path, entry: str) -> bool:
+    """Add ``entry`` to a .gitignore unless a line already ignores it."""
+    text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+    wanted = {entry, entry.rstrip("/"), "/" + entry, "/" + entry.rstrip("/")}
+    if any(line.strip() in wanted for line in text.splitlines()):
+        return False
+    if text and not text.endswith("\n"):
+        text += "\n"
+    gitignore.write_text(text + entry + "\n", encoding="utf-8")
+    return True

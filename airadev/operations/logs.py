@@ -1,0 +1,82 @@
+"""`airadev logs`: read the stored logs back, from any terminal, running or not."""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Iterator, Sequence
+
+from airadev.errors import UsageError, did_you_mean
+from airadev.model import Config
+from airadev.state import Paths, read_state, supervisor_alive
+from airadev.supervisor import logstore
+
+OWN_LOG = "airadev"  # the supervisor's own events
+
+
+def choose(config: Config, names: Sequence[str]) -> list[str]:
+    """Canonical names for ``names`` (aliases accepted); all services and airadev's own log
+    when none are given."""
+    if not names:
+        return [*config.names(), OWN_LOG]
+    chosen = []
+    every = [n for s in config.services for n in s.names] + [OWN_LOG]
+    for name in names:
+        if name == OWN_LOG:
+            chosen.append(OWN_LOG)
+            continue
+        try:
+            chosen.append(config.get(name).name)
+        except KeyError:
+            listing = ", ".join(f"{s.name} ({', '.join(s.aliases)})" if s.aliases else s.name
+                                for s in config.services)
+            raise UsageError(f"no service named '{name}'{did_you_mean(name, every)}",
+                             f"services: {listing}, or {OWN_LOG} for the supervisor's own log") from None
+    return list(dict.fromkeys(chosen))
+
+
+def recent(paths: Paths, names: Sequence[str], count: int, since: float | None = None) -> list[logstore.Line]:
+    """The last ``count`` lines of each service (only those newer than ``since`` seconds ago,
+    if given), merged in time order."""
+    streams = {}
+    for name in names:
+        path = paths.log(name)
+        if since is None:
+            streams[name] = logstore.tail(path, count)
+        else:
+            streams[name] = list(collections.deque(logstore.read_since(path, logstore.since_stamp(since)), maxlen=count))
+    return list(logstore.merge(streams))
+
+
+def follow(paths: Paths, names: Sequence[str], poll: float = 0.1) -> Iterator[list[logstore.Line]]:
+    """Batches of new lines, in time order, until the supervisor stops (then what it wrote last
+    is read and the iteration ends). Follows each log across restarts and rotation."""
+    followers = {name: logstore.Follower(paths.log(name)) for name in names}
+    state = read_state(paths)
+    checked = time.monotonic()
+    try:
+        while True:
+            batch = [logstore.Line(name, raw) for name, f in followers.items() for raw in f.read()]
+            if batch:
+                batch.sort(key=lambda line: line.stamp)
+                yield batch
+            if time.monotonic() - checked > 0.5:
+                checked = time.monotonic()
+                if not supervisor_alive(state):
+                    fresh = read_state(paths)
+                    if fresh and fresh.get("marker") != (state or {}).get("marker") and supervisor_alive(fresh):
+                        state = fresh  # a new run took over: keep following it
+                        continue
+                    last = [logstore.Line(name, raw) for name, f in followers.items() for raw in f.read()]
+                    if last:
+                        last.sort(key=lambda line: line.stamp)
+                        yield last
+                    return
+            time.sleep(poll)
+    finally:
+        for f in followers.values():
+            f.close()
+
+
+def running(paths: Paths) -> bool:
+    return supervisor_alive(read_state(paths))

@@ -1,0 +1,79 @@
+"""`status`, `restart`, `stop`, `start`, `down`: requests to the running supervisor."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from airadev.errors import AiradevError, NotRunning
+from airadev.model import Config
+from airadev.operations.up import reap_leftovers, resolve
+from airadev.state import AlreadyRunning, Lock, Paths, read_state, supervisor_alive, write_json_atomic
+from airadev.supervisor import control
+
+
+def _not_running(paths: Paths) -> NotRunning:
+    state = read_state(paths)
+    if state and state.get("phase") not in ("stopped", None) and not supervisor_alive(state):
+        return NotRunning("nothing is running: the last run's supervisor "
+                          f"(pid {state.get('supervisor_pid')}) died without stopping the stack",
+                          "`airadev down` ends whatever it left; `airadev up` does too before it starts")
+    return NotRunning("nothing is running in this workspace", "start the stack with `airadev up`")
+
+
+def request(paths: Paths, op: str, **args: Any) -> Any:
+    try:
+        return control.request(paths.socket, op, **args)
+    except NotRunning:
+        raise _not_running(paths) from None
+
+
+def status(paths: Paths) -> dict[str, Any]:
+    return request(paths, "status")
+
+
+def service_op(config: Config, op: str, name: str, wait: float) -> dict[str, Any]:
+    return request(Paths(config.root), op, service=resolve(config, name), wait=wait, timeout=wait + 15)
+
+
+@dataclass(frozen=True)
+class Down:
+    stopped: list[str]
+    leftovers: int
+    dead_run: bool = False  # the last run's supervisor had died without stopping
+
+
+def down(paths: Paths, timeout: float = 120.0) -> Down:
+    """Stop the running stack, or end what a dead run left. Raises NotRunning when there was
+    nothing to do."""
+    state = read_state(paths)
+    stopped: list[str] = []
+    if supervisor_alive(state):
+        try:
+            stopped = control.request(paths.socket, "down")["stopping"]
+        except NotRunning:
+            pass
+        pid = state["supervisor_pid"]  # type: ignore[index]
+        deadline = time.monotonic() + timeout
+        while supervisor_alive(state) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if supervisor_alive(state):
+            raise AiradevError(f"the supervisor (pid {pid}) did not stop within {timeout:.0f}s",
+                               f"kill it (kill -9 {pid}); its watchdog then ends the services")
+    # Whatever is left (a dead run, or strays of this one): end it, under the lock.
+    lock = Lock(paths)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        raise AiradevError("a new `airadev up` started while stopping", "run `airadev down` again") from None
+    try:
+        leftovers = reap_leftovers(paths)
+        dead_run = bool(not stopped and state and state.get("phase") != "stopped")
+        if dead_run:
+            write_json_atomic(paths.state, {**state, "phase": "stopped"})  # type: ignore[dict-item]
+    finally:
+        lock.release()
+    if not stopped and not leftovers and not dead_run:
+        raise _not_running(paths)
+    return Down(stopped, leftovers, dead_run)

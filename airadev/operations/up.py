@@ -1,0 +1,217 @@
+"""`airadev up`: choose the services, check the ground, run the supervisor here or detached."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airadev.errors import AiradevError, UsageError, did_you_mean
+from airadev.model import Config
+from airadev.state import Lock, Paths, new_marker, read_state, workspace_id
+from airadev.supervisor import graph, logstore, reaper
+
+
+def select(config: Config, names: Sequence[str]) -> list[str]:
+    """Canonical names of the requested services and everything they depend on."""
+    chosen = [resolve(config, name) for name in names] if names else config.names()
+    deps = {s.name: [d.name for d in s.depends_on] for s in config.services}
+    return graph.closure(deps, chosen)
+
+
+def resolve(config: Config, name: str) -> str:
+    try:
+        return config.get(name).name
+    except KeyError:
+        every = [n for s in config.services for n in s.names]
+        raise UsageError(f"no service named '{name}'{did_you_mean(name, every)}",
+                         f"services: {', '.join(_with_aliases(config))}") from None
+
+
+def _with_aliases(config: Config) -> list[str]:
+    return [f"{s.name} ({', '.join(s.aliases)})" if s.aliases else s.name for s in config.services]
+
+
+# --- preflight ------------------------------------------------------------------------------
+
+def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
+    """End processes left by earlier runs of this workspace whose supervisor died: the process
+    groups the last state file records, and whatever carries this workspace's marker. Call only
+    while holding the run lock: then no live run of this workspace exists."""
+    groups = reaper.recorded_groups(str(paths.state)) if paths.state.exists() else []
+    return reaper.terminate(workspace_id(paths.root) + ".", pgids=groups, exact=False, grace=grace)
+
+
+def preflight(config: Config, names: Sequence[str]) -> None:
+    """Refuse to start when something would fail at once: a missing folder, env file or program,
+    or a port that another process holds. Nothing has been started when this raises."""
+    from airadev.supervisor.environment import env_file_values, find_venv
+
+    for name in names:
+        service = config.get(name)
+        if not service.cwd.is_dir():
+            raise AiradevError(f"services.{name}.cwd: folder {service.cwd} does not exist",
+                               "create it (clone the repo there), or fix cwd in airadev.toml")
+        if service.load_env_files:
+            env_file_values(service)
+        else:
+            for path in service.env_files:
+                if not path.is_file():
+                    raise AiradevError(f"services.{name}.env_files: {path} not found",
+                                       f"create {path}, or remove it from env_files")
+        venv = find_venv(service)
+        program = service.command[0]
+        if "/" not in program:
+            search = os.pathsep.join(filter(None, [str(venv / "bin") if venv else "", os.environ.get("PATH", "")]))
+            if shutil.which(program, path=search) is None:
+                raise AiradevError(f"services.{name}.command: {program} not found on PATH",
+                                   f"install {program}, or fix command in airadev.toml")
+    for name in names:
+        port = config.get(name).port
+        if port is not None and port_in_use(port):
+            raise port_taken(name, port)
+
+
+def port_in_use(port: int) -> bool:
+    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+        finally:
+            sock.close()
+    return False
+
+
+def port_holder(port: int) -> tuple[int, str] | None:
+    import psutil
+
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except psutil.Error:
+        return None
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            try:
+                cmdline = " ".join(psutil.Process(conn.pid).cmdline()) or psutil.Process(conn.pid).name()
+            except psutil.Error:
+                cmdline = "?"
+            return conn.pid, cmdline
+    return None
+
+
+def port_taken(name: str, port: int) -> AiradevError:
+    holder = port_holder(port)
+    if holder:
+        pid, cmdline = holder
+        shown = cmdline if len(cmdline) <= 80 else cmdline[:77] + "..."
+        return AiradevError(f"port {port} (services.{name}) is held by pid {pid}: {shown}",
+                            f"stop it (kill {pid}), or give services.{name} another port in airadev.toml")
+    return AiradevError(f"port {port} (services.{name}) is held by another process (of another user?)",
+                        f"find it with `ss -ltnp 'sport = :{port}'` and stop it, or change services.{name}.port")
+
+
+# --- running ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Started:
+    names: list[str]
+    reaped: int
+    summary: dict[str, Any] | None = None
+    supervisor_pid: int | None = None
+
+
+def run_foreground(config: Config, names: Sequence[str], *, observer: Any, colour: bool,
+                   on_ready_to_start: Callable[[int], None] | None = None) -> str:
+    """Run the supervisor in this process until it is stopped; returns why it stopped."""
+    import asyncio
+
+    from airadev.supervisor.runner import Supervisor
+
+    paths = Paths(config.root)
+    lock = Lock(paths)
+    lock.acquire()
+    try:
+        reaped = reap_leftovers(paths)
+        preflight(config, names)
+        if on_ready_to_start:
+            on_ready_to_start(reaped)
+        supervisor = Supervisor(config, names, observer=observer, marker=new_marker(config.root), colour=colour)
+        return asyncio.run(supervisor.run())
+    finally:
+        lock.release()
+
+
+def start_detached(config: Config, names: Sequence[str], *, timeout: float) -> Started:
+    """Start a background supervisor and return once every service is ready; raise with the
+    reason and the failing service's last lines if one fails first."""
+    paths = Paths(config.root)
+    lock = Lock(paths)
+    lock.acquire()
+    try:
+        reaped = reap_leftovers(paths)
+        preflight(config, names)
+        marker = new_marker(config.root)
+        with open(paths.supervisor_out, "ab") as out:
+            os.chmod(paths.supervisor_out, 0o600)
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "airadev.supervisor.daemon", "--workspace", str(config.root),
+                 "--lock-fd", str(lock.fd), "--marker", marker, "--services", ",".join(names)],
+                pass_fds=(lock.fd,), start_new_session=True, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=out, cwd=config.root,
+            )
+    finally:
+        lock.release()  # the daemon holds its own copy of the lock now
+    return _wait_ready(paths, daemon, marker, names, reaped, timeout)
+
+
+def _wait_ready(paths: Paths, daemon: subprocess.Popen[bytes], marker: str, names: Sequence[str],
+                reaped: int, timeout: float) -> Started:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = read_state(paths)
+        if state and state.get("marker") == marker:
+            if state.get("phase") == "ready":
+                return Started(list(names), reaped, state.get("summary"), daemon.pid)
+            if state.get("phase") == "failed":
+                failure = state["failure"]
+                lines = logstore.tail(paths.log(failure["service"]), 15)
+                raise AiradevError(
+                    f"{failure['service']} is {failure['state']}: {failure['message']}",
+                    f"see `airadev logs {failure['service']}`; the stack is still running: "
+                    "`airadev status`, `airadev down`",
+                    details=_show_lines(failure["service"], lines))
+        if daemon.poll() is not None:
+            lines = logstore.tail(paths.supervisor_out, 15) if paths.supervisor_out.exists() else []
+            raise AiradevError(f"the supervisor exited during start-up (exit code {daemon.returncode})",
+                               f"see {paths.supervisor_out} and `airadev logs airadev`",
+                               details=_show_lines("supervisor", lines, stamped=False))
+        if time.monotonic() > deadline:
+            waiting = [n for n, s in (state or {}).get("services", {}).items()
+                       if s.get("state") not in ("healthy", "running", "completed")]
+            raise AiradevError(f"not ready after {timeout:.0f}s: {', '.join(waiting) or 'the supervisor'}",
+                               "see `airadev status` and `airadev logs`; the stack keeps running")
+        time.sleep(0.05)
+
+
+def _show_lines(name: str, lines: list[bytes], stamped: bool = True) -> str:
+    if not lines:
+        return ""
+    body = [line[logstore.TS_FIELD:] if stamped and logstore.has_stamp(line) else line for line in lines]
+    text = b"".join(body).decode("utf-8", "replace").rstrip("\n")
+    return f"last lines of {name}:\n" + "\n".join("  " + line for line in text.split("\n"))

@@ -1,0 +1,232 @@
+"""Everything airadev shows its user. The only module that writes to the console.
+
+On a terminal it uses colour (and rich for tables); piped or redirected, it writes plain text
+and does not import rich at all, which keeps `airadev status | ...` fast. The log stream of
+`airadev up` is written as bytes: a rich call per line would cap it at a few thousand lines a
+second.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from airadev.errors import AiradevError
+from airadev.supervisor.logstore import prefix_lines
+
+RESET = "\x1b[0m"
+BOLD = "\x1b[1m"
+DIM = "\x1b[2m"
+RED = "\x1b[31m"
+YELLOW = "\x1b[33m"
+GREEN = "\x1b[32m"
+# Service prefixes cycle through these; red and yellow stay for errors and warnings.
+PALETTE = ("\x1b[36m", "\x1b[35m", "\x1b[34m", "\x1b[32m", "\x1b[96m", "\x1b[95m", "\x1b[94m", "\x1b[92m")
+LEVEL_COLOUR = {"info": "", "warning": YELLOW, "error": RED}
+
+
+def use_colour(stream: Any = None) -> bool:
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _write(fd: int, data: bytes) -> bool:
+    """Write all of ``data``; False when the reader has gone (a closed pipe)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except BrokenPipeError:
+        return False
+    return True
+
+
+# --- the log stream of `up` -----------------------------------------------------------------
+
+class LogConsole:
+    """The foreground ``up`` view: every service's lines behind an aligned ``name |`` prefix,
+    supervisor events behind ``airadev |``, then the ready summary. Implements the
+    supervisor's Observer protocol; called on the supervisor's loop thread only."""
+
+    def __init__(self, names: Sequence[str], *, colour: bool, fd: int = 1) -> None:
+        self.fd = fd
+        self.colour = colour
+        self.alive = True
+        width = max(len(n) for n in [*names, "airadev"])
+        self.prefixes: dict[str, bytes] = {}
+        for index, name in enumerate(names):
+            label = f"{name.ljust(width)} |"
+            if colour:
+                label = f"{PALETTE[index % len(PALETTE)]}{label}{RESET}"
+            self.prefixes[name] = (label + " ").encode()
+        own = f"{'airadev'.ljust(width)} |"
+        self.own_prefix = ((f"{BOLD}{own}{RESET}" if colour else own) + " ").encode()
+
+    def output(self, service: str, lines: bytes) -> None:
+        if self.alive:
+            self.alive = _write(self.fd, prefix_lines(lines, self.prefixes[service]))
+
+    def event(self, service: str | None, message: str, level: str = "info") -> None:
+        text = f"{service}: {message}" if service else message
+        if self.colour and LEVEL_COLOUR.get(level):
+            text = "\n".join(f"{LEVEL_COLOUR[level]}{line}{RESET}" for line in text.split("\n"))
+        if self.alive:
+            self.alive = _write(self.fd, prefix_lines(text.encode() + b"\n", self.own_prefix))
+
+    def ready(self, summary: Any) -> None:
+        lines = [f"all {len(summary.services)} services ready in {summary.total:.2f}s"]
+        width = max(len(name) for name, _, _ in summary.services)
+        for name, after, own in summary.services:
+            lines.append(f"  {name.ljust(width)}  ready after {after:6.2f}s  (own start {own:.2f}s)")
+        if summary.critical_path:
+            lines.append("  critical path: " + " → ".join(summary.critical_path))
+        text = "\n".join(lines)
+        if self.colour:
+            text = f"{GREEN}{text}{RESET}"
+        if self.alive:
+            self.alive = _write(self.fd, prefix_lines(text.encode() + b"\n", self.own_prefix))
+
+
+# --- messages and errors --------------------------------------------------------------------
+
+def error(exc: AiradevError) -> None:
+    colour = use_colour(sys.stderr)
+    head = f"{RED}error:{RESET} " if colour else "error: "
+    out = [head + exc.message]
+    if exc.details:
+        out.append(exc.details)
+    if exc.fix:
+        out.append(("  fix: " if not colour else f"  {BOLD}fix:{RESET} ") + exc.fix)
+    sys.stderr.write("\n".join(out) + "\n")
+    sys.stderr.flush()
+
+
+def info(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def warn(message: str) -> None:
+    colour = use_colour(sys.stderr)
+    sys.stderr.write((f"{YELLOW}{message}{RESET}" if colour else message) + "\n")
+
+
+def json_out(data: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, title: str = "") -> None:
+    rows = [list(map(str, row)) for row in rows]
+    if use_colour():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=title or None, title_justify="left", box=None, header_style="bold")
+        for header in headers:
+            t.add_column(header)
+        for row in rows:
+            t.add_row(*[_state_markup(cell) for cell in row])
+        Console().print(t)
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    out = [title] if title else []
+    out.append("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in rows:
+        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+_STATE_STYLE = {"healthy": "green", "running": "green", "completed": "green", "starting": "yellow",
+                "waiting": "yellow", "restarting": "yellow", "stopping": "yellow", "unhealthy": "red",
+                "crash-loop": "red", "failed": "red", "blocked": "red", "stopped": "dim"}
+
+
+def _state_markup(cell: str) -> str:
+    from rich.markup import escape
+
+    style = _STATE_STYLE.get(cell)
+    return f"[{style}]{escape(cell)}[/{style}]" if style else escape(cell)
+
+
+def status(data: dict[str, Any]) -> None:
+    rows = []
+    for name, svc in data["services"].items():
+        rows.append([
+            name, svc["state"], str(svc.get("pid") or "-"), str(svc.get("port") or "-"),
+            _health(svc), duration(svc.get("uptime")), str(svc.get("restarts", 0)),
+            _cpu(svc.get("cpu_percent")), size(svc.get("rss_bytes")),
+        ])
+    started = time.strftime("%H:%M:%S", time.localtime(data.get("started_at", 0)))
+    title = f"airadev: {data['workspace']} (supervisor pid {data['supervisor_pid']}, up since {started})"
+    table(["service", "state", "pid", "port", "health", "uptime", "restarts", "cpu", "mem"], rows, title=title)
+    failure = data.get("failure")
+    if failure and data.get("phase") == "failed":
+        warn(f"{failure['service']}: {failure['message']}")
+
+
+def _health(svc: dict[str, Any]) -> str:
+    text = svc.get("health") or (svc.get("message") if svc["state"] != "healthy" else "") or "-"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024  # type: ignore[assignment]
+    return str(value)
+
+
+# --- log lines for `airadev logs` --------------------------------------------------------------
+
+class LogPrinter:
+    """Writes stored log lines (timestamp field included) with optional prefix and timestamp."""
+
+    def __init__(self, names: Sequence[str], *, prefix: bool, timestamps: bool, colour: bool) -> None:
+        self.console = LogConsole(names, colour=colour) if prefix else None
+        self.timestamps = timestamps
+
+    def write(self, service: str, raw_lines: list[bytes]) -> bool:
+        from airadev.supervisor.logstore import TS_FIELD, has_stamp
+
+        if not raw_lines:
+            return True
+        if self.timestamps:
+            data = b"".join(raw_lines)
+        else:
+            data = b"".join(line[TS_FIELD:] if has_stamp(line) else line for line in raw_lines)
+        if self.console is None:
+            return _write(1, data)
+        self.console.output(service, data)
+        return self.console.alive

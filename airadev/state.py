@@ -1,0 +1,133 @@
+"""The workspace's ``.airadev/`` folder: state file, lock, logs and control socket.
+
+``.airadev/`` is mode 0700 and its files 0600. The state file is written atomically
+(temporary file and rename) by the supervisor alone, on every state change, so any other
+process can read a consistent copy at any time, and a dead run's processes can be found and
+reaped from it by the next ``up`` or ``down``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airadev.errors import AiradevError
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.root / ".airadev"
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / "lock"
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "control.sock"
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def supervisor_out(self) -> Path:
+        """Where a detached supervisor's own stdout and stderr go (tracebacks of crashes)."""
+        return self.dir / "supervisor.out"
+
+    def log(self, service: str) -> Path:
+        return self.logs / f"{service}.log"
+
+    def ensure(self) -> None:
+        for folder in (self.dir, self.logs):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+
+
+def workspace_id(root: Path) -> str:
+    """A short, stable id of a workspace: the first part of every run marker."""
+    import hashlib
+
+    return hashlib.sha256(str(root).encode()).hexdigest()[:10]
+
+
+def new_marker(root: Path) -> str:
+    import secrets
+
+    return f"{workspace_id(root)}.{secrets.token_hex(6)}"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(data, indent=1).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_state(paths: Paths) -> dict[str, Any] | None:
+    try:
+        data = json.loads(paths.state.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+
+
+def supervisor_alive(state: dict[str, Any] | None) -> bool:
+    """Whether the supervisor recorded in ``state`` is still that same process (the pid and
+    its start time both match, so a recycled pid is not mistaken for it)."""
+    from airadev.supervisor.reaper import alive, start_time
+
+    if not state:
+        return False
+    pid = state.get("supervisor_pid")
+    return isinstance(pid, int) and alive(pid) and start_time(pid) == state.get("supervisor_start")
+
+
+class Lock:
+    """The run lock: held (flock) by the supervisor for its whole life; released by the kernel
+    however it ends."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self.fd = -1
+
+    def acquire(self) -> None:
+        self.paths.ensure()
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(read_state(self.paths)) from None
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class AlreadyRunning(AiradevError):
+    def __init__(self, state: dict[str, Any] | None) -> None:
+        pid = (state or {}).get("supervisor_pid", "?")
+        super().__init__(
+            f"airadev is already running this workspace (supervisor pid {pid})",
+            "use `airadev status` to see it, or `airadev down` to stop it first",
+        )

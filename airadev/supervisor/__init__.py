@@ -1,0 +1,1 @@
+"""The supervisor: dependency graph, lifecycle, runtimes, probes, logs, state and control."""

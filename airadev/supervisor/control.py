@@ -1,0 +1,91 @@
+"""The control channel: a Unix socket in ``.airadev/`` speaking one JSON object per line.
+
+Request ``{"op": "status"}``, answer ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": "...", "fix": "..."}``. The socket file is 0600 inside a 0700 folder,
+and the server also checks the peer's uid (SO_PEERCRED), so only the user who started the
+stack can drive it.
+
+Socket paths are limited to 107 bytes; a deep workspace goes through ``/proc/self/fd/N``,
+which the kernel resolves like the real path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from airadev.errors import AiradevError, NotRunning
+
+_MAX_PATH = 107
+
+
+@contextlib.contextmanager
+def _short_path(path: Path) -> Iterator[str]:
+    if len(os.fsencode(path)) <= _MAX_PATH:
+        yield str(path)
+        return
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{dir_fd}/{path.name}"
+    finally:
+        os.close(dir_fd)
+
+
+def bind(path: Path) -> socket.socket:
+    """A listening socket at ``path`` (mode 0600), replacing a stale one."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        with _short_path(path) as address:
+            sock.bind(address)
+    finally:
+        os.umask(old_umask)
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
+
+
+def peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def request(path: Path, op: str, *, timeout: float = 10.0, **args: Any) -> Any:
+    """Send one request and return its result. Raises NotRunning when nothing listens, and
+    AiradevError with the supervisor's message when it refuses."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            with _short_path(path) as address:
+                sock.connect(address)
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+            raise NotRunning("nothing is running in this workspace", "start the stack with `airadev up`") from None
+        sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                raise AiradevError(f"the supervisor did not answer '{op}' within {timeout:.0f}s",
+                                   "see `airadev logs airadev`; `airadev down` stops the stack") from None
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    if not data:
+        raise AiradevError(f"the supervisor closed the connection during '{op}'",
+                           "it may be stopping; run `airadev status`")
+    answer = json.loads(data)
+    if not answer.get("ok"):
+        raise AiradevError(answer.get("error", "the supervisor refused"), answer.get("fix", ""))
+    return answer.get("result")

@@ -1,0 +1,85 @@
+"""What a service's process environment is, and which values must never be shown."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from airadev.errors import AiradevError
+from airadev.integrations import envfile
+from airadev.model import Config, Service
+from airadev.supervisor.reaper import MARKER_VAR, SERVICE_VAR
+
+
+def env_file_values(service: Service) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for path in service.env_files:
+        if not path.is_file():
+            example = _example_for(path)
+            fix = f"cp {example} {path}" if example else f"create {path}, or remove it from env_files"
+            raise AiradevError(f"services.{service.name}.env_files: {path} not found", fix)
+        values.update(envfile.read(path))
+    return values
+
+
+def _example_for(path: Path) -> Path | None:
+    for name in (path.name + ".example", ".env.example"):
+        candidate = path.with_name(name)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_venv(service: Service) -> Path | None:
+    for candidate in service.venv:
+        if (candidate / "bin" / "python").exists():
+            return candidate
+    if service.venv_explicit:
+        raise AiradevError(f"services.{service.name}.venv: {service.venv[0]} is not a virtualenv",
+                           f"create it (python3 -m venv {service.venv[0]}) or fix venv in airadev.toml")
+    return None
+
+
+def service_env(service: Service, marker: str, *, colour: bool, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a service's process starts with.
+
+    The user's own environment, then the service's env files (unless the service reads them
+    itself, like Next.js), then its ``env`` table; Python output unbuffered; colour hints when
+    the console is a terminal; and the run marker by which every process of the run is found.
+    """
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if k not in (MARKER_VAR, SERVICE_VAR)}
+    if service.load_env_files:
+        env.update(env_file_values(service))
+    env.update(dict(service.env))
+    venv = find_venv(service)
+    if venv:
+        env["VIRTUAL_ENV"] = str(venv)
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}"
+        env.pop("PYTHONHOME", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    if colour:
+        env.setdefault("FORCE_COLOR", "1")
+        env.setdefault("CLICOLOR_FORCE", "1")
+    env[MARKER_VAR] = marker
+    env[SERVICE_VAR] = service.name
+    return env
+
+
+def stack_secrets(config: Config) -> dict[str, str]:
+    """Every secret value of every service's env files and env tables, by variable name.
+
+    Missing env files are skipped here; starting the service reports them."""
+    found: dict[str, str] = {}
+    for service in config.services:
+        values: dict[str, str] = {}
+        for path in service.env_files:
+            if path.is_file():
+                values.update(envfile.read(path))
+        values.update(dict(service.env))
+        found.update(envfile.secrets_of(values))
+    for name, value in os.environ.items():
+        if envfile.is_secret(name) and value:
+            found.setdefault(name, value)
+    return found

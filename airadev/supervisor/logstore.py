@@ -1,0 +1,363 @@
+"""Service output: framing into whole lines, redaction, log files, and reading them back.
+
+The write path works on chunks, not lines (DESIGN.md, habit 8): a chunk read from a pipe is cut
+at its last newline, redacted and prefixed with ``bytes.replace`` and written with one
+``os.write``. Per-line Python work is what keeps other supervisors at tens of thousands of
+lines per second.
+
+File format: one line per output line, ``<UTC timestamp, 24 bytes> <line>``, for example
+``2026-11-25T23:17:45.123Z voice agent ready``. Timestamps never decrease within a file, which
+lets ``--since`` bisect a file instead of scanning it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TS_LEN = 24  # len("2026-11-25T23:17:45.123Z")
+TS_FIELD = TS_LEN + 1  # with the space after it
+MIN_SECRET_LEN = 4  # shorter values are too common to replace everywhere
+_BLOCK = 64 * 1024
+
+
+# --- framing -----------------------------------------------------------------------------------
+
+class LineFramer:
+    """Cuts a byte stream into whole lines.
+
+    ``feed`` returns the whole lines now available (ending in ``\\n``) or ``b""``; a partial
+    line waits in ``pending`` until its newline comes or ``flush`` is called (the supervisor
+    calls it after a short pause). A line longer than ``max_line`` is broken so that memory
+    stays bounded; the last ``keep`` bytes stay pending so a secret is never cut in two.
+    """
+
+    __slots__ = ("pending", "max_line", "keep")
+
+    def __init__(self, max_line: int = 64 * 1024, keep: int = 0) -> None:
+        self.pending = b""
+        self.max_line = max_line
+        self.keep = keep
+
+    def feed(self, data: bytes) -> bytes:
+        if self.pending:
+            data = self.pending + data
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            out, self.pending = data[:cut], data[cut:]
+        else:
+            out, self.pending = b"", data
+        if len(self.pending) > self.max_line:
+            split = len(self.pending) - self.keep
+            out += self.pending[:split] + b"\n"
+            self.pending = self.pending[split:]
+        return out
+
+    def flush(self) -> bytes:
+        out, self.pending = self.pending, b""
+        return out + b"\n" if out else b""
+
+
+# --- redaction ---------------------------------------------------------------------------------
+
+class Redactor:
+    """Replaces secret values with ``[redacted:NAME]`` in bytes and text.
+
+    Longer values are replaced first, so a secret that contains another is hidden whole.
+    """
+
+    def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
+        pairs = {}
+        for name, value in (secrets or {}).items():
+            if value and len(value) >= MIN_SECRET_LEN:
+                pairs[value.encode()] = f"[redacted:{name}]".encode()
+        self._pairs = sorted(pairs.items(), key=lambda p: -len(p[0]))
+        self.longest = max((len(v) for v in pairs), default=0)
+
+    def __bool__(self) -> bool:
+        return bool(self._pairs)
+
+    def __call__(self, data: bytes) -> bytes:
+        for secret, replacement in self._pairs:
+            if secret in data:
+                data = data.replace(secret, replacement)
+        return data
+
+    def text(self, text: str) -> str:
+        if not self._pairs:
+            return text
+        return self(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+
+
+# --- prefixing ---------------------------------------------------------------------------------
+
+def prefix_lines(lines: bytes, prefix: bytes) -> bytes:
+    """``prefix`` before every line of ``lines`` (whole lines, ending in ``\\n``)."""
+    return prefix + lines[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+
+
+class Clock:
+    """UTC timestamps as bytes, formatted once per second."""
+
+    __slots__ = ("_second", "_head")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._head = b""
+
+    def stamp(self, now: float | None = None) -> bytes:
+        now = time.time() if now is None else now
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        return self._head + b".%03dZ " % int((now - second) * 1000)
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+class LogFile:
+    """An append-only log file that rotates by size: ``name.log`` → ``name.log.1`` → ... keeping
+    ``keep`` old files. Not thread-safe: one owner (the supervisor's loop) writes."""
+
+    def __init__(self, path: Path, max_size: int, keep: int) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.keep = keep
+        self._fd = -1
+        self._size = 0
+        self._open()
+
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._size = os.fstat(self._fd).st_size
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(data)
+        if self._size >= self.max_size:
+            self.rotate()
+
+    def rotate(self) -> None:
+        os.close(self._fd)
+        for index in range(self.keep, 0, -1):
+            older = rotated(self.path, index)
+            newer = rotated(self.path, index - 1)
+            if newer.exists():
+                os.replace(newer, older)
+        self._open()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def rotated(path: Path, index: int) -> Path:
+    return path if index == 0 else path.with_name(f"{path.name}.{index}")
+
+
+def log_files(path: Path) -> list[Path]:
+    """A log and its rotated predecessors, oldest first."""
+    older = []
+    index = 1
+    while rotated(path, index).exists():
+        older.append(rotated(path, index))
+        index += 1
+    older.reverse()
+    return older + ([path] if path.exists() else [])
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def tail(path: Path, count: int) -> list[bytes]:
+    """The last ``count`` lines of a log and its rotated files, read from the end: a 1 GB file
+    costs as much as a small one."""
+    if count <= 0:
+        return []
+    lines: list[bytes] = []
+    for file in reversed(log_files(path)):
+        lines = _tail_file(file, count - len(lines)) + lines
+        if len(lines) >= count:
+            break
+    return lines
+
+
+def _tail_file(path: Path, count: int) -> list[bytes]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    try:
+        end = os.fstat(fd).st_size
+        data = b""
+        pos = end
+        # count newlines: the last line ends in one, so count+1 newlines frame count lines.
+        while pos > 0 and data.count(b"\n") <= count:
+            step = min(_BLOCK, pos)
+            pos -= step
+            data = os.pread(fd, step, pos) + data
+    finally:
+        os.close(fd)
+    if not data:
+        return []
+    parts = data.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    else:
+        # A partial last line (a write in progress): leave it for the next read.
+        parts.pop()
+    if pos > 0:
+        parts = parts[1:]  # the first piece may be the tail end of a longer line
+    return [p + b"\n" for p in parts[-count:]]
+
+
+def offset_since(path: Path, since: bytes) -> int:
+    """Byte offset of the first line whose timestamp is ``>= since`` (bisection)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        lo, hi = 0, size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            start = _line_start_after(f, mid)
+            if start >= size:
+                hi = mid
+                continue
+            f.seek(start)
+            stamp = f.read(TS_LEN)
+            if stamp < since:
+                lo = mid + 1
+            else:
+                hi = mid
+        return _line_start_after(f, lo) if lo else 0
+
+
+def _line_start_after(f, offset: int) -> int:  # type: ignore[no-untyped-def]
+    """The start of the first line that begins at or after ``offset``."""
+    if offset == 0:
+        return 0
+    f.seek(offset - 1)
+    while True:
+        block = f.read(_BLOCK)
+        if not block:
+            return f.tell()
+        nl = block.find(b"\n")
+        if nl >= 0:
+            return f.tell() - len(block) + nl + 1
+
+
+def read_since(path: Path, since: bytes) -> Iterator[bytes]:
+    """Lines of a log and its rotated files with timestamps ``>= since``."""
+    for file in log_files(path):
+        try:
+            with open(file, "rb") as f:
+                f.seek(offset_since(file, since))
+                for line in f:
+                    if line.endswith(b"\n"):
+                        yield line
+        except FileNotFoundError:
+            continue
+
+
+def since_stamp(seconds_ago: float, now: float | None = None) -> bytes:
+    return Clock().stamp((time.time() if now is None else now) - seconds_ago)[:TS_LEN]
+
+
+# --- merging and following ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Line:
+    service: str
+    raw: bytes  # the stored line, timestamp included, ending in \n
+
+    @property
+    def stamp(self) -> bytes:
+        return self.raw[:TS_LEN]
+
+    @property
+    def text(self) -> bytes:
+        return self.raw[TS_FIELD:] if has_stamp(self.raw) else self.raw
+
+
+_STAMP_RE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
+
+
+def has_stamp(raw: bytes) -> bool:
+    return _STAMP_RE.match(raw) is not None
+
+
+def merge(streams: Mapping[str, Iterable[bytes]]) -> Iterator[Line]:
+    """Lines of several services in time order (ties keep each file's own order)."""
+    def lines_of(name: str, raw_lines: Iterable[bytes]) -> Iterator[Line]:
+        for raw in raw_lines:
+            yield Line(name, raw)
+
+    iterators = [lines_of(name, lines) for name, lines in streams.items()]
+    return heapq.merge(*iterators, key=lambda line: line.stamp)
+
+
+class Follower:
+    """Reads what has been appended to a log since the last call; survives rotation and
+    truncation. Used by ``airadev logs -f``; polling keeps it simple and robust."""
+
+    def __init__(self, path: Path, from_end: bool = True) -> None:
+        self.path = path
+        self._f = None
+        self._ino = None
+        self._buf = b""
+        self._open(from_end)
+
+    def _open(self, from_end: bool) -> None:
+        try:
+            self._f = open(self.path, "rb")
+        except FileNotFoundError:
+            self._f, self._ino = None, None
+            return
+        st = os.fstat(self._f.fileno())
+        self._ino = st.st_ino
+        if from_end:
+            self._f.seek(st.st_size)
+
+    def read(self) -> list[bytes]:
+        out: list[bytes] = []
+        if self._f is None:
+            self._open(from_end=False)
+            if self._f is None:
+                return out
+        out.extend(self._drain())
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return out
+        if st.st_ino != self._ino:
+            # Rotated: what was left in the old file is read above; continue in the new one.
+            self._f.close()
+            self._buf = b""
+            self._open(from_end=False)
+            out.extend(self._drain())
+        elif st.st_size < self._f.tell():
+            self._f.seek(0)
+            self._buf = b""
+            out.extend(self._drain())
+        return out
+
+    def _drain(self) -> list[bytes]:
+        assert self._f is not None
+        data = self._buf + self._f.read()
+        cut = data.rfind(b"\n") + 1
+        self._buf = data[cut:]
+        if not cut:
+            return []
+        return [line + b"\n" for line in data[: cut - 1].split(b"\n")]
+
+    def close(self) -> None:
+        if self._f:
+            self._f.close()

@@ -1,0 +1,145 @@
+"""The ``process`` runtime: a service as a child process in a session of its own.
+
+Each service is the leader of its own session and process group (so a terminal's Ctrl-C
+reaches only the supervisor, which then stops the services in order), with stdin on /dev/null
+and stdout and stderr on one pipe (their order is kept). Output is read with ``add_reader`` on
+the loop; the exit is noticed through a pidfd, so there is no SIGCHLD handler and no thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+from airadev.errors import AiradevError
+from airadev.model import Service
+from airadev.supervisor import reaper
+from airadev.supervisor.runtime import OnOutput
+
+_F_SETPIPE_SZ = 1031
+_PIPE_SIZE = 1 << 20
+_READ_SIZE = 1 << 20
+
+
+class ProcessRuntime:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> ProcessInstance:
+        if not service.cwd.is_dir():
+            raise AiradevError(f"services.{service.name}.cwd: folder {service.cwd} does not exist",
+                               "create it, or fix cwd in airadev.toml")
+        rfd, wfd = os.pipe()
+        try:
+            popen = subprocess.Popen(
+                service.command, cwd=service.cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                stdout=wfd, stderr=wfd, start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            os.close(rfd)
+            raise _spawn_error(service, exc) from None
+        finally:
+            os.close(wfd)
+        return ProcessInstance(popen, rfd, self.marker, service.name, on_output)
+
+
+class ProcessInstance:
+    """A running process group. Owned by the loop that created it."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], rfd: int, marker: str, name: str, on_output: OnOutput) -> None:
+        self.popen = popen
+        self.pid: int | None = popen.pid
+        self.pgid = popen.pid  # leader of its own session and group
+        self.marker = marker
+        self.name = name
+        self._on_output = on_output
+        self._loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._rfd = rfd
+        os.set_blocking(rfd, False)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(rfd, _F_SETPIPE_SZ, _PIPE_SIZE)
+        self._loop.add_reader(rfd, self._readable)
+        self._pidfd = os.pidfd_open(popen.pid)
+        self._loop.add_reader(self._pidfd, self._reaped)
+
+    @property
+    def exited(self) -> asyncio.Future[int]:
+        return self._exited
+
+    def info(self) -> dict[str, Any]:
+        return {"pid": self.pid, "pgid": self.pgid}
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._rfd, _READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._on_output(data)
+        else:
+            self._close_pipe()
+
+    def _drain(self) -> None:
+        """Deliver what the pipe holds now, without waiting for writers that outlive the leader."""
+        while self._rfd >= 0:
+            try:
+                data = os.read(self._rfd, _READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close_pipe()
+                return
+            self._on_output(data)
+
+    def _close_pipe(self) -> None:
+        if self._rfd >= 0:
+            self._loop.remove_reader(self._rfd)
+            os.close(self._rfd)
+            self._rfd = -1
+
+    def _reaped(self) -> None:
+        code = self.popen.poll()
+        if code is None:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._drain()
+        if not self._exited.done():
+            self._exited.set_result(code)
+
+    async def stop(self, sig: int, grace: float) -> None:
+        await asyncio.to_thread(
+            reaper.terminate, self.marker, pgids=[self.pgid], service=self.name, sig=sig, grace=grace)
+        # The leader is reaped by _reaped on this loop; let it run.
+        if not self._exited.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._exited), 5)
+        self._drain()
+        self._close_pipe()
+
+    def close(self) -> None:
+        """Forget the pipe even if writers (escaped daemons) still hold it."""
+        self._close_pipe()
+
+
+def _spawn_error(service: Service, exc: OSError) -> AiradevError:
+    program = service.command[0]
+    if exc.errno == errno.ENOENT:
+        return AiradevError(f"services.{service.name}.command: {program} not found",
+                            f"install it, or put its folder on PATH, or fix command in airadev.toml")
+    if exc.errno == errno.EACCES:
+        return AiradevError(f"services.{service.name}.command: {program} is not executable",
+                            f"chmod +x {program}, or run it through its interpreter")
+    return AiradevError(f"services.{service.name}: cannot start {program}: {exc.strerror}",
+                        "check command and cwd in airadev.toml")

@@ -1,0 +1,213 @@
+"""Finding and ending the processes of a run; also the watchdog that outlives the supervisor.
+
+Every process airadev starts carries ``AIRADEV_RUN=<workspace id>.<run id>`` and
+``AIRADEV_SERVICE=<name>`` in its environment. Children inherit both, and so do grandchildren
+and daemons that called setsid, so ``/proc/*/environ`` finds them all however they detached
+from the process group. Zombies are not processes to worry about (they hold no port and no
+CPU) and are skipped: on machines whose PID 1 does not reap orphans they never go away.
+
+Run as a script (``python -S reaper.py --fd N --marker M --grace S``) this module is the
+watchdog: it blocks reading a pipe whose only writer is the supervisor, and when the pipe
+closes, whatever way the supervisor ended (SIGKILL included), it ends every process that still
+carries the run's marker. It uses the standard library only, and nothing else of airadev,
+so that it starts in a few milliseconds and a few megabytes.
+
+This is the one module that knows Linux's /proc layout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+
+MARKER_VAR = "AIRADEV_RUN"
+SERVICE_VAR = "AIRADEV_SERVICE"
+
+
+def pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def stat(pid: int) -> tuple[str, int, int, int] | None:
+    """``(state, ppid, pgid, start time in clock ticks)`` of a process, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: fields start after the last ')'.
+    fields = data[data.rfind(b")") + 2:].split()
+    try:
+        return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    info = stat(pid)
+    return info is not None and info[0] not in ("Z", "X")
+
+
+def start_time(pid: int) -> int | None:
+    info = stat(pid)
+    return info[3] if info else None
+
+
+def environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return b"\0" + f.read()
+    except OSError:
+        return b""
+
+
+def marked(marker: str, service: str | None = None, *, exact: bool = True) -> list[int]:
+    """Live processes carrying the run marker (and the service name, if given).
+
+    With ``exact=False``, ``marker`` is a prefix: ``"<workspace id>."`` finds every run of a
+    workspace.
+    """
+    needle = f"\0{MARKER_VAR}={marker}{chr(0) if exact else ''}".encode()
+    service_needle = f"\0{SERVICE_VAR}={service}\0".encode() if service else None
+    me = os.getpid()
+    found = []
+    for pid in pids():
+        if pid == me:
+            continue
+        env = environ(pid)
+        if needle in env and (service_needle is None or service_needle in env) and alive(pid):
+            found.append(pid)
+    return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    return [pid for pid in pids() if (info := stat(pid)) and info[2] == pgid and info[0] not in ("Z", "X")]
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is in the process group."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # kill(0) also succeeds for zombies: look closer.
+    return bool(group_members(pgid))
+
+
+def recorded_groups(state_file: str) -> list[int]:
+    """The process groups a state file records that are still the ones it recorded: the leader
+    has the recorded start time, or a member carries the run's marker. Some programs (Redis,
+    PostgreSQL) overwrite their environment with their process title, so the marker alone
+    does not find them; their group does."""
+    import json
+
+    try:
+        with open(state_file, "rb") as f:
+            state = json.load(f)
+        services = state["services"].values()
+        marker = state["marker"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    needle = f"\0{MARKER_VAR}={marker}\0".encode()
+    groups = []
+    for svc in services:
+        pgid = svc.get("pgid") if isinstance(svc, dict) else None
+        if not isinstance(pgid, int) or pgid <= 1:
+            continue
+        members = group_members(pgid)
+        if not members:
+            continue
+        if start_time(pgid) == svc.get("pgid_start") or any(needle in environ(pid) for pid in members):
+            groups.append(pgid)
+    return groups
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def signal_pids(targets: list[int], sig: int) -> None:
+    for pid in targets:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def terminate(marker: str | None, *, pgids: Iterable[int] = (), service: str | None = None,
+              exact: bool = True, sig: int = signal.SIGTERM, grace: float = 10.0, poll: float = 0.02) -> int:
+    """End process groups and every process carrying the run marker (of one service, if
+    given): send ``sig``, wait until all are gone, SIGKILL what is left after ``grace`` seconds.
+    Blocking; returns how many processes were found."""
+    groups = [g for g in pgids if g and g > 1]
+
+    def scan() -> list[int]:
+        found = set(marked(marker, service, exact=exact)) if marker else set()
+        for group in groups:
+            found.update(group_members(group))
+        return sorted(found)
+
+    def send(signum: int, targets: list[int]) -> None:
+        for group in groups:
+            signal_group(group, signum)
+        signal_pids(targets, signum)
+
+    targets = scan()
+    seen = set(targets)
+    if not targets:
+        return 0
+    send(sig, targets)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        time.sleep(poll)
+        if any(alive(pid) for pid in targets):
+            continue
+        # Gone; but one of them may have forked just before it died.
+        targets = scan()
+        if not targets:
+            return len(seen)
+        seen.update(targets)
+        send(sig, targets)
+    # Forks can race a scan: repeat until a scan finds nothing.
+    for _ in range(50):
+        targets = scan()
+        if not targets:
+            break
+        seen.update(targets)
+        send(signal.SIGKILL, targets)
+        time.sleep(poll)
+    return len(seen)
+
+
+def _watch(fd: int, marker: str, grace: float, state_file: str) -> None:
+    # Only the supervisor's end of the pipe keeps us waiting; terminal signals must not.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    while True:
+        try:
+            if not os.read(fd, 4096):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    terminate(marker, pgids=recorded_groups(state_file), grace=grace)
+
+
+def main(argv: list[str]) -> int:
+    args = dict(zip(argv[0::2], argv[1::2]))
+    _watch(int(args["--fd"]), args["--marker"], float(args.get("--grace", "10")), args["--state"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

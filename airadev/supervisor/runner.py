@@ -1,0 +1,766 @@
+"""The supervisor: starts services in dependency order, watches them, restarts them, stops them.
+
+Concurrency model (DESIGN.md, habit 2): one asyncio loop owns all state. Output arrives through
+``add_reader`` callbacks, exits through pidfds, probe results through tasks, file changes from
+the watcher thread through ``call_soon_threadsafe``, control requests through the socket
+server, signals through ``add_signal_handler``; every one of them runs on the loop, so no lock
+guards a service's state. Each service has one lifecycle task that alone starts its instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from airadev.errors import AiradevError
+from airadev.model import Condition, Config, ProbeKind, RestartPolicy, Service, State
+from airadev.state import SCHEMA, Paths, write_json_atomic
+from airadev.supervisor import control, graph, logstore, probes, reaper
+from airadev.supervisor.environment import service_env, stack_secrets
+from airadev.supervisor.runtime import Instance, runtime_for
+
+PARTIAL_LINE_PAUSE = 0.1  # a partial line is shown after this long without more output
+TAIL_BYTES = 8192  # recent output kept per service, shown when it crash-loops
+STATE_WRITE_DELAY = 0.05
+
+
+class Observer(Protocol):
+    """Who is told what happens: the console renderer in the foreground, nobody when detached
+    (the log files are written either way). Called on the loop thread only."""
+
+    def output(self, service: str, lines: bytes) -> None: ...
+    def event(self, service: str | None, message: str, level: str = "info") -> None: ...
+    def ready(self, summary: ReadySummary) -> None: ...
+
+
+class NullObserver:
+    def output(self, service: str, lines: bytes) -> None:
+        pass
+
+    def event(self, service: str | None, message: str, level: str = "info") -> None:
+        pass
+
+    def ready(self, summary: ReadySummary) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ReadySummary:
+    # (name, seconds from the start of `up` to ready, seconds from its own start to ready)
+    services: tuple[tuple[str, float, float], ...]
+    critical_path: tuple[str, ...]
+    total: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "services": [{"name": n, "ready_after": round(t, 3), "own_time": round(o, 3)} for n, t, o in self.services],
+            "critical_path": list(self.critical_path),
+            "total": round(self.total, 3),
+        }
+
+
+def backoff_delay(restart_number: int, base: float, cap: float, jitter: float, rng: random.Random) -> float:
+    """Seconds to wait before the ``restart_number``-th restart in a row (from 1): exponential,
+    capped, and scaled down by up to ``jitter`` so that services failing together do not
+    restart in lockstep."""
+    delay = min(cap, base * (2 ** (restart_number - 1)))
+    return delay * (1 - jitter * rng.random())
+
+
+@dataclass(eq=False)
+class Unit:
+    """The supervisor's mutable record of one service. Loop-owned."""
+
+    service: Service
+    state: State = State.WAITING
+    message: str = ""
+    instance: Instance | None = None
+    pid: int | None = None
+    pgid_start: int | None = None  # start time (clock ticks) of the group leader, to recognise it later
+    started_at: float | None = None  # monotonic, of the current instance
+    started_wall: float | None = None
+    first_start: float | None = None
+    ready_at: float | None = None  # monotonic, first time ready in this run
+    ever_started: bool = False
+    restarts: int = 0
+    streak: int = 0
+    exit_code: int | None = None
+    health: str = ""
+    task: asyncio.Task[None] | None = None
+    probe_task: asyncio.Task[None] | None = None
+    stop_requested: bool = False
+    restart_requested: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    framer: logstore.LineFramer = field(default_factory=logstore.LineFramer)
+    log: logstore.LogFile | None = None
+    tail: bytes = b""
+    last_output: float = 0.0
+    flush_handle: asyncio.TimerHandle | None = None
+    log_regex: re.Pattern[bytes] | None = None
+    awaiting_log_match: bool = False
+    cpu_sample: tuple[float, float] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: Config,
+        names: Iterable[str],
+        *,
+        observer: Observer | None = None,
+        marker: str,
+        colour: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.paths = Paths(config.root)
+        self.marker = marker
+        self.observer = observer or NullObserver()
+        self.colour = colour
+        self.rng = rng or random.Random()
+        deps = {s.name: [d.name for d in s.depends_on] for s in config.services}
+        self.graph = {n: deps[n] for n in graph.closure(deps, names)}
+        self.units = {n: Unit(config.get(n)) for n in self.graph}
+        self.redact = logstore.Redactor(stack_secrets(config))
+        self.clock = logstore.Clock()
+        self.t0 = time.monotonic()
+        self.started_wall = time.time()
+        self.phase = "starting"
+        self.summary: ReadySummary | None = None
+        self.failure: dict[str, Any] | None = None
+        self._changed = asyncio.Event()
+        self._shutdown = asyncio.Event()
+        self._signals = 0
+        self._state_handle: asyncio.TimerHandle | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._watcher: Any = None
+        self._reaper: subprocess.Popen[bytes] | None = None
+        self._reaper_fd = -1
+        self._own_log: logstore.LogFile | None = None
+        self.exit_reason = ""
+
+    # --- the run ----------------------------------------------------------------------------
+
+    async def run(self) -> str:
+        """Run until asked to stop (signal or control request); stop everything; return why."""
+        loop = asyncio.get_running_loop()
+        self.paths.ensure()
+        self._open_logs()
+        self._start_reaper()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, sock=control.bind(self.paths.socket))
+            self._write_state()
+            self._event(None, f"starting {len(self.units)} services: {', '.join(self.units)}")
+            for unit in self.units.values():
+                unit.task = asyncio.create_task(self._lifecycle(unit), name=f"lifecycle-{unit.name}")
+            self._start_watcher()
+            await self._shutdown.wait()
+        finally:
+            await self._stop_everything()
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        return self.exit_reason
+
+    def request_shutdown(self, reason: str) -> None:
+        if not self._shutdown.is_set():
+            self.exit_reason = reason
+            self._shutdown.set()
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        name = signal.Signals(sig).name
+        if self._signals == 1:
+            self._event(None, f"{name}: stopping (again to kill at once)")
+            self.request_shutdown(f"stopped by {name}")
+        else:
+            self._event(None, f"{name} again: killing everything now", "warning")
+            self._kill_now()
+
+    def _kill_now(self) -> None:
+        for unit in self.units.values():
+            pgid = getattr(unit.instance, "pgid", None)
+            if pgid:
+                reaper.signal_group(pgid, signal.SIGKILL)
+        reaper.signal_pids(reaper.marked(self.marker), signal.SIGKILL)
+
+    # --- lifecycle of one service -------------------------------------------------------------
+
+    async def _lifecycle(self, unit: Unit) -> None:
+        try:
+            if not await self._wait_for_dependencies(unit):
+                return
+            while not unit.stop_requested:
+                try:
+                    instance = self._start_instance(unit)
+                except AiradevError as exc:
+                    self._set_state(unit, State.FAILED, exc.message)
+                    self._event(unit.name, f"cannot start: {exc.message} ({exc.fix})", "error")
+                    return
+                code = await instance.exited
+                self._on_exit(unit, code)
+                if unit.stop_requested:
+                    return
+                if unit.restart_requested:
+                    unit.restart_requested = False
+                    unit.streak = 0
+                    continue
+                if not await self._backoff_or_finish(unit, code):
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in airadev must not leave a service unwatched
+            self._set_state(unit, State.FAILED, f"internal error: {exc!r}")
+            self._event(unit.name, f"internal error in airadev: {exc!r}", "error")
+            raise
+
+    async def _wait_for_dependencies(self, unit: Unit) -> bool:
+        for dep in unit.service.depends_on:
+            other = self.units[dep.name]
+            announced = False
+            while True:
+                changed = self._changed
+                if unit.stop_requested:
+                    return False
+                verdict = _dependency_verdict(other, dep.condition)
+                if verdict is True:
+                    break
+                if verdict is False:
+                    message = f"not started: {dep.name} is {other.state}"
+                    self._set_state(unit, State.BLOCKED, message)
+                    self._event(unit.name, message, "error")
+                    return False
+                if not announced:
+                    self._set_state(unit, State.WAITING, f"waiting for {dep.name} ({dep.condition})")
+                    announced = True
+                await changed.wait()
+        return True
+
+    def _start_instance(self, unit: Unit) -> Instance:
+        service = unit.service
+        env = service_env(service, self.marker, colour=self.colour)
+        runtime = runtime_for(service.runtime, self.marker)
+        instance = runtime.start(service, env, lambda data, u=unit: self._on_output(u, data))
+        now = time.monotonic()
+        unit.instance = instance
+        unit.pid = instance.pid
+        unit.pgid_start = reaper.start_time(instance.pid) if instance.pid else None
+        unit.started_at = now
+        unit.started_wall = time.time()
+        unit.first_start = unit.first_start or now
+        unit.exit_code = None
+        unit.health = ""
+        unit.ever_started = True
+        probe = service.health
+        if probe is None:
+            self._set_state(unit, State.RUNNING, "")
+            self._event(unit.name, f"started (pid {instance.pid})")
+            self._became_ready(unit)
+        else:
+            self._set_state(unit, State.STARTING, f"waiting for {probe.describe()}")
+            self._event(unit.name, f"started (pid {instance.pid}), waiting for {probe.describe()}")
+            if probe.kind is ProbeKind.LOG:
+                unit.log_regex = re.compile(str(probe.target).encode())
+                unit.awaiting_log_match = True
+            else:
+                unit.probe_task = asyncio.create_task(self._probe_loop(unit, instance), name=f"probe-{unit.name}")
+        return instance
+
+    def _on_exit(self, unit: Unit, code: int) -> None:
+        self._cancel_probe(unit)
+        self._flush_partial(unit, force=True)
+        unit.exit_code = code
+        unit.instance = None
+        unit.pid = None
+        unit.pgid_start = None
+        if unit.stop_requested or unit.restart_requested:
+            return
+        self._event(unit.name, f"exited: {_describe_exit(code)}", "warning" if code else "info")
+
+    async def _backoff_or_finish(self, unit: Unit, code: int) -> bool:
+        """After an unrequested exit: wait and return True to restart, or settle its state."""
+        policy = unit.service.restart
+        restart = policy.policy is RestartPolicy.ALWAYS or (policy.policy is RestartPolicy.ON_FAILURE and code != 0)
+        if not restart:
+            final = State.COMPLETED if code == 0 else State.FAILED
+            self._set_state(unit, final, _describe_exit(code))
+            if final is State.COMPLETED:
+                unit.ready_at = unit.ready_at or time.monotonic()
+                self._check_all_ready()
+            return False
+        ran = time.monotonic() - (unit.started_at or time.monotonic())
+        if ran >= policy.reset_after:
+            unit.streak = 0
+        if unit.streak >= policy.max_restarts:
+            message = f"crash-loop: exited {unit.streak + 1} times in a row (last: {_describe_exit(code)})"
+            self._set_state(unit, State.CRASH_LOOP, message)
+            lines = self.last_lines(unit.name, 10)
+            self._event(unit.name, message + "; last lines:\n" + "\n".join(lines), "error")
+            return False
+        unit.streak += 1
+        delay = backoff_delay(unit.streak, policy.backoff, policy.backoff_max, policy.jitter, self.rng)
+        self._set_state(unit, State.RESTARTING, f"restart {unit.streak}/{policy.max_restarts} in {delay:.1f}s")
+        self._event(unit.name, f"restarting in {delay:.1f}s ({unit.streak}/{policy.max_restarts})")
+        unit.wake.clear()
+        try:
+            await asyncio.wait_for(unit.wake.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+        if unit.stop_requested:
+            return False
+        unit.restarts += 1
+        unit.restart_requested = False
+        return True
+
+    # --- health -----------------------------------------------------------------------------
+
+    async def _probe_loop(self, unit: Unit, instance: Instance) -> None:
+        probe = unit.service.health
+        assert probe is not None
+        env = service_env(unit.service, self.marker, colour=False) if probe.kind is ProbeKind.EXEC else None
+        started = time.monotonic()
+        failures = 0
+        healthy_once = False
+        while True:
+            ok, message = await probes.check(probe, env=env, cwd=str(unit.service.cwd))
+            if unit.instance is not instance:
+                return
+            unit.health = message
+            if ok:
+                failures = 0
+                if unit.state is not State.HEALTHY:
+                    if unit.state is State.UNHEALTHY:
+                        self._event(unit.name, f"healthy again ({message})")
+                    self._set_state(unit, State.HEALTHY, message)
+                    if not healthy_once:
+                        self._became_ready(unit)
+                    healthy_once = True
+            else:
+                in_start_period = not healthy_once and time.monotonic() - started < probe.start_period
+                if not in_start_period:
+                    failures += 1
+                    if failures >= probe.retries and unit.state is not State.UNHEALTHY:
+                        self._set_state(unit, State.UNHEALTHY, f"{probe.describe()}: {message}")
+                        self._event(unit.name, f"unhealthy: {probe.describe()}: {message}", "warning")
+            await asyncio.sleep(probe.interval if healthy_once else probe.start_interval)
+
+    def _became_ready(self, unit: Unit) -> None:
+        now = time.monotonic()
+        own = now - (unit.started_at or now)
+        if unit.ready_at is None:
+            unit.ready_at = now
+        if unit.state is not State.RUNNING:
+            self._event(unit.name, f"ready in {own:.2f}s")
+        self._check_all_ready()
+
+    def _check_all_ready(self) -> None:
+        if self.summary is not None or not all(u.state.ready for u in self.units.values()):
+            return
+        ready = {n: u.ready_at - self.t0 for n, u in self.units.items() if u.ready_at is not None}
+        started = {n: (u.first_start or self.t0) - self.t0 for n, u in self.units.items()}
+        own = {n: ready[n] - started[n] for n in ready}
+        path = graph.critical_path(self.graph, ready, started)
+        self.summary = ReadySummary(
+            services=tuple((n, ready[n], own[n]) for n in sorted(ready, key=ready.get)),  # type: ignore[arg-type]
+            critical_path=tuple(path),
+            total=max(ready.values(), default=0.0),
+        )
+        self.phase = "ready"
+        self._write_state_soon()
+        self.observer.ready(self.summary)
+
+    def _cancel_probe(self, unit: Unit) -> None:
+        if unit.probe_task and not unit.probe_task.done():
+            unit.probe_task.cancel()
+        unit.probe_task = None
+        unit.awaiting_log_match = False
+
+    # --- output -----------------------------------------------------------------------------
+
+    def _on_output(self, unit: Unit, data: bytes) -> None:
+        """The hot path: called for every chunk read from a service's pipe."""
+        unit.last_output = time.monotonic()
+        lines = unit.framer.feed(data)
+        if lines:
+            self._emit(unit, lines)
+        if unit.framer.pending and unit.flush_handle is None:
+            unit.flush_handle = asyncio.get_running_loop().call_later(
+                PARTIAL_LINE_PAUSE, self._flush_partial, unit)
+
+    def _flush_partial(self, unit: Unit, force: bool = False) -> None:
+        unit.flush_handle = None
+        if not unit.framer.pending:
+            return
+        quiet = time.monotonic() - unit.last_output
+        if force or quiet >= PARTIAL_LINE_PAUSE:
+            self._emit(unit, unit.framer.flush())
+        else:
+            unit.flush_handle = asyncio.get_running_loop().call_later(
+                PARTIAL_LINE_PAUSE - quiet, self._flush_partial, unit)
+
+    def _emit(self, unit: Unit, lines: bytes) -> None:
+        if self.redact:
+            lines = self.redact(lines)
+        assert unit.log is not None
+        unit.log.write(logstore.prefix_lines(lines, self.clock.stamp()))
+        unit.tail = (unit.tail + lines[-TAIL_BYTES:])[-TAIL_BYTES:]
+        self.observer.output(unit.name, lines)
+        if unit.awaiting_log_match and unit.log_regex is not None and unit.log_regex.search(lines):
+            unit.awaiting_log_match = False
+            unit.health = "log line matched"
+            self._set_state(unit, State.HEALTHY, "log line matched")
+            self._became_ready(unit)
+
+    def last_lines(self, name: str, count: int) -> list[str]:
+        unit = self.units[name]
+        text = unit.tail.decode("utf-8", "replace")
+        return text.splitlines()[-count:]
+
+    def _open_logs(self) -> None:
+        settings = self.config.logs
+        for unit in self.units.values():
+            unit.framer = logstore.LineFramer(keep=max(0, self.redact.longest - 1))
+            unit.log = logstore.LogFile(self.paths.log(unit.name), settings.max_size, settings.keep)
+        self._own_log = logstore.LogFile(self.paths.log("airadev"), settings.max_size, settings.keep)
+
+    def _event(self, service: str | None, message: str, level: str = "info") -> None:
+        message = self.redact.text(message)
+        if self._own_log is not None:
+            text = f"{service}: {message}" if service else message
+            self._own_log.write(logstore.prefix_lines(text.encode() + b"\n", self.clock.stamp()))
+        self.observer.event(service, message, level)
+
+    # --- state ------------------------------------------------------------------------------
+
+    def _set_state(self, unit: Unit, state: State, message: str | None = None) -> None:
+        unit.state = state
+        if message is not None:
+            unit.message = message
+        if state.failed and self.summary is None and self.failure is None:
+            self.failure = {"service": unit.name, "state": str(state), "message": unit.message}
+            self.phase = "failed"
+        self._changed.set()
+        self._changed = asyncio.Event()
+        self._write_state_soon()
+
+    def _write_state_soon(self) -> None:
+        if self._state_handle is None:
+            self._state_handle = asyncio.get_running_loop().call_later(STATE_WRITE_DELAY, self._write_state)
+
+    def _write_state(self) -> None:
+        self._state_handle = None
+        write_json_atomic(self.paths.state, self.snapshot())
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "schema": SCHEMA,
+            "workspace": str(self.config.root),
+            "marker": self.marker,
+            "supervisor_pid": os.getpid(),
+            "supervisor_start": reaper.start_time(os.getpid()),
+            "reaper_pid": self._reaper.pid if self._reaper else None,
+            "started_at": self.started_wall,
+            "phase": self.phase,
+            "failure": self.failure,
+            "summary": self.summary.as_dict() if self.summary else None,
+            "services": {
+                name: {
+                    "state": str(u.state),
+                    "message": u.message,
+                    "pid": u.pid,
+                    "pgid": getattr(u.instance, "pgid", None),
+                    "pgid_start": u.pgid_start,
+                    "port": u.service.port,
+                    "health": u.health,
+                    "started_at": u.started_wall,
+                    "uptime": round(now - u.started_at, 3) if u.started_at and u.instance else None,
+                    "restarts": u.restarts,
+                    "exit_code": u.exit_code,
+                    "runtime": str(u.service.runtime),
+                }
+                for name, u in self.units.items()
+            },
+        }
+
+    # --- control ----------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            sock = writer.get_extra_info("socket")
+            if control.peer_uid(sock) != os.getuid():
+                answer: dict[str, Any] = {"ok": False, "error": "refused: not the user who started the stack",
+                                          "fix": "run airadev as the same user"}
+            else:
+                line = await reader.readline()
+                try:
+                    request = json.loads(line)
+                    result = await self.handle(request.get("op", ""), request)
+                    answer = {"ok": True, "result": result}
+                except AiradevError as exc:
+                    answer = {"ok": False, "error": exc.message, "fix": exc.fix}
+                except (ValueError, AttributeError):
+                    answer = {"ok": False, "error": "malformed request", "fix": ""}
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(self, op: str, request: dict[str, Any]) -> Any:
+        if op == "status":
+            return self.status()
+        if op == "down":
+            self.request_shutdown("stopped by airadev down")
+            return {"stopping": list(self.units)}
+        if op in ("restart", "stop", "start"):
+            if self._shutdown.is_set():
+                raise AiradevError("the stack is stopping", "start it again with `airadev up`")
+            unit = self._unit(str(request.get("service", "")))
+            if op == "stop":
+                await self.stop_unit(unit)
+                return {"service": unit.name, "state": str(unit.state)}
+            if op == "start":
+                await self.start_unit(unit)
+            else:
+                await self.restart_unit(unit, "requested")
+            return await self._wait_settled(unit, float(request.get("wait", 60)))
+        raise AiradevError(f"unknown request '{op}'", "update airadev: the CLI and supervisor differ")
+
+    def _unit(self, name: str) -> Unit:
+        for unit in self.units.values():
+            if name in unit.service.names:
+                return unit
+        from airadev.errors import did_you_mean
+
+        raise AiradevError(f"no service '{name}' in this run{did_you_mean(name, self.units)}",
+                           f"services running: {', '.join(self.units)}")
+
+    async def _wait_settled(self, unit: Unit, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            changed = self._changed
+            if unit.state.ready or unit.state.failed or unit.state is State.STOPPED:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        return {"service": unit.name, "state": str(unit.state), "message": unit.message,
+                "last_lines": self.last_lines(unit.name, 10) if unit.state.failed else []}
+
+    def status(self) -> dict[str, Any]:
+        snap = self.snapshot()
+        now = time.monotonic()
+        for name, unit in self.units.items():
+            cpu, rss, count = self._usage(unit, now)
+            snap["services"][name].update({"cpu_percent": cpu, "rss_bytes": rss, "processes": count})
+        return snap
+
+    def _usage(self, unit: Unit, now: float) -> tuple[float | None, int | None, int]:
+        """CPU (percent of one core since the last status call, or since start) and memory of the
+        whole process tree: every process carrying the service's marker."""
+        import psutil
+
+        if unit.instance is None:
+            return None, None, 0
+        total_cpu, rss, count = 0.0, 0, 0
+        pgid = getattr(unit.instance, "pgid", None)
+        members = set(reaper.marked(self.marker, unit.name)) | set(reaper.group_members(pgid) if pgid else ())
+        for pid in sorted(members):
+            try:
+                proc = psutil.Process(pid)
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    total_cpu += times.user + times.system
+                    rss += proc.memory_info().rss
+                count += 1
+            except psutil.Error:
+                continue
+        previous = unit.cpu_sample or (unit.started_at or now, 0.0)
+        elapsed = now - previous[0]
+        cpu = max(0.0, (total_cpu - previous[1]) / elapsed * 100) if elapsed > 0 else 0.0
+        unit.cpu_sample = (now, total_cpu)
+        return round(cpu, 1), rss, count
+
+    # --- stopping and restarting -------------------------------------------------------------
+
+    async def stop_unit(self, unit: Unit) -> None:
+        unit.stop_requested = True
+        unit.wake.set()
+        self._changed.set()
+        self._changed = asyncio.Event()
+        self._cancel_probe(unit)
+        instance = unit.instance
+        if instance is not None:
+            self._set_state(unit, State.STOPPING, "")
+            service = unit.service
+            await instance.stop(service.stop_signal, service.stop_grace)
+        if unit.task is not None:
+            await asyncio.gather(unit.task, return_exceptions=True)
+        self._set_state(unit, State.STOPPED, "")
+        unit.pid = None
+
+    async def start_unit(self, unit: Unit) -> None:
+        if unit.task is not None and not unit.task.done():
+            return
+        unit.stop_requested = False
+        unit.restart_requested = False
+        unit.streak = 0
+        unit.task = asyncio.create_task(self._lifecycle(unit), name=f"lifecycle-{unit.name}")
+
+    async def restart_unit(self, unit: Unit, why: str) -> None:
+        self._event(unit.name, f"restarting: {why}")
+        if unit.task is None or unit.task.done():
+            await self.start_unit(unit)
+            return
+        if unit.instance is None:
+            # Waiting for dependencies or in backoff: start as soon as possible.
+            unit.wake.set()
+            return
+        unit.restart_requested = True
+        unit.restarts += 1
+        self._cancel_probe(unit)
+        self._set_state(unit, State.STOPPING, why)
+        await unit.instance.stop(unit.service.stop_signal, unit.service.stop_grace)
+
+    async def _stop_everything(self) -> None:
+        self.phase = "stopping"
+        self._stop_watcher()
+        if self._server is not None:
+            self._server.close()
+        done: dict[str, asyncio.Event] = {name: asyncio.Event() for name in self.units}
+
+        async def stop_in_order(unit: Unit) -> None:
+            for other in graph.dependents(self.graph, unit.name):
+                await done[other].wait()
+            try:
+                if unit.instance is not None or (unit.task and not unit.task.done()):
+                    await self.stop_unit(unit)
+                    self._event(unit.name, "stopped")
+                else:
+                    self._set_state(unit, unit.state if unit.state.failed else State.STOPPED)
+            finally:
+                done[unit.name].set()
+
+        await asyncio.gather(*(stop_in_order(u) for u in self.units.values()), return_exceptions=True)
+        # Anything of the run that escaped its group (setsid daemons, probe children).
+        left = await asyncio.to_thread(reaper.terminate, self.marker, grace=2.0)
+        if left:
+            self._event(None, f"ended {left} stray processes of this run", "warning")
+        self.phase = "stopped"
+        if self._state_handle is not None:
+            self._state_handle.cancel()
+        self._write_state()
+        self._event(None, f"all stopped ({self.exit_reason or 'done'})")
+        for unit in self.units.values():
+            if unit.log:
+                unit.log.close()
+        if self._own_log:
+            self._own_log.close()
+        self.paths.socket.unlink(missing_ok=True)
+        self._stop_reaper()
+
+    # --- watchdog and watcher ----------------------------------------------------------------
+
+    def _start_reaper(self) -> None:
+        """Start the watchdog that ends this run's processes if the supervisor dies."""
+        rfd, wfd = os.pipe()
+        grace = max((u.service.stop_grace for u in self.units.values()), default=10.0)
+        env = {k: v for k, v in os.environ.items() if k not in (reaper.MARKER_VAR, reaper.SERVICE_VAR)}
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-S", reaper.__file__, "--fd", str(rfd), "--marker", self.marker,
+             "--grace", str(grace), "--state", str(self.paths.state)],
+            pass_fds=(rfd,), start_new_session=True, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        os.close(rfd)
+        self._reaper_fd = wfd
+
+    def _stop_reaper(self) -> None:
+        if self._reaper_fd >= 0:
+            os.close(self._reaper_fd)
+            self._reaper_fd = -1
+        if self._reaper is not None:
+            try:
+                self._reaper.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _start_watcher(self) -> None:
+        watched = {u.name: u.service.watch for u in self.units.values() if u.service.watch}
+        if not watched:
+            return
+        from airadev.supervisor.watch import Watcher
+
+        loop = asyncio.get_running_loop()
+
+        def changed(service: str, paths: list[Path]) -> None:
+            loop.call_soon_threadsafe(self._on_files_changed, service, paths)
+
+        self._watcher = Watcher({n: self.units[n].service for n in watched}, changed)
+        self._watcher.start()
+
+    def _stop_watcher(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
+    def _on_files_changed(self, name: str, paths: list[Path]) -> None:
+        unit = self.units[name]
+        if unit.stop_requested or self._shutdown.is_set():
+            return
+        shown = ", ".join(_relative(p, unit.service.cwd) for p in paths[:3])
+        if len(paths) > 3:
+            shown += f" and {len(paths) - 3} more"
+        asyncio.get_running_loop().create_task(self.restart_unit(unit, f"{shown} changed"))
+
+
+def _dependency_verdict(unit: Unit, condition: Condition) -> bool | None:
+    """True: satisfied; False: never will be; None: not yet."""
+    state = unit.state
+    if condition is Condition.COMPLETED:
+        if state is State.COMPLETED:
+            return True
+        return False if state in (State.FAILED, State.CRASH_LOOP, State.BLOCKED) else None
+    if state in (State.FAILED, State.CRASH_LOOP, State.BLOCKED):
+        return False
+    if condition is Condition.STARTED:
+        return True if unit.ever_started else None
+    return True if state.ready else None
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
