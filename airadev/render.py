@@ -58,11 +58,11 @@ class LogConsole:
     supervisor events behind ``airadev |``, then the ready summary. Implements the
     supervisor's Observer protocol; called on the supervisor's loop thread only."""
 
-    def __init__(self, names: Sequence[str], *, colour: bool, fd: int = 1) -> None:
+    def __init__(self, names: Sequence[str], *, colour: bool, fd: int = 1, own: bool = True) -> None:
         self.fd = fd
         self.colour = colour
         self.alive = True
-        width = max(len(n) for n in [*names, "airadev"])
+        width = max(len(n) for n in [*names, *(["airadev"] if own else [])])
         self.prefixes: dict[str, bytes] = {}
         for index, name in enumerate(names):
             label = f"{name.ljust(width)} |"
@@ -214,7 +214,7 @@ class LogPrinter:
     """Writes stored log lines (timestamp field included) with optional prefix and timestamp."""
 
     def __init__(self, names: Sequence[str], *, prefix: bool, timestamps: bool, colour: bool) -> None:
-        self.console = LogConsole(names, colour=colour) if prefix else None
+        self.console = LogConsole(names, colour=colour, own=False) if prefix else None
         self.timestamps = timestamps
 
     def write(self, service: str, raw_lines: list[bytes]) -> bool:

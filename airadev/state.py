@@ -90,11 +90,12 @@ def read_state(paths: Paths) -> dict[str, Any] | None:
 
 
 def supervisor_alive(state: dict[str, Any] | None) -> bool:
-    """Whether the supervisor recorded in ``state`` is still that same process (the pid and
-    its start time both match, so a recycled pid is not mistaken for it)."""
+    """Whether the supervisor recorded in ``state`` is still running the stack: it has not
+    recorded that it stopped, and it is still that same process (the pid and its start time
+    both match, so a recycled pid is not mistaken for it)."""
     from airadev.supervisor.reaper import alive, start_time
 
-    if not state:
+    if not state or state.get("phase") == "stopped":
         return False
     pid = state.get("supervisor_pid")
     return isinstance(pid, int) and alive(pid) and start_time(pid) == state.get("supervisor_start")
@@ -108,14 +109,22 @@ class Lock:
         self.paths = paths
         self.fd = -1
 
-    def acquire(self) -> None:
+    def acquire(self, wait: float = 0.0) -> None:
+        """Take the lock, waiting up to ``wait`` seconds for a stopping supervisor to let go."""
+        import time
+
         self.paths.ensure()
         fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise AlreadyRunning(read_state(self.paths)) from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise AlreadyRunning(read_state(self.paths)) from None
+                time.sleep(0.05)
         self.fd = fd
 
     def release(self) -> None:

@@ -15,7 +15,7 @@ from airadev.supervisor import control
 
 def _not_running(paths: Paths) -> NotRunning:
     state = read_state(paths)
-    if state and state.get("phase") not in ("stopped", None) and not supervisor_alive(state):
+    if state and state.get("phase") != "stopped" and not supervisor_alive(state):
         return NotRunning("nothing is running: the last run's supervisor "
                           f"(pid {state.get('supervisor_pid')}) died without stopping the stack",
                           "`airadev down` ends whatever it left; `airadev up` does too before it starts")
@@ -56,15 +56,21 @@ def down(paths: Paths, timeout: float = 120.0) -> Down:
             pass
         pid = state["supervisor_pid"]  # type: ignore[index]
         deadline = time.monotonic() + timeout
-        while supervisor_alive(state) and time.monotonic() < deadline:
+
+        def stopping() -> bool:
+            fresh = read_state(paths) or {}
+            return supervisor_alive(state) and not (fresh.get("marker") == state.get("marker")  # type: ignore[union-attr]
+                                                    and fresh.get("phase") == "stopped")
+
+        while stopping() and time.monotonic() < deadline:
             time.sleep(0.05)
-        if supervisor_alive(state):
+        if stopping():
             raise AiradevError(f"the supervisor (pid {pid}) did not stop within {timeout:.0f}s",
                                f"kill it (kill -9 {pid}); its watchdog then ends the services")
     # Whatever is left (a dead run, or strays of this one): end it, under the lock.
     lock = Lock(paths)
     try:
-        lock.acquire()
+        lock.acquire(wait=10 if stopped else 0)
     except AlreadyRunning:
         raise AiradevError("a new `airadev up` started while stopping", "run `airadev down` again") from None
     try:

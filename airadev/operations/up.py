@@ -152,7 +152,11 @@ def run_foreground(config: Config, names: Sequence[str], *, observer: Any, colou
         if on_ready_to_start:
             on_ready_to_start(reaped)
         supervisor = Supervisor(config, names, observer=observer, marker=new_marker(config.root), colour=colour)
-        return asyncio.run(supervisor.run())
+        reason = asyncio.run(supervisor.run())
+        if supervisor.internal_error:
+            raise AiradevError(f"airadev stopped the stack after an internal error: {supervisor.internal_error}",
+                               f"the traceback is in {paths.log('airadev')}; please report it")
+        return reason
     finally:
         lock.release()
 

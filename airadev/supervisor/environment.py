@@ -9,7 +9,7 @@ from pathlib import Path
 from airadev.errors import AiradevError
 from airadev.integrations import envfile
 from airadev.model import Config, Service
-from airadev.supervisor.reaper import MARKER_VAR, SERVICE_VAR
+from airadev.supervisor.reaper import INSTANCE_VAR, MARKER_VAR, MARKER_VARS, SERVICE_VAR
 
 
 def env_file_values(service: Service) -> dict[str, str]:
@@ -41,15 +41,17 @@ def find_venv(service: Service) -> Path | None:
     return None
 
 
-def service_env(service: Service, marker: str, *, colour: bool, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def service_env(service: Service, marker: str, *, colour: bool, instance: int = 0,
+                base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a service's process starts with.
 
     The user's own environment, then the service's env files (unless the service reads them
     itself, like Next.js), then its ``env`` table; Python output unbuffered; colour hints when
-    the console is a terminal; and the run marker by which every process of the run is found.
+    the console is a terminal; and the markers by which every process of the run, of the
+    service and of this one start of it (``instance``) is found.
     """
     env = {k: v for k, v in (os.environ if base is None else base).items()
-           if k not in (MARKER_VAR, SERVICE_VAR)}
+           if k not in MARKER_VARS}
     if service.load_env_files:
         env.update(env_file_values(service))
     env.update(dict(service.env))
@@ -64,6 +66,7 @@ def service_env(service: Service, marker: str, *, colour: bool, base: Mapping[st
         env.setdefault("CLICOLOR_FORCE", "1")
     env[MARKER_VAR] = marker
     env[SERVICE_VAR] = service.name
+    env[INSTANCE_VAR] = f"{service.name}.{instance}"
     return env
 
 

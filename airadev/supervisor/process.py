@@ -46,18 +46,19 @@ class ProcessRuntime:
             raise _spawn_error(service, exc) from None
         finally:
             os.close(wfd)
-        return ProcessInstance(popen, rfd, self.marker, service.name, on_output)
+        return ProcessInstance(popen, rfd, self.marker, env[reaper.INSTANCE_VAR], on_output)
 
 
 class ProcessInstance:
     """A running process group. Owned by the loop that created it."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], rfd: int, marker: str, name: str, on_output: OnOutput) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], rfd: int, marker: str, instance: str,
+                 on_output: OnOutput) -> None:
         self.popen = popen
         self.pid: int | None = popen.pid
         self.pgid = popen.pid  # leader of its own session and group
         self.marker = marker
-        self.name = name
+        self.instance = instance
         self._on_output = on_output
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int] = self._loop.create_future()
@@ -120,7 +121,7 @@ class ProcessInstance:
 
     async def stop(self, sig: int, grace: float) -> None:
         await asyncio.to_thread(
-            reaper.terminate, self.marker, pgids=[self.pgid], service=self.name, sig=sig, grace=grace)
+            reaper.terminate, self.marker, pgids=[self.pgid], instance=self.instance, sig=sig, grace=grace)
         # The leader is reaped by _reaped on this loop; let it run.
         if not self._exited.done():
             with contextlib.suppress(asyncio.TimeoutError):

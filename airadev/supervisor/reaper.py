@@ -25,6 +25,8 @@ from collections.abc import Iterable
 
 MARKER_VAR = "AIRADEV_RUN"
 SERVICE_VAR = "AIRADEV_SERVICE"
+INSTANCE_VAR = "AIRADEV_INSTANCE"  # <service>.<start number>: one start of a service
+MARKER_VARS = (MARKER_VAR, SERVICE_VAR, INSTANCE_VAR)
 
 
 def pids() -> list[int]:
@@ -64,14 +66,18 @@ def environ(pid: int) -> bytes:
         return b""
 
 
-def marked(marker: str, service: str | None = None, *, exact: bool = True) -> list[int]:
-    """Live processes carrying the run marker (and the service name, if given).
+def marked(marker: str, service: str | None = None, *, instance: str | None = None,
+           exact: bool = True) -> list[int]:
+    """Live processes carrying the run marker (and the service name or instance, if given).
 
     With ``exact=False``, ``marker`` is a prefix: ``"<workspace id>."`` finds every run of a
     workspace.
     """
     needle = f"\0{MARKER_VAR}={marker}{chr(0) if exact else ''}".encode()
-    service_needle = f"\0{SERVICE_VAR}={service}\0".encode() if service else None
+    if instance:
+        service_needle: bytes | None = f"\0{INSTANCE_VAR}={instance}\0".encode()
+    else:
+        service_needle = f"\0{SERVICE_VAR}={service}\0".encode() if service else None
     me = os.getpid()
     found = []
     for pid in pids():
@@ -144,14 +150,14 @@ def signal_pids(targets: list[int], sig: int) -> None:
 
 
 def terminate(marker: str | None, *, pgids: Iterable[int] = (), service: str | None = None,
-              exact: bool = True, sig: int = signal.SIGTERM, grace: float = 10.0, poll: float = 0.02) -> int:
-    """End process groups and every process carrying the run marker (of one service, if
-    given): send ``sig``, wait until all are gone, SIGKILL what is left after ``grace`` seconds.
+              instance: str | None = None, exact: bool = True, sig: int = signal.SIGTERM, grace: float = 10.0, poll: float = 0.02) -> int:
+    """End process groups and every process carrying the run marker (of one service or one
+    instance, if given): send ``sig``, wait until all are gone, SIGKILL what is left after ``grace`` seconds.
     Blocking; returns how many processes were found."""
     groups = [g for g in pgids if g and g > 1]
 
     def scan() -> list[int]:
-        found = set(marked(marker, service, exact=exact)) if marker else set()
+        found = set(marked(marker, service, instance=instance, exact=exact)) if marker else set()
         for group in groups:
             found.update(group_members(group))
         return sorted(found)

@@ -94,6 +94,7 @@ class Unit:
     ready_at: float | None = None  # monotonic, first time ready in this run
     ever_started: bool = False
     restarts: int = 0
+    starts: int = 0
     streak: int = 0
     exit_code: int | None = None
     health: str = ""
@@ -153,6 +154,7 @@ class Supervisor:
         self._reaper_fd = -1
         self._own_log: logstore.LogFile | None = None
         self.exit_reason = ""
+        self.internal_error: str | None = None
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class Supervisor:
             self._write_state()
             self._event(None, f"starting {len(self.units)} services: {', '.join(self.units)}")
             for unit in self.units.values():
-                unit.task = asyncio.create_task(self._lifecycle(unit), name=f"lifecycle-{unit.name}")
+                unit.task = self._spawn_task(self._lifecycle(unit), f"lifecycle-{unit.name}")
             self._start_watcher()
             await self._shutdown.wait()
         finally:
@@ -177,6 +179,24 @@ class Supervisor:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         return self.exit_reason
+
+    def _spawn_task(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """A task whose unexpected exception stops the whole stack: a bug in airadev must not
+        leave services running unwatched."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        import traceback
+
+        exc = task.exception()
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        self._event(None, f"internal error in {task.get_name()}: {exc!r}; stopping everything\n{trace}", "error")
+        self.internal_error = f"{type(exc).__name__}: {exc}"
+        self.request_shutdown(f"internal error: {exc!r}")
 
     def request_shutdown(self, reason: str) -> None:
         if not self._shutdown.is_set():
@@ -215,6 +235,9 @@ class Supervisor:
                     return
                 code = await instance.exited
                 self._on_exit(unit, code)
+                # Whatever this start left behind (children of a crashed leader, daemons) goes
+                # before the next start, or it may hold the port; a requested stop does the same.
+                await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
                 if unit.stop_requested:
                     return
                 if unit.restart_requested:
@@ -224,10 +247,6 @@ class Supervisor:
                 if not await self._backoff_or_finish(unit, code):
                     return
         except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug in airadev must not leave a service unwatched
-            self._set_state(unit, State.FAILED, f"internal error: {exc!r}")
-            self._event(unit.name, f"internal error in airadev: {exc!r}", "error")
             raise
 
     async def _wait_for_dependencies(self, unit: Unit) -> bool:
@@ -254,7 +273,8 @@ class Supervisor:
 
     def _start_instance(self, unit: Unit) -> Instance:
         service = unit.service
-        env = service_env(service, self.marker, colour=self.colour)
+        unit.starts += 1
+        env = service_env(service, self.marker, colour=self.colour, instance=unit.starts)
         runtime = runtime_for(service.runtime, self.marker)
         instance = runtime.start(service, env, lambda data, u=unit: self._on_output(u, data))
         now = time.monotonic()
@@ -279,7 +299,7 @@ class Supervisor:
                 unit.log_regex = re.compile(str(probe.target).encode())
                 unit.awaiting_log_match = True
             else:
-                unit.probe_task = asyncio.create_task(self._probe_loop(unit, instance), name=f"probe-{unit.name}")
+                unit.probe_task = self._spawn_task(self._probe_loop(unit, instance), f"probe-{unit.name}")
         return instance
 
     def _on_exit(self, unit: Unit, code: int) -> None:
@@ -333,7 +353,8 @@ class Supervisor:
     async def _probe_loop(self, unit: Unit, instance: Instance) -> None:
         probe = unit.service.health
         assert probe is not None
-        env = service_env(unit.service, self.marker, colour=False) if probe.kind is ProbeKind.EXEC else None
+        env = (service_env(unit.service, self.marker, colour=False, instance=unit.starts)
+               if probe.kind is ProbeKind.EXEC else None)
         started = time.monotonic()
         failures = 0
         healthy_once = False
@@ -627,7 +648,8 @@ class Supervisor:
         unit.stop_requested = False
         unit.restart_requested = False
         unit.streak = 0
-        unit.task = asyncio.create_task(self._lifecycle(unit), name=f"lifecycle-{unit.name}")
+        self._set_state(unit, State.WAITING, "starting")
+        unit.task = self._spawn_task(self._lifecycle(unit), f"lifecycle-{unit.name}")
 
     async def restart_unit(self, unit: Unit, why: str) -> None:
         self._event(unit.name, f"restarting: {why}")
@@ -687,7 +709,7 @@ class Supervisor:
         """Start the watchdog that ends this run's processes if the supervisor dies."""
         rfd, wfd = os.pipe()
         grace = max((u.service.stop_grace for u in self.units.values()), default=10.0)
-        env = {k: v for k, v in os.environ.items() if k not in (reaper.MARKER_VAR, reaper.SERVICE_VAR)}
+        env = {k: v for k, v in os.environ.items() if k not in reaper.MARKER_VARS}
         self._reaper = subprocess.Popen(
             [sys.executable, "-S", reaper.__file__, "--fd", str(rfd), "--marker", self.marker,
              "--grace", str(grace), "--state", str(self.paths.state)],
@@ -733,7 +755,7 @@ class Supervisor:
         shown = ", ".join(_relative(p, unit.service.cwd) for p in paths[:3])
         if len(paths) > 3:
             shown += f" and {len(paths) - 3} more"
-        asyncio.get_running_loop().create_task(self.restart_unit(unit, f"{shown} changed"))
+        self._spawn_task(self.restart_unit(unit, f"{shown} changed"), f"watch-restart-{name}")
 
 
 def _dependency_verdict(unit: Unit, condition: Condition) -> bool | None:

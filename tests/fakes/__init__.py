@@ -1,0 +1,1 @@
+"""Misbehaving and stand-in processes that the tests run under airadev."""

@@ -1,0 +1,176 @@
+"""Runs airadev for real in a throwaway workspace, and checks what it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from airadev.state import workspace_id
+from airadev.supervisor import reaper
+
+FAKES = Path(__file__).parent / "fakes"
+PY = sys.executable
+
+
+def fake(name: str, *args: object) -> list[str]:
+    """A command line running one of tests/fakes."""
+    return [PY, str(FAKES / name), *map(str, args)]
+
+
+def toml_list(items: list[str]) -> str:
+    return json.dumps(items)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(PY).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("AIRADEV_WORKSPACE", None)
+    env.pop("FORCE_COLOR", None)
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+class Stack:
+    """A workspace under tmp_path and the airadev CLI pointed at it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.foregrounds: list[subprocess.Popen[bytes]] = []
+        self.seen_pids: set[int] = set()
+
+    def write(self, text: str) -> None:
+        (self.root / "airadev.toml").write_text(text)
+
+    def cli(self, *args: str, timeout: float = 90, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PY, "-m", "airadev", "--workspace", str(self.root), *args],
+                              capture_output=True, text=True, timeout=timeout, env=cli_env(), input=input)
+
+    def up(self, *services: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        result = self.cli("up", "--detach", *services, timeout=timeout)
+        self._remember()
+        return result
+
+    def foreground(self, *args: str, out: Path | None = None) -> subprocess.Popen[bytes]:
+        """`airadev up` in the foreground, its console going to a file (or a pipe)."""
+        stdout = open(out, "wb") if out else subprocess.DEVNULL
+        proc = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(self.root), "up", *args],
+                                stdout=stdout, stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True)
+        self.foregrounds.append(proc)
+        return proc
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".airadev"
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.state_dir / "state.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def service(self, name: str) -> dict[str, Any]:
+        return self.state().get("services", {}).get(name, {})
+
+    def wait_state(self, name: str, *states: str, timeout: float = 30) -> dict[str, Any]:
+        return wait_for(lambda: (s := self.service(name)).get("state") in states and s,
+                        timeout, what=f"{name} to be {'/'.join(states)} (now {self.service(name).get('state')})")
+
+    def wait_phase(self, phase: str, timeout: float = 30) -> dict[str, Any]:
+        result = wait_for(lambda: (s := self.state()).get("phase") == phase and s, timeout, what=f"phase {phase}")
+        self._remember()
+        return result
+
+    def log(self, name: str) -> str:
+        path = self.state_dir / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _remember(self) -> None:
+        state = self.state()
+        for key in ("supervisor_pid", "reaper_pid"):
+            if isinstance(state.get(key), int):
+                self.seen_pids.add(state[key])
+        for svc in state.get("services", {}).values():
+            if svc.get("pid"):
+                self.seen_pids.add(svc["pid"])
+
+    def stack_processes(self) -> list[int]:
+        """Live processes of any run of this workspace: marked ones, recorded groups, and every
+        pid seen during the test (supervisor and watchdog included)."""
+        found = set(reaper.marked(workspace_id(self.root) + ".", exact=False))
+        state = self.state()
+        for svc in state.get("services", {}).values():
+            if svc.get("pgid"):
+                found.update(reaper.group_members(svc["pgid"]))
+        found.update(pid for pid in self.seen_pids if reaper.alive(pid))
+        found.discard(os.getpid())
+        return sorted(found)
+
+    def wait_nothing_left(self, extra: list[int] = (), timeout: float = 15) -> None:  # type: ignore[assignment]
+        def clean() -> bool:
+            return not self.stack_processes() and not any(reaper.alive(p) for p in extra)
+
+        try:
+            wait_for(clean, timeout, what="every process of the stack to be gone")
+        except AssertionError:
+            left = self.stack_processes() + [p for p in extra if reaper.alive(p)]
+            raise AssertionError(f"processes left: {describe(left)}") from None
+
+    def cleanup(self) -> None:
+        for proc in self.foregrounds:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self.cli("down", timeout=60)
+        reaper.terminate(workspace_id(self.root) + ".", exact=False, grace=2)
+        reaper.signal_pids([p for p in self.seen_pids if reaper.alive(p)], signal.SIGKILL)
+
+
+def describe(pids: list[int]) -> str:
+    out = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            cmd = "?"
+        out.append(f"{pid} ({cmd.strip()})")
+    return ", ".join(out) or "none"
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def pids_in_log(text: str, marker: str) -> list[int]:
+    """Pids printed by the fakes, e.g. 'grandchild pid 123'."""
+    import re
+
+    return [int(m) for m in re.findall(re.escape(marker) + r" (\d+)", text)]

@@ -1,0 +1,210 @@
+"""Config pipeline: every error names the file, the service and the key, with a suggestion."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from airadev import config
+from airadev.errors import ConfigError
+from airadev.model import Condition, ProbeKind, RestartPolicy
+
+GOOD = """
+[services.redis]
+command = "redis-server --port 6379 --save ''"
+port = 6379
+health = { tcp = true }
+
+[services.voice-agent]
+aliases = ["voice"]
+cwd = "voice-agent"
+command = "python server.py"
+env_files = [".env"]
+port = 8000
+health = { http = "/health", interval = "5s", start_period = "30s" }
+depends_on = { redis = "healthy" }
+restart = { policy = "always", max_restarts = 3, backoff = "250ms" }
+stop_signal = "INT"
+stop_grace = "3s"
+watch = ["."]
+"""
+
+
+def load_text(tmp_path: Path, text: str) -> config.Config:
+    (tmp_path / "airadev.toml").write_text(text)
+    return config.load(tmp_path)
+
+
+def error_of(tmp_path: Path, text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, text)
+    assert info.value.exit_code == 2
+    assert "\n" not in info.value.message, "an error is one line"
+    assert info.value.fix, "every error says how to fix it"
+    return info.value
+
+
+def test_good_config_becomes_a_frozen_model(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, GOOD)
+    assert cfg.names() == ["redis", "voice-agent"]
+    voice = cfg.get("voice")
+    assert voice.name == "voice-agent"
+    assert voice.command == ("python", "server.py")
+    assert voice.cwd == tmp_path / "voice-agent"
+    assert voice.env_files == (tmp_path / "voice-agent" / ".env",)
+    assert voice.health is not None and voice.health.kind is ProbeKind.HTTP
+    assert voice.health.target == "http://127.0.0.1:8000/health"
+    assert voice.health.interval == 5.0 and voice.health.start_period == 30.0
+    assert voice.depends_on[0].name == "redis" and voice.depends_on[0].condition is Condition.HEALTHY
+    assert voice.restart.policy is RestartPolicy.ALWAYS and voice.restart.backoff == 0.25
+    assert voice.stop_signal == signal.SIGINT and voice.stop_grace == 3.0
+    assert voice.watch == (tmp_path / "voice-agent",)
+    redis = cfg.get("redis")
+    assert redis.command == ("redis-server", "--port", "6379", "--save", "")
+    assert redis.health is not None and redis.health.target == ("127.0.0.1", 6379)
+    with pytest.raises(AttributeError):
+        voice.port = 1  # type: ignore[misc]
+
+
+def test_shell_syntax_runs_through_sh(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, '[services.a]\ncommand = "cd x && npm run dev | cat"\n')
+    assert cfg.get("a").command == ("/bin/sh", "-c", "cd x && npm run dev | cat")
+
+
+def test_list_depends_on_means_started(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, '[services.a]\ncommand="a"\n[services.b]\ncommand="b"\ndepends_on=["a"]\n')
+    assert cfg.get("b").depends_on[0].condition is Condition.STARTED
+
+
+def test_dependencies_may_name_aliases(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, '[services.a]\ncommand="a"\naliases=["x"]\n[services.b]\ncommand="b"\ndepends_on=["x"]\n')
+    assert cfg.get("b").depends_on[0].name == "a"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[services.a]\ncommand = "a"\nhelth = { tcp = 1 }\n', "services.a.helth: unknown key; did you mean 'health'?"),
+        ('[services.a]\ncommand = "a"\n[servces]\n', "servces: unknown key; did you mean 'services'?"),
+        ('[services.a]\ncommand = "a"\nport = "80"\n', "services.a.port: expected an integer, got \"80\""),
+        ('[services.a]\ncommand = "a"\nport = 70000\n', "services.a.port: 70000 is not a port number"),
+        ('[services.a]\ncommand = "a"\nport = true\n', "services.a.port: expected an integer, got True"),
+        ('[services.a]\ncommand = ""\n', "services.a.command: is empty"),
+        ('[services.a]\ncommand = 5\n', "services.a.command: expected a string or a list"),
+        ('[services.a]\ncwd = "x"\n', "[services.a] has no 'command'"),
+        ('[services.a]\ncommand = "a"\nstop_grace = "soon"\n', "services.a.stop_grace: expected a duration"),
+        ('[services.a]\ncommand = "a"\nstop_signal = "SIGNOPE"\n', "services.a.stop_signal: unknown signal"),
+        ('[services.a]\ncommand = "a"\nrestart = "sometimes"\n', "services.a.restart: unknown restart policy"),
+        ('[services.a]\ncommand = "a"\nrestart = "on-failur"\n', "did you mean 'on-failure'?"),
+        ('[services.a]\ncommand = "a"\nrestart = { polcy = "no" }\n', "services.a.restart.polcy: unknown key; did you mean 'policy'?"),
+        ('[services.a]\ncommand = "a"\nrestart = { jitter = 1.5 }\n', "services.a.restart.jitter: must be between 0 and 1"),
+        ('[services.a]\ncommand = "a"\nrestart = { backoff = "10s", backoff_max = "1s" }\n', "backoff_max: is smaller than backoff"),
+        ('[services.a]\ncommand = "a"\nruntime = "dokcer"\n', "services.a.runtime: unknown runtime \"dokcer\""),
+        ('[services.a]\ncommand = "a"\nhealth = { interval = "1s" }\n', "services.a.health: has no probe"),
+        ('[services.a]\ncommand = "a"\nport = 1\nhealth = { tcp = true, http = "/" }\n', "services.a.health: has 2 probes"),
+        ('[services.a]\ncommand = "a"\nhealth = { http = "/health" }\n', "services.a.health.http: is a path but the service has no port"),
+        ('[services.a]\ncommand = "a"\nhealth = { http = "health" }\n', "services.a.health.http: expected a path"),
+        ('[services.a]\ncommand = "a"\nhealth = { tcp = true }\n', "services.a.health.tcp: needs a port"),
+        ('[services.a]\ncommand = "a"\nhealth = { tcp = "host:x" }\n', "services.a.health.tcp: expected host:port"),
+        ('[services.a]\ncommand = "a"\nhealth = { log = "(" }\n', "services.a.health.log: is not a valid regular expression"),
+        ('[services.a]\ncommand = "a"\nhealth = { log = "x", retries = 0 }\n', "services.a.health.retries: must be at least 1"),
+        ('[services.a]\ncommand = "a"\nhealth = { log = "x", intervall = "1s" }\n', "services.a.health.intervall: unknown key; did you mean 'interval'?"),
+        ('[services.a]\ncommand = "a"\nhealth = { log = "x", timeout = "0s" }\n', "services.a.health.timeout: must be more than 0"),
+        ('[services.a]\ncommand = "a"\ndepends_on = ["reddis"]\n[services.redis]\ncommand = "r"\n', "services.a.depends_on: unknown service \"reddis\"; did you mean 'redis'?"),
+        ('[services.a]\ncommand = "a"\ndepends_on = ["a"]\n', "services.a.depends_on: a service cannot depend on itself"),
+        ('[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = "ready" }\n', "services.b.depends_on.a: unknown condition \"ready\""),
+        ('[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = { conditon = "healthy" } }\n', "services.b.depends_on.a.conditon: unknown key; did you mean 'condition'?"),
+        ('[services.a]\ncommand = "a"\nport = 80\n[services.b]\ncommand = "b"\nport = 80\n', "services.b.port: 80 is also the port of services.a"),
+        ('[services.a]\ncommand = "a"\naliases = ["b"]\n[services.b]\ncommand = "b"\n', "services.b: the name \"b\" is already used by services.a"),
+        ('[services.Voice]\ncommand = "a"\n', "services.Voice: the name must be lowercase"),
+        ('[services.airadev]\ncommand = "a"\n', "services.airadev: the name is reserved"),
+        ('[services.a]\ncommand = "a"\naliases = ["Bad Name"]\n', "services.a.aliases: \"Bad Name\" is not a valid name"),
+        ('[services.a]\ncommand = "a"\nenv = { X = [1] }\n', "services.a.env.X: expected a string"),
+        ('[services.a]\ncommand = "a"\nenv_files = [1]\n', "services.a.env_files: expected a list of strings"),
+        ('[services.a]\ncommand = "a"\n[logs]\nmax_size = "1KB"\n', "logs.max_size: expected a size of at least 64KB"),
+        ('[services.a]\ncommand = "a"\n[logs]\nkept = 3\n', "logs.kept: unknown key; did you mean 'keep'?"),
+        ('[services]\n', "[services] is empty"),
+        ('[logs]\nkeep = 1\n', "the file has no 'services'"),
+        ("[services.a]\ncommand = 'a'\nservices = 1\n[services.a.x\n", "invalid TOML"),
+        ('[services.a]\ncommand = "a"\nwatch = 3\n', "services.a.watch: expected true or false or a string or a list"),
+    ],
+)
+def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:
+    err = error_of(tmp_path, text)
+    assert expected in err.message
+    assert str(tmp_path / "airadev.toml") in err.message, "the error names the file"
+
+
+def test_cycle_is_named_as_a_cycle(tmp_path: Path) -> None:
+    err = error_of(tmp_path, """
+[services.ui]
+command = "u"
+depends_on = ["voice"]
+[services.voice]
+command = "v"
+depends_on = ["kb"]
+[services.kb]
+command = "k"
+depends_on = { ui = "healthy" }
+""")
+    assert "dependency cycle: ui → voice → kb → ui" in err.message
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "airadev.toml").write_bytes(b'[services.a]\ncommand = "\xff"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        config.load(tmp_path)
+
+
+def test_find_root_walks_upwards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRADEV_WORKSPACE", raising=False)
+    (tmp_path / "airadev.toml").write_text('[services.a]\ncommand="a"\n')
+    deep = tmp_path / "voice-agent" / "src"
+    deep.mkdir(parents=True)
+    assert config.find_root(deep) == tmp_path
+
+
+def test_find_root_explicit_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "airadev.toml").write_text('[services.a]\ncommand="a"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert config.find_root(elsewhere, explicit=tmp_path) == tmp_path
+    monkeypatch.setenv("AIRADEV_WORKSPACE", str(tmp_path))
+    assert config.find_root(elsewhere) == tmp_path
+    monkeypatch.setenv("AIRADEV_WORKSPACE", str(elsewhere))
+    with pytest.raises(ConfigError, match="AIRADEV_WORKSPACE points at .* which has no airadev.toml"):
+        config.find_root(tmp_path)
+
+
+def test_find_root_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRADEV_WORKSPACE", raising=False)
+    with pytest.raises(ConfigError, match="no airadev.toml in") as info:
+        config.find_root(tmp_path)
+    assert "airadev init" in info.value.fix
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("2s", 2.0), ("1.5m", 90.0), ("1h", 3600.0), (3, 3.0), ("7", 7.0)])
+def test_durations(text: str | int, seconds: float) -> None:
+    assert config.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "2 days", "-1s", True])
+def test_bad_durations(text: str) -> None:
+    assert config.parse_duration(text) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("text", "size"), [("20MB", 20 * 1024**2), ("512k", 512 * 1024), ("1GiB", 1024**3), (4096, 4096)])
+def test_sizes(text: str | int, size: int) -> None:
+    assert config.parse_size(text) == size
+
+
+def test_init_template_is_valid(tmp_path: Path) -> None:
+    from airadev.operations.init import TEMPLATE
+
+    cfg = load_text(tmp_path, TEMPLATE)
+    assert cfg.names() == ["redis", "voice-agent", "kb-updater", "aira-ui"]
+    assert cfg.get("voice").name == "voice-agent" and cfg.get("kb").name == "kb-updater"
+    assert cfg.get("ui").load_env_files is False
+    assert cfg.get("voice").watch and cfg.get("kb").watch and not cfg.get("ui").watch
