@@ -14,7 +14,7 @@ from typing import Any, Optional, TypeVar
 import typer
 
 from airadev import __version__, render
-from airadev.errors import EXIT_FAILED, EXIT_NOT_RUNNING, AiradevError, UsageError
+from airadev.errors import EXIT_FAILED, AiradevError, UsageError
 
 EXIT_CODES = """Exit codes: 0 success; 1 the operation failed; 2 bad usage or bad config;
 3 nothing is running (status, logs -f, down)."""
@@ -80,7 +80,7 @@ def handled(fn: F) -> F:
 
 
 def _root() -> Path:
-    from airadev.config import find_root
+    from airadev.workspace import find_root
 
     return find_root(explicit=Options.workspace)
 
@@ -182,12 +182,12 @@ def logs(
     no_prefix: bool = typer.Option(False, "--no-prefix", help="Leave out the 'service |' prefix."),
 ) -> None:
     """Show stored logs, running or not: the last lines, or follow them (-f)."""
-    from airadev.config import parse_duration
     from airadev.operations import logs as op
     from airadev.state import Paths
+    from airadev.workspace import parse_duration, service_names
 
-    config = _config()
-    names = op.choose(config, services or [])
+    root = _root()
+    names = op.choose(service_names(root), services or [])
     seconds = None
     if since is not None:
         seconds = parse_duration(since)
@@ -195,7 +195,7 @@ def logs(
             raise UsageError(f"--since {since}: not a duration", "write it like 10m, 90s or 2h")
     if lines < 0:
         raise UsageError(f"-n {lines}: must be 0 or more", "write -n 100")
-    paths = Paths(config.root)
+    paths = Paths(root)
     printer = render.LogPrinter(names, prefix=not no_prefix, timestamps=timestamps, colour=render.use_colour())
     for line in op.recent(paths, names, lines, seconds):
         if not printer.write(line.service, [line.raw]):
@@ -203,7 +203,10 @@ def logs(
     if not follow:
         return
     if not op.running(paths):
-        raise typer.Exit(EXIT_NOT_RUNNING)
+        from airadev.errors import NotRunning
+
+        raise NotRunning("nothing is running, so there is nothing to follow (the lines above are stored ones)",
+                         "start the stack with `airadev up`")
     for batch in op.follow(paths, names):
         for line in batch:
             if not printer.write(line.service, [line.raw]):

@@ -8,7 +8,6 @@ valid key or name, and is raised as :class:`ConfigError` (exit code 2).
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shlex
 import signal
@@ -30,9 +29,8 @@ from airadev.model import (
     Runtime,
     Service,
 )
+from airadev.workspace import CONFIG_NAME, find_root, parse_duration  # noqa: F401  (part of this API)
 
-CONFIG_NAME = "airadev.toml"
-WORKSPACE_ENV = "AIRADEV_WORKSPACE"
 RESERVED_NAMES = {"airadev", "all"}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # A command string with any of these is run by /bin/sh -c; otherwise it is split like a shell would.
@@ -48,32 +46,6 @@ HEALTH_KEYS = ("http", "tcp", "exec", "log", "interval", "start_interval", "time
 RESTART_KEYS = ("policy", "max_restarts", "backoff", "backoff_max", "jitter", "reset_after")
 TOP_KEYS = ("services", "logs")
 LOG_KEYS = ("max_size", "keep")
-
-
-# --- finding the workspace -------------------------------------------------------------------
-
-def find_root(start: Path | None = None, explicit: str | Path | None = None) -> Path:
-    """The workspace root: ``explicit`` (``--workspace``), else ``$AIRADEV_WORKSPACE``, else
-    the first folder from ``start`` upwards holding airadev.toml."""
-    given = explicit or os.environ.get(WORKSPACE_ENV)
-    if given:
-        root = Path(given).expanduser().resolve()
-        if not (root / CONFIG_NAME).is_file():
-            source = "--workspace" if explicit else WORKSPACE_ENV
-            raise ConfigError(
-                f"{source} points at {root}, which has no {CONFIG_NAME}",
-                f"run `airadev init` there, or point {source} at the folder holding {CONFIG_NAME}",
-            )
-        return root
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / CONFIG_NAME).is_file():
-            return folder
-    raise ConfigError(
-        f"no {CONFIG_NAME} in {here} or any folder above it",
-        "run `airadev init` in your workspace folder (the one holding aira-ui/, voice-agent/, "
-        "kb-updater/), or pass --workspace DIR",
-    )
 
 
 def load(root: Path) -> Config:
@@ -196,22 +168,7 @@ def _show(value: Any) -> str:
 
 # --- values ------------------------------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")
-
-
-def parse_duration(value: str | int | float) -> float | None:
-    """Seconds from ``2``, ``1.5``, ``"500ms"``, ``"2s"``, ``"10m"``, ``"1h"``; None if invalid."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _DURATION_RE.match(value)
-    if not match:
-        return None
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
 
 def parse_size(value: str | int) -> int | None:
     """Bytes from ``1048576``, ``"20MB"``, ``"512k"``, ``"1GiB"`` (powers of 1024); None if invalid."""

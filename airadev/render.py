@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from airadev.errors import AiradevError
-from airadev.supervisor.logstore import prefix_lines
 
 RESET = "\x1b[0m"
 BOLD = "\x1b[1m"
@@ -59,6 +58,9 @@ class LogConsole:
     supervisor's Observer protocol; called on the supervisor's loop thread only."""
 
     def __init__(self, names: Sequence[str], *, colour: bool, fd: int = 1, own: bool = True) -> None:
+        from airadev.supervisor.logstore import prefix_lines
+
+        self.prefix_lines = prefix_lines
         self.fd = fd
         self.colour = colour
         self.alive = True
@@ -74,14 +76,14 @@ class LogConsole:
 
     def output(self, service: str, lines: bytes) -> None:
         if self.alive:
-            self.alive = _write(self.fd, prefix_lines(lines, self.prefixes[service]))
+            self.alive = _write(self.fd, self.prefix_lines(lines, self.prefixes[service]))
 
     def event(self, service: str | None, message: str, level: str = "info") -> None:
         text = f"{service}: {message}" if service else message
         if self.colour and LEVEL_COLOUR.get(level):
             text = "\n".join(f"{LEVEL_COLOUR[level]}{line}{RESET}" for line in text.split("\n"))
         if self.alive:
-            self.alive = _write(self.fd, prefix_lines(text.encode() + b"\n", self.own_prefix))
+            self.alive = _write(self.fd, self.prefix_lines(text.encode() + b"\n", self.own_prefix))
 
     def ready(self, summary: Any) -> None:
         lines = [f"all {len(summary.services)} services ready in {summary.total:.2f}s"]
@@ -94,7 +96,7 @@ class LogConsole:
         if self.colour:
             text = f"{GREEN}{text}{RESET}"
         if self.alive:
-            self.alive = _write(self.fd, prefix_lines(text.encode() + b"\n", self.own_prefix))
+            self.alive = _write(self.fd, self.prefix_lines(text.encode() + b"\n", self.own_prefix))
 
 
 # --- messages and errors --------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,14 @@ from airadev.errors import AiradevError
 SCHEMA = 1
 
 
-@dataclass(frozen=True)
 class Paths:
-    root: Path
+    """Where a workspace keeps its state. (A plain class: `airadev status` should not pay
+    for importing dataclasses.)"""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
 
     @property
     def dir(self) -> Path:

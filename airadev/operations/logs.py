@@ -4,34 +4,29 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from airadev.errors import UsageError, did_you_mean
-from airadev.model import Config
 from airadev.state import Paths, read_state, supervisor_alive
 from airadev.supervisor import logstore
 
 OWN_LOG = "airadev"  # the supervisor's own events
 
 
-def choose(config: Config, names: Sequence[str]) -> list[str]:
-    """Canonical names for ``names`` (aliases accepted); all services and airadev's own log
-    when none are given."""
+def choose(services: Mapping[str, Sequence[str]], names: Sequence[str]) -> list[str]:
+    """Canonical names for ``names`` (aliases accepted; ``services`` maps each name to its
+    aliases); all services and airadev's own log when none are given."""
     if not names:
-        return [*config.names(), OWN_LOG]
+        return [*services, OWN_LOG]
+    canonical = {alias: name for name, aliases in services.items() for alias in (name, *aliases)}
+    canonical[OWN_LOG] = OWN_LOG
     chosen = []
-    every = [n for s in config.services for n in s.names] + [OWN_LOG]
     for name in names:
-        if name == OWN_LOG:
-            chosen.append(OWN_LOG)
-            continue
-        try:
-            chosen.append(config.get(name).name)
-        except KeyError:
-            listing = ", ".join(f"{s.name} ({', '.join(s.aliases)})" if s.aliases else s.name
-                                for s in config.services)
-            raise UsageError(f"no service named '{name}'{did_you_mean(name, every)}",
-                             f"services: {listing}, or {OWN_LOG} for the supervisor's own log") from None
+        if name not in canonical:
+            listing = ", ".join(f"{n} ({', '.join(a)})" if a else n for n, a in services.items())
+            raise UsageError(f"no service named '{name}'{did_you_mean(name, canonical)}",
+                             f"services: {listing}, or {OWN_LOG} for the supervisor's own log")
+        chosen.append(canonical[name])
     return list(dict.fromkeys(chosen))
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airadev.errors import AiradevError, NotRunning
-from airadev.model import Config
-from airadev.operations.up import reap_leftovers, resolve
 from airadev.state import AlreadyRunning, Lock, Paths, read_state, supervisor_alive, write_json_atomic
 from airadev.supervisor import control
+
+if TYPE_CHECKING:
+    from airadev.model import Config
 
 
 def _not_running(paths: Paths) -> NotRunning:
@@ -34,11 +34,12 @@ def status(paths: Paths) -> dict[str, Any]:
 
 
 def service_op(config: Config, op: str, name: str, wait: float) -> dict[str, Any]:
+    from airadev.operations.up import resolve
+
     return request(Paths(config.root), op, service=resolve(config, name), wait=wait, timeout=wait + 15)
 
 
-@dataclass(frozen=True)
-class Down:
+class Down(NamedTuple):
     stopped: list[str]
     leftovers: int
     dead_run: bool = False  # the last run's supervisor had died without stopping
@@ -68,6 +69,8 @@ def down(paths: Paths, timeout: float = 120.0) -> Down:
             raise AiradevError(f"the supervisor (pid {pid}) did not stop within {timeout:.0f}s",
                                f"kill it (kill -9 {pid}); its watchdog then ends the services")
     # Whatever is left (a dead run, or strays of this one): end it, under the lock.
+    from airadev.operations.up import reap_leftovers
+
     lock = Lock(paths)
     try:
         lock.acquire(wait=10 if stopped else 0)

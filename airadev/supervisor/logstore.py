@@ -17,7 +17,6 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 TS_LEN = 24  # len("2026-11-25T23:17:45.123Z")
@@ -273,10 +272,14 @@ def since_stamp(seconds_ago: float, now: float | None = None) -> bytes:
 
 # --- merging and following ---------------------------------------------------------------------
 
-@dataclass(frozen=True)
 class Line:
-    service: str
-    raw: bytes  # the stored line, timestamp included, ending in \n
+    """One stored line of one service (timestamp included, ending in a newline)."""
+
+    __slots__ = ("service", "raw")
+
+    def __init__(self, service: str, raw: bytes) -> None:
+        self.service = service
+        self.raw = raw
 
     @property
     def stamp(self) -> bytes:

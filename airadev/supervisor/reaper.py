@@ -48,6 +48,40 @@ def stat(pid: int) -> tuple[str, int, int, int] | None:
         return None
 
 
+def usage(marker: str, groups: dict[int, str]) -> dict[str, tuple[int, float, int]]:
+    """Per service: (processes, CPU seconds, RSS bytes) of every live process carrying the
+    run's marker, or in one of ``groups`` (pgid → service). One pass over /proc."""
+    needle = f"\0{MARKER_VAR}={marker}\0".encode()
+    prefix = f"\0{SERVICE_VAR}=".encode()
+    tick = os.sysconf("SC_CLK_TCK")
+    page = os.sysconf("SC_PAGE_SIZE")
+    totals: dict[str, list[float]] = {}
+    for pid in pids():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2:].split()
+        if fields[0] in (b"Z", b"X"):
+            continue
+        service = groups.get(int(fields[2]))
+        if service is None:
+            env = environ(pid)
+            if needle not in env:
+                continue
+            start = env.find(prefix)
+            if start < 0:
+                continue
+            start += len(prefix)
+            service = env[start:env.index(b"\0", start)].decode(errors="replace")
+        entry = totals.setdefault(service, [0, 0.0, 0])
+        entry[0] += 1
+        entry[1] += (int(fields[11]) + int(fields[12])) / tick
+        entry[2] += int(fields[21]) * page
+    return {name: (int(n), cpu, int(rss)) for name, (n, cpu, rss) in totals.items()}
+
+
 def alive(pid: int) -> bool:
     info = stat(pid)
     return info is not None and info[0] not in ("Z", "X")

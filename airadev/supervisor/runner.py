@@ -32,7 +32,6 @@ from airadev.supervisor.runtime import Instance, runtime_for
 
 PARTIAL_LINE_PAUSE = 0.1  # a partial line is shown after this long without more output
 TAIL_BYTES = 8192  # recent output kept per service, shown when it crash-loops
-STATE_WRITE_DELAY = 0.05
 
 
 class Observer(Protocol):
@@ -147,7 +146,6 @@ class Supervisor:
         self._changed = asyncio.Event()
         self._shutdown = asyncio.Event()
         self._signals = 0
-        self._state_handle: asyncio.TimerHandle | None = None
         self._server: asyncio.AbstractServer | None = None
         self._watcher: Any = None
         self._reaper: subprocess.Popen[bytes] | None = None
@@ -379,7 +377,13 @@ class Supervisor:
                     if failures >= probe.retries and unit.state is not State.UNHEALTHY:
                         self._set_state(unit, State.UNHEALTHY, f"{probe.describe()}: {message}")
                         self._event(unit.name, f"unhealthy: {probe.describe()}: {message}", "warning")
-            await asyncio.sleep(probe.interval if healthy_once else probe.start_interval)
+            if healthy_once:
+                # Probes of all services wake on the same ticks: one wake-up of the loop per
+                # interval instead of one per service keeps an idle stack nearly free.
+                now = asyncio.get_running_loop().time()
+                await asyncio.sleep(probe.interval - now % probe.interval)
+            else:
+                await asyncio.sleep(probe.start_interval)
 
     def _became_ready(self, unit: Unit) -> None:
         now = time.monotonic()
@@ -403,7 +407,7 @@ class Supervisor:
             total=max(ready.values(), default=0.0),
         )
         self.phase = "ready"
-        self._write_state_soon()
+        self._write_state()
         self.observer.ready(self.summary)
 
     def _cancel_probe(self, unit: Unit) -> None:
@@ -478,14 +482,11 @@ class Supervisor:
             self.phase = "failed"
         self._changed.set()
         self._changed = asyncio.Event()
-        self._write_state_soon()
-
-    def _write_state_soon(self) -> None:
-        if self._state_handle is None:
-            self._state_handle = asyncio.get_running_loop().call_later(STATE_WRITE_DELAY, self._write_state)
+        self._write_state()
 
     def _write_state(self) -> None:
-        self._state_handle = None
+        """Rewrite the state file now: it changes only with a service's state, and whoever
+        reads it next (a detached `up` waiting, a test, `down` after a crash) needs it current."""
         write_json_atomic(self.paths.state, self.snapshot())
 
     def snapshot(self) -> dict[str, Any]:
@@ -591,38 +592,23 @@ class Supervisor:
                 "last_lines": self.last_lines(unit.name, 10) if unit.state.failed else []}
 
     def status(self) -> dict[str, Any]:
+        """The snapshot plus CPU and memory of each service's whole process tree: every process
+        carrying its marker or in its process group. CPU is the percent of one core since the
+        previous status call (or since the service started)."""
         snap = self.snapshot()
         now = time.monotonic()
+        groups = {pgid: u.name for u in self.units.values() if (pgid := getattr(u.instance, "pgid", None))}
+        usage = reaper.usage(self.marker, groups)
         for name, unit in self.units.items():
-            cpu, rss, count = self._usage(unit, now)
-            snap["services"][name].update({"cpu_percent": cpu, "rss_bytes": rss, "processes": count})
+            count, cpu_seconds, rss = usage.get(name, (0, 0.0, 0))
+            cpu: float | None = None
+            if unit.instance is not None:
+                since, before = unit.cpu_sample or (unit.started_at or now, 0.0)
+                cpu = round(max(0.0, (cpu_seconds - before) / (now - since) * 100), 1) if now > since else 0.0
+                unit.cpu_sample = (now, cpu_seconds)
+            snap["services"][name].update({
+                "cpu_percent": cpu, "rss_bytes": rss if count else None, "processes": count})
         return snap
-
-    def _usage(self, unit: Unit, now: float) -> tuple[float | None, int | None, int]:
-        """CPU (percent of one core since the last status call, or since start) and memory of the
-        whole process tree: every process carrying the service's marker."""
-        import psutil
-
-        if unit.instance is None:
-            return None, None, 0
-        total_cpu, rss, count = 0.0, 0, 0
-        pgid = getattr(unit.instance, "pgid", None)
-        members = set(reaper.marked(self.marker, unit.name)) | set(reaper.group_members(pgid) if pgid else ())
-        for pid in sorted(members):
-            try:
-                proc = psutil.Process(pid)
-                with proc.oneshot():
-                    times = proc.cpu_times()
-                    total_cpu += times.user + times.system
-                    rss += proc.memory_info().rss
-                count += 1
-            except psutil.Error:
-                continue
-        previous = unit.cpu_sample or (unit.started_at or now, 0.0)
-        elapsed = now - previous[0]
-        cpu = max(0.0, (total_cpu - previous[1]) / elapsed * 100) if elapsed > 0 else 0.0
-        unit.cpu_sample = (now, total_cpu)
-        return round(cpu, 1), rss, count
 
     # --- stopping and restarting -------------------------------------------------------------
 
@@ -691,8 +677,6 @@ class Supervisor:
         if left:
             self._event(None, f"ended {left} stray processes of this run", "warning")
         self.phase = "stopped"
-        if self._state_handle is not None:
-            self._state_handle.cancel()
         self._write_state()
         self._event(None, f"all stopped ({self.exit_reason or 'done'})")
         for unit in self.units.values():
@@ -730,18 +714,14 @@ class Supervisor:
                 pass
 
     def _start_watcher(self) -> None:
-        watched = {u.name: u.service.watch for u in self.units.values() if u.service.watch}
+        watched = {u.name: u.service for u in self.units.values() if u.service.watch}
         if not watched:
             return
         from airadev.supervisor.watch import Watcher
 
-        loop = asyncio.get_running_loop()
-
-        def changed(service: str, paths: list[Path]) -> None:
-            loop.call_soon_threadsafe(self._on_files_changed, service, paths)
-
-        self._watcher = Watcher({n: self.units[n].service for n in watched}, changed)
-        self._watcher.start()
+        self._watcher = Watcher(watched, self._on_files_changed)
+        self._watcher.start(asyncio.get_running_loop())
+        self._event(None, f"watching {', '.join(watched)} for changes ({self._watcher.backend})")
 
     def _stop_watcher(self) -> None:
         if self._watcher is not None:

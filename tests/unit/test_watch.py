@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from airadev.model import Service
-from airadev.supervisor.watch import Watcher
+from airadev.supervisor.watch import dispatch, wanted
 
 
 def test_dispatch_and_filters(tmp_path: Path) -> None:
@@ -15,10 +15,9 @@ def test_dispatch_and_filters(tmp_path: Path) -> None:
         "voice": Service(name="voice", command=("x",), cwd=voice, watch=(voice,), watch_ignore=("*.md",)),
         "kb": Service(name="kb", command=("x",), cwd=kb, watch=(kb,)),
     }
-    w = Watcher(services, lambda *_: None)
-    assert w.wanted(None, str(voice / "server.py"))
+    assert wanted(voice / "server.py")
     for ignored in (".venv/lib/x.py", "venv/bin/python", "__pycache__/s.pyc", "node_modules/a.js",
                     ".git/HEAD", ".airadev/state.json", "app.pyc", "x.swp"):
-        assert not w.wanted(None, str(voice / ignored)), ignored
-    found = w.dispatch([voice / "server.py", voice / "README.md", kb / "updater.py", tmp_path / "other.py"])
+        assert not wanted(voice / ignored), ignored
+    found = dispatch(services, [voice / "server.py", voice / "README.md", kb / "updater.py", tmp_path / "other.py"])
     assert found == {"voice": [voice / "server.py"], "kb": [kb / "updater.py"]}

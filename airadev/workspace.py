@@ -1,0 +1,79 @@
+"""Finding the workspace: the folder holding airadev.toml.
+
+Kept apart from the config pipeline so that commands which only need the workspace's
+``.airadev/`` folder (status, down) do not pay for loading and validating the config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from airadev.errors import ConfigError
+
+CONFIG_NAME = "airadev.toml"
+WORKSPACE_ENV = "AIRADEV_WORKSPACE"
+
+
+def find_root(start: Path | None = None, explicit: str | Path | None = None) -> Path:
+    """The workspace root: ``explicit`` (``--workspace``), else ``$AIRADEV_WORKSPACE``, else
+    the first folder from ``start`` upwards holding airadev.toml."""
+    given = explicit or os.environ.get(WORKSPACE_ENV)
+    if given:
+        root = Path(given).expanduser().resolve()
+        if not (root / CONFIG_NAME).is_file():
+            source = "--workspace" if explicit else WORKSPACE_ENV
+            raise ConfigError(
+                f"{source} points at {root}, which has no {CONFIG_NAME}",
+                f"run `airadev init` there, or point {source} at the folder holding {CONFIG_NAME}",
+            )
+        return root
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    raise ConfigError(
+        f"no {CONFIG_NAME} in {here} or any folder above it",
+        "run `airadev init` in your workspace folder (the one holding aira-ui/, voice-agent/, "
+        "kb-updater/), or pass --workspace DIR",
+    )
+
+
+def service_names(root: Path) -> dict[str, tuple[str, ...]]:
+    """Service names and their aliases, read straight from airadev.toml without validating the
+    rest: `airadev logs` needs nothing else, and must work even while the config is broken."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads((root / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{root / CONFIG_NAME}: cannot read the service names: {exc}",
+                          "fix the file (`airadev up` shows what is wrong)") from None
+    services = raw.get("services")
+    if not isinstance(services, dict):
+        return {}
+    names = {}
+    for name, body in services.items():
+        aliases = body.get("aliases", []) if isinstance(body, dict) else []
+        names[name] = tuple(a for a in (aliases if isinstance(aliases, list) else [aliases]) if isinstance(a, str))
+    return names
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")
+
+
+def parse_duration(value: str | int | float) -> float | None:
+    """Seconds from ``2``, ``1.5``, ``"500ms"``, ``"2s"``, ``"10m"``, ``"1h"``; None if invalid."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION_RE.match(value)
+    if not match:
+        return None
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]

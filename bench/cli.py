@@ -1,0 +1,72 @@
+"""CLI latency: median wall time of `airadev status` and `airadev logs voice -n 100` against a
+running stack whose voice agent has a 100,000-line log, next to `python -c "import typer"`.
+
+Target: each at most 1.3 times the `import typer` baseline (the cost of any typer CLI).
+
+usage: python bench/cli.py [--runs 21]
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import statistics
+
+from common import FAKES, PY, ROOT, airadev, median_wall, report, run_airadev, state, workspace
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=21)
+    args = parser.parse_args()
+    # An installed package has its bytecode compiled; an editable checkout under
+    # PYTHONDONTWRITEBYTECODE=1 would otherwise recompile airadev on every run.
+    compileall.compile_dir(str(ROOT / "airadev"), quiet=1)
+    root = workspace(f"""
+[services.voice-agent]
+aliases = ["voice"]
+command = ["{PY}", "{FAKES / 'printer.py'}", "--lines", "100000", "--tag", "voice"]
+[services.kb]
+command = ["{PY}", "{FAKES / 'printer.py'}"]
+[services.redis]
+command = ["{PY}", "{FAKES / 'printer.py'}"]
+""")
+    result = run_airadev(root, "up", "--detach")
+    assert result.returncode == 0, result.stderr
+    log = root / ".airadev" / "logs" / "voice-agent.log"
+    import time
+
+    deadline = time.monotonic() + 60
+    while log.stat().st_size < 100_000 * 80 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        commands = {
+            "base": [PY, "-c", "import typer"],
+            "status": airadev(root, "status"),
+            "logs": airadev(root, "logs", "voice", "-n", "100"),
+            "python": [PY, "-c", "pass"],
+        }
+        for argv in commands.values():  # warm the file cache
+            median_wall(argv, 2)
+        # Interleaved rounds, so that drift in the machine's load hits every command alike.
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.runs):
+            for name, argv in commands.items():
+                samples[name].append(median_wall(argv, 1))
+        base, status, logs, python = (statistics.median(samples[n]) for n in ("base", "status", "logs", "python"))
+    finally:
+        run_airadev(root, "down")
+    rows = [
+        ('python -c pass', f"{python * 1000:.0f} ms", ""),
+        ('python -c "import typer"', "", f"{base * 1000:.0f} ms"),
+        ("airadev status", f"{status * 1000:.0f} ms", f"{status / base:.2f}x"),
+        ("airadev logs voice -n 100", f"{logs * 1000:.0f} ms", f"{logs / base:.2f}x"),
+    ]
+    return 0 if report(f"CLI latency, median of {args.runs} runs (peer column: import typer, ratio)", rows, [
+        ("status at most 1.3x import typer", status <= 1.3 * base),
+        ("logs -n 100 at most 1.3x import typer", logs <= 1.3 * base),
+    ]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

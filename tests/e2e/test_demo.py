@@ -1,0 +1,100 @@
+"""End to end on examples/demo: the real `next dev`, uvicorn, redis-server, under airadev."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from airadev.supervisor import reaper
+from tests.harness import Stack, free_port, port_free, wait_for
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
+DEFAULT_PORTS = {"redis": 6379, "voice": 8000, "kb": 8080, "ui": 3000}
+
+pytestmark = pytest.mark.e2e
+
+
+def copy_demo(target: Path) -> dict[str, int]:
+    """The demo in ``target`` with free ports, sharing the bootstrapped node_modules."""
+    assert (DEMO / "aira-ui" / "node_modules" / "next").is_dir(), "run scripts/bootstrap first"
+    shutil.copytree(DEMO, target, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("node_modules", ".next", ".airadev", "__pycache__"))
+    (target / "aira-ui" / "node_modules").symlink_to(DEMO / "aira-ui" / "node_modules")
+    ports = {name: free_port() for name in DEFAULT_PORTS}
+    for relative in ("airadev.toml", "voice-agent/.env", "kb-updater/.env"):
+        path = target / relative
+        text = path.read_text()
+        for name, default in DEFAULT_PORTS.items():
+            text = re.sub(rf"\b{default}\b", str(ports[name]), text)
+        path.write_text(text)
+    return ports
+
+
+def http(url: str, data: bytes | None = None, timeout: float = 30) -> tuple[int, str, str]:
+    request = urllib.request.Request(url, data=data)
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return answer.status, answer.headers.get("content-type", ""), answer.read().decode()
+
+
+def test_demo_stack_end_to_end(stack: Stack) -> None:
+    ports = copy_demo(stack.root)
+    result = stack.up(timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 4 services ready" in result.stdout
+
+    data = json.loads(stack.cli("status", "--json").stdout)
+    assert {n: s["state"] for n, s in data["services"].items()} == {
+        "redis": "healthy", "voice-agent": "healthy", "kb-updater": "healthy", "aira-ui": "healthy"}
+    assert {n: s["port"] for n, s in data["services"].items()} == {
+        "redis": ports["redis"], "voice-agent": ports["voice"], "kb-updater": ports["kb"], "aira-ui": ports["ui"]}
+    assert all(reaper.alive(s["pid"]) for s in data["services"].values())
+    assert data["services"]["aira-ui"]["processes"] >= 3, "npm → next → workers: the whole tree is counted"
+
+    # The voice agent's logs, from another terminal; its deliberately leaky line is redacted.
+    logs = stack.cli("logs", "voice", "-n", "5")
+    assert logs.returncode == 0
+    lines = logs.stdout.splitlines()
+    assert 1 <= len(lines) <= 5 and all(line.startswith("voice-agent | ") for line in lines)
+    everything = stack.cli("logs", "voice", "-n", "1000").stdout
+    assert "auth token [redacted:TWILIO_AUTH_TOKEN]" in everything
+    assert "fedcba9876543210fedcba9876543210" not in everything
+
+    # Twilio's webhook answers TwiML and counts the call in the real Redis.
+    status, ctype, body = http(f"http://127.0.0.1:{ports['voice']}/webhooks/twilio/call",
+                               b"From=%2B15550001111&To=%2B15559990000&CallSid=CAe2e")
+    assert status == 200 and "xml" in ctype and "<Response><Say>" in body
+    assert json.loads(http(f"http://127.0.0.1:{ports['voice']}/calls")[2])["calls"] >= 1
+    wait_for(lambda: "CallSid=CAe2e" in stack.log("voice-agent"), what="the call in the voice agent's log")
+
+    # The UI reads VOICE_AGENT_SERVICE_URL from .env.local (airadev does not inject it).
+    page = http(f"http://127.0.0.1:{ports['ui']}/", timeout=120)[2]
+    assert 'id="voice-agent-service-url">http://localhost:8000<' in page
+    assert 'id="health-voice">ok<' in page and 'id="health-kb">ok<' in page
+
+    # restart from another process
+    old = stack.service("voice-agent")["pid"]
+    restart = stack.cli("restart", "voice")
+    assert restart.returncode == 0 and "voice-agent: healthy" in restart.stdout
+    restarted = stack.service("voice-agent")["pid"]
+    assert restarted != old and not reaper.alive(old)
+
+    # a code change restarts the voice agent (and only it)
+    kb_pid = stack.service("kb-updater")["pid"]
+    server = stack.root / "voice-agent" / "server.py"
+    server.write_text(server.read_text() + "\n# touched by the e2e test\n")
+    wait_for(lambda: stack.service("voice-agent").get("pid") not in (None, restarted)
+             and stack.service("voice-agent").get("state") == "healthy", timeout=30, what="the watch restart")
+    assert "voice-agent: restarting: server.py changed" in stack.log("airadev")
+    assert stack.service("kb-updater")["pid"] == kb_pid
+
+    tree = stack.stack_processes()
+    down = stack.cli("down")
+    assert down.returncode == 0, down.stderr
+    stack.wait_nothing_left(tree, timeout=1)
+    for name, port in ports.items():
+        assert port_free(port), f"{name}'s port {port} is still held"
