@@ -136,7 +136,8 @@ def _print_summary(summary: dict[str, Any] | None) -> None:
     for item in summary["services"]:
         render.info(f"  {item['name']:<14} ready after {item['ready_after']:6.2f}s  (own start {item['own_time']:.2f}s)")
     if summary.get("critical_path"):
-        render.info("  critical path: " + " → ".join(summary["critical_path"]))
+        own = {item["name"]: item["own_time"] for item in summary["services"]}
+        render.info("  critical path: " + " → ".join(f"{n} {own[n]:.2f}s" for n in summary["critical_path"]))
 
 
 @app.command()

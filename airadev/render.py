@@ -91,7 +91,8 @@ class LogConsole:
         for name, after, own in summary.services:
             lines.append(f"  {name.ljust(width)}  ready after {after:6.2f}s  (own start {own:.2f}s)")
         if summary.critical_path:
-            lines.append("  critical path: " + " → ".join(summary.critical_path))
+            own_times = {name: own for name, _, own in summary.services}
+            lines.append("  critical path: " + " → ".join(f"{n} {own_times[n]:.2f}s" for n in summary.critical_path))
         text = "\n".join(lines)
         if self.colour:
             text = f"{GREEN}{text}{RESET}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,21 @@ def port_taken(name: str, port: int) -> AiradevError:
 
 # --- running ----------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _claim(config: Config, names: Sequence[str]) -> Iterator[tuple[Paths, Lock, int]]:
+    """Take the workspace's run lock, end what a dead run left, and check the ground; yields
+    (paths, lock, how many leftover processes were ended). The lock is released on exit."""
+    paths = Paths(config.root)
+    lock = Lock(paths)
+    lock.acquire()
+    try:
+        reaped = reap_leftovers(paths)
+        preflight(config, names)
+        yield paths, lock, reaped
+    finally:
+        lock.release()
+
+
 @dataclass(frozen=True)
 class Started:
     names: list[str]
@@ -143,12 +159,7 @@ def run_foreground(config: Config, names: Sequence[str], *, observer: Any, colou
 
     from airadev.supervisor.runner import Supervisor
 
-    paths = Paths(config.root)
-    lock = Lock(paths)
-    lock.acquire()
-    try:
-        reaped = reap_leftovers(paths)
-        preflight(config, names)
+    with _claim(config, names) as (paths, _lock, reaped):
         if on_ready_to_start:
             on_ready_to_start(reaped)
         supervisor = Supervisor(config, names, observer=observer, marker=new_marker(config.root), colour=colour)
@@ -157,19 +168,12 @@ def run_foreground(config: Config, names: Sequence[str], *, observer: Any, colou
             raise AiradevError(f"airadev stopped the stack after an internal error: {supervisor.internal_error}",
                                f"the traceback is in {paths.log('airadev')}; please report it")
         return reason
-    finally:
-        lock.release()
 
 
 def start_detached(config: Config, names: Sequence[str], *, timeout: float) -> Started:
     """Start a background supervisor and return once every service is ready; raise with the
     reason and the failing service's last lines if one fails first."""
-    paths = Paths(config.root)
-    lock = Lock(paths)
-    lock.acquire()
-    try:
-        reaped = reap_leftovers(paths)
-        preflight(config, names)
+    with _claim(config, names) as (paths, lock, reaped):
         marker = new_marker(config.root)
         with open(paths.supervisor_out, "ab") as out:
             os.chmod(paths.supervisor_out, 0o600)
@@ -179,8 +183,7 @@ def start_detached(config: Config, names: Sequence[str], *, timeout: float) -> S
                 pass_fds=(lock.fd,), start_new_session=True, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=out, cwd=config.root,
             )
-    finally:
-        lock.release()  # the daemon holds its own copy of the lock now
+    # Our copy of the lock is released on leaving the block; the daemon holds its own.
     return _wait_ready(paths, daemon, marker, names, reaped, timeout)
 
 

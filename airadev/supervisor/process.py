@@ -78,30 +78,26 @@ class ProcessInstance:
         return {"pid": self.pid, "pgid": self.pgid}
 
     def _readable(self) -> None:
+        self._read_once()
+
+    def _read_once(self) -> bool:
+        """Deliver one read's worth of output; False once the pipe is empty for now or closed."""
         try:
             data = os.read(self._rfd, _READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
-        if data:
-            self._on_output(data)
-        else:
+        if not data:
             self._close_pipe()
+            return False
+        self._on_output(data)
+        return True
 
     def _drain(self) -> None:
         """Deliver what the pipe holds now, without waiting for writers that outlive the leader."""
-        while self._rfd >= 0:
-            try:
-                data = os.read(self._rfd, _READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._close_pipe()
-                return
-            self._on_output(data)
+        while self._rfd >= 0 and self._read_once():
+            pass
 
     def _close_pipe(self) -> None:
         if self._rfd >= 0:
