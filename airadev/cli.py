@@ -126,7 +126,10 @@ def up(
         if reaped:
             console.event(None, f"ended {reaped} processes left by an earlier run that did not stop", "warning")
 
-    op.run_foreground(config, names, observer=console, colour=colour, on_ready_to_start=announce)
+    try:
+        op.run_foreground(config, names, observer=console, colour=colour, on_ready_to_start=announce)
+    finally:
+        console.close()
 
 
 def _print_summary(summary: dict[str, Any] | None) -> None:
@@ -198,7 +201,9 @@ def logs(
         raise UsageError(f"-n {lines}: must be 0 or more", "write -n 100")
     paths = Paths(root)
     printer = render.LogPrinter(names, prefix=not no_prefix, timestamps=timestamps, colour=render.use_colour())
-    for line in op.recent(paths, names, lines, seconds):
+    followers = op.followers(paths, names) if follow else {}
+    ends = {name: f.position for name, f in followers.items()}
+    for line in op.recent(paths, names, lines, seconds, ends):
         if not printer.write(line.service, [line.raw]):
             return
     if not follow:
@@ -208,7 +213,7 @@ def logs(
 
         raise NotRunning("nothing is running, so there is nothing to follow (the lines above are stored ones)",
                          "start the stack with `airadev up`")
-    for batch in op.follow(paths, names):
+    for batch in op.follow(paths, followers):
         for line in batch:
             if not printer.write(line.service, [line.raw]):
                 return
@@ -222,10 +227,13 @@ def _service_command(op: str, name: str, wait: float) -> None:
     result = manage.service_op(_config(), op, name, wait)
     state = result["state"]
     render.info(f"{result['service']}: {state}" + (f" ({result['message']})" if result.get("message") else ""))
-    if state in ("crash-loop", "failed", "blocked", "unhealthy"):
+    wanted = ("stopped",) if op == "stop" else ("healthy", "running", "completed")
+    if state not in wanted:
         details = "\n".join("  " + line for line in result.get("last_lines", []))
-        raise AiradevError(f"{result['service']} did not come back: {state}",
-                           f"see `airadev logs {result['service']}`", details=details)
+        problem = f"is {state}" if state in ("crash-loop", "failed", "blocked", "unhealthy") \
+            else f"is not ready after {wait:g}s (still {state})"
+        raise AiradevError(f"{result['service']} {problem}",
+                           f"see `airadev logs {result['service']}` and `airadev status`", details=details)
 
 
 @app.command()

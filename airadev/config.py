@@ -64,11 +64,11 @@ def load(root: Path) -> Config:
 
 def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
     top = _Table(raw, file, "")
+    top.finish(TOP_KEYS)  # an unknown key first: [service.x] is a typo of [services.x]
     services_raw = top.get("services", dict, required=True)
     if not services_raw:
         raise ConfigError(f"{file}: [services] is empty", "add at least one [services.NAME] table")
     logs = _parse_logs(top.table("logs"))
-    top.finish(TOP_KEYS)
 
     services = []
     for name, body in services_raw.items():
@@ -190,6 +190,25 @@ def split_command(command: str) -> tuple[str, ...]:
     return tuple(shlex.split(command))
 
 
+def _command(t: _Table, key: str, raw: str) -> tuple[str, ...]:
+    try:
+        return split_command(raw)
+    except ValueError as exc:  # shlex: "No closing quotation"
+        raise t.error(key, f"cannot be split into words: {str(exc).lower()}",
+                      "close the quote, or write it as a list: [\"prog\", \"arg\"]") from None
+
+
+def _valid_url(raw: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _parse_logs(table: _Table) -> LogSettings:
     size_raw = table.get("max_size", (str, int), default=None)
     max_size = LogSettings.max_size
@@ -219,7 +238,7 @@ def _parse_service(name: str, t: _Table, root: Path) -> Service:
     cwd = (root / t.get("cwd", str, default=".")).resolve()
     command_raw = t.get("command", (str, list), required=True)
     if isinstance(command_raw, str):
-        command = split_command(command_raw) if command_raw.strip() else ()
+        command = _command(t, "command", command_raw) if command_raw.strip() else ()
     else:
         if not all(isinstance(part, str) for part in command_raw):
             raise t.error("command", "expected a string or a list of strings", 'write command = "python server.py"')
@@ -332,6 +351,7 @@ def _parse_health(t: _Table, port: int | None) -> Probe | None:
         t.used.add("health")
         return None
     h = t.table("health")
+    h.finish(HEALTH_KEYS)  # an unknown key first: `htpp` is a typo of `http`
     kinds = [k for k in ("http", "tcp", "exec", "log") if h.has(k)]
     if len(kinds) != 1:
         problem = "has no probe" if not kinds else f"has {len(kinds)} probes ({', '.join(kinds)})"
@@ -345,17 +365,17 @@ def _parse_health(t: _Table, port: int | None) -> Probe | None:
             if port is None:
                 raise h.error("http", "is a path but the service has no port", "set port, or give a full URL")
             target = f"http://127.0.0.1:{port}{raw}"
-        elif re.match(r"^https?://[^/\s]+", raw):
+        elif _valid_url(raw):
             target = raw
         else:
             raise h.error("http", f"expected a path such as \"/health\" or an URL, got {_show(raw)}",
-                          'write http = "/health"')
+                          'write http = "/health" or http = "http://127.0.0.1:8000/health"')
     elif kind is ProbeKind.TCP:
         raw = h.get("tcp", (bool, int, str))
         target = _tcp_target(h, raw, port)
     elif kind is ProbeKind.EXEC:
         raw = h.get("exec", (str, list))
-        target = split_command(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
+        target = _command(h, "exec", raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
         if not target:
             raise h.error("exec", "is empty", 'write exec = "redis-cli ping"')
     else:
@@ -377,7 +397,6 @@ def _parse_health(t: _Table, port: int | None) -> Probe | None:
     for key in ("interval", "start_interval", "timeout"):
         if getattr(probe, key) <= 0:
             raise h.error(key, "must be more than 0", f'write {key} = "1s"')
-    h.finish(HEALTH_KEYS)
     return probe
 
 

@@ -40,14 +40,87 @@ def use_colour(stream: Any = None) -> bool:
 
 
 def _write(fd: int, data: bytes) -> bool:
-    """Write all of ``data``; False when the reader has gone (a closed pipe)."""
+    """Write all of ``data``; False when the reader has gone (a closed pipe, a terminal that
+    hung up: EPIPE, EIO)."""
     view = memoryview(data)
     try:
         while view:
             view = view[os.write(fd, view):]
-    except BrokenPipeError:
+    except OSError:
         return False
     return True
+
+
+class ConsoleOutput:
+    """Where the console's bytes go, without ever stalling the supervisor.
+
+    A regular file is written directly: it does not stall, and nothing may be lost there.
+    A terminal or a pipe gets a writer thread with a bounded buffer: a paused terminal
+    (Ctrl-S, `| less` not scrolling) would otherwise block the supervisor's loop and with it
+    probes, restarts and `airadev down`. Past the buffer, output is left off the console
+    (never off the log files) and a line says how much.
+    """
+
+    LIMIT = 4 << 20
+
+    def __init__(self, fd: int = 1) -> None:
+        import stat
+        import threading
+
+        self.fd = fd
+        self.alive = True
+        try:
+            direct = stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            direct = True
+        self._queue: list[bytes] | None = None if direct else []
+        self._size = 0
+        self._dropped = 0
+        self._closing = False
+        if self._queue is not None:
+            self._cond = threading.Condition()
+            self._thread = threading.Thread(target=self._run, name="airadev-console", daemon=True)
+            self._thread.start()
+
+    def write(self, data: bytes) -> None:
+        if not self.alive:
+            return
+        if self._queue is None:
+            self.alive = _write(self.fd, data)
+            return
+        with self._cond:
+            if self._size + len(data) > self.LIMIT:
+                self._dropped += len(data)
+                return
+            self._queue.append(data)
+            self._size += len(data)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue and self._closing:
+                    return
+                chunk = b"".join(self._queue)
+                self._queue.clear()
+                self._size = 0
+                dropped, self._dropped = self._dropped, 0
+            if dropped:
+                chunk += (f"[airadev: {dropped} bytes of output were left off the console while it was not "
+                          "reading; `airadev logs` has them]\n").encode()
+            if not _write(self.fd, chunk):
+                self.alive = False
+                return
+
+    def close(self, timeout: float = 2.0) -> None:
+        if self._queue is not None:
+            with self._cond:
+                self._closing = True
+                self._cond.notify()
+            self._thread.join(timeout)
 
 
 # --- the log stream of `up` -----------------------------------------------------------------
@@ -57,13 +130,15 @@ class LogConsole:
     supervisor events behind ``airadev |``, then the ready summary. Implements the
     supervisor's Observer protocol; called on the supervisor's loop thread only."""
 
-    def __init__(self, names: Sequence[str], *, colour: bool, fd: int = 1, own: bool = True) -> None:
+    def __init__(self, names: Sequence[str], *, colour: bool, fd: int = 1, own: bool = True,
+                 buffered: bool = True) -> None:
         from airadev.supervisor.logstore import prefix_lines
 
         self.prefix_lines = prefix_lines
-        self.fd = fd
         self.colour = colour
-        self.alive = True
+        self.out = ConsoleOutput(fd) if buffered else None
+        self.fd = fd
+        self._alive = True
         width = max(len(n) for n in [*names, *(["airadev"] if own else [])])
         self.prefixes: dict[str, bytes] = {}
         for index, name in enumerate(names):
@@ -74,16 +149,28 @@ class LogConsole:
         own = f"{'airadev'.ljust(width)} |"
         self.own_prefix = ((f"{BOLD}{own}{RESET}" if colour else own) + " ").encode()
 
+    @property
+    def alive(self) -> bool:
+        return self.out.alive if self.out else self._alive
+
+    def _emit(self, data: bytes) -> None:
+        if self.out is not None:
+            self.out.write(data)
+        elif self._alive:
+            self._alive = _write(self.fd, data)
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.close()
+
     def output(self, service: str, lines: bytes) -> None:
-        if self.alive:
-            self.alive = _write(self.fd, self.prefix_lines(lines, self.prefixes[service]))
+        self._emit(self.prefix_lines(lines, self.prefixes[service]))
 
     def event(self, service: str | None, message: str, level: str = "info") -> None:
         text = f"{service}: {message}" if service else message
         if self.colour and LEVEL_COLOUR.get(level):
             text = "\n".join(f"{LEVEL_COLOUR[level]}{line}{RESET}" for line in text.split("\n"))
-        if self.alive:
-            self.alive = _write(self.fd, self.prefix_lines(text.encode() + b"\n", self.own_prefix))
+        self._emit(self.prefix_lines(text.encode() + b"\n", self.own_prefix))
 
     def ready(self, summary: Any) -> None:
         lines = [f"all {len(summary.services)} services ready in {summary.total:.2f}s"]
@@ -96,8 +183,7 @@ class LogConsole:
         text = "\n".join(lines)
         if self.colour:
             text = f"{GREEN}{text}{RESET}"
-        if self.alive:
-            self.alive = _write(self.fd, self.prefix_lines(text.encode() + b"\n", self.own_prefix))
+        self._emit(self.prefix_lines(text.encode() + b"\n", self.own_prefix))
 
 
 # --- messages and errors --------------------------------------------------------------------
@@ -217,7 +303,8 @@ class LogPrinter:
     """Writes stored log lines (timestamp field included) with optional prefix and timestamp."""
 
     def __init__(self, names: Sequence[str], *, prefix: bool, timestamps: bool, colour: bool) -> None:
-        self.console = LogConsole(names, colour=colour, own=False) if prefix else None
+        # `airadev logs` may block on its reader: that stalls nobody.
+        self.console = LogConsole(names, colour=colour, own=False, buffered=False) if prefix else None
         self.timestamps = timestamps
 
     def write(self, service: str, raw_lines: list[bytes]) -> bool:

@@ -139,8 +139,9 @@ class Lock:
 
 class AlreadyRunning(AiradevError):
     def __init__(self, state: dict[str, Any] | None) -> None:
-        pid = (state or {}).get("supervisor_pid", "?")
-        super().__init__(
-            f"airadev is already running this workspace (supervisor pid {pid})",
-            "use `airadev status` to see it, or `airadev down` to stop it first",
-        )
+        if supervisor_alive(state):
+            message = f"airadev is already running this workspace (supervisor pid {state['supervisor_pid']})"  # type: ignore[index]
+        else:
+            # The lock is held but the state file is not this run's yet: an `up` is starting.
+            message = "another `airadev up` is starting in this workspace"
+        super().__init__(message, "use `airadev status` to see it, or `airadev down` to stop it first")

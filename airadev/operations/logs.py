@@ -30,23 +30,32 @@ def choose(services: Mapping[str, Sequence[str]], names: Sequence[str]) -> list[
     return list(dict.fromkeys(chosen))
 
 
-def recent(paths: Paths, names: Sequence[str], count: int, since: float | None = None) -> list[logstore.Line]:
+def recent(paths: Paths, names: Sequence[str], count: int, since: float | None = None,
+           ends: Mapping[str, int] | None = None) -> list[logstore.Line]:
     """The last ``count`` lines of each service (only those newer than ``since`` seconds ago,
-    if given), merged in time order."""
+    if given), merged in time order; ``ends`` bounds each current log file (where following
+    will start)."""
     streams = {}
     for name in names:
         path = paths.log(name)
+        end = (ends or {}).get(name)
         if since is None:
-            streams[name] = logstore.tail(path, count)
+            streams[name] = logstore.tail(path, count, end)
         else:
-            streams[name] = list(collections.deque(logstore.read_since(path, logstore.since_stamp(since)), maxlen=count))
+            lines = logstore.read_since(path, logstore.since_stamp(since), end)
+            streams[name] = list(collections.deque(lines, maxlen=count))
     return list(logstore.merge(streams))
 
 
-def follow(paths: Paths, names: Sequence[str], poll: float = 0.1) -> Iterator[list[logstore.Line]]:
+def followers(paths: Paths, names: Sequence[str]) -> dict[str, logstore.Follower]:
+    """Followers positioned at the current ends of the logs; make them before printing the
+    recent lines (up to their positions) so that no line falls between the two."""
+    return {name: logstore.Follower(paths.log(name)) for name in names}
+
+
+def follow(paths: Paths, followers: Mapping[str, logstore.Follower], poll: float = 0.1) -> Iterator[list[logstore.Line]]:
     """Batches of new lines, in time order, until the supervisor stops (then what it wrote last
     is read and the iteration ends). Follows each log across restarts and rotation."""
-    followers = {name: logstore.Follower(paths.log(name)) for name in names}
     state = read_state(paths)
     checked = time.monotonic()
     try:

@@ -75,7 +75,7 @@ def down(paths: Paths, timeout: float = 120.0) -> Down:
     try:
         lock.acquire(wait=10 if stopped else 0)
     except AlreadyRunning:
-        raise AiradevError("a new `airadev up` started while stopping", "run `airadev down` again") from None
+        raise AiradevError("an `airadev up` is starting in this workspace", "wait for it, then run `airadev down` again") from None
     try:
         leftovers = reap_leftovers(paths)
         dead_run = bool(not stopped and state and state.get("phase") != "stopped")

@@ -178,7 +178,8 @@ def start_detached(config: Config, names: Sequence[str], *, timeout: float) -> S
         with open(paths.supervisor_out, "ab") as out:
             os.chmod(paths.supervisor_out, 0o600)
             daemon = subprocess.Popen(
-                [sys.executable, "-m", "airadev.supervisor.daemon", "--workspace", str(config.root),
+                # -P: the workspace (its cwd) must not be on the supervisor's module path.
+                [sys.executable, "-P", "-m", "airadev.supervisor.daemon", "--workspace", str(config.root),
                  "--lock-fd", str(lock.fd), "--marker", marker, "--services", ",".join(names)],
                 pass_fds=(lock.fd,), start_new_session=True, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=out, cwd=config.root,

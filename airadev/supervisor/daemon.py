@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from pathlib import Path
 
 from airadev import config as config_module
@@ -29,6 +30,8 @@ def main() -> None:
         asyncio.run(supervisor.run())
     finally:
         os.close(args.lock_fd)
+    if supervisor.internal_error:
+        sys.exit(f"airadev stopped the stack after an internal error: {supervisor.internal_error}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 TS_LEN = 24  # len("2026-11-25T23:17:45.123Z")
 TS_FIELD = TS_LEN + 1  # with the space after it
@@ -32,16 +33,18 @@ class LineFramer:
 
     ``feed`` returns the whole lines now available (ending in ``\\n``) or ``b""``; a partial
     line waits in ``pending`` until its newline comes or ``flush`` is called (the supervisor
-    calls it after a short pause). A line longer than ``max_line`` is broken so that memory
-    stays bounded; the last ``keep`` bytes stay pending so a secret is never cut in two.
+    calls it after a short pause, and when the process ends). A line longer than ``max_line``
+    is broken so that memory stays bounded. Neither a break nor a flush may cut a secret in
+    two, so that both halves would pass redaction: whole secrets are redacted first, and a
+    tail that could be the start of one is held back.
     """
 
-    __slots__ = ("pending", "max_line", "keep")
+    __slots__ = ("pending", "max_line", "redactor")
 
-    def __init__(self, max_line: int = 64 * 1024, keep: int = 0) -> None:
+    def __init__(self, max_line: int = 64 * 1024, redactor: Redactor | None = None) -> None:
         self.pending = b""
         self.max_line = max_line
-        self.keep = keep
+        self.redactor = redactor
 
     def feed(self, data: bytes) -> bytes:
         if self.pending:
@@ -52,13 +55,28 @@ class LineFramer:
         else:
             out, self.pending = b"", data
         if len(self.pending) > self.max_line:
-            split = len(self.pending) - self.keep
-            out += self.pending[:split] + b"\n"
-            self.pending = self.pending[split:]
+            out += self._release()
         return out
 
-    def flush(self) -> bytes:
-        out, self.pending = self.pending, b""
+    def flush(self, final: bool = False) -> bytes:
+        """The partial line as a line of its own. Unless ``final``, a tail that may be the start
+        of a secret stays pending; when ``final`` (the writer has gone) it is redacted."""
+        if not self.pending:
+            return b""
+        if final:
+            out, self.pending = self.pending, b""
+            if self.redactor:
+                out = self.redactor.scrub_tail(out)
+            return out + b"\n"
+        return self._release()
+
+    def _release(self) -> bytes:
+        data = self.pending
+        hold = 0
+        if self.redactor:
+            data = self.redactor(data)
+            hold = self.redactor.held(data)
+        out, self.pending = data[: len(data) - hold], data[len(data) - hold:]
         return out + b"\n" if out else b""
 
 
@@ -68,15 +86,25 @@ class Redactor:
     """Replaces secret values with ``[redacted:NAME]`` in bytes and text.
 
     Longer values are replaced first, so a secret that contains another is hidden whole.
+    Values are only ever added (``add``): a secret changed in an env file stays hidden in its
+    old form too.
     """
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
-        pairs = {}
-        for name, value in (secrets or {}).items():
-            if value and len(value) >= MIN_SECRET_LEN:
-                pairs[value.encode()] = f"[redacted:{name}]".encode()
-        self._pairs = sorted(pairs.items(), key=lambda p: -len(p[0]))
-        self.longest = max((len(v) for v in pairs), default=0)
+        self._by_value: dict[bytes, bytes] = {}
+        self._pairs: list[tuple[bytes, bytes]] = []
+        self.longest = 0
+        self.add(secrets or {})
+
+    def add(self, secrets: Mapping[str, str]) -> None:
+        changed = False
+        for name, value in secrets.items():
+            if value and len(value) >= MIN_SECRET_LEN and value.encode() not in self._by_value:
+                self._by_value[value.encode()] = f"[redacted:{name}]".encode()
+                changed = True
+        if changed:
+            self._pairs = sorted(self._by_value.items(), key=lambda p: -len(p[0]))
+            self.longest = len(self._pairs[0][0])
 
     def __bool__(self) -> bool:
         return bool(self._pairs)
@@ -91,6 +119,28 @@ class Redactor:
         if not self._pairs:
             return text
         return self(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+
+    def held(self, data: bytes) -> int:
+        """Length of the longest tail of ``data`` that is the start of a secret."""
+        best = 0
+        for secret, _ in self._pairs:
+            for size in range(min(len(secret) - 1, len(data)), best, -1):
+                if data.endswith(secret[:size]):
+                    best = size
+                    break
+        return best
+
+    def scrub_tail(self, data: bytes) -> bytes:
+        """Redact ``data``, including a tail that is the start of a secret (its end never came)."""
+        data = self(data)
+        size = self.held(data)
+        if size < MIN_SECRET_LEN:
+            return data
+        tail = data[-size:]
+        for secret, replacement in self._pairs:
+            if secret.startswith(tail):
+                return data[:-size] + replacement
+        return data
 
 
 # --- prefixing ---------------------------------------------------------------------------------
@@ -177,26 +227,27 @@ def log_files(path: Path) -> list[Path]:
 
 # --- reading -----------------------------------------------------------------------------------
 
-def tail(path: Path, count: int) -> list[bytes]:
+def tail(path: Path, count: int, end: int | None = None) -> list[bytes]:
     """The last ``count`` lines of a log and its rotated files, read from the end: a 1 GB file
-    costs as much as a small one."""
+    costs as much as a small one. ``end`` bounds the current file (a Follower's position)."""
     if count <= 0:
         return []
     lines: list[bytes] = []
     for file in reversed(log_files(path)):
-        lines = _tail_file(file, count - len(lines)) + lines
+        lines = _tail_file(file, count - len(lines), end if file == path else None) + lines
         if len(lines) >= count:
             break
     return lines
 
 
-def _tail_file(path: Path, count: int) -> list[bytes]:
+def _tail_file(path: Path, count: int, end: int | None = None) -> list[bytes]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return []
     try:
-        end = os.fstat(fd).st_size
+        size = os.fstat(fd).st_size
+        end = size if end is None else min(end, size)
         data = b""
         pos = end
         # count newlines: the last line ends in one, so count+1 newlines frame count lines.
@@ -253,13 +304,20 @@ def _line_start_after(f, offset: int) -> int:  # type: ignore[no-untyped-def]
             return f.tell() - len(block) + nl + 1
 
 
-def read_since(path: Path, since: bytes) -> Iterator[bytes]:
-    """Lines of a log and its rotated files with timestamps ``>= since``."""
+def read_since(path: Path, since: bytes, end: int | None = None) -> Iterator[bytes]:
+    """Lines of a log and its rotated files with timestamps ``>= since``; ``end`` bounds the
+    current file."""
     for file in log_files(path):
         try:
             with open(file, "rb") as f:
-                f.seek(offset_since(file, since))
+                start = offset_since(file, since)
+                f.seek(start)
+                limit = end if file == path and end is not None else None
                 for line in f:
+                    if limit is not None:
+                        start += len(line)
+                        if start > limit:
+                            break
                     if line.endswith(b"\n"):
                         yield line
         except FileNotFoundError:
@@ -308,15 +366,22 @@ def merge(streams: Mapping[str, Iterable[bytes]]) -> Iterator[Line]:
 
 
 class Follower:
-    """Reads what has been appended to a log since the last call; survives rotation and
-    truncation. Used by ``airadev logs -f``; polling keeps it simple and robust."""
+    """Reads what has been appended to a log since the last call, across rotations (however
+    many happened between two calls) and truncation. Used by ``airadev logs -f``; polling
+    keeps it simple and robust.
 
-    def __init__(self, path: Path, from_end: bool = True) -> None:
+    ``position`` is where reading starts: the end of the file when the follower was made, so
+    that `logs -f` can print the stored tail up to exactly there and lose no line between the
+    two.
+    """
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self._f = None
-        self._ino = None
+        self._f: Any = None
+        self._ino: int | None = None
         self._buf = b""
-        self._open(from_end)
+        self.position = 0
+        self._open(from_end=True)
 
     def _open(self, from_end: bool) -> None:
         try:
@@ -328,28 +393,51 @@ class Follower:
         self._ino = st.st_ino
         if from_end:
             self._f.seek(st.st_size)
+            self.position = st.st_size
 
     def read(self) -> list[bytes]:
-        out: list[bytes] = []
         if self._f is None:
             self._open(from_end=False)
             if self._f is None:
-                return out
-        out.extend(self._drain())
+                return []
+        # Look before reading: once the file has been renamed away, nothing more is written
+        # to it, so what is read after this look is all it will ever hold.
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return out
+            return self._drain()
+        out = self._drain()
         if st.st_ino != self._ino:
-            # Rotated: what was left in the old file is read above; continue in the new one.
+            out.extend(self._newer_rotated())
             self._f.close()
             self._buf = b""
             self._open(from_end=False)
             out.extend(self._drain())
-        elif st.st_size < self._f.tell():
+        elif os.fstat(self._f.fileno()).st_size < self._f.tell():  # truncated by hand
             self._f.seek(0)
             self._buf = b""
             out.extend(self._drain())
+        return out
+
+    def _newer_rotated(self) -> list[bytes]:
+        """Whole files rotated out after ours and before the current one (several rotations
+        between two reads)."""
+        files = log_files(self.path)[:-1]  # rotated ones, oldest first
+        inodes = []
+        for file in files:
+            try:
+                inodes.append(os.stat(file).st_ino)
+            except FileNotFoundError:
+                inodes.append(None)
+        if self._ino not in inodes:
+            return []
+        out = []
+        for file in files[inodes.index(self._ino) + 1:]:
+            try:
+                data = file.read_bytes()
+            except FileNotFoundError:
+                continue
+            out.extend(line + b"\n" for line in data.split(b"\n")[:-1])
         return out
 
     def _drain(self) -> list[bytes]:

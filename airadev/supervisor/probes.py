@@ -35,6 +35,8 @@ async def check(probe: Probe, *, env: Mapping[str, str] | None = None, cwd: str 
         return False, f"no answer within {probe.timeout:g}s"
     except OSError as exc:
         return False, _os_error(exc)
+    except (ValueError, UnicodeError) as exc:  # an address the resolver or URL parser refuses
+        return False, f"bad address: {exc}"
     raise ValueError(f"{probe.kind} probes are checked on the output, not polled")
 
 

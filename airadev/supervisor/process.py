@@ -115,8 +115,8 @@ class ProcessInstance:
         if not self._exited.done():
             self._exited.set_result(code)
 
-    async def stop(self, sig: int, grace: float) -> None:
-        await asyncio.to_thread(
+    async def stop(self, sig: int, grace: float) -> int:
+        found = await asyncio.to_thread(
             reaper.terminate, self.marker, pgids=[self.pgid], instance=self.instance, sig=sig, grace=grace)
         # The leader is reaped by _reaped on this loop; let it run.
         if not self._exited.done():
@@ -124,6 +124,7 @@ class ProcessInstance:
                 await asyncio.wait_for(asyncio.shield(self._exited), 5)
         self._drain()
         self._close_pipe()
+        return found
 
     def close(self) -> None:
         """Forget the pipe even if writers (escaped daemons) still hold it."""

@@ -192,9 +192,9 @@ class Supervisor:
 
         exc = task.exception()
         trace = "".join(traceback.format_exception(exc)).rstrip()
-        self._event(None, f"internal error in {task.get_name()}: {exc!r}; stopping everything\n{trace}", "error")
         self.internal_error = f"{type(exc).__name__}: {exc}"
         self.request_shutdown(f"internal error: {exc!r}")
+        self._event(None, f"internal error in {task.get_name()}: {exc!r}; stopping everything\n{trace}", "error")
 
     def request_shutdown(self, reason: str) -> None:
         if not self._shutdown.is_set():
@@ -204,12 +204,13 @@ class Supervisor:
     def _on_signal(self, sig: int) -> None:
         self._signals += 1
         name = signal.Signals(sig).name
+        # Act before telling: the console may be the terminal that just hung up.
         if self._signals == 1:
-            self._event(None, f"{name}: stopping (again to kill at once)")
             self.request_shutdown(f"stopped by {name}")
+            self._event(None, f"{name}: stopping (again to kill at once)")
         else:
-            self._event(None, f"{name} again: killing everything now", "warning")
             self._kill_now()
+            self._event(None, f"{name} again: killing everything now", "warning")
 
     def _kill_now(self) -> None:
         for unit in self.units.values():
@@ -221,31 +222,88 @@ class Supervisor:
     # --- lifecycle of one service -------------------------------------------------------------
 
     async def _lifecycle(self, unit: Unit) -> None:
-        try:
-            if not await self._wait_for_dependencies(unit):
+        """The one task that starts instances of a service, one after another, until the
+        service is stopped or settles (completed, failed, crash-loop, blocked)."""
+        if not await self._wait_for_dependencies(unit):
+            return
+        while not unit.stop_requested:
+            try:
+                instance = self._start_instance(unit)
+            except AiradevError as exc:
+                self._set_state(unit, State.FAILED, exc.message)
+                self._event(unit.name, f"cannot start: {exc.message} ({exc.fix})", "error")
                 return
-            while not unit.stop_requested:
-                try:
-                    instance = self._start_instance(unit)
-                except AiradevError as exc:
-                    self._set_state(unit, State.FAILED, exc.message)
-                    self._event(unit.name, f"cannot start: {exc.message} ({exc.fix})", "error")
-                    return
-                code = await instance.exited
-                self._on_exit(unit, code)
-                # Whatever this start left behind (children of a crashed leader, daemons) goes
-                # before the next start, or it may hold the port; a requested stop does the same.
-                await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
-                if unit.stop_requested:
-                    return
-                if unit.restart_requested:
-                    unit.restart_requested = False
-                    unit.streak = 0
-                    continue
-                if not await self._backoff_or_finish(unit, code):
-                    return
-        except asyncio.CancelledError:
-            raise
+            code = await instance.exited
+            restart = self._on_exit(unit, code)
+            # Whatever this start left behind (children of a crashed leader, daemons) goes
+            # before the next start, or it may hold the port; a requested stop does the same.
+            left = await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
+            if left and not (unit.stop_requested or unit.restart_requested):
+                self._event(unit.name, f"it left {left} processes running after it exited; they were stopped "
+                            "(a service must stay in the foreground: turn off its daemon mode)", "warning")
+            if unit.stop_requested:
+                return
+            if unit.restart_requested:
+                unit.restart_requested = False
+                unit.streak = 0
+                continue
+            if not restart or not await self._backoff(unit, code):
+                return
+
+    def _on_exit(self, unit: Unit, code: int) -> bool:
+        """Record an exit at once (so nothing sees a dead service as healthy) and decide whether
+        the restart policy restarts it."""
+        self._cancel_probe(unit)
+        self._flush_partial(unit, force=True)
+        unit.exit_code = code
+        unit.instance = None
+        unit.pid = None
+        unit.pgid_start = None
+        if unit.stop_requested or unit.restart_requested:
+            return False
+        self._event(unit.name, f"exited: {_describe_exit(code)}", "warning" if code else "info")
+        policy = unit.service.restart.policy
+        restart = policy is RestartPolicy.ALWAYS or (policy is RestartPolicy.ON_FAILURE and code != 0)
+        if restart:
+            self._set_state(unit, State.RESTARTING, _describe_exit(code))
+        elif code == 0:
+            self._set_state(unit, State.COMPLETED, _describe_exit(code))
+            unit.ready_at = unit.ready_at or time.monotonic()
+            self._check_all_ready()
+        else:
+            self._set_state(unit, State.FAILED, _describe_exit(code))
+        return restart
+
+    async def _backoff(self, unit: Unit, code: int) -> bool:
+        """Wait out the backoff before a restart; False when the service is left stopped
+        (crash-loop, or a stop request)."""
+        policy = unit.service.restart
+        ran = time.monotonic() - (unit.started_at or time.monotonic())
+        if ran >= policy.reset_after:
+            unit.streak = 0
+        if unit.streak >= policy.max_restarts:
+            message = f"crash-loop: exited {unit.streak + 1} times in a row (last: {_describe_exit(code)})"
+            self._set_state(unit, State.CRASH_LOOP, message)
+            lines = self.last_lines(unit.name, 10)
+            self._event(unit.name, message + "; last lines:\n" + "\n".join(lines), "error")
+            return False
+        unit.streak += 1
+        delay = backoff_delay(unit.streak, policy.backoff, policy.backoff_max, policy.jitter, self.rng)
+        self._set_state(unit, State.RESTARTING, f"restart {unit.streak}/{policy.max_restarts} in {delay:.1f}s")
+        self._event(unit.name, f"restarting in {delay:.1f}s ({unit.streak}/{policy.max_restarts})")
+        if not unit.restart_requested:
+            unit.wake.clear()
+            try:
+                await asyncio.wait_for(unit.wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+        if unit.stop_requested:
+            return False
+        if unit.restart_requested:
+            unit.restart_requested = False
+            unit.streak = 0
+        unit.restarts += 1
+        return True
 
     async def _wait_for_dependencies(self, unit: Unit) -> bool:
         for dep in unit.service.depends_on:
@@ -271,12 +329,16 @@ class Supervisor:
 
     def _start_instance(self, unit: Unit) -> Instance:
         service = unit.service
+        # Env files may have changed since the last start (a watch restart, say): their new
+        # secret values are hidden from now on, and the old ones still.
+        self.redact.add(stack_secrets(self.config))
         unit.starts += 1
         env = service_env(service, self.marker, colour=self.colour, instance=unit.starts)
         runtime = runtime_for(service.runtime, self.marker)
         instance = runtime.start(service, env, lambda data, u=unit: self._on_output(u, data))
         now = time.monotonic()
         unit.instance = instance
+        unit.restart_requested = False  # a restart asked for before this start is fulfilled by it
         unit.pid = instance.pid
         unit.pgid_start = reaper.start_time(instance.pid) if instance.pid else None
         unit.started_at = now
@@ -300,52 +362,6 @@ class Supervisor:
                 unit.probe_task = self._spawn_task(self._probe_loop(unit, instance), f"probe-{unit.name}")
         return instance
 
-    def _on_exit(self, unit: Unit, code: int) -> None:
-        self._cancel_probe(unit)
-        self._flush_partial(unit, force=True)
-        unit.exit_code = code
-        unit.instance = None
-        unit.pid = None
-        unit.pgid_start = None
-        if unit.stop_requested or unit.restart_requested:
-            return
-        self._event(unit.name, f"exited: {_describe_exit(code)}", "warning" if code else "info")
-
-    async def _backoff_or_finish(self, unit: Unit, code: int) -> bool:
-        """After an unrequested exit: wait and return True to restart, or settle its state."""
-        policy = unit.service.restart
-        restart = policy.policy is RestartPolicy.ALWAYS or (policy.policy is RestartPolicy.ON_FAILURE and code != 0)
-        if not restart:
-            final = State.COMPLETED if code == 0 else State.FAILED
-            self._set_state(unit, final, _describe_exit(code))
-            if final is State.COMPLETED:
-                unit.ready_at = unit.ready_at or time.monotonic()
-                self._check_all_ready()
-            return False
-        ran = time.monotonic() - (unit.started_at or time.monotonic())
-        if ran >= policy.reset_after:
-            unit.streak = 0
-        if unit.streak >= policy.max_restarts:
-            message = f"crash-loop: exited {unit.streak + 1} times in a row (last: {_describe_exit(code)})"
-            self._set_state(unit, State.CRASH_LOOP, message)
-            lines = self.last_lines(unit.name, 10)
-            self._event(unit.name, message + "; last lines:\n" + "\n".join(lines), "error")
-            return False
-        unit.streak += 1
-        delay = backoff_delay(unit.streak, policy.backoff, policy.backoff_max, policy.jitter, self.rng)
-        self._set_state(unit, State.RESTARTING, f"restart {unit.streak}/{policy.max_restarts} in {delay:.1f}s")
-        self._event(unit.name, f"restarting in {delay:.1f}s ({unit.streak}/{policy.max_restarts})")
-        unit.wake.clear()
-        try:
-            await asyncio.wait_for(unit.wake.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
-        if unit.stop_requested:
-            return False
-        unit.restarts += 1
-        unit.restart_requested = False
-        return True
-
     # --- health -----------------------------------------------------------------------------
 
     async def _probe_loop(self, unit: Unit, instance: Instance) -> None:
@@ -360,6 +376,7 @@ class Supervisor:
             ok, message = await probes.check(probe, env=env, cwd=str(unit.service.cwd))
             if unit.instance is not instance:
                 return
+            message = self.redact.text(message)  # an exec probe's output may hold anything
             unit.health = message
             if ok:
                 failures = 0
@@ -434,7 +451,9 @@ class Supervisor:
             return
         quiet = time.monotonic() - unit.last_output
         if force or quiet >= PARTIAL_LINE_PAUSE:
-            self._emit(unit, unit.framer.flush())
+            lines = unit.framer.flush(final=force)
+            if lines:
+                self._emit(unit, lines)
         else:
             unit.flush_handle = asyncio.get_running_loop().call_later(
                 PARTIAL_LINE_PAUSE - quiet, self._flush_partial, unit)
@@ -460,7 +479,7 @@ class Supervisor:
     def _open_logs(self) -> None:
         settings = self.config.logs
         for unit in self.units.values():
-            unit.framer = logstore.LineFramer(keep=max(0, self.redact.longest - 1))
+            unit.framer = logstore.LineFramer(redactor=self.redact)
             unit.log = logstore.LogFile(self.paths.log(unit.name), settings.max_size, settings.keep)
         self._own_log = logstore.LogFile(self.paths.log("airadev"), settings.max_size, settings.keep)
 
@@ -469,14 +488,20 @@ class Supervisor:
         if self._own_log is not None:
             text = f"{service}: {message}" if service else message
             self._own_log.write(logstore.prefix_lines(text.encode() + b"\n", self.clock.stamp()))
-        self.observer.event(service, message, level)
+        try:
+            self.observer.event(service, message, level)
+        except Exception:  # noqa: BLE001  (telling must never stop the supervisor)
+            pass
 
     # --- state ------------------------------------------------------------------------------
 
     def _set_state(self, unit: Unit, state: State, message: str | None = None) -> None:
+        was_ready = unit.state.ready
         unit.state = state
         if message is not None:
-            unit.message = message
+            unit.message = self.redact.text(message)
+        if state.ready and not was_ready:
+            self._resume_blocked(unit)
         if state.failed and self.summary is None and self.failure is None:
             self.failure = {"service": unit.name, "state": str(state), "message": unit.message}
             self.phase = "failed"
@@ -613,6 +638,7 @@ class Supervisor:
     # --- stopping and restarting -------------------------------------------------------------
 
     async def stop_unit(self, unit: Unit) -> None:
+        task = unit.task
         unit.stop_requested = True
         unit.wake.set()
         self._changed.set()
@@ -623,14 +649,19 @@ class Supervisor:
             self._set_state(unit, State.STOPPING, "")
             service = unit.service
             await instance.stop(service.stop_signal, service.stop_grace)
-        if unit.task is not None:
-            await asyncio.gather(unit.task, return_exceptions=True)
-        self._set_state(unit, State.STOPPED, "")
-        unit.pid = None
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        if unit.task is task:  # unless a `start` came meanwhile and started it again
+            self._set_state(unit, State.STOPPED, "")
+            unit.pid = None
 
     async def start_unit(self, unit: Unit) -> None:
+        """Start a service whose lifecycle has ended (stopped, failed, crash-loop, blocked); a
+        stop still in progress is waited for first."""
         if unit.task is not None and not unit.task.done():
-            return
+            if not unit.stop_requested:
+                return  # already running, or on its way
+            await asyncio.gather(asyncio.shield(unit.task), return_exceptions=True)
         unit.stop_requested = False
         unit.restart_requested = False
         unit.streak = 0
@@ -639,18 +670,30 @@ class Supervisor:
 
     async def restart_unit(self, unit: Unit, why: str) -> None:
         self._event(unit.name, f"restarting: {why}")
-        if unit.task is None or unit.task.done():
+        if unit.task is None or unit.task.done() or unit.stop_requested:
             await self.start_unit(unit)
-            return
-        if unit.instance is None:
-            # Waiting for dependencies or in backoff: start as soon as possible.
-            unit.wake.set()
             return
         unit.restart_requested = True
         unit.restarts += 1
+        instance = unit.instance
+        if instance is None:
+            # Between instances (cleaning up after an exit, or in backoff): the lifecycle sees
+            # the request and starts again at once. Waiting for dependencies: it starts anyway.
+            if unit.state is not State.WAITING:
+                self._set_state(unit, State.RESTARTING, why)
+            unit.wake.set()
+            return
         self._cancel_probe(unit)
         self._set_state(unit, State.STOPPING, why)
-        await unit.instance.stop(unit.service.stop_signal, unit.service.stop_grace)
+        await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
+
+    def _resume_blocked(self, ready: Unit) -> None:
+        """A service that became ready again unblocks the dependents it had blocked."""
+        for name in graph.dependents(self.graph, ready.name):
+            other = self.units[name]
+            if other.state is State.BLOCKED and not other.stop_requested and not self._shutdown.is_set():
+                self._event(name, f"{ready.name} is {ready.state} now: starting")
+                self._spawn_task(self.start_unit(other), f"unblock-{name}")
 
     async def _stop_everything(self) -> None:
         self.phase = "stopping"

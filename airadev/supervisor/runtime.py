@@ -28,9 +28,10 @@ class Instance(Protocol):
         """Resolves to the exit code (negative: killed by that signal) once the instance ends,
         after its remaining output has been delivered."""
 
-    async def stop(self, sig: int, grace: float) -> None:
+    async def stop(self, sig: int, grace: float) -> int:
         """Send ``sig`` to everything of this instance, wait until it is all gone, and kill what
-        is left after ``grace`` seconds. Returns when nothing of it runs any more."""
+        is left after ``grace`` seconds. Returns, once nothing of it runs any more, how many
+        processes it found."""
 
     def info(self) -> dict[str, Any]:
         """What `airadev status` shows of it (pid, process group, ...)."""

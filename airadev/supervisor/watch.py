@@ -34,11 +34,13 @@ MAX_DELAY = 2.0  # a steady stream of changes still restarts the service this of
 OnChange = Callable[[str, list[Path]], None]
 
 
-def wanted(path: str | Path) -> bool:
-    parts = Path(path).parts
-    if any(part in IGNORED_DIRS for part in parts):
+def wanted(relative: Path) -> bool:
+    """Whether a change at ``relative`` (to its watch root) is source worth a restart. Only
+    the part below the root counts: a workspace may well live under a folder named venv."""
+    parts = relative.parts
+    if any(part in IGNORED_DIRS for part in parts[:-1]):
         return False
-    return bool(parts) and not parts[-1].endswith(IGNORED_SUFFIXES)
+    return bool(parts) and parts[-1] not in IGNORED_DIRS and not parts[-1].endswith(IGNORED_SUFFIXES)
 
 
 def dispatch(services: dict[str, Service], paths: Iterable[Path]) -> dict[str, list[Path]]:
@@ -48,9 +50,10 @@ def dispatch(services: dict[str, Service], paths: Iterable[Path]) -> dict[str, l
         for name, service in services.items():
             for root in service.watch:
                 if path == root or path.is_relative_to(root):
-                    relative = str(path.relative_to(root)) if path != root else path.name
-                    if not any(fnmatch.fnmatch(relative, g) or fnmatch.fnmatch(path.name, g)
-                               for g in service.watch_ignore):
+                    relative = path.relative_to(root) if path != root else Path(path.name)
+                    if wanted(relative) and not any(
+                            fnmatch.fnmatch(str(relative), g) or fnmatch.fnmatch(path.name, g)
+                            for g in service.watch_ignore):
                         found.setdefault(name, set()).add(path)
                     break
     return {name: sorted(paths_of) for name, paths_of in found.items()}
@@ -89,7 +92,7 @@ class Watcher:
         return type(self._backend).__name__.strip("_").lower() if self._backend else "none"
 
     def changed(self, paths: Iterable[Path]) -> None:
-        for name, found in dispatch(self.services, (p for p in paths if wanted(p))).items():
+        for name, found in dispatch(self.services, paths).items():
             self.on_change(name, found)
 
 
@@ -208,7 +211,7 @@ class _Watchfiles:
         import watchfiles
 
         for changes in watchfiles.watch(
-            *self.watcher.roots, watch_filter=lambda _c, p: wanted(p), debounce=int(self.watcher.debounce * 1000),
+            *self.watcher.roots, watch_filter=None, debounce=int(self.watcher.debounce * 1000),
             step=self.STEP_MS, stop_event=self._stop, raise_interrupt=False, ignore_permission_denied=True,
         ):
             paths: list[Any] = [Path(p) for _, p in changes]

@@ -129,6 +129,12 @@ def test_dependencies_may_name_aliases(tmp_path: Path) -> None:
         ('[logs]\nkeep = 1\n', "the file has no 'services'"),
         ("[services.a]\ncommand = 'a'\nservices = 1\n[services.a.x\n", "invalid TOML"),
         ('[services.a]\ncommand = "a"\nwatch = 3\n', "services.a.watch: expected true or false or a string or a list"),
+        ('[service.a]\ncommand = "a"\n', "service: unknown key; did you mean 'services'?"),
+        ('[services.a]\ncommand = "a"\nport = 80\nhealth = { htpp = "/health" }\n', "services.a.health.htpp: unknown key; did you mean 'http'?"),
+        ('[services.a]\ncommand = "a"\nhealth = { http = "http://localhost:8000health" }\n', "services.a.health.http: expected a path"),
+        ('[services.a]\ncommand = "a"\nhealth = { http = "http://[::1:80/" }\n', "services.a.health.http: expected a path"),
+        ('[services.a]\ncommand = "python -c \'hello"\n', "services.a.command: cannot be split into words: no closing quotation"),
+        ('[services.a]\ncommand = "a"\nhealth = { exec = "redis-cli \'ping" }\n', "services.a.health.exec: cannot be split into words"),
     ],
 )
 def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:

@@ -13,7 +13,33 @@ def test_secret_rules() -> None:
         assert envfile.is_secret(name), name
     for name in ("TWILIO_ACCOUNT_SID", "PORT", "NEXT_PUBLIC_SUPABASE_ANON_KEY", "REDIS_HOST", "KEYBOARD"):
         assert not envfile.is_secret(name), name
-    assert envfile.is_secret("DAILY_ROOM", marked_secret=["DAILY_ROOM"])
+    assert envfile.is_secret("DAILY_ROOM", marked=["DAILY_ROOM"])
+
+
+def test_templates_hold_the_guides_checklist_and_mark_secrets() -> None:
+    checklist = {
+        "aira-ui.env.local": {"NEXT_PUBLIC_SUPABASE_URL", "NEXT_PUBLIC_SUPABASE_ANON_KEY", "NEXT_PUBLIC_APP_URL",
+                              "SUPABASE_SERVICE_ROLE_KEY", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
+                              "VOICE_AGENT_SERVICE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"},
+        "voice-agent.env": {"SUPABASE_URL", "SUPABASE_KEY", "DAILY_API_KEY", "TWILIO_ACCOUNT_SID",
+                            "TWILIO_AUTH_TOKEN", "OPENAI_API_KEY", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY",
+                            "PINECONE_API_KEY", "PINECONE_INDEX_NAME", "REDIS_HOST", "REDIS_PORT", "HOST", "PORT",
+                            "ENVIRONMENT"},
+        "kb-updater.env": {"SUPABASE_URL", "SUPABASE_KEY", "PINECONE_API_KEY", "PINECONE_INDEX_NAME",
+                           "PINECONE_CLOUD", "PINECONE_REGION", "SENTENCE_TRANSFORMER_MODEL", "VECTOR_DB_TYPE",
+                           "HOST", "PORT", "ENVIRONMENT"},
+    }
+    for name, expected in checklist.items():
+        found = envfile.template_vars(envfile.TEMPLATES / name)
+        assert {v.name for v in found} == expected, name
+        for var in found:
+            assert var.visibility in ("public", "server", "secret") and var.format and var.description, var
+            assert (var.visibility == "public") == var.name.startswith("NEXT_PUBLIC_"), var
+            if var.visibility == "secret":
+                assert var.default == "", f"{var.name}: a template holds no credential"
+    secrets = envfile.marked_secret()
+    assert {"TWILIO_AUTH_TOKEN", "SUPABASE_SERVICE_ROLE_KEY", "STRIPE_WEBHOOK_SECRET", "DAILY_API_KEY"} <= secrets
+    assert "TWILIO_ACCOUNT_SID" not in secrets and "NEXT_PUBLIC_SUPABASE_ANON_KEY" not in secrets
 
 
 def test_read_handles_dotenv_syntax(tmp_path: Path) -> None:

@@ -43,15 +43,40 @@ def test_partial_line_waits_then_flushes() -> None:
     assert framer.flush() == b""
 
 
-def test_long_line_is_broken_but_keeps_a_secret_whole() -> None:
-    secret = b"S3CRET-VALUE-123"
-    framer = LineFramer(max_line=100, keep=len(secret) - 1)
-    out = framer.feed(b"x" * 95 + secret[:10])
-    assert out.endswith(b"\n") and len(out) <= 101
-    out += framer.feed(secret[10:] + b"\n")
-    redacted = Redactor({"API_KEY": secret.decode()})(out)
-    assert b"[redacted:API_KEY]" in redacted and secret not in redacted
-    assert len(framer.pending) == 0
+@given(st.integers(0, 200), st.lists(st.integers(1, 60), min_size=1, max_size=8))
+@settings(max_examples=400, deadline=None)
+def test_a_long_line_is_broken_but_never_through_a_secret(prefix: int, chunk_sizes: list[int]) -> None:
+    secret = "S3CRET-VALUE-1234567"
+    redact = Redactor({"API_KEY": secret})
+    framer = LineFramer(max_line=64, redactor=redact)
+    stream = b"x" * prefix + secret.encode() + b"y" * 30 + b"\n"
+    out, pos, i = b"", 0, 0
+    while pos < len(stream):
+        size = chunk_sizes[i % len(chunk_sizes)]
+        out += framer.feed(stream[pos:pos + size])
+        pos, i = pos + size, i + 1
+    out += framer.flush(final=True)
+    shown = redact(out)  # what the supervisor writes: every emitted piece passes redaction
+    assert secret.encode() not in shown.replace(b"\n", b"")
+    assert shown.count(b"[redacted:API_KEY]") == 1
+    assert max(len(line) for line in shown.split(b"\n")) <= 64 + max(chunk_sizes) + len("[redacted:API_KEY]")
+
+
+def test_partial_flush_holds_back_the_start_of_a_secret() -> None:
+    redact = Redactor({"DB_PASSWORD": "hunter2-long-password"})
+    framer = LineFramer(redactor=redact)
+    assert framer.feed(b"connecting with hunter2-lo") == b""
+    assert framer.flush() == b"connecting with \n"  # the pause: shown, but not the secret's start
+    assert framer.pending == b"hunter2-lo"
+    assert redact(framer.feed(b"ng-password ok\n")) == b"[redacted:DB_PASSWORD] ok\n"
+    framer.feed(b"last words hunter2-lo")
+    assert framer.flush(final=True) == b"last words [redacted:DB_PASSWORD]\n"
+
+
+def test_redactor_keeps_old_values_when_secrets_change() -> None:
+    redact = Redactor({"TOKEN_SECRET": "first-value-1"})
+    redact.add({"TOKEN_SECRET": "second-value-2"})
+    assert redact(b"first-value-1 second-value-2") == b"[redacted:TOKEN_SECRET] [redacted:TOKEN_SECRET]"
 
 
 def test_memory_stays_bounded_without_newlines() -> None:
@@ -142,6 +167,37 @@ def test_merge_orders_by_time_and_keeps_file_order_for_ties() -> None:
     b = [b"2026-01-01T00:00:00.000Z b1\n", b"2026-01-01T00:00:01.000Z b2\n"]
     merged = [(line.service, line.text) for line in logstore.merge({"a": a, "b": b})]
     assert merged == [("a", b"a1\n"), ("b", b"b1\n"), ("b", b"b2\n"), ("a", b"a2\n")]
+
+
+def test_follower_loses_nothing_to_a_rotation_during_a_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "svc.log"
+    log = logstore.LogFile(path, max_size=10**9, keep=5)
+    follower = logstore.Follower(path)
+    log.write(b"one\n")
+    real_stat = os.stat
+    rotated_once = []
+
+    def stat_then_rotate(p, *a, **k):  # type: ignore[no-untyped-def]
+        result = real_stat(p, *a, **k)
+        if p == path and not rotated_once:
+            rotated_once.append(1)
+            log.write(b"two\n")  # written after the follower looked...
+            log.rotate()          # ...then rotated away
+            log.write(b"three\n")
+        return result
+
+    monkeypatch.setattr(os, "stat", stat_then_rotate)
+    got = follower.read()
+    monkeypatch.setattr(os, "stat", real_stat)
+    got += follower.read()
+    assert got == [b"one\n", b"two\n", b"three\n"]
+    # Several rotations between two reads: the files in between are read whole.
+    for word in (b"four\n", b"five\n", b"six\n"):
+        log.write(word)
+        log.rotate()
+    log.write(b"seven\n")
+    assert follower.read() == [b"four\n", b"five\n", b"six\n", b"seven\n"]
+    log.close()
 
 
 def test_follower_survives_rotation_and_truncation(tmp_path: Path) -> None:

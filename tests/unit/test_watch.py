@@ -15,9 +15,17 @@ def test_dispatch_and_filters(tmp_path: Path) -> None:
         "voice": Service(name="voice", command=("x",), cwd=voice, watch=(voice,), watch_ignore=("*.md",)),
         "kb": Service(name="kb", command=("x",), cwd=kb, watch=(kb,)),
     }
-    assert wanted(voice / "server.py")
+    assert wanted(Path("server.py")) and wanted(Path("pkg/mod.py"))
     for ignored in (".venv/lib/x.py", "venv/bin/python", "__pycache__/s.pyc", "node_modules/a.js",
-                    ".git/HEAD", ".airadev/state.json", "app.pyc", "x.swp"):
-        assert not wanted(voice / ignored), ignored
-    found = dispatch(services, [voice / "server.py", voice / "README.md", kb / "updater.py", tmp_path / "other.py"])
+                    ".git/HEAD", ".airadev/state.json", "app.pyc", "x.swp", "venv"):
+        assert not wanted(Path(ignored)), ignored
+    found = dispatch(services, [voice / "server.py", voice / "README.md", kb / "updater.py", tmp_path / "other.py",
+                                voice / "__pycache__" / "server.cpython-311.pyc"])
     assert found == {"voice": [voice / "server.py"], "kb": [kb / "updater.py"]}
+
+
+def test_a_workspace_under_a_folder_named_venv_is_watched(tmp_path: Path) -> None:
+    root = tmp_path / "venv" / ".git" / "aira" / "voice-agent"
+    root.mkdir(parents=True)
+    services = {"voice": Service(name="voice", command=("x",), cwd=root, watch=(root,))}
+    assert dispatch(services, [root / "server.py"]) == {"voice": [root / "server.py"]}
