@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import socket
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,8 @@ def bind(path: Path) -> socket.socket:
 
 
 def peer_uid(sock: socket.socket) -> int:
+    import struct
+
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return struct.unpack("3i", creds)[1]
 
