@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
+import re
+import stat as stat_module
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,3 +73,203 @@ def read(path: Path) -> dict[str, str]:
 
 def secrets_of(values: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in values.items() if is_secret(name) and value}
+
+
+# --- rewriting one variable -------------------------------------------------------------------
+
+class EnvFileError(Exception):
+    """An env file that cannot be rewritten; ``fix`` says what to do."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.message, self.fix = message, fix
+
+
+@dataclass(frozen=True)
+class EnvEdit:
+    """One variable set in one env file: enough to undo it byte for byte.
+
+    ``before`` is the original line (line ending included), or None when the variable was not
+    there and ``after`` was appended (with the line ending that joined it to the file).
+    """
+
+    path: str
+    name: str
+    before: bytes | None
+    after: bytes
+    value: str
+
+    def as_json(self) -> dict[str, object]:
+        import base64
+
+        def enc(b: bytes | None) -> str | None:
+            return None if b is None else base64.b64encode(b).decode()
+
+        return {"path": self.path, "name": self.name, "before": enc(self.before), "after": enc(self.after),
+                "value": self.value}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> EnvEdit:
+        import base64
+
+        def dec(s: object) -> bytes | None:
+            return None if s is None else base64.b64decode(str(s))
+
+        return cls(str(data["path"]), str(data["name"]), dec(data["before"]), dec(data["after"]) or b"",
+                   str(data["value"]))
+
+
+def _assignment(name: str) -> re.Pattern[bytes]:
+    # indent, optional `export`, the name, `=` with its spacing, the rest of the line, the line end
+    return re.compile(rb"^([ \t]*)(export[ \t]+)?(" + re.escape(name.encode()) + rb")([ \t]*=[ \t]*)(.*?)(\r\n|\n|\r)?$",
+                      re.DOTALL)
+
+
+def _lines(data: bytes) -> list[bytes]:
+    return data.splitlines(keepends=True)
+
+
+def _eol(data: bytes) -> bytes:
+    return b"\r\n" if b"\r\n" in data else b"\n"
+
+
+def _new_value_part(old: bytes, value: str) -> bytes:
+    """The value written in the style of the old one: same quotes, same trailing comment."""
+    raw = value.encode()
+    if old[:1] in (b'"', b"'"):
+        quote = old[:1]
+        end = old.find(quote, 1)
+        if end < 0:
+            raise ValueError("multiline")
+        return quote + raw + quote + old[end + 1:]
+    comment = re.search(rb"[ \t]+#.*$", old, re.DOTALL)
+    suffix = comment.group(0) if comment else b""
+    if any(ch in value for ch in " #'\"\t"):
+        return b'"' + raw + b'"' + suffix
+    return raw + suffix
+
+
+def plan_set(data: bytes, name: str, value: str) -> tuple[bytes, bytes | None, bytes]:
+    """``(new file bytes, original line or None, line written)`` for setting ``name``.
+
+    The last assignment wins (as in python-dotenv and Next.js's dotenv), so that one is
+    rewritten; every other byte stays as it was. An absent variable is appended, keeping the
+    file's line endings and its missing final newline, if it had one missing.
+    """
+    pattern = _assignment(name)
+    lines = _lines(data)
+    for index in range(len(lines) - 1, -1, -1):
+        match = pattern.match(lines[index])
+        if not match:
+            continue
+        indent, export, key, equals, old, end = match.groups()
+        try:
+            part = _new_value_part(old, value)
+        except ValueError:
+            raise EnvFileError(f"{name} spans several lines", f"put {name}=... on one line") from None
+        after = indent + (export or b"") + key + equals + part + (end or b"")
+        lines[index] = after
+        return b"".join(lines), match.group(0), after
+    line = f"{name}={value}".encode() if not any(ch in value for ch in " #'\"\t") else f'{name}="{value}"'.encode()
+    if not data:
+        after = line + b"\n"
+    elif data.endswith((b"\n", b"\r")):
+        after = line + _eol(data)
+    else:
+        after = _eol(data) + line  # keep the missing final newline missing
+    return data + after, None, after
+
+
+def plan_undo(data: bytes, edit: EnvEdit) -> bytes | None:
+    """The file bytes with ``edit`` taken back, or None when the file no longer holds what
+    airadev wrote (someone changed it since): then it is left alone."""
+    if edit.before is None:
+        if data.endswith(edit.after):
+            return data[: len(data) - len(edit.after)]
+        return None
+    lines = _lines(data)
+    matches = [i for i, line in enumerate(lines) if line == edit.after]
+    if not matches:
+        return None
+    lines[matches[-1]] = edit.before
+    return b"".join(lines)
+
+
+def read_value(path: Path, name: str) -> str | None:
+    return read(path).get(name) if path.is_file() else None
+
+
+def writable(path: Path) -> Path:
+    """The real file behind ``path``, after checking it can be rewritten."""
+    target = path.resolve()
+    if not target.is_file():
+        raise EnvFileError(f"{path} not found",
+                           f"create it (cp {path.name}.example {path}), or point the config at the right file")
+    if not os.access(target, os.R_OK | os.W_OK) or not os.access(target.parent, os.W_OK | os.X_OK):
+        raise EnvFileError(f"{path} is not writable (by this user)",
+                           f"chmod u+w {target} {target.parent}, or run airadev as its owner")
+    return target
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """Replace ``target`` with ``data`` in one rename: a reader sees the old file or the new
+    one, never a mix. Same mode and owner; nothing is left behind on failure."""
+    st = os.stat(target)
+    tmp = target.with_name(f".{target.name}.airadev-{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, stat_module.S_IMODE(st.st_mode))
+        if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+            try:
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except PermissionError:
+                pass
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise EnvFileError(f"cannot write {target}: {exc.strerror}", "free some disk space or fix permissions") from None
+    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def set_value(path: Path, name: str, value: str, backup_dir: Path | None = None) -> EnvEdit:
+    """Set ``name`` in the env file at ``path``, atomically, keeping a backup of the original."""
+    target = writable(path)
+    data = target.read_bytes()
+    new, before, after = plan_set(data, name, value)
+    if backup_dir is not None:
+        import time
+
+        backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        backup = backup_dir / f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    edit = EnvEdit(str(path), name, before, after, value)
+    if new != data:
+        write_atomic(target, new)
+    return edit
+
+
+def undo(edit: EnvEdit) -> bool:
+    """Take ``edit`` back; False when the file was changed since and is left alone."""
+    target = writable(Path(edit.path))
+    data = target.read_bytes()
+    new = plan_undo(data, edit)
+    if new is None:
+        return False
+    if new != data:
+        write_atomic(target, new)
+    return True
