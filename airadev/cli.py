@@ -105,29 +105,39 @@ def up(
     services: list[str] = typer.Argument(None, help="Services to start (aliases work); with what they depend on. Default: all."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; return once all are ready."),
     timeout: float = typer.Option(300, "--timeout", help="With --detach: give up waiting after this many seconds."),
+    tunnel: bool = typer.Option(False, "--tunnel", help="Also open the ngrok tunnel once the voice agent is ready."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="With --tunnel: a reserved ngrok domain."),
+    region: Optional[str] = typer.Option(None, "--region", help="With --tunnel: the ngrok region."),
+    keep: bool = typer.Option(False, "--keep", help="With --tunnel: leave the rewiring in place when it closes."),
 ) -> None:
     """Start the stack in dependency order, health-checked, with one log stream; Ctrl-C stops it all."""
     from airadev.operations import up as op
 
     config = _config()
     names = op.select(config, services or [])
+    if (domain or region or keep) and not tunnel:
+        raise UsageError("--domain, --region and --keep go with --tunnel", "add --tunnel, or leave them out")
+    tunnel_options = {"domain": domain or "", "region": region or "", "keep": keep} if tunnel else None
     if detach:
-        started = op.start_detached(config, names, timeout=timeout)
-        if started.reaped:
-            render.warn(f"ended {started.reaped} processes left by an earlier run that did not stop")
+        started = op.start_detached(config, names, timeout=timeout, tunnel=tunnel_options)
+        for note in started.notes:
+            render.warn(note)
         _print_summary(started.summary)
+        if started.tunnel:
+            render.tunnel_status(started.tunnel)
         render.info(f"running in the background (supervisor pid {started.supervisor_pid}); "
                     "`airadev logs -f` to follow, `airadev down` to stop")
         return
     colour = render.use_colour()
     console = render.LogConsole(names, colour=colour)
 
-    def announce(reaped: int) -> None:
-        if reaped:
-            console.event(None, f"ended {reaped} processes left by an earlier run that did not stop", "warning")
+    def announce(notes: list[str]) -> None:
+        for note in notes:
+            console.event(None, note, "warning")
 
     try:
-        op.run_foreground(config, names, observer=console, colour=colour, on_ready_to_start=announce)
+        op.run_foreground(config, names, observer=console, colour=colour, tunnel=tunnel_options,
+                          on_ready_to_start=announce)
     finally:
         console.close()
 
@@ -154,6 +164,8 @@ def down(timeout: float = typer.Option(120, "--timeout", help="Seconds to wait f
         render.info(f"stopped {len(result.stopped)} services: {', '.join(result.stopped)}")
     if result.dead_run:
         render.info("the last run's supervisor had died without stopping the stack")
+    for line in result.restored:
+        render.info(f"put back what the tunnel left: {line}")
     if result.leftovers:
         render.info(f"ended {result.leftovers} leftover processes")
     elif result.dead_run:
@@ -191,7 +203,9 @@ def logs(
     from airadev.workspace import parse_duration, service_names
 
     root = _root()
-    names = op.choose(service_names(root), services or [])
+    paths = Paths(root)
+    extra = [op.AGENT_LOG] if paths.log(op.AGENT_LOG).exists() else []
+    names = op.choose(service_names(root), services or [], extra)
     seconds = None
     if since is not None:
         seconds = parse_duration(since)
@@ -199,7 +213,6 @@ def logs(
             raise UsageError(f"--since {since}: not a duration", "write it like 10m, 90s or 2h")
     if lines < 0:
         raise UsageError(f"-n {lines}: must be 0 or more", "write -n 100")
-    paths = Paths(root)
     printer = render.LogPrinter(names, prefix=not no_prefix, timestamps=timestamps, colour=render.use_colour())
     followers = op.followers(paths, names) if follow else {}
     ends = {name: f.position for name, f in followers.items()}
@@ -261,6 +274,72 @@ def start(
 ) -> None:
     """Start a stopped service of the running stack again."""
     _service_command("start", service, wait)
+
+
+# --- tunnel ------------------------------------------------------------------------------------
+
+@app.command()
+@handled
+def tunnel(
+    domain: Optional[str] = typer.Option(None, "--domain", help="A reserved ngrok domain: the address stays the same."),
+    region: Optional[str] = typer.Option(None, "--region", help="The ngrok region (us, eu, ap, au, sa, jp, in)."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the rewiring in place when the tunnel closes."),
+    verify: bool = typer.Option(False, "--verify", help="Send a test call signed like Twilio's through the tunnel."),
+    stop: bool = typer.Option(False, "--stop", help="Close the tunnel and put everything back (unless --keep)."),
+    show: bool = typer.Option(False, "--status", help="Show the address and what is rewired where."),
+    as_json: bool = typer.Option(False, "--json", help="With --status or --verify: one JSON object (schema 1)."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Return once open; the tunnel stays with the stack."),
+) -> None:
+    """A public ngrok address for the voice agent, wired into the UI's env file and the Twilio test
+    number, and put back when it closes (Ctrl-C, `tunnel --stop`, `down`). Needs a running stack."""
+    from airadev.operations import manage
+    from airadev.operations import tunnel as op
+
+    paths = _paths()
+    if show:
+        status = manage.request(paths, "tunnel", action="status")
+        if as_json:
+            render.json_out({"schema": 1, **status})
+        else:
+            render.tunnel_status(status)
+        return
+    if stop:
+        result = manage.request(paths, "tunnel", action="close", keep=keep if keep else None, timeout=120)
+        render.tunnel_closed(result)
+        return
+    status = manage.request(paths, "tunnel", action="status")
+    opened_here = status.get("state") != "open"
+    if opened_here:
+        status = manage.request(paths, "tunnel", action="open", domain=domain or "", region=region or "",
+                                keep=keep, timeout=180)
+    if not as_json or not verify:
+        render.tunnel_status(status)
+    if verify:
+        result = op.verify(status["address"], _config())
+        if as_json:
+            render.json_out({"schema": 1, **result})
+        else:
+            render.verified(result)
+        if not (200 <= result["status"] < 300 and result["twiml"]):
+            raise AiradevError(f"the test call got {result['status']}"
+                               + ("" if result["twiml"] else ", and no TwiML"),
+                               "see `airadev logs voice` and `airadev logs ngrok`")
+    if detach or not opened_here:
+        return
+    render.info("the tunnel is open; Ctrl-C closes it and puts everything back")
+    import time
+
+    from airadev.state import read_state, supervisor_alive
+
+    try:
+        while True:
+            state = read_state(paths)
+            if not supervisor_alive(state) or ((state or {}).get("tunnel") or {}).get("state") != "open":
+                return  # closed elsewhere (`tunnel --stop`, `down`)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        result = manage.request(paths, "tunnel", action="close", timeout=120)
+        render.tunnel_closed(result)
 
 
 # --- init --------------------------------------------------------------------------------------

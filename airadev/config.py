@@ -28,6 +28,8 @@ from airadev.model import (
     RestartPolicy,
     Runtime,
     Service,
+    TunnelSettings,
+    TwilioSettings,
 )
 from airadev.workspace import CONFIG_NAME, find_root, parse_duration  # noqa: F401  (part of this API)
 
@@ -44,7 +46,10 @@ SERVICE_KEYS = (
 HEALTH_KEYS = ("http", "tcp", "exec", "log", "interval", "start_interval", "timeout",
                "start_period", "retries")
 RESTART_KEYS = ("policy", "max_restarts", "backoff", "backoff_max", "jitter", "reset_after")
-TOP_KEYS = ("services", "logs")
+TOP_KEYS = ("services", "logs", "tunnel", "twilio")
+TUNNEL_KEYS = ("service", "ui_service", "env_file", "variable", "ngrok_path", "domain", "region", "start_timeout")
+TWILIO_KEYS = ("test_number", "credentials_from", "voice_path", "sms_path", "status_path", "timeout")
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 LOG_KEYS = ("max_size", "keep")
 
 
@@ -69,6 +74,7 @@ def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
     if not services_raw:
         raise ConfigError(f"{file}: [services] is empty", "add at least one [services.NAME] table")
     logs = _parse_logs(top.table("logs"))
+    tunnel_table, twilio_table = top.table("tunnel"), top.table("twilio")
 
     services = []
     for name, body in services_raw.items():
@@ -78,7 +84,10 @@ def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
     _check_names(services, file)
     services = _resolve_dependencies(services, file)
     _check_ports(services, file)
-    return Config(root=root, file=file, services=tuple(services), logs=logs)
+    names = {n for s in services for n in s.names}
+    tunnel = _parse_tunnel(tunnel_table, root, names)
+    twilio = _parse_twilio(twilio_table, names)
+    return Config(root=root, file=file, services=tuple(services), logs=logs, tunnel=tunnel, twilio=twilio)
 
 
 # --- one table -------------------------------------------------------------------------------
@@ -207,6 +216,50 @@ def _valid_url(raw: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _service_ref(t: _Table, key: str, names: set[str]) -> str:
+    value = t.get(key, str, default="")
+    if value and value not in names:
+        raise t.error(key, f"unknown service \"{value}\"{did_you_mean(value, names)}",
+                      f"services are: {', '.join(sorted(names))}")
+    return value
+
+
+def _parse_tunnel(t: _Table, root: Path, names: set[str]) -> TunnelSettings:
+    env_file = t.get("env_file", str, default="")
+    ngrok_path = t.get("ngrok_path", str, default="")
+    variable = t.get("variable", str, default=TunnelSettings.variable)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+        raise t.error("variable", f"\"{variable}\" is not a variable name", 'write variable = "VOICE_AGENT_SERVICE_URL"')
+    settings = TunnelSettings(
+        service=_service_ref(t, "service", names),
+        ui_service=_service_ref(t, "ui_service", names),
+        env_file=(root / env_file) if env_file else None,
+        variable=variable,
+        ngrok_path=Path(ngrok_path).expanduser() if ngrok_path else None,
+        domain=t.get("domain", str, default=""),
+        region=t.get("region", str, default=""),
+        start_timeout=t.duration("start_timeout", TunnelSettings.start_timeout),
+    )
+    t.finish(TUNNEL_KEYS)
+    return settings
+
+
+def _parse_twilio(t: _Table, names: set[str]) -> TwilioSettings:
+    number = t.get("test_number", str, default="")
+    if number and not E164.match(number):
+        raise t.error("test_number", f"\"{number}\" is not an E.164 number", 'write it like "+15551234567"')
+    paths = {}
+    for key in ("voice_path", "sms_path", "status_path"):
+        value = t.get(key, str, default=getattr(TwilioSettings, key))
+        if not value.startswith("/"):
+            raise t.error(key, f"expected a path starting with /, got {_show(value)}", f'write {key} = "/webhooks/twilio/..."')
+        paths[key] = value
+    settings = TwilioSettings(test_number=number, credentials_from=_service_ref(t, "credentials_from", names),
+                              timeout=t.duration("timeout", TwilioSettings.timeout), **paths)
+    t.finish(TWILIO_KEYS)
+    return settings
 
 
 def _parse_logs(table: _Table) -> LogSettings:

@@ -156,11 +156,40 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class TunnelSettings:
+    """`airadev tunnel`: which service is exposed, and which env variable gets its address.
+
+    Empty strings mean "derive it": the service named or aliased ``voice``/``voice-agent``,
+    the UI service named or aliased ``ui``, and that UI's ``.env.local``."""
+
+    service: str = ""
+    ui_service: str = ""
+    env_file: Path | None = None
+    variable: str = "VOICE_AGENT_SERVICE_URL"
+    ngrok_path: Path | None = None
+    domain: str = ""
+    region: str = ""
+    start_timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    test_number: str = ""
+    credentials_from: str = ""  # the service whose env files hold TWILIO_ACCOUNT_SID / _AUTH_TOKEN
+    voice_path: str = "/webhooks/twilio/call"
+    sms_path: str = "/webhooks/twilio/sms"
+    status_path: str = "/webhooks/twilio/status"
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     file: Path
     services: tuple[Service, ...]
     logs: LogSettings = field(default_factory=LogSettings)
+    tunnel: TunnelSettings = field(default_factory=TunnelSettings)
+    twilio: TwilioSettings = field(default_factory=TwilioSettings)
 
     def names(self) -> list[str]:
         return [s.name for s in self.services]

@@ -320,3 +320,46 @@ class LogPrinter:
             return _write(1, data)
         self.console.output(service, data)
         return self.console.alive
+
+
+# --- the tunnel --------------------------------------------------------------------------------
+
+def tunnel_status(status: dict[str, Any]) -> None:
+    state = status.get("state", "closed")
+    if state != "open":
+        line = f"tunnel: {state}" + (f" ({status['message']})" if status.get("message") else "")
+        info(line)
+        return
+    info(f"tunnel: {status['address']}")
+    for item in status.get("rewired", []):
+        if item["kind"] == "envfile":
+            info(f"  {item['path']}: {item['variable']}={item['value']}")
+        else:
+            hooks = item["webhooks"]
+            info(f"  Twilio {item['phone_number']}: voice {hooks['voice_url']}, sms {hooks['sms_url']}, "
+                 f"status {hooks['status_callback']}")
+    reload_note = status.get("ui_reload")
+    if reload_note:
+        info(f"  UI: {reload_note}")
+    twilio = status.get("twilio")
+    if twilio and not any(i["kind"] == "twilio" for i in status.get("rewired", [])):
+        info(f"  Twilio: {twilio}")
+    if status.get("keep"):
+        info("  (--keep: the rewiring stays when the tunnel closes)")
+
+
+def tunnel_closed(result: dict[str, Any]) -> None:
+    info("tunnel: closed")
+    for line in result.get("restored", []) + result.get("left", []):
+        info(f"  {line}")
+    if result.get("kept"):
+        info("  the rewiring was kept (--keep)")
+    for line in result.get("failed", []):
+        warn(f"  could not put back {line}; `airadev down` tries again")
+
+
+def verified(result: dict[str, Any]) -> None:
+    ok = 200 <= result["status"] < 300 and result["twiml"]
+    verdict = "TwiML" if result["twiml"] else "not TwiML"
+    info(f"verify: POST {result['url']} → {result['status']} in {result['ms']:.0f} ms, {verdict}"
+         + ("" if ok else "  ✗"))

@@ -62,13 +62,17 @@ class Stack:
         self.root = root
         self.foregrounds: list[subprocess.Popen[bytes]] = []
         self.seen_pids: set[int] = set()
+        self.env: dict[str, str] = {}  # added to the environment of every airadev this stack runs
+
+    def environment(self) -> dict[str, str]:
+        return {**cli_env(), **self.env}
 
     def write(self, text: str) -> None:
         (self.root / "airadev.toml").write_text(text)
 
     def cli(self, *args: str, timeout: float = 90, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([PY, "-m", "airadev", "--workspace", str(self.root), *args],
-                              capture_output=True, text=True, timeout=timeout, env=cli_env(), input=input)
+                              capture_output=True, text=True, timeout=timeout, env=self.environment(), input=input)
 
     def up(self, *services: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         result = self.cli("up", "--detach", *services, timeout=timeout)
@@ -79,7 +83,7 @@ class Stack:
         """`airadev up` in the foreground, its console going to a file (or a pipe)."""
         stdout = open(out, "wb") if out else subprocess.DEVNULL
         proc = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(self.root), "up", *args],
-                                stdout=stdout, stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True)
+                                stdout=stdout, stderr=subprocess.STDOUT, env=self.environment(), start_new_session=True)
         self.foregrounds.append(proc)
         return proc
 

@@ -11,21 +11,24 @@ from airadev.state import Paths, read_state, supervisor_alive
 from airadev.supervisor import logstore
 
 OWN_LOG = "airadev"  # the supervisor's own events
+AGENT_LOG = "ngrok"  # the tunnel's ngrok agent
 
 
-def choose(services: Mapping[str, Sequence[str]], names: Sequence[str]) -> list[str]:
+def choose(services: Mapping[str, Sequence[str]], names: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
     """Canonical names for ``names`` (aliases accepted; ``services`` maps each name to its
-    aliases); all services and airadev's own log when none are given."""
+    aliases; ``extra`` are other logs there are, such as ngrok's); all services, airadev's own
+    log and the extra ones when none are given."""
     if not names:
-        return [*services, OWN_LOG]
+        return [*services, OWN_LOG, *extra]
     canonical = {alias: name for name, aliases in services.items() for alias in (name, *aliases)}
     canonical[OWN_LOG] = OWN_LOG
+    canonical[AGENT_LOG] = AGENT_LOG
     chosen = []
     for name in names:
         if name not in canonical:
             listing = ", ".join(f"{n} ({', '.join(a)})" if a else n for n, a in services.items())
             raise UsageError(f"no service named '{name}'{did_you_mean(name, canonical)}",
-                             f"services: {listing}, or {OWN_LOG} for the supervisor's own log")
+                             f"services: {listing}; or {OWN_LOG} (the supervisor), {AGENT_LOG} (the tunnel)")
         chosen.append(canonical[name])
     return list(dict.fromkeys(chosen))
 

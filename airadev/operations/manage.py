@@ -43,6 +43,7 @@ class Down(NamedTuple):
     stopped: list[str]
     leftovers: int
     dead_run: bool = False  # the last run's supervisor had died without stopping
+    restored: list[str] = []  # rewiring a dead run's tunnel left, put back
 
 
 def down(paths: Paths, timeout: float = 120.0) -> Down:
@@ -78,11 +79,27 @@ def down(paths: Paths, timeout: float = 120.0) -> Down:
         raise AiradevError("an `airadev up` is starting in this workspace", "wait for it, then run `airadev down` again") from None
     try:
         leftovers = reap_leftovers(paths)
+        restored = _recover_tunnel(paths)
         dead_run = bool(not stopped and state and state.get("phase") != "stopped")
         if dead_run:
             write_json_atomic(paths.state, {**state, "phase": "stopped"})  # type: ignore[dict-item]
     finally:
         lock.release()
-    if not stopped and not leftovers and not dead_run:
+    if not stopped and not leftovers and not dead_run and not restored:
         raise _not_running(paths)
-    return Down(stopped, leftovers, dead_run)
+    return Down(stopped, leftovers, dead_run, restored)
+
+
+def _recover_tunnel(paths: Paths) -> list[str]:
+    """Put back what a dead run's tunnel left rewired (the journal says what)."""
+    from airadev.operations import tunnel
+
+    if not tunnel.Journal.path_of(paths).exists():
+        return []
+    from airadev.config import load
+
+    undone = tunnel.recover(paths, load(paths.root))
+    if undone and undone.failed:
+        raise AiradevError("could not put back what the tunnel left: " + "; ".join(undone.failed),
+                           "fix that and run `airadev down` again")
+    return (undone.restored + undone.left) if undone else []

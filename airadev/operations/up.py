@@ -129,17 +129,37 @@ def port_taken(name: str, port: int) -> AiradevError:
 
 # --- running ----------------------------------------------------------------------------------
 
+@dataclass
+class Ground:
+    """What `up` found and cleared before starting anything."""
+
+    paths: Paths
+    lock: Lock
+    reaped: int  # processes a dead run left, ended
+    restored: list[str]  # rewiring a dead run's tunnel left, put back
+
+    def notes(self) -> list[str]:
+        out = [f"ended {self.reaped} processes left by an earlier run that did not stop"] if self.reaped else []
+        return out + [f"put back what an earlier tunnel left: {line}" for line in self.restored]
+
+
 @contextlib.contextmanager
-def _claim(config: Config, names: Sequence[str]) -> Iterator[tuple[Paths, Lock, int]]:
-    """Take the workspace's run lock, end what a dead run left, and check the ground; yields
-    (paths, lock, how many leftover processes were ended). The lock is released on exit."""
+def _claim(config: Config, names: Sequence[str]) -> Iterator[Ground]:
+    """Take the workspace's run lock, end what a dead run left (processes, and a tunnel's
+    rewiring), and check the ground. The lock is released on exit."""
+    from airadev.operations import tunnel
+
     paths = Paths(config.root)
     lock = Lock(paths)
     lock.acquire()
     try:
         reaped = reap_leftovers(paths)
+        undone = tunnel.recover(paths, config)
+        if undone and undone.failed:
+            raise AiradevError("could not put back what an earlier tunnel left: " + "; ".join(undone.failed),
+                               "fix that (see above) and run `airadev up` again; nothing was started")
         preflight(config, names)
-        yield paths, lock, reaped
+        yield Ground(paths, lock, reaped, (undone.restored + undone.left) if undone else [])
     finally:
         lock.release()
 
@@ -147,22 +167,26 @@ def _claim(config: Config, names: Sequence[str]) -> Iterator[tuple[Paths, Lock, 
 @dataclass(frozen=True)
 class Started:
     names: list[str]
-    reaped: int
+    notes: list[str]
     summary: dict[str, Any] | None = None
     supervisor_pid: int | None = None
+    tunnel: dict[str, Any] | None = None
 
 
 def run_foreground(config: Config, names: Sequence[str], *, observer: Any, colour: bool,
-                   on_ready_to_start: Callable[[int], None] | None = None) -> str:
+                   tunnel: dict[str, Any] | None = None,
+                   on_ready_to_start: Callable[[list[str]], None] | None = None) -> str:
     """Run the supervisor in this process until it is stopped; returns why it stopped."""
     import asyncio
 
     from airadev.supervisor.runner import Supervisor
 
-    with _claim(config, names) as (paths, _lock, reaped):
+    with _claim(config, names) as ground:
+        paths = ground.paths
         if on_ready_to_start:
-            on_ready_to_start(reaped)
-        supervisor = Supervisor(config, names, observer=observer, marker=new_marker(config.root), colour=colour)
+            on_ready_to_start(ground.notes())
+        supervisor = Supervisor(config, names, observer=observer, marker=new_marker(config.root), colour=colour,
+                                tunnel=tunnel)
         reason = asyncio.run(supervisor.run())
         if supervisor.internal_error:
             raise AiradevError(f"airadev stopped the stack after an internal error: {supervisor.internal_error}",
@@ -170,32 +194,44 @@ def run_foreground(config: Config, names: Sequence[str], *, observer: Any, colou
         return reason
 
 
-def start_detached(config: Config, names: Sequence[str], *, timeout: float) -> Started:
-    """Start a background supervisor and return once every service is ready; raise with the
-    reason and the failing service's last lines if one fails first."""
-    with _claim(config, names) as (paths, lock, reaped):
+def start_detached(config: Config, names: Sequence[str], *, timeout: float,
+                   tunnel: dict[str, Any] | None = None) -> Started:
+    """Start a background supervisor and return once every service is ready (and the tunnel
+    open, if asked for); raise with the reason and the failing service's last lines if one
+    fails first."""
+    import json
+
+    with _claim(config, names) as ground:
+        paths, lock = ground.paths, ground.lock
         marker = new_marker(config.root)
         with open(paths.supervisor_out, "ab") as out:
             os.chmod(paths.supervisor_out, 0o600)
             daemon = subprocess.Popen(
                 # -P: the workspace (its cwd) must not be on the supervisor's module path.
                 [sys.executable, "-P", "-m", "airadev.supervisor.daemon", "--workspace", str(config.root),
-                 "--lock-fd", str(lock.fd), "--marker", marker, "--services", ",".join(names)],
+                 "--lock-fd", str(lock.fd), "--marker", marker, "--services", ",".join(names),
+                 "--tunnel", json.dumps(tunnel) if tunnel is not None else ""],
                 pass_fds=(lock.fd,), start_new_session=True, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=out, cwd=config.root,
             )
     # Our copy of the lock is released on leaving the block; the daemon holds its own.
-    return _wait_ready(paths, daemon, marker, names, reaped, timeout)
+    return _wait_ready(paths, daemon, marker, names, ground.notes(), timeout)
 
 
 def _wait_ready(paths: Paths, daemon: subprocess.Popen[bytes], marker: str, names: Sequence[str],
-                reaped: int, timeout: float) -> Started:
+                notes: list[str], timeout: float) -> Started:
     deadline = time.monotonic() + timeout
     while True:
         state = read_state(paths)
         if state and state.get("marker") == marker:
-            if state.get("phase") == "ready":
-                return Started(list(names), reaped, state.get("summary"), daemon.pid)
+            tunnel = state.get("tunnel")
+            tunnel_settled = tunnel is None or tunnel.get("state") in ("open", "failed", "closed")
+            if state.get("phase") == "ready" and tunnel_settled:
+                if tunnel and tunnel.get("state") == "failed":
+                    raise AiradevError(f"the stack is ready, but the tunnel failed: {tunnel.get('message')}",
+                                       "see `airadev logs airadev`; the stack is still running: "
+                                       "`airadev tunnel` tries again, `airadev down` stops it")
+                return Started(list(names), notes, state.get("summary"), daemon.pid, tunnel)
             if state.get("phase") == "failed":
                 failure = state["failure"]
                 lines = logstore.tail(paths.log(failure["service"]), 15)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,9 +24,11 @@ def main() -> None:
     parser.add_argument("--lock-fd", type=int, required=True)
     parser.add_argument("--marker", required=True)
     parser.add_argument("--services", required=True)
+    parser.add_argument("--tunnel", default="")
     args = parser.parse_args()
     config = config_module.load(Path(args.workspace))
-    supervisor = Supervisor(config, args.services.split(","), marker=args.marker)
+    tunnel = json.loads(args.tunnel) if args.tunnel else None
+    supervisor = Supervisor(config, args.services.split(","), marker=args.marker, tunnel=tunnel)
     try:
         asyncio.run(supervisor.run())
     finally:

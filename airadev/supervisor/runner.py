@@ -126,6 +126,7 @@ class Supervisor:
         marker: str,
         colour: bool = False,
         rng: random.Random | None = None,
+        tunnel: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.paths = Paths(config.root)
@@ -153,6 +154,9 @@ class Supervisor:
         self._own_log: logstore.LogFile | None = None
         self.exit_reason = ""
         self.internal_error: str | None = None
+        self.tunnel_request = tunnel  # `up --tunnel`: open one once the voice agent is ready
+        self.tunnel: Any = None  # the TunnelController, made when first needed
+        self._output_waiters: dict[str, list[tuple[re.Pattern[bytes], asyncio.Future[None]]]] = {}
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -166,11 +170,13 @@ class Supervisor:
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
             self._server = await asyncio.start_unix_server(self._serve, sock=control.bind(self.paths.socket))
-            self._write_state()
-            self._event(None, f"starting {len(self.units)} services: {', '.join(self.units)}")
+            self.write_state()
+            self.event(None, f"starting {len(self.units)} services: {', '.join(self.units)}")
             for unit in self.units.values():
-                unit.task = self._spawn_task(self._lifecycle(unit), f"lifecycle-{unit.name}")
+                unit.task = self.spawn_task(self._lifecycle(unit), f"lifecycle-{unit.name}")
             self._start_watcher()
+            if self.tunnel_request is not None:
+                self.spawn_task(self._tunnel_when_ready(self.tunnel_request), "tunnel-on-start")
             await self._shutdown.wait()
         finally:
             await self._stop_everything()
@@ -178,7 +184,7 @@ class Supervisor:
                 loop.remove_signal_handler(sig)
         return self.exit_reason
 
-    def _spawn_task(self, coro: Any, name: str) -> asyncio.Task[Any]:
+    def spawn_task(self, coro: Any, name: str) -> asyncio.Task[Any]:
         """A task whose unexpected exception stops the whole stack: a bug in airadev must not
         leave services running unwatched."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -194,7 +200,7 @@ class Supervisor:
         trace = "".join(traceback.format_exception(exc)).rstrip()
         self.internal_error = f"{type(exc).__name__}: {exc}"
         self.request_shutdown(f"internal error: {exc!r}")
-        self._event(None, f"internal error in {task.get_name()}: {exc!r}; stopping everything\n{trace}", "error")
+        self.event(None, f"internal error in {task.get_name()}: {exc!r}; stopping everything\n{trace}", "error")
 
     def request_shutdown(self, reason: str) -> None:
         if not self._shutdown.is_set():
@@ -207,10 +213,10 @@ class Supervisor:
         # Act before telling: the console may be the terminal that just hung up.
         if self._signals == 1:
             self.request_shutdown(f"stopped by {name}")
-            self._event(None, f"{name}: stopping (again to kill at once)")
+            self.event(None, f"{name}: stopping (again to kill at once)")
         else:
             self._kill_now()
-            self._event(None, f"{name} again: killing everything now", "warning")
+            self.event(None, f"{name} again: killing everything now", "warning")
 
     def _kill_now(self) -> None:
         for unit in self.units.values():
@@ -231,7 +237,7 @@ class Supervisor:
                 instance = self._start_instance(unit)
             except AiradevError as exc:
                 self._set_state(unit, State.FAILED, exc.message)
-                self._event(unit.name, f"cannot start: {exc.message} ({exc.fix})", "error")
+                self.event(unit.name, f"cannot start: {exc.message} ({exc.fix})", "error")
                 return
             code = await instance.exited
             restart = self._on_exit(unit, code)
@@ -239,7 +245,7 @@ class Supervisor:
             # before the next start, or it may hold the port; a requested stop does the same.
             left = await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
             if left and not (unit.stop_requested or unit.restart_requested):
-                self._event(unit.name, f"it left {left} processes running after it exited; they were stopped "
+                self.event(unit.name, f"it left {left} processes running after it exited; they were stopped "
                             "(a service must stay in the foreground: turn off its daemon mode)", "warning")
             if unit.stop_requested:
                 return
@@ -261,7 +267,7 @@ class Supervisor:
         unit.pgid_start = None
         if unit.stop_requested or unit.restart_requested:
             return False
-        self._event(unit.name, f"exited: {_describe_exit(code)}", "warning" if code else "info")
+        self.event(unit.name, f"exited: {_describe_exit(code)}", "warning" if code else "info")
         policy = unit.service.restart.policy
         restart = policy is RestartPolicy.ALWAYS or (policy is RestartPolicy.ON_FAILURE and code != 0)
         if restart:
@@ -285,12 +291,12 @@ class Supervisor:
             message = f"crash-loop: exited {unit.streak + 1} times in a row (last: {_describe_exit(code)})"
             self._set_state(unit, State.CRASH_LOOP, message)
             lines = self.last_lines(unit.name, 10)
-            self._event(unit.name, message + "; last lines:\n" + "\n".join(lines), "error")
+            self.event(unit.name, message + "; last lines:\n" + "\n".join(lines), "error")
             return False
         unit.streak += 1
         delay = backoff_delay(unit.streak, policy.backoff, policy.backoff_max, policy.jitter, self.rng)
         self._set_state(unit, State.RESTARTING, f"restart {unit.streak}/{policy.max_restarts} in {delay:.1f}s")
-        self._event(unit.name, f"restarting in {delay:.1f}s ({unit.streak}/{policy.max_restarts})")
+        self.event(unit.name, f"restarting in {delay:.1f}s ({unit.streak}/{policy.max_restarts})")
         if not unit.restart_requested:
             unit.wake.clear()
             try:
@@ -319,7 +325,7 @@ class Supervisor:
                 if verdict is False:
                     message = f"not started: {dep.name} is {other.state}"
                     self._set_state(unit, State.BLOCKED, message)
-                    self._event(unit.name, message, "error")
+                    self.event(unit.name, message, "error")
                     return False
                 if not announced:
                     self._set_state(unit, State.WAITING, f"waiting for {dep.name} ({dep.condition})")
@@ -350,16 +356,16 @@ class Supervisor:
         probe = service.health
         if probe is None:
             self._set_state(unit, State.RUNNING, "")
-            self._event(unit.name, f"started (pid {instance.pid})")
+            self.event(unit.name, f"started (pid {instance.pid})")
             self._became_ready(unit)
         else:
             self._set_state(unit, State.STARTING, f"waiting for {probe.describe()}")
-            self._event(unit.name, f"started (pid {instance.pid}), waiting for {probe.describe()}")
+            self.event(unit.name, f"started (pid {instance.pid}), waiting for {probe.describe()}")
             if probe.kind is ProbeKind.LOG:
                 unit.log_regex = re.compile(str(probe.target).encode())
                 unit.awaiting_log_match = True
             else:
-                unit.probe_task = self._spawn_task(self._probe_loop(unit, instance), f"probe-{unit.name}")
+                unit.probe_task = self.spawn_task(self._probe_loop(unit, instance), f"probe-{unit.name}")
         return instance
 
     # --- health -----------------------------------------------------------------------------
@@ -382,7 +388,7 @@ class Supervisor:
                 failures = 0
                 if unit.state is not State.HEALTHY:
                     if unit.state is State.UNHEALTHY:
-                        self._event(unit.name, f"healthy again ({message})")
+                        self.event(unit.name, f"healthy again ({message})")
                     self._set_state(unit, State.HEALTHY, message)
                     if not healthy_once:
                         self._became_ready(unit)
@@ -393,7 +399,7 @@ class Supervisor:
                     failures += 1
                     if failures >= probe.retries and unit.state is not State.UNHEALTHY:
                         self._set_state(unit, State.UNHEALTHY, f"{probe.describe()}: {message}")
-                        self._event(unit.name, f"unhealthy: {probe.describe()}: {message}", "warning")
+                        self.event(unit.name, f"unhealthy: {probe.describe()}: {message}", "warning")
             if healthy_once:
                 # Probes of all services wake on the same ticks: one wake-up of the loop per
                 # interval instead of one per service keeps an idle stack nearly free.
@@ -408,7 +414,7 @@ class Supervisor:
         if unit.ready_at is None:
             unit.ready_at = now
         if unit.state is not State.RUNNING:
-            self._event(unit.name, f"ready in {own:.2f}s")
+            self.event(unit.name, f"ready in {own:.2f}s")
         self._check_all_ready()
 
     def _check_all_ready(self) -> None:
@@ -424,7 +430,7 @@ class Supervisor:
             total=max(ready.values(), default=0.0),
         )
         self.phase = "ready"
-        self._write_state()
+        self.write_state()
         self.observer.ready(self.summary)
 
     def _cancel_probe(self, unit: Unit) -> None:
@@ -465,11 +471,36 @@ class Supervisor:
         unit.log.write(logstore.prefix_lines(lines, self.clock.stamp()))
         unit.tail = (unit.tail + lines[-TAIL_BYTES:])[-TAIL_BYTES:]
         self.observer.output(unit.name, lines)
+        if self._output_waiters:
+            self._check_waiters(unit.name, lines)
         if unit.awaiting_log_match and unit.log_regex is not None and unit.log_regex.search(lines):
             unit.awaiting_log_match = False
             unit.health = "log line matched"
             self._set_state(unit, State.HEALTHY, "log line matched")
             self._became_ready(unit)
+
+    def wait_for_output(self, unit: Unit, pattern: re.Pattern[bytes]) -> asyncio.Future[None]:
+        """A future that resolves when the service next prints a line matching ``pattern``."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._output_waiters.setdefault(unit.name, []).append((pattern, future))
+        return future
+
+    def _check_waiters(self, name: str, lines: bytes) -> None:
+        waiting = self._output_waiters.get(name)
+        if not waiting:
+            return
+        kept = []
+        for pattern, future in waiting:
+            if future.done():
+                continue
+            if pattern.search(lines):
+                future.set_result(None)
+            else:
+                kept.append((pattern, future))
+        if kept:
+            self._output_waiters[name] = kept
+        else:
+            del self._output_waiters[name]
 
     def last_lines(self, name: str, count: int) -> list[str]:
         unit = self.units[name]
@@ -483,7 +514,7 @@ class Supervisor:
             unit.log = logstore.LogFile(self.paths.log(unit.name), settings.max_size, settings.keep)
         self._own_log = logstore.LogFile(self.paths.log("airadev"), settings.max_size, settings.keep)
 
-    def _event(self, service: str | None, message: str, level: str = "info") -> None:
+    def event(self, service: str | None, message: str, level: str = "info") -> None:
         message = self.redact.text(message)
         if self._own_log is not None:
             text = f"{service}: {message}" if service else message
@@ -507,9 +538,9 @@ class Supervisor:
             self.phase = "failed"
         self._changed.set()
         self._changed = asyncio.Event()
-        self._write_state()
+        self.write_state()
 
-    def _write_state(self) -> None:
+    def write_state(self) -> None:
         """Rewrite the state file now: it changes only with a service's state, and whoever
         reads it next (a detached `up` waiting, a test, `down` after a crash) needs it current."""
         write_json_atomic(self.paths.state, self.snapshot())
@@ -527,6 +558,8 @@ class Supervisor:
             "phase": self.phase,
             "failure": self.failure,
             "summary": self.summary.as_dict() if self.summary else None,
+            "tunnel": self.tunnel.status() if self.tunnel else (
+                {"state": "requested"} if self.tunnel_request is not None else None),
             "services": {
                 name: {
                     "state": str(u.state),
@@ -577,6 +610,8 @@ class Supervisor:
         if op == "down":
             self.request_shutdown("stopped by airadev down")
             return {"stopping": list(self.units)}
+        if op == "tunnel":
+            return await self._tunnel_op(request)
         if op in ("restart", "stop", "start"):
             if self._shutdown.is_set():
                 raise AiradevError("the stack is stopping", "start it again with `airadev up`")
@@ -590,6 +625,48 @@ class Supervisor:
                 await self.restart_unit(unit, "requested")
             return await self._wait_settled(unit, float(request.get("wait", 60)))
         raise AiradevError(f"unknown request '{op}'", "update airadev: the CLI and supervisor differ")
+
+    def tunnel_controller(self) -> Any:
+        if self.tunnel is None:
+            from airadev.supervisor.tunnel import TunnelController
+
+            self.tunnel = TunnelController(self)
+        return self.tunnel
+
+    async def _tunnel_op(self, request: dict[str, Any]) -> Any:
+        action = request.get("action", "status")
+        if action == "status":
+            return self.tunnel.status() if self.tunnel else {"state": "closed"}
+        if self._shutdown.is_set():
+            raise AiradevError("the stack is stopping", "start it again with `airadev up`")
+        if action == "open":
+            return await self.tunnel_controller().open(str(request.get("domain") or ""),
+                                                       str(request.get("region") or ""), bool(request.get("keep")))
+        if action == "close":
+            keep = request.get("keep")
+            return await self.tunnel_controller().close(None if keep is None else bool(keep), "airadev tunnel --stop")
+        raise AiradevError(f"unknown tunnel action '{action}'", "update airadev: the CLI and supervisor differ")
+
+    async def _tunnel_when_ready(self, options: dict[str, Any]) -> None:
+        """`up --tunnel`: open the tunnel once the voice agent is ready (never, if it fails)."""
+        from airadev.operations.tunnel import voice_service
+
+        try:
+            name = voice_service(self.config).name
+        except AiradevError as exc:
+            self.tunnel_controller().mark("failed", exc.message)
+            self.event(None, f"tunnel: {exc.message} ({exc.fix})", "error")
+            return
+        unit = self.units.get(name)
+        while unit is not None and not unit.state.ready and not unit.state.failed and not self._shutdown.is_set():
+            await self._changed.wait()
+        if self._shutdown.is_set():
+            return
+        try:
+            await self.tunnel_controller().open(options.get("domain", ""), options.get("region", ""),
+                                                bool(options.get("keep")))
+        except AiradevError:
+            pass  # reported by the controller; the stack keeps running
 
     def _unit(self, name: str) -> Unit:
         for unit in self.units.values():
@@ -666,10 +743,10 @@ class Supervisor:
         unit.restart_requested = False
         unit.streak = 0
         self._set_state(unit, State.WAITING, "starting")
-        unit.task = self._spawn_task(self._lifecycle(unit), f"lifecycle-{unit.name}")
+        unit.task = self.spawn_task(self._lifecycle(unit), f"lifecycle-{unit.name}")
 
     async def restart_unit(self, unit: Unit, why: str) -> None:
-        self._event(unit.name, f"restarting: {why}")
+        self.event(unit.name, f"restarting: {why}")
         if unit.task is None or unit.task.done() or unit.stop_requested:
             await self.start_unit(unit)
             return
@@ -692,14 +769,19 @@ class Supervisor:
         for name in graph.dependents(self.graph, ready.name):
             other = self.units[name]
             if other.state is State.BLOCKED and not other.stop_requested and not self._shutdown.is_set():
-                self._event(name, f"{ready.name} is {ready.state} now: starting")
-                self._spawn_task(self.start_unit(other), f"unblock-{name}")
+                self.event(name, f"{ready.name} is {ready.state} now: starting")
+                self.spawn_task(self.start_unit(other), f"unblock-{name}")
 
     async def _stop_everything(self) -> None:
         self.phase = "stopping"
         self._stop_watcher()
         if self._server is not None:
             self._server.close()
+        if self.tunnel is not None:
+            try:
+                await self.tunnel.close(why=self.exit_reason or "the stack stopped")
+            except Exception as exc:  # noqa: BLE001  (stopping the services must go on)
+                self.event(None, f"tunnel: closing failed: {exc!r}", "error")
         done: dict[str, asyncio.Event] = {name: asyncio.Event() for name in self.units}
 
         async def stop_in_order(unit: Unit) -> None:
@@ -708,7 +790,7 @@ class Supervisor:
             try:
                 if unit.instance is not None or (unit.task and not unit.task.done()):
                     await self.stop_unit(unit)
-                    self._event(unit.name, "stopped")
+                    self.event(unit.name, "stopped")
                 else:
                     self._set_state(unit, unit.state if unit.state.failed else State.STOPPED)
             finally:
@@ -718,10 +800,10 @@ class Supervisor:
         # Anything of the run that escaped its group (setsid daemons, probe children).
         left = await asyncio.to_thread(reaper.terminate, self.marker, grace=2.0)
         if left:
-            self._event(None, f"ended {left} stray processes of this run", "warning")
+            self.event(None, f"ended {left} stray processes of this run", "warning")
         self.phase = "stopped"
-        self._write_state()
-        self._event(None, f"all stopped ({self.exit_reason or 'done'})")
+        self.write_state()
+        self.event(None, f"all stopped ({self.exit_reason or 'done'})")
         for unit in self.units.values():
             if unit.log:
                 unit.log.close()
@@ -764,7 +846,7 @@ class Supervisor:
 
         self._watcher = Watcher(watched, self._on_files_changed)
         self._watcher.start(asyncio.get_running_loop())
-        self._event(None, f"watching {', '.join(watched)} for changes ({self._watcher.backend})")
+        self.event(None, f"watching {', '.join(watched)} for changes ({self._watcher.backend})")
 
     def _stop_watcher(self) -> None:
         if self._watcher is not None:
@@ -778,7 +860,7 @@ class Supervisor:
         shown = ", ".join(_relative(p, unit.service.cwd) for p in paths[:3])
         if len(paths) > 3:
             shown += f" and {len(paths) - 3} more"
-        self._spawn_task(self.restart_unit(unit, f"{shown} changed"), f"watch-restart-{name}")
+        self.spawn_task(self.restart_unit(unit, f"{shown} changed"), f"watch-restart-{name}")
 
 
 def _dependency_verdict(unit: Unit, condition: Condition) -> bool | None:

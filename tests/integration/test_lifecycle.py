@@ -272,7 +272,7 @@ def test_unknown_service_names(stack: Stack) -> None:
     logs = stack.cli("logs", "voce")
     assert logs.returncode == 2
     assert "no service named 'voce'; did you mean 'voice'?" in logs.stderr
-    assert "voice-agent (voice)" in logs.stderr
+    assert "voice-agent (voice); or airadev (the supervisor), ngrok (the tunnel)" in logs.stderr
     up = stack.cli("up", "vioce-agent")
     assert up.returncode == 2 and "did you mean 'voice-agent'?" in up.stderr
     assert stack.cli("status").returncode == 3

@@ -1,0 +1,304 @@
+"""`airadev tunnel`: what gets rewired to the tunnel's address, the journal that makes it undoable,
+and the signed test call.
+
+Every change is written to the journal (``.airadev/tunnel.json``) before it is made, and marked
+once it is made and read back. Undoing walks the journal backwards; after a crash or a SIGKILL
+the next `airadev tunnel`, `up` or `down` finds the journal and puts everything back. A value
+that someone else changed since is left alone (and said so), never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airadev.errors import AiradevError
+from airadev.integrations import envfile
+from airadev.model import Config, Service, TwilioSettings
+from airadev.state import Paths, write_json_atomic
+
+
+# --- which services and files ------------------------------------------------------------------
+
+def _find(config: Config, wanted: str, guesses: tuple[str, ...]) -> Service | None:
+    for name in ([wanted] if wanted else list(guesses)):
+        try:
+            return config.get(name)
+        except KeyError:
+            continue
+    return None
+
+
+def voice_service(config: Config) -> Service:
+    service = _find(config, config.tunnel.service, ("voice", "voice-agent"))
+    if service is None:
+        raise AiradevError("no voice agent service to tunnel to in airadev.toml",
+                           'set [tunnel] service = "NAME", or give the voice agent the alias "voice"')
+    if service.port is None:
+        raise AiradevError(f"services.{service.name} has no port to tunnel to", f"set services.{service.name}.port")
+    return service
+
+
+def ui_service(config: Config) -> Service | None:
+    return _find(config, config.tunnel.ui_service, ("ui", "aira-ui"))
+
+
+def ui_env_file(config: Config) -> Path:
+    if config.tunnel.env_file is not None:
+        return config.tunnel.env_file
+    ui = ui_service(config)
+    if ui is None:
+        raise AiradevError("no UI service, so no env file for VOICE_AGENT_SERVICE_URL",
+                           'set [tunnel] env_file = "aira-ui/.env.local" in airadev.toml')
+    for path in ui.env_files:
+        if path.name == ".env.local":
+            return path
+    return ui.cwd / ".env.local"
+
+
+def twilio_credentials(config: Config) -> tuple[str, str] | None:
+    """TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: from the voice agent's env files (or the service
+    named in twilio.credentials_from), else from the environment."""
+    name = config.twilio.credentials_from
+    service = config.get(name) if name else _find(config, "", ("voice", "voice-agent"))
+    values: dict[str, str] = {}
+    for path in service.env_files if service else ():
+        if path.is_file():
+            values.update(envfile.read(path))
+    sid = values.get("TWILIO_ACCOUNT_SID") or os.environ.get("TWILIO_ACCOUNT_SID", "")
+    token = values.get("TWILIO_AUTH_TOKEN") or os.environ.get("TWILIO_AUTH_TOKEN", "")
+    return (sid, token) if sid and token else None
+
+
+def test_number(config: Config) -> str:
+    return config.twilio.test_number or os.environ.get("TWILIO_TEST_NUMBER", "")
+
+
+def webhook_urls(address: str, settings: TwilioSettings) -> dict[str, str]:
+    base = address.rstrip("/")
+    return {"voice_url": base + settings.voice_path, "voice_method": "POST",
+            "sms_url": base + settings.sms_path, "sms_method": "POST",
+            "status_callback": base + settings.status_path, "status_callback_method": "POST"}
+
+
+# --- the journal -------------------------------------------------------------------------------
+
+class Journal:
+    """The write-ahead record of a tunnel's rewiring. One owner at a time (the supervisor, or
+    a CLI holding the run lock when no supervisor runs)."""
+
+    def __init__(self, paths: Paths, data: dict[str, Any]) -> None:
+        self.paths = paths
+        self.data = data
+
+    @staticmethod
+    def path_of(paths: Paths) -> Path:
+        return paths.dir / "tunnel.json"
+
+    @classmethod
+    def new(cls, paths: Paths, public_url: str, agent_pid: int | None, keep: bool) -> Journal:
+        journal = cls(paths, {"schema": 1, "public_url": public_url, "agent_pid": agent_pid,
+                              "opened_at": time.time(), "keep": keep, "steps": []})
+        journal.save()
+        return journal
+
+    @classmethod
+    def load(cls, paths: Paths) -> Journal | None:
+        try:
+            data = json.loads(cls.path_of(paths).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return cls(paths, data) if isinstance(data, dict) and data.get("schema") == 1 else None
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return self.data["steps"]
+
+    def save(self) -> None:
+        self.paths.ensure()
+        write_json_atomic(self.path_of(self.paths), self.data)
+
+    def add(self, step: dict[str, Any]) -> dict[str, Any]:
+        step["status"] = "planned"
+        self.steps.append(step)
+        self.save()
+        return step
+
+    def mark(self, step: dict[str, Any], status: str, **extra: Any) -> None:
+        step["status"] = status
+        step.update(extra)
+        self.save()
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Steps that may have changed something and are not undone yet."""
+        return [s for s in self.steps if s["status"] in ("planned", "applied")]
+
+    def remove(self) -> None:
+        self.path_of(self.paths).unlink(missing_ok=True)
+
+
+# --- applying and undoing --------------------------------------------------------------------------
+
+def rewire_env_file(journal: Journal, path: Path, variable: str, address: str) -> dict[str, Any]:
+    """Set ``variable`` to ``address`` in ``path``, journaled first, read back after."""
+    try:
+        target = envfile.writable(path)
+        data = target.read_bytes()
+        new, before, after = envfile.plan_set(data, variable, address)
+    except envfile.EnvFileError as exc:
+        raise AiradevError(exc.message, exc.fix) from None
+    edit = envfile.EnvEdit(str(path), variable, before, after, address)
+    step = journal.add({"kind": "envfile", "edit": edit.as_json()})
+    backup_dir = journal.paths.dir / "backups"
+    backup_dir.mkdir(mode=0o700, exist_ok=True)
+    backup = backup_dir / f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+    backup.write_bytes(data)
+    os.chmod(backup, 0o600)
+    try:
+        if new != data:
+            envfile.write_atomic(target, new)
+    except envfile.EnvFileError as exc:
+        raise AiradevError(exc.message, exc.fix) from None
+    if envfile.read_value(path, variable) != address:
+        raise AiradevError(f"{path}: {variable} does not read back as the tunnel address",
+                           "look at the file; it is put back as it was")
+    journal.mark(step, "applied", backup=str(backup))
+    return step
+
+
+def rewire_twilio(journal: Journal, numbers: Any, number: Any, wanted: dict[str, str]) -> dict[str, Any]:
+    from airadev.integrations.twilio import Wiring
+
+    step = journal.add({"kind": "twilio", "account_sid": numbers.account_sid, "number_sid": number.sid,
+                        "phone_number": number.phone_number, "before": number.wiring.as_dict(), "after": wanted})
+    numbers.update(number.sid, Wiring(**wanted))  # reads back, raises if it differs
+    journal.mark(step, "applied")
+    return step
+
+
+@dataclass
+class Undone:
+    restored: list[str]
+    left: list[str]  # changed by someone else since: left alone
+    failed: list[str]  # could not be put back now (Twilio unreachable, ...): still in the journal
+
+
+def undo(journal: Journal, config: Config, twilio_factory: Callable[[str, str], Any] | None = None) -> Undone:
+    """Put back every pending step, newest first. Steps that cannot be put back now stay in the
+    journal for the next try; the journal goes once nothing is pending."""
+    result = Undone([], [], [])
+    for step in reversed(journal.pending()):
+        try:
+            outcome, what = _undo_step(step, config, twilio_factory)
+        except AiradevError as exc:
+            result.failed.append(f"{_describe(step)}: {exc.message}")
+            continue
+        journal.mark(step, outcome)
+        (result.restored if outcome == "restored" else result.left).append(what)
+    if not journal.pending():
+        journal.remove()
+    return result
+
+
+def _describe(step: dict[str, Any]) -> str:
+    if step["kind"] == "envfile":
+        return f"{step['edit']['path']} ({step['edit']['name']})"
+    return f"Twilio {step['phone_number']}"
+
+
+def _undo_step(step: dict[str, Any], config: Config, twilio_factory: Callable[[str, str], Any] | None) -> tuple[str, str]:
+    if step["kind"] == "envfile":
+        edit = envfile.EnvEdit.from_json(step["edit"])
+        try:
+            done = envfile.undo(edit)
+        except envfile.EnvFileError as exc:
+            raise AiradevError(exc.message, exc.fix) from None
+        if done:
+            return "restored", f"{edit.path}: {edit.name} put back"
+        if step["status"] == "planned":  # journaled, but the write never happened
+            return "restored", f"{edit.path}: {edit.name} was never changed"
+        return "left", f"{edit.path}: {edit.name} was changed since; left as it is"
+    from airadev.integrations.twilio import TwilioError, Wiring
+
+    credentials = twilio_credentials(config)
+    if credentials is None or credentials[0] != step["account_sid"]:
+        raise AiradevError(f"no credentials for the Twilio account {step['account_sid']}",
+                           "put TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN back in the voice agent's .env")
+    factory = twilio_factory or _numbers_factory(config)
+    try:
+        numbers = factory(*credentials)
+        current = numbers.fetch(step["number_sid"]).wiring.as_dict()
+        if current == step["before"]:
+            return "restored", f"Twilio {step['phone_number']}: already as it was"
+        if current != step["after"]:
+            return "left", f"Twilio {step['phone_number']}: changed since; left as it is"
+        numbers.update(step["number_sid"], Wiring(**step["before"]))
+    except TwilioError as exc:
+        raise AiradevError(exc.message, exc.fix) from None
+    return "restored", f"Twilio {step['phone_number']}: webhooks put back"
+
+
+def _numbers_factory(config: Config) -> Callable[[str, str], Any]:
+    from airadev.integrations.twilio import TwilioNumbers
+
+    return lambda sid, token: TwilioNumbers(sid, token, timeout=config.twilio.timeout)
+
+
+def recover(paths: Paths, config: Config) -> Undone | None:
+    """After a crash: put back what a dead run's tunnel left rewired. Call only under the run
+    lock, or from the supervisor that owns the journal."""
+    journal = Journal.load(paths)
+    if journal is None:
+        return None
+    if journal.data.get("keep"):
+        journal.remove()
+        return None
+    return undo(journal, config)
+
+
+# --- the signed test call ------------------------------------------------------------------------
+
+def verify(address: str, config: Config) -> dict[str, Any]:
+    """POST to the voice webhook through the tunnel, signed like Twilio signs (X-Twilio-Signature
+    over the public URL); report the status, the time and whether the answer is TwiML."""
+    import httpx
+
+    from airadev.integrations.twilio import signature
+
+    credentials = twilio_credentials(config)
+    if credentials is None:
+        raise AiradevError("no Twilio credentials to sign the test call with",
+                           "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env")
+    sid, token = credentials
+    url = address.rstrip("/") + config.twilio.voice_path
+    number = test_number(config) or "+15005550006"
+    params = {"AccountSid": sid, "ApiVersion": "2010-04-01", "CallSid": "CA" + uuid.uuid4().hex,
+              "CallStatus": "ringing", "Direction": "inbound", "From": "+15005550006", "To": number,
+              "Caller": "+15005550006", "Called": number}
+    headers = {"X-Twilio-Signature": signature(token, url, params), "User-Agent": "TwilioProxy/1.1 (airadev verify)"}
+    started = time.perf_counter()
+    try:
+        answer = httpx.post(url, data=params, headers=headers, timeout=15)
+    except httpx.HTTPError as exc:
+        raise AiradevError(f"the test call to {url} failed: {type(exc).__name__}",
+                           "see `airadev tunnel --status` and `airadev logs ngrok`") from None
+    took = time.perf_counter() - started
+    return {"url": url, "status": answer.status_code, "ms": round(took * 1000, 1),
+            "twiml": _is_twiml(answer.headers.get("content-type", ""), answer.content)}
+
+
+def _is_twiml(content_type: str, body: bytes) -> bool:
+    if "xml" not in content_type:
+        return False
+    from xml.etree import ElementTree
+
+    try:
+        return ElementTree.fromstring(body).tag == "Response"
+    except ElementTree.ParseError:
+        return False

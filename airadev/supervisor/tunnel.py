@@ -1,0 +1,283 @@
+"""The tunnel as part of a running stack: the supervisor owns the ngrok agent (so it is reaped
+like every other child) and the rewiring (so `down`, Ctrl-C and a dead agent all undo it).
+
+Opening: the voice agent must be ready; ngrok starts and opens one tunnel to its port; the UI's
+env file gets the address (and Next.js must say `Reload env: .env.local`, or the UI is
+restarted); the Twilio test number gets the webhooks. Any failure puts back what was done and
+stops the agent: nothing is left half-rewired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from airadev.errors import AiradevError
+from airadev.operations import tunnel as ops
+from airadev.supervisor import logstore, reaper
+
+if TYPE_CHECKING:
+    from airadev.supervisor.runner import Supervisor
+
+RELOAD_ENV = re.compile(rb"Reload env: \S*\.env")
+RELOAD_WAIT = 10.0
+
+
+class TunnelController:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
+        self.config = supervisor.config
+        self.state = "closed"
+        self.message = ""
+        self.keep = False
+        self.agent: Any = None
+        self.journal: ops.Journal | None = None
+        self.address = ""
+        self.details: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+        self._log: logstore.LogFile | None = None
+        self._pidfd = -1
+
+    # --- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        steps = self.journal.steps if self.journal else []
+        return {"state": self.state, "message": self.message, "address": self.address, "keep": self.keep,
+                "agent_pid": self.agent.tunnel.agent_pid if self.agent and self.agent.tunnel else None,
+                **self.details, "rewired": [_shown(s) for s in steps if s["status"] == "applied"]}
+
+    def mark(self, state: str, message: str = "") -> None:
+        self.state, self.message = state, message
+        self.sup.write_state()
+
+    # --- opening -----------------------------------------------------------------------------
+
+    async def open(self, domain: str = "", region: str = "", keep: bool = False) -> dict[str, Any]:
+        async with self._lock:
+            if self.state == "open":
+                return self.status()
+            self.mark("opening")
+            try:
+                await self._open(domain or self.config.tunnel.domain, region or self.config.tunnel.region, keep)
+            except AiradevError as exc:
+                await self._rollback()
+                self.mark("failed", exc.message)
+                self.sup.event(None, f"tunnel: {exc.message} ({exc.fix}); nothing is left rewired", "error")
+                raise
+            except BaseException:
+                await self._rollback()
+                self.mark("failed", "internal error")
+                raise
+            self.mark("open")
+            return self.status()
+
+    async def _open(self, domain: str, region: str, keep: bool) -> None:
+        from airadev.integrations import ngrok
+
+        config = self.config
+        sup = self.sup
+        self.keep = keep
+        self.details = {}
+        stale = await asyncio.to_thread(ops.recover, sup.paths, config)
+        if stale and (stale.restored or stale.left):
+            sup.event(None, "tunnel: put back what an earlier tunnel left: " + "; ".join(stale.restored + stale.left))
+        voice = ops.voice_service(config)
+        unit = sup.units.get(voice.name)
+        if unit is None or not unit.state.ready:
+            state = unit.state if unit else "not part of this stack"
+            raise AiradevError(f"the voice agent ({voice.name}) is not running ({state})",
+                               f"start it first: `airadev start {voice.name}` (or `airadev up`)")
+        try:
+            binary = ngrok.find_binary(config.tunnel.ngrok_path)
+            config_path = self._agent_config()
+            if ngrok.token_source(config=config_path) is None:
+                raise ngrok.NgrokError("no ngrok auth token",
+                                       "set NGROK_AUTHTOKEN, or run `ngrok config add-authtoken TOKEN`")
+        except ngrok.NgrokError as exc:
+            raise AiradevError(exc.message, exc.fix) from None
+        loop = asyncio.get_running_loop()
+        self._log = logstore.LogFile(sup.paths.log("ngrok"), config.logs.max_size, config.logs.keep)
+        env = {reaper.MARKER_VAR: sup.marker, reaper.SERVICE_VAR: "ngrok", reaper.INSTANCE_VAR: "ngrok.0"}
+        self.agent = ngrok.Agent(binary, config_path=config_path, region=region, timeout=config.tunnel.start_timeout,
+                                 on_log=lambda line: loop.call_soon_threadsafe(self._ngrok_line, line),
+                                 marker_env=env)
+        upstream = f"http://127.0.0.1:{voice.port}"
+        started = time.monotonic()
+        try:
+            tunnel = await asyncio.to_thread(self.agent.start, upstream, f"airadev-{voice.name}", domain)
+        except ngrok.NgrokError as exc:
+            raise AiradevError(exc.message, exc.fix) from None
+        self.details["agent_start_seconds"] = round(time.monotonic() - started, 3)
+        self.address = tunnel.public_url
+        self._watch_agent(tunnel.agent_pid)
+        sup.event(None, f"tunnel: {tunnel.public_url} → {upstream} ({voice.name})")
+        self.journal = ops.Journal.new(sup.paths, tunnel.public_url, tunnel.agent_pid, keep)
+        await self._rewire_env_file()
+        await self._rewire_twilio()
+
+    def _agent_config(self) -> Any:
+        """The agent's config file: the user's own when there is one (it holds their token);
+        otherwise a minimal one in .airadev/, so that pyngrok does not write into $HOME."""
+        from airadev.integrations import ngrok
+
+        if ngrok.default_config_path().is_file():
+            return None
+        path = self.sup.paths.dir / "ngrok.yml"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.write(fd, b'version: "3"\n')
+            os.close(fd)
+        return path
+
+    async def _rewire_env_file(self) -> None:
+        sup = self.sup
+        path = ops.ui_env_file(self.config)
+        variable = self.config.tunnel.variable
+        ui = ops.ui_service(self.config)
+        ui_unit = sup.units.get(ui.name) if ui else None
+        reloaded = sup.wait_for_output(ui_unit, RELOAD_ENV) if ui_unit and ui_unit.instance else None
+        assert self.journal is not None
+        await asyncio.to_thread(ops.rewire_env_file, self.journal, path, variable, self.address)
+        shown = _relative(path, self.config.root)
+        sup.event(None, f"tunnel: {shown}: {variable}={self.address}")
+        self.details["env_file"] = {"path": str(path), "variable": variable}
+        if reloaded is None:
+            self.details["ui_reload"] = "no UI running"
+            return
+        try:
+            await asyncio.wait_for(reloaded, RELOAD_WAIT)
+            self.details["ui_reload"] = "reloaded by Next.js"
+            sup.event(ui_unit.name, f"reloaded {path.name} by itself")
+        except asyncio.TimeoutError:
+            self.details["ui_reload"] = "restarted"
+            sup.event(ui_unit.name, f"did not reload {path.name} within {RELOAD_WAIT:g}s: restarting it", "warning")
+            await sup.restart_unit(ui_unit, f"{path.name} changed and it did not reload it")
+
+    async def _rewire_twilio(self) -> None:
+        from airadev.integrations.twilio import TwilioError, TwilioNumbers
+
+        sup = self.sup
+        number = ops.test_number(self.config)
+        if not number:
+            self.details["twilio"] = "no test number (twilio.test_number or TWILIO_TEST_NUMBER): not touched"
+            return
+        credentials = ops.twilio_credentials(self.config)
+        if credentials is None:
+            raise AiradevError("no Twilio credentials for the test number",
+                               "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env")
+        wanted = ops.webhook_urls(self.address, self.config.twilio)
+
+        def work() -> str:
+            numbers = TwilioNumbers(*credentials, timeout=self.config.twilio.timeout)
+            found = numbers.lookup(number)
+            if found.routed_elsewhere:
+                return f"{number}: {found.routed_elsewhere}, so Twilio ignores its webhook URLs: not touched"
+            assert self.journal is not None
+            ops.rewire_twilio(self.journal, numbers, found, wanted)
+            return ""
+
+        try:
+            skipped = await asyncio.to_thread(work)
+        except TwilioError as exc:
+            raise AiradevError(exc.message, exc.fix) from None
+        if skipped:
+            self.details["twilio"] = skipped
+            sup.event(None, f"tunnel: Twilio {skipped}", "warning")
+        else:
+            self.details["twilio"] = f"{number} → {wanted['voice_url']}"
+            sup.event(None, f"tunnel: Twilio {number}: voice, sms and status webhooks → {self.address}")
+
+    # --- closing -----------------------------------------------------------------------------
+
+    async def close(self, keep: bool | None = None, why: str = "") -> dict[str, Any]:
+        async with self._lock:
+            if self.state not in ("open", "failed") and self.agent is None:
+                return self.status()
+            keep = self.keep if keep is None else keep
+            self.mark("closing", why)
+            undone = await self._undo(keep)
+            await self._stop_agent()
+            self.mark("closed", why)
+            result = self.status()
+            result.update({"restored": undone.restored if undone else [], "left": undone.left if undone else [],
+                           "failed": undone.failed if undone else [], "kept": keep})
+            self.address = ""
+            return result
+
+    async def _undo(self, keep: bool) -> ops.Undone | None:
+        if self.journal is None:
+            return None
+        if keep:
+            self.journal.remove()
+            self.sup.event(None, "tunnel: closed; the rewiring is kept (--keep)")
+            self.journal = None
+            return None
+        undone = await asyncio.to_thread(ops.undo, self.journal, self.config)
+        for line in undone.restored + undone.left:
+            self.sup.event(None, f"tunnel: {line}")
+        for line in undone.failed:
+            self.sup.event(None, f"tunnel: could not put back {line}; `airadev down` tries again", "error")
+        if not undone.failed:
+            self.journal = None
+        return undone
+
+    async def _rollback(self) -> None:
+        await self._undo(keep=False)
+        await self._stop_agent()
+
+    async def _stop_agent(self) -> None:
+        self._unwatch_agent()
+        if self.agent is not None:
+            agent, self.agent = self.agent, None
+            await asyncio.to_thread(agent.stop)
+            # pyngrok stops the agent; anything it may have left is the run's to end.
+            await asyncio.to_thread(reaper.terminate, self.sup.marker, service="ngrok", grace=2.0)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    # --- the agent's life --------------------------------------------------------------------
+
+    def _ngrok_line(self, line: str) -> None:
+        if self._log is not None:
+            data = self.sup.redact(line.encode(errors="replace") + b"\n")
+            self._log.write(logstore.prefix_lines(data, self.sup.clock.stamp()))
+
+    def _watch_agent(self, pid: int | None) -> None:
+        if not pid:
+            return
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except OSError:
+            return
+        asyncio.get_running_loop().add_reader(self._pidfd, self._agent_exited)
+
+    def _unwatch_agent(self) -> None:
+        if self._pidfd >= 0:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    def _agent_exited(self) -> None:
+        self._unwatch_agent()
+        if self.state == "open":
+            self.sup.event(None, "tunnel: the ngrok agent exited; the tunnel is gone, putting everything back", "error")
+            self.sup.spawn_task(self.close(keep=False, why="the ngrok agent exited"), "tunnel-agent-exited")
+
+
+def _relative(path: Any, root: Any) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _shown(step: dict[str, Any]) -> dict[str, Any]:
+    if step["kind"] == "envfile":
+        return {"kind": "envfile", "path": step["edit"]["path"], "variable": step["edit"]["name"],
+                "value": step["edit"]["value"]}
+    return {"kind": "twilio", "phone_number": step["phone_number"], "number_sid": step["number_sid"],
+            "webhooks": step["after"]}

@@ -1,0 +1,318 @@
+"""`airadev tunnel` with the real pyngrok and twilio-python, against stand-ins that speak their
+protocols: tests/fakes/bin/ngrok (an agent that really forwards HTTP) and tests/fakes/twilio_api.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airadev.state import workspace_id
+from airadev.supervisor import reaper
+from tests.fakes.twilio_api import FakeTwilio
+from tests.harness import FAKES, Stack, fake, free_port, toml_list, wait_for
+
+SID = "AC0123456789abcdef0123456789abcdef"
+TOKEN = "fedcba9876543210fedcba9876543210"
+NUMBER = "+15551230000"
+NGROK_TOKEN = "2bXfakeNgrokAuthtokenValue_1234567890"
+ORIGINAL = (b"# AiRa UI\r\nexport VOICE_AGENT_SERVICE_URL='http://localhost:8000'  # local agent\r\n"
+            b"NEXT_PUBLIC_APP_URL=http://localhost:3000")  # CRLF, export, quotes, no final newline
+BEFORE = {"voice_url": "https://old.example/voice", "voice_method": "POST", "sms_url": "https://old.example/sms",
+          "sms_method": "GET", "status_callback": "", "status_callback_method": "POST"}
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    server = FakeTwilio(SID, TOKEN).start()
+    server.add_number(NUMBER, **BEFORE)
+    yield server
+    server.stop()
+
+
+def tunnel_stack(stack: Stack, twilio: FakeTwilio, *, deaf: bool = False, tunnel: str = "",
+                 number: str = NUMBER) -> Path:
+    root = stack.root
+    (root / "voice").mkdir()
+    (root / "voice" / ".env").write_text(f"TWILIO_ACCOUNT_SID={SID}\nTWILIO_AUTH_TOKEN={TOKEN}\n")
+    (root / "ui").mkdir()
+    env_local = root / "ui" / ".env.local"
+    env_local.write_bytes(ORIGINAL)
+    port = free_port()
+    ui_command = fake("ui_stub.py", ".env.local") + (["--deaf"] if deaf else [])
+    stack.write(f"""
+[services.voice-agent]
+aliases = ["voice"]
+cwd = "voice"
+command = {toml_list(fake("voice_stub.py", port))}
+env_files = [".env"]
+port = {port}
+health = {{ http = "/health" }}
+
+[services.aira-ui]
+aliases = ["ui"]
+cwd = "ui"
+command = {toml_list(ui_command)}
+env_files = [".env.local"]
+load_env_files = false
+health = {{ log = "ui stub reading" }}
+
+[tunnel]
+ngrok_path = "{FAKES / 'bin' / 'ngrok'}"
+{tunnel}
+
+[twilio]
+{f'test_number = "{number}"' if number else ''}
+""")
+    home = root.parent / "home"  # no ngrok config of the developer's may leak in
+    home.mkdir(exist_ok=True)
+    stack.env.update({"NGROK_AUTHTOKEN": NGROK_TOKEN, "AIRADEV_TWILIO_API_BASE": twilio.base_url,
+                      "XDG_CONFIG_HOME": str(home)})
+    return env_local
+
+
+def wiring(twilio: FakeTwilio) -> dict[str, str]:
+    record = twilio.number(NUMBER)
+    return {key: record[key] for key in BEFORE}
+
+
+def ngrok_agents(stack: Stack) -> list[int]:
+    return [p for p in reaper.marked(workspace_id(stack.root) + ".", exact=False)
+            if b"ngrok" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def everything_written(stack: Stack) -> str:
+    text = ""
+    for path in stack.state_dir.rglob("*"):
+        if path.is_file() and not path.is_socket():
+            text += path.read_text(errors="replace")
+    return text
+
+
+def test_tunnel_rewires_verifies_and_puts_everything_back(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    opened = stack.cli("tunnel", "-d", "--verify")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    status = json.loads(stack.cli("tunnel", "--status", "--json").stdout)
+    address = status["address"]
+    assert status["schema"] == 1 and status["state"] == "open" and address.startswith("http")
+    # The env file: that one value changed, every other byte as it was.
+    assert env_local.read_bytes() == ORIGINAL.replace(b"http://localhost:8000", address.encode())
+    # Twilio: the three webhooks point at the tunnel, read back.
+    assert wiring(twilio) == {"voice_url": f"{address}/webhooks/twilio/call", "voice_method": "POST",
+                              "sms_url": f"{address}/webhooks/twilio/sms", "sms_method": "POST",
+                              "status_callback": f"{address}/webhooks/twilio/status",
+                              "status_callback_method": "POST"}
+    assert [item["kind"] for item in status["rewired"]] == ["envfile", "twilio"]
+    # The signed test call went through the tunnel, and the voice agent found the signature right.
+    assert f"verify: POST {address}/webhooks/twilio/call → 200" in opened.stdout and "TwiML" in opened.stdout
+    assert "signature valid" in stack.log("voice-agent")
+    # Next.js (here its stand-in) reloaded the file by itself: no restart.
+    assert status["ui_reload"] == "reloaded by Next.js"
+    assert stack.log("aira-ui").count("ui stub reading") == 1
+    assert len(ngrok_agents(stack)) == 1
+    assert "starting web service" in stack.cli("logs", "ngrok", "-n", "50").stdout
+
+    closed = stack.cli("tunnel", "--stop")
+    assert closed.returncode == 0, closed.stderr
+    assert env_local.read_bytes() == ORIGINAL
+    assert wiring(twilio) == BEFORE
+    assert not (stack.state_dir / "tunnel.json").exists()
+    wait_for(lambda: not ngrok_agents(stack), timeout=5, what="the agent to stop")
+    assert json.loads(stack.cli("tunnel", "--status", "--json").stdout)["state"] == "closed"
+    assert NGROK_TOKEN not in everything_written(stack) and TOKEN not in everything_written(stack)
+
+
+def test_ctrl_c_of_up_with_tunnel_puts_everything_back(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    proc = stack.foreground("--tunnel")
+    wait_for(lambda: (stack.state().get("tunnel") or {}).get("state") == "open", timeout=30, what="the tunnel")
+    assert env_local.read_bytes() != ORIGINAL and wiring(twilio) != BEFORE
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    assert env_local.read_bytes() == ORIGINAL
+    assert wiring(twilio) == BEFORE
+    assert not ngrok_agents(stack)
+
+
+def test_after_sigkill_the_next_down_or_up_puts_everything_back(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    assert stack.cli("tunnel", "-d").returncode == 0
+    agents = ngrok_agents(stack)
+    assert agents
+    os.kill(stack.state()["supervisor_pid"], signal.SIGKILL)
+    wait_for(lambda: not any(reaper.alive(p) for p in agents), timeout=15, what="the watchdog to end the agent")
+    assert env_local.read_bytes() != ORIGINAL, "still rewired: the journal has it"
+    down = stack.cli("down")
+    assert down.returncode == 0, down.stderr
+    assert "put back what the tunnel left" in down.stdout
+    assert env_local.read_bytes() == ORIGINAL
+    assert wiring(twilio) == BEFORE
+
+    # The same through the next `up`.
+    assert stack.up().returncode == 0
+    assert stack.cli("tunnel", "-d").returncode == 0
+    os.kill(stack.state()["reaper_pid"], signal.SIGKILL)
+    os.kill(stack.state()["supervisor_pid"], signal.SIGKILL)
+    again = stack.up()
+    assert again.returncode == 0, again.stderr
+    assert "put back what an earlier tunnel left" in again.stderr
+    assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
+
+
+def test_keep_leaves_the_rewiring(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    assert stack.cli("tunnel", "-d", "--keep").returncode == 0
+    rewired = env_local.read_bytes()
+    closed = stack.cli("tunnel", "--stop")
+    assert closed.returncode == 0 and "kept" in closed.stdout
+    assert env_local.read_bytes() == rewired and wiring(twilio) != BEFORE
+    assert not (stack.state_dir / "tunnel.json").exists()
+
+
+def test_a_ui_that_does_not_reload_is_restarted(stack: Stack, twilio: FakeTwilio) -> None:
+    tunnel_stack(stack, twilio, deaf=True, tunnel='start_timeout = "10s"')
+    assert stack.up().returncode == 0
+    opened = stack.cli("tunnel", "-d")
+    assert opened.returncode == 0, opened.stderr
+    assert "UI: restarted" in opened.stdout
+    wait_for(lambda: stack.log("aira-ui").count("ui stub reading") == 2, what="the UI's second start")
+
+
+def test_a_number_routed_to_an_app_is_left_alone(stack: Stack, twilio: FakeTwilio) -> None:
+    twilio.number(NUMBER)["voice_application_sid"] = "AP" + "1" * 32
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    opened = stack.cli("tunnel", "-d")
+    assert opened.returncode == 0, opened.stderr
+    assert "its calls go to the TwiML app AP" in opened.stdout and "Twilio ignores its webhook URLs" in opened.stdout
+    assert wiring(twilio) == BEFORE and not [r for r in twilio.requests if r[0] == "POST"]
+    assert env_local.read_bytes() != ORIGINAL
+
+
+def _break_environment(case: str, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Breakages the supervisor must start with: it passes its environment to the agent."""
+    if case == "bad token":
+        stack.env["NGROK_AUTHTOKEN"] = "bad-token"
+    elif case == "no token":
+        stack.env.pop("NGROK_AUTHTOKEN")
+        monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
+    elif case == "session limit":
+        stack.env["FAKE_NGROK_MODE"] = "limit"
+    elif case == "agent exits":
+        stack.env["FAKE_NGROK_MODE"] = "exit"
+    elif case == "agent silent":
+        stack.env["FAKE_NGROK_MODE"] = "silent"
+
+
+def _break(case: str, stack: Stack, twilio: FakeTwilio) -> None:
+    if case == "twilio 401":
+        twilio.auth_token = "a-different-token"
+    elif case == "twilio 403":
+        twilio.forbidden = True
+    elif case == "twilio 5xx":
+        twilio.fail_with = 503
+    elif case == "twilio timeout":
+        twilio.delay = 3.0
+    elif case == "env file missing":
+        (stack.root / "ui" / ".env.local").unlink()
+    elif case == "env file not writable":
+        path = stack.root / "ui" / ".env.local"
+        if os.getuid() == 0:
+            subprocess.run(["chattr", "+i", str(path)], check=True)  # root ignores modes, not this
+        else:
+            os.chmod(path, 0o400)
+    elif case == "voice agent not running":
+        assert stack.cli("stop", "voice").returncode == 0
+
+
+ERRORS = [
+    ("bad token", "ngrok refused the auth token", "NGROK_AUTHTOKEN"),
+    ("no token", "no ngrok auth token", "ngrok config add-authtoken"),
+    ("session limit", "one agent session at a time", "stop the other ngrok agent"),
+    ("agent exits", "ngrok failed to start", "airadev logs ngrok"),
+    ("agent silent", "did not become ready within 2s", "tunnel.start_timeout"),
+    ("missing binary", "the ngrok agent is not installed", "ngrok.com/download"),
+    ("twilio 401", "Twilio refused the credentials", "TWILIO_AUTH_TOKEN"),
+    ("twilio 403", "Twilio forbade this account", "live credentials"),
+    ("twilio 404", f"+15559999999 is not a number of the Twilio account {SID}", "twilio.test_number"),
+    ("twilio 5xx", "Twilio failed while trying to look up the number (503)", "try again"),
+    ("twilio timeout", "Twilio did not answer within 1s", "check the network"),
+    ("not E.164", "\"5551234\" is not an E.164 phone number", "+15551234567"),
+    ("env file missing", ".env.local not found", "cp .env.local.example"),
+    ("env file not writable", ".env.local is not writable", "chmod u+w"),
+    ("voice agent not running", "the voice agent (voice-agent) is not running (stopped)", "airadev start voice-agent"),
+]
+
+
+@pytest.mark.parametrize(("case", "message", "fix"), ERRORS, ids=[e[0] for e in ERRORS])
+def test_errors_are_one_clear_line_and_nothing_is_half_rewired(
+        stack: Stack, twilio: FakeTwilio, case: str, message: str, fix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = {"agent silent": 'start_timeout = "2s"', "missing binary": "",
+             "twilio timeout": ""}.get(case, "")
+    number = {"twilio 404": "+15559999999", "not E.164": ""}.get(case, NUMBER)
+    env_local = tunnel_stack(stack, twilio, tunnel=extra, number=number)
+    if case == "missing binary":
+        config = (stack.root / "airadev.toml").read_text()
+        (stack.root / "airadev.toml").write_text(config.replace(str(FAKES / "bin" / "ngrok"), "/nonexistent/ngrok"))
+    if case == "twilio timeout":
+        config = (stack.root / "airadev.toml").read_text()
+        (stack.root / "airadev.toml").write_text(config.replace("[twilio]\n", '[twilio]\ntimeout = "1s"\n'))
+    if case == "not E.164":
+        stack.env["TWILIO_TEST_NUMBER"] = "5551234"
+    _break_environment(case, stack, monkeypatch)
+    assert stack.up().returncode == 0
+    _break(case, stack, twilio)
+    try:
+        result = stack.cli("tunnel", "-d")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert message in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert lines[0].startswith("error: ") and lines[-1].startswith("  fix: ") and fix in lines[-1]
+        assert len(lines) == 2 and "Traceback" not in result.stderr
+        # nothing half-rewired
+        if env_local.exists():
+            assert env_local.read_bytes() == ORIGINAL
+        assert wiring(twilio) == BEFORE and not [r for r in twilio.requests if r[0] == "POST"]
+        assert not (stack.state_dir / "tunnel.json").exists()
+        wait_for(lambda: not ngrok_agents(stack), timeout=5, what="no agent left")
+        assert json.loads(stack.cli("tunnel", "--status", "--json").stdout)["state"] == "failed"
+        for secret in ("bad-token", NGROK_TOKEN, TOKEN):
+            assert secret not in result.stdout + result.stderr + everything_written(stack)
+    finally:
+        if case == "env file not writable" and os.getuid() == 0:
+            subprocess.run(["chattr", "-i", str(stack.root / "ui" / ".env.local")], check=True)
+
+
+def test_tunnel_needs_a_running_stack(stack: Stack, twilio: FakeTwilio) -> None:
+    tunnel_stack(stack, twilio)
+    result = stack.cli("tunnel")
+    assert result.returncode == 3
+    assert "nothing is running" in result.stderr
+
+
+def test_the_agent_is_found_on_path_but_never_pyngrok_s_own_script(tmp_path: Path) -> None:
+    from airadev.integrations import ngrok
+
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    script = shadow / "ngrok"
+    script.write_text("#!/usr/bin/python3\n# -*- coding: utf-8 -*-\nimport re\nfrom pyngrok.ngrok import main\n")
+    script.chmod(0o755)
+    real = FAKES / "bin"
+    env = {"PATH": f"{shadow}{os.pathsep}{real}"}
+    assert ngrok.find_binary(None, env) == real / "ngrok"
+    assert ngrok.find_binary(None, {**env, "PYNGROK_NGROK_PATH": str(script)}) == script
+    assert ngrok.find_binary(real / "ngrok", {"PYNGROK_NGROK_PATH": "/nope"}) == real / "ngrok"
+    with pytest.raises(ngrok.NgrokError, match="not installed"):
+        ngrok.find_binary(None, {"PATH": str(shadow), "PYNGROK_NGROK_PATH": str(tmp_path / "missing")})
+    assert shutil.which("ngrok", path=str(shadow)) == str(script), "the script really was first on PATH"
