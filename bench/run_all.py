@@ -19,6 +19,7 @@ def main() -> int:
         ["idle.py"] + (["--seconds", "10", "--no-peer"] if quick else []),
         ["cli.py"] + (["--runs", "7"] if quick else []),
         ["startup.py"] + (["--runs", "2"] if quick else []),
+        ["tunnel.py"] + (["--runs", "2"] if quick else []),
     ]
     failed = []
     for argv in runs:

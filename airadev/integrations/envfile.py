@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from airadev.errors import AiradevError
+
 SECRET_SUFFIXES = ("_KEY", "_SECRET", "_TOKEN", "_PASSWORD", "_AUTHTOKEN")
 PUBLIC_PREFIX = "NEXT_PUBLIC_"
 
@@ -77,12 +79,9 @@ def secrets_of(values: Mapping[str, str]) -> dict[str, str]:
 
 # --- rewriting one variable -------------------------------------------------------------------
 
-class EnvFileError(Exception):
+class EnvFileError(AiradevError):
     """An env file that cannot be rewritten; ``fix`` says what to do."""
 
-    def __init__(self, message: str, fix: str) -> None:
-        super().__init__(message)
-        self.message, self.fix = message, fix
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,16 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from airadev.errors import AiradevError
 from typing import Any
 
 INSTALL_HINT = ("install the ngrok agent (https://ngrok.com/download, or `snap install ngrok`), "
                 "or set tunnel.ngrok_path in airadev.toml or PYNGROK_NGROK_PATH")
 
 
-class NgrokError(Exception):
-    def __init__(self, message: str, fix: str) -> None:
-        super().__init__(message)
-        self.message, self.fix = message, fix
+class NgrokError(AiradevError):
+    """A failure of this adapter: one line and a fix, like every AiradevError."""
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,15 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from airadev.errors import AiradevError
+
 API_BASE_ENV = "AIRADEV_TWILIO_API_BASE"
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 WIRED = ("voice_url", "voice_method", "sms_url", "sms_method", "status_callback", "status_callback_method")
 
 
-class TwilioError(Exception):
-    def __init__(self, message: str, fix: str) -> None:
-        super().__init__(message)
-        self.message, self.fix = message, fix
+class TwilioError(AiradevError):
+    """A failure of this adapter: one line and a fix, like every AiradevError."""
 
 
 @dataclass(frozen=True)

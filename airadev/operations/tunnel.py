@@ -147,12 +147,9 @@ class Journal:
 
 def rewire_env_file(journal: Journal, path: Path, variable: str, address: str) -> dict[str, Any]:
     """Set ``variable`` to ``address`` in ``path``, journaled first, read back after."""
-    try:
-        target = envfile.writable(path)
-        data = target.read_bytes()
-        new, before, after = envfile.plan_set(data, variable, address)
-    except envfile.EnvFileError as exc:
-        raise AiradevError(exc.message, exc.fix) from None
+    target = envfile.writable(path)
+    data = target.read_bytes()
+    new, before, after = envfile.plan_set(data, variable, address)
     edit = envfile.EnvEdit(str(path), variable, before, after, address)
     step = journal.add({"kind": "envfile", "edit": edit.as_json()})
     backup_dir = journal.paths.dir / "backups"
@@ -160,11 +157,8 @@ def rewire_env_file(journal: Journal, path: Path, variable: str, address: str) -
     backup = backup_dir / f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}"
     backup.write_bytes(data)
     os.chmod(backup, 0o600)
-    try:
-        if new != data:
-            envfile.write_atomic(target, new)
-    except envfile.EnvFileError as exc:
-        raise AiradevError(exc.message, exc.fix) from None
+    if new != data:
+        envfile.write_atomic(target, new)
     if envfile.read_value(path, variable) != address:
         raise AiradevError(f"{path}: {variable} does not read back as the tunnel address",
                            "look at the file; it is put back as it was")
@@ -215,32 +209,25 @@ def _describe(step: dict[str, Any]) -> str:
 def _undo_step(step: dict[str, Any], config: Config, twilio_factory: Callable[[str, str], Any] | None) -> tuple[str, str]:
     if step["kind"] == "envfile":
         edit = envfile.EnvEdit.from_json(step["edit"])
-        try:
-            done = envfile.undo(edit)
-        except envfile.EnvFileError as exc:
-            raise AiradevError(exc.message, exc.fix) from None
-        if done:
+        if envfile.undo(edit):
             return "restored", f"{edit.path}: {edit.name} put back"
         if step["status"] == "planned":  # journaled, but the write never happened
             return "restored", f"{edit.path}: {edit.name} was never changed"
         return "left", f"{edit.path}: {edit.name} was changed since; left as it is"
-    from airadev.integrations.twilio import TwilioError, Wiring
+    from airadev.integrations.twilio import Wiring
 
     credentials = twilio_credentials(config)
     if credentials is None or credentials[0] != step["account_sid"]:
         raise AiradevError(f"no credentials for the Twilio account {step['account_sid']}",
                            "put TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN back in the voice agent's .env")
     factory = twilio_factory or _numbers_factory(config)
-    try:
-        numbers = factory(*credentials)
-        current = numbers.fetch(step["number_sid"]).wiring.as_dict()
-        if current == step["before"]:
-            return "restored", f"Twilio {step['phone_number']}: already as it was"
-        if current != step["after"]:
-            return "left", f"Twilio {step['phone_number']}: changed since; left as it is"
-        numbers.update(step["number_sid"], Wiring(**step["before"]))
-    except TwilioError as exc:
-        raise AiradevError(exc.message, exc.fix) from None
+    numbers = factory(*credentials)
+    current = numbers.fetch(step["number_sid"]).wiring.as_dict()
+    if current == step["before"]:
+        return "restored", f"Twilio {step['phone_number']}: already as it was"
+    if current != step["after"]:
+        return "left", f"Twilio {step['phone_number']}: changed since; left as it is"
+    numbers.update(step["number_sid"], Wiring(**step["before"]))
     return "restored", f"Twilio {step['phone_number']}: webhooks put back"
 
 

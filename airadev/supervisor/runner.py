@@ -479,6 +479,14 @@ class Supervisor:
             self._set_state(unit, State.HEALTHY, "log line matched")
             self._became_ready(unit)
 
+    async def wait_until(self, condition: Any) -> None:
+        """Wait until ``condition()`` holds, re-checking at every state change (or shutdown)."""
+        while not condition() and not self._shutdown.is_set():
+            waits = {asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(self._shutdown.wait())}
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+
     def wait_for_output(self, unit: Unit, pattern: re.Pattern[bytes]) -> asyncio.Future[None]:
         """A future that resolves when the service next prints a line matching ``pattern``."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -658,8 +666,8 @@ class Supervisor:
             self.event(None, f"tunnel: {exc.message} ({exc.fix})", "error")
             return
         unit = self.units.get(name)
-        while unit is not None and not unit.state.ready and not unit.state.failed and not self._shutdown.is_set():
-            await self._changed.wait()
+        if unit is not None:
+            await self.wait_until(lambda: unit.state.ready or unit.state.failed)
         if self._shutdown.is_set():
             return
         try:

@@ -90,14 +90,10 @@ class TunnelController:
             state = unit.state if unit else "not part of this stack"
             raise AiradevError(f"the voice agent ({voice.name}) is not running ({state})",
                                f"start it first: `airadev start {voice.name}` (or `airadev up`)")
-        try:
-            binary = ngrok.find_binary(config.tunnel.ngrok_path)
-            config_path = self._agent_config()
-            if ngrok.token_source(config=config_path) is None:
-                raise ngrok.NgrokError("no ngrok auth token",
-                                       "set NGROK_AUTHTOKEN, or run `ngrok config add-authtoken TOKEN`")
-        except ngrok.NgrokError as exc:
-            raise AiradevError(exc.message, exc.fix) from None
+        binary = ngrok.find_binary(config.tunnel.ngrok_path)
+        config_path = self._agent_config()
+        if ngrok.token_source(config=config_path) is None:
+            raise ngrok.NgrokError("no ngrok auth token", "set NGROK_AUTHTOKEN, or run `ngrok config add-authtoken TOKEN`")
         loop = asyncio.get_running_loop()
         self._log = logstore.LogFile(sup.paths.log("ngrok"), config.logs.max_size, config.logs.keep)
         env = {reaper.MARKER_VAR: sup.marker, reaper.SERVICE_VAR: "ngrok", reaper.INSTANCE_VAR: "ngrok.0"}
@@ -106,10 +102,7 @@ class TunnelController:
                                  marker_env=env)
         upstream = f"http://127.0.0.1:{voice.port}"
         started = time.monotonic()
-        try:
-            tunnel = await asyncio.to_thread(self.agent.start, upstream, f"airadev-{voice.name}", domain)
-        except ngrok.NgrokError as exc:
-            raise AiradevError(exc.message, exc.fix) from None
+        tunnel = await asyncio.to_thread(self.agent.start, upstream, f"airadev-{voice.name}", domain)
         self.details["agent_start_seconds"] = round(time.monotonic() - started, 3)
         self.address = tunnel.public_url
         self._watch_agent(tunnel.agent_pid)
@@ -138,6 +131,10 @@ class TunnelController:
         variable = self.config.tunnel.variable
         ui = ops.ui_service(self.config)
         ui_unit = sup.units.get(ui.name) if ui else None
+        if ui_unit is not None and ui_unit.instance is not None and not ui_unit.state.ready:
+            # A UI still starting may or may not have read the file yet; once it is ready, a
+            # change is one it will notice (or be restarted for).
+            await sup.wait_until(lambda: ui_unit.state.ready or ui_unit.state.failed or ui_unit.instance is None)
         reloaded = sup.wait_for_output(ui_unit, RELOAD_ENV) if ui_unit and ui_unit.instance else None
         assert self.journal is not None
         await asyncio.to_thread(ops.rewire_env_file, self.journal, path, variable, self.address)
@@ -157,7 +154,7 @@ class TunnelController:
             await sup.restart_unit(ui_unit, f"{path.name} changed and it did not reload it")
 
     async def _rewire_twilio(self) -> None:
-        from airadev.integrations.twilio import TwilioError, TwilioNumbers
+        from airadev.integrations.twilio import TwilioNumbers
 
         sup = self.sup
         number = ops.test_number(self.config)
@@ -179,10 +176,7 @@ class TunnelController:
             ops.rewire_twilio(self.journal, numbers, found, wanted)
             return ""
 
-        try:
-            skipped = await asyncio.to_thread(work)
-        except TwilioError as exc:
-            raise AiradevError(exc.message, exc.fix) from None
+        skipped = await asyncio.to_thread(work)
         if skipped:
             self.details["twilio"] = skipped
             sup.event(None, f"tunnel: Twilio {skipped}", "warning")
