@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -316,3 +317,58 @@ def test_the_agent_is_found_on_path_but_never_pyngrok_s_own_script(tmp_path: Pat
     with pytest.raises(ngrok.NgrokError, match="not installed"):
         ngrok.find_binary(None, {"PATH": str(shadow), "PYNGROK_NGROK_PATH": str(tmp_path / "missing")})
     assert shutil.which("ngrok", path=str(shadow)) == str(script), "the script really was first on PATH"
+
+
+def test_domain_region_and_a_token_from_the_ngrok_config(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    token = "2bXtokenFromTheConfigFile_0000000000"
+    config_dir = Path(stack.env["XDG_CONFIG_HOME"]) / "ngrok"
+    config_dir.mkdir(parents=True)
+    (config_dir / "ngrok.yml").write_text(f'version: "3"\nagent:\n  authtoken: {token}\n')
+    del stack.env["NGROK_AUTHTOKEN"]
+    assert stack.up().returncode == 0
+    opened = stack.cli("tunnel", "-d", "--domain", "aira-dev.ngrok.app", "--region", "eu")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert json.loads(stack.cli("tunnel", "--status", "--json").stdout)["address"] == "https://aira-dev.ngrok.app"
+    assert b"VOICE_AGENT_SERVICE_URL='https://aira-dev.ngrok.app'" in env_local.read_bytes()
+    assert wiring(twilio)["voice_url"] == "https://aira-dev.ngrok.app/webhooks/twilio/call"
+    assert "region=eu" in stack.log("ngrok")
+    agent = ngrok_agents(stack)[0]
+    assert token.encode() not in Path(f"/proc/{agent}/cmdline").read_bytes(), "never on the command line"
+    assert token not in everything_written(stack)
+
+
+def test_foreground_tunnel_is_undone_by_down_from_another_terminal(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    foreground = subprocess.Popen([sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel"],
+                                  env=stack.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (stack.state().get("tunnel") or {}).get("state") == "open", timeout=30, what="the tunnel")
+        assert env_local.read_bytes() != ORIGINAL
+        assert stack.cli("down").returncode == 0
+        assert foreground.wait(30) == 0, "the foreground tunnel ends when the stack stops"
+        assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
+    finally:
+        if foreground.poll() is None:
+            foreground.kill()
+        foreground.communicate()
+
+
+def test_ctrl_c_of_a_foreground_tunnel_puts_everything_back(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    foreground = subprocess.Popen([sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel"],
+                                  env=stack.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (stack.state().get("tunnel") or {}).get("state") == "open", timeout=30, what="the tunnel")
+        foreground.send_signal(signal.SIGINT)
+        out, _ = foreground.communicate(timeout=30)
+        assert foreground.returncode == 0, out
+        assert "tunnel: closed" in out and "put back" in out
+        assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
+        assert stack.service("voice-agent")["state"] == "healthy", "the stack keeps running"
+        wait_for(lambda: not ngrok_agents(stack), timeout=5, what="the agent to stop")
+    finally:
+        if foreground.poll() is None:
+            foreground.kill()
