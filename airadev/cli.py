@@ -292,12 +292,19 @@ def tunnel(
 ) -> None:
     """A public ngrok address for the voice agent, wired into the UI's env file and the Twilio test
     number, and put back when it closes (Ctrl-C, `tunnel --stop`, `down`). Needs a running stack."""
+    import os
+
+    from airadev.errors import NotRunning
     from airadev.operations import manage
     from airadev.operations import tunnel as op
 
     paths = _paths()
-    if show:
+    try:
         status = manage.request(paths, "tunnel", action="status")
+    except NotRunning:
+        _tunnel_leftovers(paths)
+        raise
+    if show:
         if as_json:
             render.json_out({"schema": 1, **status})
         else:
@@ -306,40 +313,101 @@ def tunnel(
     if stop:
         result = manage.request(paths, "tunnel", action="close", keep=keep if keep else None, timeout=120)
         render.tunnel_closed(result)
+        if result.get("failed"):
+            raise AiradevError("the tunnel is closed, but not everything could be put back",
+                               "fix what is said above, then run `airadev tunnel --stop` (or `airadev down`) again")
         return
-    status = manage.request(paths, "tunnel", action="status")
     opened_here = status.get("state") != "open"
     if opened_here:
-        status = manage.request(paths, "tunnel", action="open", domain=domain or "", region=region or "",
-                                keep=keep, timeout=180)
+        env = {key: os.environ[key] for key in op.ENV_KEYS if key in os.environ}
+        try:
+            status = manage.request(paths, "tunnel", action="open", domain=domain or "", region=region or "",
+                                    keep=keep, env=env, timeout=180)
+        except KeyboardInterrupt:
+            # The supervisor opens it anyway: close it again, so that Ctrl-C leaves nothing rewired.
+            render.tunnel_closed(manage.request(paths, "tunnel", action="close", timeout=120))
+            raise typer.Exit(130) from None
+    elif domain and domain.split("://")[-1] not in status.get("address", ""):
+        raise UsageError(f"a tunnel is already open at {status['address']}",
+                         "close it first (`airadev tunnel --stop`) to open one on another domain")
     if not as_json or not verify:
         render.tunnel_status(status)
     if verify:
-        result = op.verify(status["address"], _config())
+        try:
+            result = op.verify(status["address"], _config())
+        except AiradevError:
+            if opened_here and not detach:  # what this command opened, it closes on failure
+                manage.request(paths, "tunnel", action="close", timeout=120)
+            raise
+        failed = not (200 <= result["status"] < 300 and result["twiml"])
         if as_json:
             render.json_out({"schema": 1, **result})
         else:
             render.verified(result)
-        if not (200 <= result["status"] < 300 and result["twiml"]):
-            raise AiradevError(f"the test call got {result['status']}"
-                               + ("" if result["twiml"] else ", and no TwiML"),
+        if failed:
+            if opened_here and not detach:
+                render.tunnel_closed(manage.request(paths, "tunnel", action="close", timeout=120))
+            raise AiradevError(f"the test call got {result['status']}" + ("" if result["twiml"] else ", and no TwiML"),
                                "see `airadev logs voice` and `airadev logs ngrok`")
     if detach or not opened_here:
         return
-    render.info("the tunnel is open; Ctrl-C closes it and puts everything back")
+    _hold_tunnel(paths)
+
+
+def _tunnel_leftovers(paths: Any) -> None:
+    """With nothing running, `airadev tunnel` still puts back what a crashed run's tunnel left."""
+    from airadev.operations import tunnel as op
+    from airadev.state import AlreadyRunning, Lock
+
+    if not op.Journal.path_of(paths).exists():
+        return
+    lock = Lock(paths)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        return
+    try:
+        undone = op.recover(paths, _config())
+    finally:
+        lock.release()
+    for line in (undone.restored + undone.left) if undone else []:
+        render.info(f"put back what the last tunnel left: {line}")
+    for line in undone.failed if undone else []:
+        render.warn(f"could not put back what the last tunnel left: {line}")
+
+
+def _hold_tunnel(paths: Any) -> None:
+    """Keep the tunnel open until Ctrl-C (or SIGTERM, or the terminal closing), then close it."""
+    import signal
     import time
 
+    from airadev.operations import manage
     from airadev.state import read_state, supervisor_alive
 
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+    render.info("the tunnel is open; Ctrl-C closes it and puts everything back")
     try:
         while True:
             state = read_state(paths)
-            if not supervisor_alive(state) or ((state or {}).get("tunnel") or {}).get("state") != "open":
-                return  # closed elsewhere (`tunnel --stop`, `down`)
+            if not supervisor_alive(state):
+                raise AiradevError("the stack stopped under the tunnel",
+                                   "`airadev down` puts back whatever the tunnel left rewired")
+            tunnel_state = (state or {}).get("tunnel") or {}
+            if tunnel_state.get("state") != "open":
+                render.info(f"tunnel: {tunnel_state.get('state', 'closed')}"
+                            + (f" ({tunnel_state['message']})" if tunnel_state.get("message") else ""))
+                return
             time.sleep(0.5)
     except KeyboardInterrupt:
         result = manage.request(paths, "tunnel", action="close", timeout=120)
         render.tunnel_closed(result)
+        if result.get("failed"):
+            raise AiradevError("the tunnel is closed, but not everything could be put back",
+                               "fix what is said above, then run `airadev down`") from None
 
 
 # --- init --------------------------------------------------------------------------------------

@@ -75,14 +75,24 @@ def new_marker(root: Path) -> str:
     return f"{workspace_id(root)}.{secrets.token_hex(6)}"
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, data: dict[str, Any], durable: bool = False) -> None:
+    """Replace ``path`` with ``data`` in one rename. ``durable`` also syncs it to disk (the
+    tunnel journal: it must outlive a power cut as surely as the change it records)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, json.dumps(data, indent=1).encode())
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def read_state(paths: Paths) -> dict[str, Any] | None:

@@ -137,15 +137,31 @@ def _new_value_part(old: bytes, value: str) -> bytes:
     raw = value.encode()
     if old[:1] in (b'"', b"'"):
         quote = old[:1]
-        end = old.find(quote, 1)
+        end = _closing_quote(old, quote)
         if end < 0:
             raise ValueError("multiline")
+        if quote == b'"':
+            raw = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
         return quote + raw + quote + old[end + 1:]
     comment = re.search(rb"[ \t]+#.*$", old, re.DOTALL)
     suffix = comment.group(0) if comment else b""
     if any(ch in value for ch in " #'\"\t"):
         return b'"' + raw + b'"' + suffix
     return raw + suffix
+
+
+def _closing_quote(old: bytes, quote: bytes) -> int:
+    """Index of the quote closing ``old``'s value (a backslash escapes one in double quotes)."""
+    index = 1
+    while index < len(old):
+        char = old[index:index + 1]
+        if char == b"\\" and quote == b'"':
+            index += 2
+            continue
+        if char == quote:
+            return index
+        index += 1
+    return -1
 
 
 def plan_set(data: bytes, name: str, value: str) -> tuple[bytes, bytes | None, bytes]:
@@ -183,8 +199,15 @@ def plan_undo(data: bytes, edit: EnvEdit) -> bytes | None:
     """The file bytes with ``edit`` taken back, or None when the file no longer holds what
     airadev wrote (someone changed it since): then it is left alone."""
     if edit.before is None:
-        if data.endswith(edit.after):
-            return data[: len(data) - len(edit.after)]
+        # The appended bytes, still on a line of their own (lines may have been added after).
+        at = data.rfind(edit.after)
+        while at >= 0:
+            end = at + len(edit.after)
+            starts_line = edit.after[:1] in (b"\n", b"\r") or at == 0 or data[at - 1:at] in (b"\n", b"\r")
+            ends_line = edit.after[-1:] in (b"\n", b"\r") or end == len(data) or data[end:end + 1] in (b"\n", b"\r")
+            if starts_line and ends_line:
+                return data[:at] + data[end:]
+            at = data.rfind(edit.after, 0, at)
         return None
     lines = _lines(data)
     matches = [i for i, line in enumerate(lines) if line == edit.after]
@@ -241,25 +264,55 @@ def write_atomic(target: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def set_value(path: Path, name: str, value: str, backup_dir: Path | None = None) -> EnvEdit:
-    """Set ``name`` in the env file at ``path``, atomically, keeping a backup of the original."""
+@dataclass(frozen=True)
+class Planned:
+    """A rewrite worked out but not yet written: journal ``edit`` first, then ``apply`` it."""
+
+    target: Path  # the real file (a symlink's target)
+    data: bytes
+    new: bytes
+    edit: EnvEdit
+
+    @property
+    def changes(self) -> bool:
+        return self.new != self.data
+
+
+def plan_file(path: Path, name: str, value: str) -> Planned:
     target = writable(path)
     data = target.read_bytes()
     new, before, after = plan_set(data, name, value)
+    return Planned(target, data, new, EnvEdit(str(path), name, before, after, value))
+
+
+BACKUPS_KEPT = 5
+
+
+def apply(planned: Planned, backup_dir: Path | None = None) -> None:
+    """Write a planned rewrite atomically, keeping a backup of the original (the newest
+    BACKUPS_KEPT per file, mode 0600: they hold the file's secrets too)."""
+    if not planned.changes:
+        return
     if backup_dir is not None:
         import time
 
         backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        backup = backup_dir / f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}"
-        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        stamp = time.strftime("%Y%m%d-%H%M%S") + f".{time.time_ns() % 10**9:09d}"
+        fd = os.open(backup_dir / f"{planned.target.name}.{stamp}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, data)
+            os.write(fd, planned.data)
         finally:
             os.close(fd)
-    edit = EnvEdit(str(path), name, before, after, value)
-    if new != data:
-        write_atomic(target, new)
-    return edit
+        for old in sorted(backup_dir.glob(f"{planned.target.name}.*"))[:-BACKUPS_KEPT]:
+            old.unlink(missing_ok=True)
+    write_atomic(planned.target, planned.new)
+
+
+def set_value(path: Path, name: str, value: str, backup_dir: Path | None = None) -> EnvEdit:
+    """Set ``name`` in the env file at ``path``, atomically, keeping a backup of the original."""
+    planned = plan_file(path, name, value)
+    apply(planned, backup_dir)
+    return planned.edit
 
 
 def undo(edit: EnvEdit) -> bool:

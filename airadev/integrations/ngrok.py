@@ -37,10 +37,12 @@ class Tunnel:
     api_url: str
 
 
-def default_config_path() -> Path:
-    from pyngrok import conf
-
-    return Path(conf.DEFAULT_NGROK_CONFIG_PATH)
+def default_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where the agent looks for its config without --config (on Linux, as pyngrok and ngrok
+    both compute it)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "ngrok" / "ngrok.yml"
 
 
 def _is_pyngrok_script(path: Path) -> bool:
@@ -81,24 +83,25 @@ def find_binary(configured: Path | None, env: Mapping[str, str] | None = None) -
     raise NgrokError(f"the ngrok agent is not installed ({source}: {path} not found)", INSTALL_HINT)
 
 
-def token_source(env: Mapping[str, str] | None = None, config: Path | None = None) -> str | None:
-    """Where the agent will find its auth token: "NGROK_AUTHTOKEN", the config file, or None."""
+def auth_token(env: Mapping[str, str] | None = None, config: Path | None = None) -> str | None:
+    """The auth token the agent will use: NGROK_AUTHTOKEN, else the one in its config file.
+    (airadev only reads it to know there is one, and to redact it from the agent's log.)"""
     env = os.environ if env is None else env
     if env.get("NGROK_AUTHTOKEN"):
-        return "NGROK_AUTHTOKEN"
-    path = config or default_config_path()
+        return env["NGROK_AUTHTOKEN"]
+    path = config or default_config_path(env)
     try:
         import yaml
 
         data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, ValueError, AttributeError):
+    except Exception:  # noqa: BLE001  (unreadable or broken: it holds no token we can use)
         return None
-    except Exception:  # noqa: BLE001  (yaml.YAMLError: a broken config holds no token we can use)
+    if not isinstance(data, dict):
         return None
-    agent = data.get("agent") if isinstance(data, dict) else None
-    token = (agent or {}).get("authtoken") if isinstance(agent, dict) else None
-    token = token or (data.get("authtoken") if isinstance(data, dict) else None)
-    return str(path) if token else None
+    agent = data.get("agent")
+    token = agent.get("authtoken") if isinstance(agent, dict) else None
+    token = token or data.get("authtoken")
+    return str(token) if token else None
 
 
 def explain(error: str) -> tuple[str, str]:
@@ -113,6 +116,18 @@ def explain(error: str) -> tuple[str, str]:
     return f"ngrok failed to start: {first}", "see `airadev logs ngrok`"
 
 
+def _stderr_wrapper(binary: Path, folder: Path) -> Path:
+    """A launcher that runs the agent with stderr joined to stdout. pyngrok reads only stdout;
+    the agent's stderr would otherwise go, unredacted, wherever the supervisor's goes."""
+    import shlex
+
+    folder.mkdir(mode=0o700, exist_ok=True)
+    wrapper = folder / "ngrok"
+    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(str(binary))} \"$@\" 2>&1\n")
+    wrapper.chmod(0o700)
+    return wrapper
+
+
 class Agent:
     """One ngrok agent with one tunnel. ``start`` and ``stop`` block: call them from a thread.
 
@@ -123,7 +138,7 @@ class Agent:
     _env_lock = threading.Lock()
 
     def __init__(self, binary: Path, *, config_path: Path | None, region: str, timeout: float,
-                 on_log: Callable[[str], None], marker_env: Mapping[str, str]) -> None:
+                 on_log: Callable[[str], None], marker_env: Mapping[str, str], wrapper_dir: Path) -> None:
         import logging
 
         from pyngrok import conf
@@ -140,7 +155,7 @@ class Agent:
         self.marker_env = dict(marker_env)
         self.on_log = on_log
         self.config = conf.PyngrokConfig(
-            ngrok_path=str(binary), config_path=str(config_path) if config_path else None,
+            ngrok_path=str(_stderr_wrapper(binary, wrapper_dir)), config_path=str(config_path) if config_path else None,
             region=region or None, monitor_thread=True, log_event_callback=self._log,
             startup_timeout=max(1, int(timeout)), start_new_session=True,
         )

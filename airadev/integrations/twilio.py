@@ -121,6 +121,9 @@ class TwilioNumbers:
             raise _network_error(exc, what, self.base, self.timeout) from None
         except OSError as exc:
             raise _network_error(exc, what, self.base, self.timeout) from None
+        except ValueError:  # an answer that is not Twilio's JSON (a proxy's error page, ...)
+            raise TwilioError(f"{self.base} did not answer like Twilio while trying to {what}",
+                              "check the network (and AIRADEV_TWILIO_API_BASE, if set), then try again") from None
         except Exception as exc:
             # requests' own exceptions (timeouts, refused connections) are not OSErrors.
             if type(exc).__module__.startswith(("requests", "urllib3")):

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,22 +62,35 @@ def ui_env_file(config: Config) -> Path:
     return ui.cwd / ".env.local"
 
 
-def twilio_credentials(config: Config) -> tuple[str, str] | None:
+# What of the environment the tunnel reads. The `tunnel` command sends its own values of these
+# to the supervisor, so that `NGROK_AUTHTOKEN=... airadev tunnel` works on a stack started
+# without them.
+ENV_KEYS = ("NGROK_AUTHTOKEN", "PYNGROK_NGROK_PATH", "PATH", "XDG_CONFIG_HOME", "TWILIO_ACCOUNT_SID",
+            "TWILIO_AUTH_TOKEN", "TWILIO_TEST_NUMBER", "AIRADEV_TWILIO_API_BASE")
+
+
+def tunnel_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, **(overrides or {})}
+
+
+def twilio_credentials(config: Config, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: from the voice agent's env files (or the service
     named in twilio.credentials_from), else from the environment."""
+    env = os.environ if env is None else env
     name = config.twilio.credentials_from
     service = config.get(name) if name else _find(config, "", ("voice", "voice-agent"))
     values: dict[str, str] = {}
     for path in service.env_files if service else ():
         if path.is_file():
             values.update(envfile.read(path))
-    sid = values.get("TWILIO_ACCOUNT_SID") or os.environ.get("TWILIO_ACCOUNT_SID", "")
-    token = values.get("TWILIO_AUTH_TOKEN") or os.environ.get("TWILIO_AUTH_TOKEN", "")
+    sid = values.get("TWILIO_ACCOUNT_SID") or env.get("TWILIO_ACCOUNT_SID", "")
+    token = values.get("TWILIO_AUTH_TOKEN") or env.get("TWILIO_AUTH_TOKEN", "")
     return (sid, token) if sid and token else None
 
 
-def test_number(config: Config) -> str:
-    return config.twilio.test_number or os.environ.get("TWILIO_TEST_NUMBER", "")
+def test_number(config: Config, env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return config.twilio.test_number or env.get("TWILIO_TEST_NUMBER", "")
 
 
 def webhook_urls(address: str, settings: TwilioSettings) -> dict[str, str]:
@@ -103,6 +116,11 @@ class Journal:
 
     @classmethod
     def new(cls, paths: Paths, public_url: str, agent_pid: int | None, keep: bool) -> Journal:
+        old = cls.load(paths)
+        if old is not None and old.pending():
+            # Never drop what an earlier tunnel could not put back: it is the only record.
+            raise AiradevError("an earlier tunnel's rewiring is still in the journal, not put back",
+                               "run `airadev tunnel --stop` (or `airadev down`) once Twilio answers again")
         journal = cls(paths, {"schema": 1, "public_url": public_url, "agent_pid": agent_pid,
                               "opened_at": time.time(), "keep": keep, "steps": []})
         journal.save()
@@ -122,7 +140,7 @@ class Journal:
 
     def save(self) -> None:
         self.paths.ensure()
-        write_json_atomic(self.path_of(self.paths), self.data)
+        write_json_atomic(self.path_of(self.paths), self.data, durable=True)
 
     def add(self, step: dict[str, Any]) -> dict[str, Any]:
         step["status"] = "planned"
@@ -145,32 +163,25 @@ class Journal:
 
 # --- applying and undoing --------------------------------------------------------------------------
 
-def rewire_env_file(journal: Journal, path: Path, variable: str, address: str) -> dict[str, Any]:
-    """Set ``variable`` to ``address`` in ``path``, journaled first, read back after."""
-    target = envfile.writable(path)
-    data = target.read_bytes()
-    new, before, after = envfile.plan_set(data, variable, address)
-    edit = envfile.EnvEdit(str(path), variable, before, after, address)
-    step = journal.add({"kind": "envfile", "edit": edit.as_json()})
-    backup_dir = journal.paths.dir / "backups"
-    backup_dir.mkdir(mode=0o700, exist_ok=True)
-    backup = backup_dir / f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}"
-    backup.write_bytes(data)
-    os.chmod(backup, 0o600)
-    if new != data:
-        envfile.write_atomic(target, new)
+def rewire_env_file(journal: Journal, path: Path, variable: str, address: str) -> bool:
+    """Set ``variable`` to ``address`` in ``path``, journaled first, read back after. Returns
+    whether the file changed (it may already hold the address: a reserved domain)."""
+    planned = envfile.plan_file(path, variable, address)
+    step = journal.add({"kind": "envfile", "edit": planned.edit.as_json()})
+    envfile.apply(planned, journal.paths.dir / "backups")
     if envfile.read_value(path, variable) != address:
         raise AiradevError(f"{path}: {variable} does not read back as the tunnel address",
                            "look at the file; it is put back as it was")
-    journal.mark(step, "applied", backup=str(backup))
-    return step
+    journal.mark(step, "applied")
+    return planned.changes
 
 
 def rewire_twilio(journal: Journal, numbers: Any, number: Any, wanted: dict[str, str]) -> dict[str, Any]:
     from airadev.integrations.twilio import Wiring
 
     step = journal.add({"kind": "twilio", "account_sid": numbers.account_sid, "number_sid": number.sid,
-                        "phone_number": number.phone_number, "before": number.wiring.as_dict(), "after": wanted})
+                        "phone_number": number.phone_number, "api_base": numbers.base,
+                        "before": number.wiring.as_dict(), "after": wanted})
     numbers.update(number.sid, Wiring(**wanted))  # reads back, raises if it differs
     journal.mark(step, "applied")
     return step
@@ -183,15 +194,15 @@ class Undone:
     failed: list[str]  # could not be put back now (Twilio unreachable, ...): still in the journal
 
 
-def undo(journal: Journal, config: Config, twilio_factory: Callable[[str, str], Any] | None = None) -> Undone:
+def undo(journal: Journal, config: Config, env: Mapping[str, str] | None = None) -> Undone:
     """Put back every pending step, newest first. Steps that cannot be put back now stay in the
     journal for the next try; the journal goes once nothing is pending."""
     result = Undone([], [], [])
     for step in reversed(journal.pending()):
         try:
-            outcome, what = _undo_step(step, config, twilio_factory)
+            outcome, what = _undo_step(step, config, env)
         except AiradevError as exc:
-            result.failed.append(f"{_describe(step)}: {exc.message}")
+            result.failed.append(f"{_describe(step)}: {exc.message} ({exc.fix})")
             continue
         journal.mark(step, outcome)
         (result.restored if outcome == "restored" else result.left).append(what)
@@ -206,7 +217,7 @@ def _describe(step: dict[str, Any]) -> str:
     return f"Twilio {step['phone_number']}"
 
 
-def _undo_step(step: dict[str, Any], config: Config, twilio_factory: Callable[[str, str], Any] | None) -> tuple[str, str]:
+def _undo_step(step: dict[str, Any], config: Config, env: Mapping[str, str] | None) -> tuple[str, str]:
     if step["kind"] == "envfile":
         edit = envfile.EnvEdit.from_json(step["edit"])
         if envfile.undo(edit):
@@ -216,12 +227,13 @@ def _undo_step(step: dict[str, Any], config: Config, twilio_factory: Callable[[s
         return "left", f"{edit.path}: {edit.name} was changed since; left as it is"
     from airadev.integrations.twilio import Wiring
 
-    credentials = twilio_credentials(config)
+    from airadev.integrations.twilio import TwilioNumbers
+
+    credentials = twilio_credentials(config, env)
     if credentials is None or credentials[0] != step["account_sid"]:
         raise AiradevError(f"no credentials for the Twilio account {step['account_sid']}",
                            "put TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN back in the voice agent's .env")
-    factory = twilio_factory or _numbers_factory(config)
-    numbers = factory(*credentials)
+    numbers = TwilioNumbers(*credentials, timeout=config.twilio.timeout, base_url=step.get("api_base"))
     current = numbers.fetch(step["number_sid"]).wiring.as_dict()
     if current == step["before"]:
         return "restored", f"Twilio {step['phone_number']}: already as it was"
@@ -231,13 +243,7 @@ def _undo_step(step: dict[str, Any], config: Config, twilio_factory: Callable[[s
     return "restored", f"Twilio {step['phone_number']}: webhooks put back"
 
 
-def _numbers_factory(config: Config) -> Callable[[str, str], Any]:
-    from airadev.integrations.twilio import TwilioNumbers
-
-    return lambda sid, token: TwilioNumbers(sid, token, timeout=config.twilio.timeout)
-
-
-def recover(paths: Paths, config: Config) -> Undone | None:
+def recover(paths: Paths, config: Config, env: Mapping[str, str] | None = None) -> Undone | None:
     """After a crash: put back what a dead run's tunnel left rewired. Call only under the run
     lock, or from the supervisor that owns the journal."""
     journal = Journal.load(paths)
@@ -246,25 +252,25 @@ def recover(paths: Paths, config: Config) -> Undone | None:
     if journal.data.get("keep"):
         journal.remove()
         return None
-    return undo(journal, config)
+    return undo(journal, config, env)
 
 
 # --- the signed test call ------------------------------------------------------------------------
 
-def verify(address: str, config: Config) -> dict[str, Any]:
+def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """POST to the voice webhook through the tunnel, signed like Twilio signs (X-Twilio-Signature
     over the public URL); report the status, the time and whether the answer is TwiML."""
     import httpx
 
     from airadev.integrations.twilio import signature
 
-    credentials = twilio_credentials(config)
+    credentials = twilio_credentials(config, env)
     if credentials is None:
         raise AiradevError("no Twilio credentials to sign the test call with",
                            "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env")
     sid, token = credentials
     url = address.rstrip("/") + config.twilio.voice_path
-    number = test_number(config) or "+15005550006"
+    number = test_number(config, env) or "+15005550006"
     params = {"AccountSid": sid, "ApiVersion": "2010-04-01", "CallSid": "CA" + uuid.uuid4().hex,
               "CallStatus": "ringing", "Direction": "inbound", "From": "+15005550006", "To": number,
               "Caller": "+15005550006", "Called": number}

@@ -137,10 +137,13 @@ class Ground:
     lock: Lock
     reaped: int  # processes a dead run left, ended
     restored: list[str]  # rewiring a dead run's tunnel left, put back
+    not_restored: list[str]  # ... that could not be put back now (it stays in the journal)
 
     def notes(self) -> list[str]:
         out = [f"ended {self.reaped} processes left by an earlier run that did not stop"] if self.reaped else []
-        return out + [f"put back what an earlier tunnel left: {line}" for line in self.restored]
+        out += [f"put back what an earlier tunnel left: {line}" for line in self.restored]
+        return out + [f"could not put back what an earlier tunnel left: {line}; it stays in the journal: "
+                      "`airadev tunnel --stop` or `airadev down` tries again" for line in self.not_restored]
 
 
 @contextlib.contextmanager
@@ -154,12 +157,11 @@ def _claim(config: Config, names: Sequence[str]) -> Iterator[Ground]:
     lock.acquire()
     try:
         reaped = reap_leftovers(paths)
+        # Offline after a crash, Twilio may not answer: that must not keep the stack from starting.
         undone = tunnel.recover(paths, config)
-        if undone and undone.failed:
-            raise AiradevError("could not put back what an earlier tunnel left: " + "; ".join(undone.failed),
-                               "fix that (see above) and run `airadev up` again; nothing was started")
         preflight(config, names)
-        yield Ground(paths, lock, reaped, (undone.restored + undone.left) if undone else [])
+        yield Ground(paths, lock, reaped, (undone.restored + undone.left) if undone else [],
+                     undone.failed if undone else [])
     finally:
         lock.release()
 

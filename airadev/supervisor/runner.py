@@ -155,6 +155,10 @@ class Supervisor:
         self.exit_reason = ""
         self.internal_error: str | None = None
         self.tunnel_request = tunnel  # `up --tunnel`: open one once the voice agent is ready
+        from airadev.operations.tunnel import ui_service
+
+        ui = ui_service(config)
+        self._tunnel_ui = ui.name if ui else None
         self.tunnel: Any = None  # the TunnelController, made when first needed
         self._output_waiters: dict[str, list[tuple[re.Pattern[bytes], asyncio.Future[None]]]] = {}
 
@@ -340,6 +344,10 @@ class Supervisor:
         self.redact.add(stack_secrets(self.config))
         unit.starts += 1
         env = service_env(service, self.marker, colour=self.colour, instance=unit.starts)
+        if service.name == self._tunnel_ui:
+            # Next.js prefers the process environment to .env.local: the variable the tunnel
+            # rewrites in the file must not be there (even when the shell exports it).
+            env.pop(self.config.tunnel.variable, None)
         runtime = runtime_for(service.runtime, self.marker)
         instance = runtime.start(service, env, lambda data, u=unit: self._on_output(u, data))
         now = time.monotonic()
@@ -479,6 +487,20 @@ class Supervisor:
             self._set_state(unit, State.HEALTHY, "log line matched")
             self._became_ready(unit)
 
+    @property
+    def stopping(self) -> bool:
+        return self._shutdown.is_set()
+
+    async def wait_or_stop(self, future: asyncio.Future[Any], timeout: float) -> bool:
+        """Wait for ``future`` at most ``timeout`` seconds, or until the stack stops; True if it
+        completed."""
+        stop = asyncio.ensure_future(self._shutdown.wait())
+        try:
+            await asyncio.wait({future, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        return future.done()
+
     async def wait_until(self, condition: Any) -> None:
         """Wait until ``condition()`` holds, re-checking at every state change (or shutdown)."""
         while not condition() and not self._shutdown.is_set():
@@ -599,12 +621,23 @@ class Supervisor:
                 line = await reader.readline()
                 try:
                     request = json.loads(line)
-                    result = await self.handle(request.get("op", ""), request)
-                    answer = {"ok": True, "result": result}
-                except AiradevError as exc:
-                    answer = {"ok": False, "error": exc.message, "fix": exc.fix}
+                    op = request.get("op", "")
                 except (ValueError, AttributeError):
-                    answer = {"ok": False, "error": "malformed request", "fix": ""}
+                    request, op = None, ""
+                if request is None:
+                    answer = {"ok": False, "error": "malformed request", "fix": "update airadev: the CLI and supervisor differ"}
+                else:
+                    try:
+                        answer = {"ok": True, "result": await self.handle(op, request)}
+                    except AiradevError as exc:
+                        answer = {"ok": False, "error": exc.message, "fix": exc.fix}
+                    except Exception as exc:  # noqa: BLE001  (a bug: say so, keep the stack running)
+                        import traceback
+
+                        trace = "".join(traceback.format_exception(exc)).rstrip()
+                        self.event(None, f"internal error in '{op}': {exc!r}\n{trace}", "error")
+                        answer = {"ok": False, "error": f"internal error in '{op}': {type(exc).__name__}: {exc}",
+                                  "fix": f"the traceback is in {self.paths.log('airadev')}; please report it"}
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
         except (ConnectionError, OSError):
@@ -648,8 +681,10 @@ class Supervisor:
         if self._shutdown.is_set():
             raise AiradevError("the stack is stopping", "start it again with `airadev up`")
         if action == "open":
+            env = request.get("env") if isinstance(request.get("env"), dict) else {}
             return await self.tunnel_controller().open(str(request.get("domain") or ""),
-                                                       str(request.get("region") or ""), bool(request.get("keep")))
+                                                       str(request.get("region") or ""), bool(request.get("keep")),
+                                                       {str(k): str(v) for k, v in env.items()})
         if action == "close":
             keep = request.get("keep")
             return await self.tunnel_controller().close(None if keep is None else bool(keep), "airadev tunnel --stop")

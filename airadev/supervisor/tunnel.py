@@ -3,8 +3,10 @@ like every other child) and the rewiring (so `down`, Ctrl-C and a dead agent all
 
 Opening: the voice agent must be ready; ngrok starts and opens one tunnel to its port; the UI's
 env file gets the address (and Next.js must say `Reload env: .env.local`, or the UI is
-restarted); the Twilio test number gets the webhooks. Any failure puts back what was done and
-stops the agent: nothing is left half-rewired.
+restarted); the Twilio test number gets the webhooks. Between steps the open gives up if the
+stack is stopping or the agent died. Any failure puts back what was done and stops the agent:
+nothing is left half-rewired, or, if something cannot be put back now, the error says so and
+the journal keeps it for the next try.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airadev.errors import AiradevError
+from airadev.integrations import envfile
 from airadev.operations import tunnel as ops
 from airadev.supervisor import logstore, reaper
 
@@ -33,13 +37,16 @@ class TunnelController:
         self.state = "closed"
         self.message = ""
         self.keep = False
+        self.domain = ""
         self.agent: Any = None
         self.journal: ops.Journal | None = None
         self.address = ""
+        self.env: dict[str, str] = dict(os.environ)
         self.details: dict[str, Any] = {}
         self._lock = asyncio.Lock()
         self._log: logstore.LogFile | None = None
         self._pidfd = -1
+        self._agent_died = False
 
     # --- status ----------------------------------------------------------------------------
 
@@ -55,33 +62,54 @@ class TunnelController:
 
     # --- opening -----------------------------------------------------------------------------
 
-    async def open(self, domain: str = "", region: str = "", keep: bool = False) -> dict[str, Any]:
+    async def open(self, domain: str = "", region: str = "", keep: bool = False,
+                   env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        domain = domain or self.config.tunnel.domain
         async with self._lock:
             if self.state == "open":
+                if domain and domain.split("://")[-1] not in self.address:
+                    raise AiradevError(f"a tunnel is already open at {self.address}",
+                                       "close it first (`airadev tunnel --stop`) to open one on another domain")
                 return self.status()
             self.mark("opening")
             try:
-                await self._open(domain or self.config.tunnel.domain, region or self.config.tunnel.region, keep)
-            except AiradevError as exc:
-                await self._rollback()
-                self.mark("failed", exc.message)
-                self.sup.event(None, f"tunnel: {exc.message} ({exc.fix}); nothing is left rewired", "error")
-                raise
-            except BaseException:
-                await self._rollback()
-                self.mark("failed", "internal error")
+                await self._open(domain, region or self.config.tunnel.region, keep, env or {})
+            except BaseException as exc:
+                undone = await self._rollback()
+                message = exc.message if isinstance(exc, AiradevError) else f"internal error: {exc!r}"
+                if undone is not None and undone.failed:
+                    message += "; and could not put back: " + "; ".join(undone.failed)
+                    fix = "run `airadev tunnel --stop` (or `airadev down`) again once that is fixed"
+                    self.mark("failed", message)
+                    self.sup.event(None, f"tunnel: {message}", "error")
+                    raise AiradevError(message, fix) from None
+                self.mark("failed", message)
+                if isinstance(exc, AiradevError):
+                    self.sup.event(None, f"tunnel: {exc.message} ({exc.fix}); nothing is left rewired", "error")
                 raise
             self.mark("open")
             return self.status()
 
-    async def _open(self, domain: str, region: str, keep: bool) -> None:
+    def _check(self) -> None:
+        """Give up the open if the stack is stopping or the agent has died meanwhile."""
+        if self.sup.stopping:
+            raise AiradevError("the stack is stopping", "start it again with `airadev up`")
+        if self._agent_died:
+            raise AiradevError("the ngrok agent exited while the tunnel was opening", "see `airadev logs ngrok`")
+
+    async def _open(self, domain: str, region: str, keep: bool, overrides: Mapping[str, str]) -> None:
         from airadev.integrations import ngrok
 
-        config = self.config
-        sup = self.sup
-        self.keep = keep
+        config, sup = self.config, self.sup
+        self.keep, self.domain = keep, domain
         self.details = {}
-        stale = await asyncio.to_thread(ops.recover, sup.paths, config)
+        self._agent_died = False
+        self.env = ops.tunnel_env(overrides)
+        sup.redact.add(envfile.secrets_of(self.env))
+        stale = await asyncio.to_thread(ops.recover, sup.paths, config, self.env)
+        if stale and stale.failed:
+            raise AiradevError("could not put back what an earlier tunnel left: " + "; ".join(stale.failed),
+                               "fix that, then open the tunnel again")
         if stale and (stale.restored or stale.left):
             sup.event(None, "tunnel: put back what an earlier tunnel left: " + "; ".join(stale.restored + stale.left))
         voice = ops.voice_service(config)
@@ -90,34 +118,42 @@ class TunnelController:
             state = unit.state if unit else "not part of this stack"
             raise AiradevError(f"the voice agent ({voice.name}) is not running ({state})",
                                f"start it first: `airadev start {voice.name}` (or `airadev up`)")
-        binary = ngrok.find_binary(config.tunnel.ngrok_path)
+        binary = ngrok.find_binary(config.tunnel.ngrok_path, self.env)
         config_path = self._agent_config()
-        if ngrok.token_source(config=config_path) is None:
+        token = ngrok.auth_token(self.env, config_path)
+        if token is None:
             raise ngrok.NgrokError("no ngrok auth token", "set NGROK_AUTHTOKEN, or run `ngrok config add-authtoken TOKEN`")
+        sup.redact.add({"NGROK_AUTHTOKEN": token})  # ngrok's auth errors quote the token
         loop = asyncio.get_running_loop()
         self._log = logstore.LogFile(sup.paths.log("ngrok"), config.logs.max_size, config.logs.keep)
-        env = {reaper.MARKER_VAR: sup.marker, reaper.SERVICE_VAR: "ngrok", reaper.INSTANCE_VAR: "ngrok.0"}
+        agent_env = {reaper.MARKER_VAR: sup.marker, reaper.SERVICE_VAR: "ngrok", reaper.INSTANCE_VAR: "ngrok.0"}
+        if self.env.get("NGROK_AUTHTOKEN"):
+            agent_env["NGROK_AUTHTOKEN"] = self.env["NGROK_AUTHTOKEN"]
         self.agent = ngrok.Agent(binary, config_path=config_path, region=region, timeout=config.tunnel.start_timeout,
                                  on_log=lambda line: loop.call_soon_threadsafe(self._ngrok_line, line),
-                                 marker_env=env)
+                                 marker_env=agent_env, wrapper_dir=sup.paths.dir / "bin")
         upstream = f"http://127.0.0.1:{voice.port}"
         started = time.monotonic()
         tunnel = await asyncio.to_thread(self.agent.start, upstream, f"airadev-{voice.name}", domain)
         self.details["agent_start_seconds"] = round(time.monotonic() - started, 3)
         self.address = tunnel.public_url
         self._watch_agent(tunnel.agent_pid)
+        self._check()
         sup.event(None, f"tunnel: {tunnel.public_url} → {upstream} ({voice.name})")
         self.journal = ops.Journal.new(sup.paths, tunnel.public_url, tunnel.agent_pid, keep)
         await self._rewire_env_file()
+        self._check()
         await self._rewire_twilio()
+        self._check()
 
     def _agent_config(self) -> Any:
-        """The agent's config file: the user's own when there is one (it holds their token);
-        otherwise a minimal one in .airadev/, so that pyngrok does not write into $HOME."""
+        """The agent's config file, always explicit (so pyngrok never writes its own default):
+        the user's, which holds their token, when there is one; else a minimal one here."""
         from airadev.integrations import ngrok
 
-        if ngrok.default_config_path().is_file():
-            return None
+        user = ngrok.default_config_path(self.env)
+        if user.is_file():
+            return user
         path = self.sup.paths.dir / "ngrok.yml"
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -135,40 +171,40 @@ class TunnelController:
             # A UI still starting may or may not have read the file yet; once it is ready, a
             # change is one it will notice (or be restarted for).
             await sup.wait_until(lambda: ui_unit.state.ready or ui_unit.state.failed or ui_unit.instance is None)
+            self._check()
         reloaded = sup.wait_for_output(ui_unit, RELOAD_ENV) if ui_unit and ui_unit.instance else None
         assert self.journal is not None
-        await asyncio.to_thread(ops.rewire_env_file, self.journal, path, variable, self.address)
-        shown = _relative(path, self.config.root)
-        sup.event(None, f"tunnel: {shown}: {variable}={self.address}")
+        changed = await asyncio.to_thread(ops.rewire_env_file, self.journal, path, variable, self.address)
+        sup.event(None, f"tunnel: {_relative(path, self.config.root)}: {variable}={self.address}")
         self.details["env_file"] = {"path": str(path), "variable": variable}
-        if reloaded is None:
-            self.details["ui_reload"] = "no UI running"
+        if reloaded is None or not changed:
+            self.details["ui_reload"] = "no UI running" if reloaded is None else "not needed (the value was already there)"
             return
-        try:
-            await asyncio.wait_for(reloaded, RELOAD_WAIT)
+        if await sup.wait_or_stop(reloaded, RELOAD_WAIT):
             self.details["ui_reload"] = "reloaded by Next.js"
             sup.event(ui_unit.name, f"reloaded {path.name} by itself")
-        except asyncio.TimeoutError:
-            self.details["ui_reload"] = "restarted"
-            sup.event(ui_unit.name, f"did not reload {path.name} within {RELOAD_WAIT:g}s: restarting it", "warning")
-            await sup.restart_unit(ui_unit, f"{path.name} changed and it did not reload it")
+            return
+        self._check()
+        self.details["ui_reload"] = "restarted"
+        sup.event(ui_unit.name, f"did not reload {path.name} within {RELOAD_WAIT:g}s: restarting it", "warning")
+        await sup.restart_unit(ui_unit, f"{path.name} changed and it did not reload it")
 
     async def _rewire_twilio(self) -> None:
-        from airadev.integrations.twilio import TwilioNumbers
+        from airadev.integrations.twilio import API_BASE_ENV, TwilioNumbers
 
         sup = self.sup
-        number = ops.test_number(self.config)
+        number = ops.test_number(self.config, self.env)
         if not number:
             self.details["twilio"] = "no test number (twilio.test_number or TWILIO_TEST_NUMBER): not touched"
             return
-        credentials = ops.twilio_credentials(self.config)
+        credentials = ops.twilio_credentials(self.config, self.env)
         if credentials is None:
             raise AiradevError("no Twilio credentials for the test number",
                                "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env")
         wanted = ops.webhook_urls(self.address, self.config.twilio)
 
         def work() -> str:
-            numbers = TwilioNumbers(*credentials, timeout=self.config.twilio.timeout)
+            numbers = TwilioNumbers(*credentials, timeout=self.config.twilio.timeout, base_url=self.env.get(API_BASE_ENV))
             found = numbers.lookup(number)
             if found.routed_elsewhere:
                 return f"{number}: {found.routed_elsewhere}, so Twilio ignores its webhook URLs: not touched"
@@ -188,16 +224,18 @@ class TunnelController:
 
     async def close(self, keep: bool | None = None, why: str = "") -> dict[str, Any]:
         async with self._lock:
-            if self.state not in ("open", "failed") and self.agent is None:
+            if self.state not in ("open", "failed") and self.agent is None and self.journal is None:
                 return self.status()
             keep = self.keep if keep is None else keep
             self.mark("closing", why)
             undone = await self._undo(keep)
             await self._stop_agent()
-            self.mark("closed", why)
+            failed = undone.failed if undone else []
+            self.mark("failed" if failed else "closed",
+                      ("could not put back: " + "; ".join(failed)) if failed else why)
             result = self.status()
             result.update({"restored": undone.restored if undone else [], "left": undone.left if undone else [],
-                           "failed": undone.failed if undone else [], "kept": keep})
+                           "failed": failed, "kept": keep})
             self.address = ""
             return result
 
@@ -209,7 +247,7 @@ class TunnelController:
             self.sup.event(None, "tunnel: closed; the rewiring is kept (--keep)")
             self.journal = None
             return None
-        undone = await asyncio.to_thread(ops.undo, self.journal, self.config)
+        undone = await asyncio.to_thread(ops.undo, self.journal, self.config, self.env)
         for line in undone.restored + undone.left:
             self.sup.event(None, f"tunnel: {line}")
         for line in undone.failed:
@@ -218,9 +256,10 @@ class TunnelController:
             self.journal = None
         return undone
 
-    async def _rollback(self) -> None:
-        await self._undo(keep=False)
+    async def _rollback(self) -> ops.Undone | None:
+        undone = await self._undo(keep=False)
         await self._stop_agent()
+        return undone
 
     async def _stop_agent(self) -> None:
         self._unwatch_agent()
@@ -241,11 +280,12 @@ class TunnelController:
             self._log.write(logstore.prefix_lines(data, self.sup.clock.stamp()))
 
     def _watch_agent(self, pid: int | None) -> None:
-        if not pid:
-            return
         try:
-            self._pidfd = os.pidfd_open(pid)
+            self._pidfd = os.pidfd_open(pid) if pid else -1
         except OSError:
+            self._pidfd = -1
+        if self._pidfd < 0 or not reaper.alive(pid or 0):
+            self._agent_died = True  # gone before we could watch it
             return
         asyncio.get_running_loop().add_reader(self._pidfd, self._agent_exited)
 
@@ -257,9 +297,16 @@ class TunnelController:
 
     def _agent_exited(self) -> None:
         self._unwatch_agent()
+        self._agent_died = True
         if self.state == "open":
             self.sup.event(None, "tunnel: the ngrok agent exited; the tunnel is gone, putting everything back", "error")
-            self.sup.spawn_task(self.close(keep=False, why="the ngrok agent exited"), "tunnel-agent-exited")
+            self.sup.spawn_task(self._close_quietly("the ngrok agent exited"), "tunnel-agent-exited")
+
+    async def _close_quietly(self, why: str) -> None:
+        try:
+            await self.close(keep=False, why=why)
+        except Exception as exc:  # noqa: BLE001  (a failed undo is reported; it must not stop the stack)
+            self.sup.event(None, f"tunnel: closing after the agent exited failed: {exc!r}", "error")
 
 
 def _relative(path: Any, root: Any) -> str:

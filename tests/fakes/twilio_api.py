@@ -7,7 +7,8 @@ It records every request it receives.
 
     server = FakeTwilio(account_sid, auth_token); server.start(); server.base_url
     server.add_number("+15551234567", voice_url=...)
-    server.fail_with = 503 / server.delay = 5.0 / server.forbidden = True   (play failures)
+    server.fail_with = 503 (.fail_methods = {"GET"}) / server.delay = 5.0 / server.forbidden = True /
+  server.vanish_after_lookup = True   (play failures)
 
 Run as a script (`python twilio_api.py ACCOUNT_SID TOKEN +1555...`) it serves until killed and
 prints its base URL.
@@ -38,6 +39,9 @@ class FakeTwilio:
         self.numbers: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.fail_with: int | None = None
+        self.fail_methods: set[str] = set()  # with fail_with: only these methods fail ("GET", "POST")
+        self.vanish_after_lookup = False  # a number found by the list is gone when asked for by SID
+        self.break_after_update = False  # once an update has landed, every request fails with 503
         self.delay = 0.0
         self.forbidden = False
         self._server: ThreadingHTTPServer | None = None
@@ -118,7 +122,9 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             fake.requests.append((method, parts.path, form or query))
             if fake.delay:
                 time.sleep(fake.delay)
-            if fake.fail_with:
+            if fake.break_after_update and any(r[0] == "POST" for r in fake.requests[:-1]):
+                return self._answer(*_error(503, 20500, "An internal server error has occurred"))
+            if fake.fail_with and (not fake.fail_methods or method in fake.fail_methods):
                 return self._answer(*_error(fake.fail_with, 20500, "An internal server error has occurred"))
             match = re.fullmatch(r"/2010-04-01/Accounts/(\w+)/IncomingPhoneNumbers(?:/(PN\w+))?\.json", parts.path)
             if not match:
@@ -135,6 +141,8 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
                                           "next_page_uri": None, "previous_page_uri": None, "page": 0,
                                           "page_size": 50, "start": 0, "end": max(len(found) - 1, 0)})
             record = fake.numbers.get(sid or "")
+            if fake.vanish_after_lookup:
+                record = None
             if record is None:
                 return self._answer(*_error(404, 20404, f"The requested resource {parts.path} was not found"))
             if method == "POST":

@@ -11,6 +11,7 @@ import time
 path = sys.argv[1]
 deaf = "--deaf" in sys.argv
 print(f"ui stub reading {path}", flush=True)
+print(f"VOICE_AGENT_SERVICE_URL in the environment: {os.environ.get('VOICE_AGENT_SERVICE_URL', 'absent')}", flush=True)
 
 
 def stamp():

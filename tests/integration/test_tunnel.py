@@ -372,3 +372,154 @@ def test_ctrl_c_of_a_foreground_tunnel_puts_everything_back(stack: Stack, twilio
     finally:
         if foreground.poll() is None:
             foreground.kill()
+
+
+# --- awkward moments -----------------------------------------------------------------------------
+
+def journal(stack: Stack) -> dict | None:  # type: ignore[type-arg]
+    path = stack.state_dir / "tunnel.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def test_an_undo_that_fails_keeps_its_journal_until_it_succeeds(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    assert stack.cli("tunnel", "-d").returncode == 0
+    rewired = wiring(twilio)
+    twilio.fail_with = 503
+    closed = stack.cli("tunnel", "--stop")
+    assert closed.returncode == 1
+    assert "could not put back Twilio +15551230000" in closed.stderr + closed.stdout
+    assert env_local.read_bytes() == ORIGINAL, "what could be put back was"
+    assert wiring(twilio) == rewired
+    pending = [s for s in journal(stack)["steps"] if s["status"] in ("planned", "applied")]  # type: ignore[index]
+    assert [s["kind"] for s in pending] == ["twilio"]
+    # A new tunnel must not throw that record away.
+    again = stack.cli("tunnel", "-d")
+    assert again.returncode == 1 and "could not put back what an earlier tunnel left" in again.stderr
+    assert journal(stack) is not None
+    # Once Twilio answers, the next try puts it back.
+    twilio.fail_with = None
+    assert stack.cli("tunnel", "--stop").returncode == 0
+    assert wiring(twilio) == BEFORE and journal(stack) is None
+
+
+def test_a_read_back_that_fails_is_undone_or_said(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    twilio.break_after_update = True  # the update lands; the read-back and the undo's look fail
+    opened = stack.cli("tunnel", "-d")
+    assert opened.returncode == 1
+    assert "could not put back" in opened.stderr, "the number stays rewired, and the error says so"
+    assert env_local.read_bytes() == ORIGINAL
+    assert journal(stack) is not None
+    twilio.break_after_update = False
+    assert stack.cli("tunnel", "--stop").returncode == 0
+    assert wiring(twilio) == BEFORE and journal(stack) is None
+
+
+def test_an_agent_that_dies_puts_everything_back(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    assert stack.cli("tunnel", "-d").returncode == 0
+    os.kill(ngrok_agents(stack)[0], signal.SIGKILL)
+    wait_for(lambda: (stack.state().get("tunnel") or {}).get("state") == "closed", timeout=15, what="the undo")
+    assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
+    assert "the ngrok agent exited" in stack.log("airadev")
+    assert stack.service("voice-agent")["state"] == "healthy", "the stack keeps running"
+
+
+def test_an_agent_that_dies_while_opening_fails_the_open(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio, deaf=True)  # the open then waits 10 s for a reload
+    assert stack.up().returncode == 0
+    opening = subprocess.Popen([sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel", "-d"],
+                               env=stack.environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: env_local.read_bytes() != ORIGINAL, timeout=30, what="the rewrite")
+    os.kill(ngrok_agents(stack)[0], signal.SIGKILL)
+    out, err = opening.communicate(timeout=60)
+    assert opening.returncode == 1, out + err
+    assert "the ngrok agent exited while the tunnel was opening" in err
+    assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
+    assert json.loads(stack.cli("tunnel", "--status", "--json").stdout)["state"] == "failed"
+
+
+def test_ctrl_c_while_opening_leaves_nothing_rewired(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio, deaf=True)
+    assert stack.up().returncode == 0
+    opening = subprocess.Popen([sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel"],
+                               env=stack.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (stack.state().get("tunnel") or {}).get("state") == "opening", timeout=30, what="the open")
+    opening.send_signal(signal.SIGINT)
+    out, _ = opening.communicate(timeout=60)
+    assert opening.returncode == 130, out
+    assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
+    assert journal(stack) is None
+
+
+def test_an_unchanged_value_needs_no_reload_and_the_ui_never_sees_the_variable(
+        stack: Stack, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICE_AGENT_SERVICE_URL", "https://exported-in-the-shell.example")
+    env_local = tunnel_stack(stack, twilio, deaf=True)
+    env_local.write_bytes(b"VOICE_AGENT_SERVICE_URL=https://aira-dev.ngrok.app\n")
+    assert stack.up().returncode == 0
+    assert "VOICE_AGENT_SERVICE_URL in the environment: absent" in stack.log("aira-ui")
+    opened = stack.cli("tunnel", "-d", "--domain", "aira-dev.ngrok.app")
+    assert opened.returncode == 0, opened.stderr
+    assert "not needed (the value was already there)" in opened.stdout
+    assert stack.log("aira-ui").count("ui stub reading") == 1, "not restarted"
+
+
+def test_the_tunnel_command_brings_its_own_environment(stack: Stack, twilio: FakeTwilio) -> None:
+    tunnel_stack(stack, twilio)
+    token = stack.env.pop("NGROK_AUTHTOKEN")
+    assert stack.up().returncode == 0  # the supervisor has no token
+    stack.env["NGROK_AUTHTOKEN"] = token
+    opened = stack.cli("tunnel", "-d")
+    assert opened.returncode == 0, opened.stderr
+    assert token not in everything_written(stack)
+
+
+def test_twilio_404_and_a_non_twilio_answer(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    twilio.vanish_after_lookup = True
+    gone = stack.cli("tunnel", "-d")
+    assert gone.returncode == 1 and "Twilio found no such account or number" in gone.stderr
+    assert env_local.read_bytes() == ORIGINAL
+    twilio.vanish_after_lookup = False
+    stack.env["AIRADEV_TWILIO_API_BASE"] = f"http://127.0.0.1:{_html_server()}"
+    odd = stack.cli("tunnel", "-d")
+    assert odd.returncode == 1 and "did not answer like Twilio" in odd.stderr, odd.stderr
+    assert env_local.read_bytes() == ORIGINAL
+
+
+def _html_server() -> int:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>captive portal</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
+def test_backups_are_private_and_few(stack: Stack, twilio: FakeTwilio) -> None:
+    tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    for _ in range(7):
+        assert stack.cli("tunnel", "-d").returncode == 0
+        assert stack.cli("tunnel", "--stop").returncode == 0
+    backups = sorted((stack.state_dir / "backups").iterdir())
+    assert len(backups) == 5
+    assert all(oct(b.stat().st_mode & 0o777) == "0o600" and b.read_bytes() == ORIGINAL for b in backups)

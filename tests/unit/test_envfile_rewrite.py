@@ -19,21 +19,25 @@ URL = "https://ab12-203-0-113-7.ngrok-free.app"
 
 names = st.sampled_from(["NEXT_PUBLIC_APP_URL", "TWILIO_ACCOUNT_SID", "STRIPE_SECRET_KEY", "A_B", VAR])
 plain = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789:/._-", min_size=0, max_size=20)
+spaced = st.text(alphabet="abcxyz019:/._- #", min_size=0, max_size=20)  # needs quotes
 
 
 @st.composite
 def assignment(draw: st.DrawFn) -> str:
     name = draw(names)
     value = draw(plain)
-    style = draw(st.sampled_from(["plain", "double", "single", "comment", "spaced"]))
+    quoted = draw(spaced)
+    style = draw(st.sampled_from(["plain", "double", "single", "comment", "spaced", "escaped", "quoted-comment"]))
     export = draw(st.sampled_from(["", "export "]))
     indent = draw(st.sampled_from(["", "  "]))
     rendered = {
         "plain": f"{name}={value}",
-        "double": f'{name}="{value}"',
-        "single": f"{name}='{value}'",
+        "double": f'{name}="{quoted}"',
+        "single": f"{name}='{quoted}'",
         "comment": f"{name}={value or 'x'} # the old tunnel",
         "spaced": f"{name} = {value}",
+        "escaped": f'{name}="a \\"quoted\\" {value}"',
+        "quoted-comment": f'{name}="{quoted}"  # note',
     }[style]
     return indent + export + rendered
 
