@@ -139,6 +139,10 @@ class Supervisor:
         self.units = {n: Unit(config.get(n)) for n in self.graph}
         self.redact = logstore.Redactor(stack_secrets(config))
         self.clock = logstore.Clock()
+        from airadev.operations.tunnel import ui_service
+
+        ui = ui_service(config)
+        self._tunnel_ui = ui.name if ui else None  # never given the variable the tunnel rewrites
         self.t0 = time.monotonic()
         self.started_wall = time.time()
         self.phase = "starting"
@@ -155,10 +159,6 @@ class Supervisor:
         self.exit_reason = ""
         self.internal_error: str | None = None
         self.tunnel_request = tunnel  # `up --tunnel`: open one once the voice agent is ready
-        from airadev.operations.tunnel import ui_service
-
-        ui = ui_service(config)
-        self._tunnel_ui = ui.name if ui else None
         self.tunnel: Any = None  # the TunnelController, made when first needed
         self._output_waiters: dict[str, list[tuple[re.Pattern[bytes], asyncio.Future[None]]]] = {}
 
