@@ -410,6 +410,53 @@ def _hold_tunnel(paths: Any) -> None:
                                "fix what is said above, then run `airadev down`") from None
 
 
+# --- doctor ------------------------------------------------------------------------------------
+
+@app.command()
+@handled
+def doctor(
+    checks: list[str] = typer.Argument(None, help="Only these checks (ids or prefixes, e.g. env, tools.node)."),
+    offline: bool = typer.Option(False, "--offline", help="Skip the live checks (Twilio, Supabase, the voice URL)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check's details and timing."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object (schema 1)."),
+    strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
+    fix: bool = typer.Option(False, "--fix", help="Carry out the safe fixes, then check again."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --fix: only say what would be done."),
+    install: bool = typer.Option(False, "--install", help="With --fix: also install missing dependencies."),
+    list_checks: bool = typer.Option(False, "--list-checks", help="List the checks and exit."),
+) -> None:
+    """Check that everything the stack needs is there and right, and say how to fix what is not.
+    Exit 0 with no errors, 1 with errors (or warnings, with --strict)."""
+    import sys
+    from pathlib import Path
+
+    from airadev import doctor as dr
+    from airadev.operations import doctor as op
+
+    if list_checks:
+        render.doctor_checks(dr.select([], offline=False))
+        return
+    if (dry_run or install) and not fix:
+        raise UsageError("--dry-run and --install go with --fix", "add --fix")
+    ctx = dr.Context(Path.cwd(), Options.workspace, offline=offline)
+    selected = dr.select(checks or [], offline)
+    results = dr.run(selected, ctx)
+    if fix:
+        asked = (lambda question: render.confirm(question)) if sys.stdin.isatty() and not install else None
+        done = op.fix(results, ctx, dry_run=dry_run, install=install, ask=asked)
+        render.doctor_fixes(done, dry_run)
+        if not dry_run and done:
+            results = dr.run(selected, ctx)
+    redact = op.redactor(ctx)
+    if as_json:
+        render.json_out(op.as_json(results, ctx, strict, redact))
+    else:
+        render.doctor_report(results, ctx, verbose=verbose, redact=redact)
+    code = dr.exit_code(results, strict)
+    if code:
+        raise typer.Exit(code)
+
+
 # --- init --------------------------------------------------------------------------------------
 
 @app.command()

@@ -363,3 +363,66 @@ def verified(result: dict[str, Any]) -> None:
     verdict = "TwiML" if result["twiml"] else "not TwiML"
     info(f"verify: POST {result['url']} → {result['status']} in {result['ms']:.0f} ms, {verdict}"
          + ("" if ok else "  ✗"))
+
+
+# --- doctor --------------------------------------------------------------------------------------
+
+MARKS = {"ok": ("✓", GREEN), "warning": ("!", YELLOW), "error": ("✗", RED), "skipped": ("-", DIM)}
+
+
+def doctor_report(results: Sequence[Any], ctx: Any, *, verbose: bool, redact: Any) -> None:
+    colour = use_colour()
+    out = [f"airadev doctor: {ctx.root or ctx.start}" + (" (offline)" if ctx.offline else "")]
+    group = None
+    for r in results:
+        if r.group != group:
+            group = r.group
+            out.append(f"{BOLD}{group}{RESET}" if colour else group)
+        mark, tint = MARKS[str(r.status)]
+        label = f"{tint}{mark}{RESET}" if colour else mark
+        text = redact.text(r.message)
+        if str(r.status) == "skipped":
+            text = f"{r.id}: skipped ({text})"
+        timing = f"  ({r.duration * 1000:.0f} ms)" if verbose else ""
+        if str(r.status) == "skipped" and not verbose:
+            continue
+        out.append(f"  {label} {text}{timing}")
+        if r.fix and str(r.status) in ("warning", "error"):
+            out.append(f"      fix: {redact.text(r.fix)}")
+    counts = {str(k): 0 for k in MARKS}
+    for r in results:
+        counts[str(r.status)] += 1
+    parts = [f"{counts['ok']} passed"]
+    if counts["warning"]:
+        parts.append(f"{counts['warning']} warning" + ("s" if counts["warning"] > 1 else ""))
+    if counts["error"]:
+        parts.append(f"{counts['error']} error" + ("s" if counts["error"] > 1 else ""))
+    if counts["skipped"]:
+        parts.append(f"{counts['skipped']} skipped")
+    line = ", ".join(parts)
+    if colour:
+        line = f"{RED if counts['error'] else YELLOW if counts['warning'] else GREEN}{line}{RESET}"
+    out.append(line)
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+def doctor_checks(checks: Sequence[Any]) -> None:
+    table(["check", "group", "what it checks"],
+          [[c.id, c.group + (" (live)" if c.live else ""), c.title] for c in checks])
+
+
+def doctor_fixes(done: Sequence[tuple[str, str]], dry_run: bool) -> None:
+    if not done:
+        info("nothing to fix automatically")
+        return
+    for what, outcome in done:
+        info(f"{'would ' if dry_run else ''}fix: {what}" + ("" if dry_run else f": {outcome}"))
+
+
+def confirm(question: str) -> bool:
+    sys.stdout.write(f"{question} [y/N] ")
+    sys.stdout.flush()
+    try:
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    except (OSError, KeyboardInterrupt):
+        return False

@@ -73,9 +73,7 @@ def find_binary(configured: Path | None, env: Mapping[str, str] | None = None) -
             if found and not _is_pyngrok_script(Path(found)):
                 candidates.append(("PATH", Path(found)))
                 break
-        from pyngrok import conf
-
-        candidates.append(("pyngrok's default location", Path(conf.DEFAULT_NGROK_PATH)))
+        candidates.append(("pyngrok's default location", default_config_path(env).parent / "ngrok"))
     for source, path in candidates:
         if path.is_file() and os.access(path, os.X_OK):
             return path

@@ -1,0 +1,288 @@
+"""`airadev doctor`: checks as pure functions, run in parallel with time limits.
+
+A check is a function ``(Context) -> Result | list[Result]`` registered with ``@check``. It never
+raises for an expected failure and never prints; it may ask for a fix (``Result.action``), which
+only `doctor --fix` carries out. A check whose prerequisite did not pass is ``skipped`` with the
+reason, so one missing tool does not pile up ten more errors. The exit code is derived from the
+results (DESIGN.md, habit 7).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airadev.errors import AiradevError
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Action:
+    """A safe, idempotent fix `doctor --fix` may carry out: ``kind`` names the fixer."""
+
+    kind: str
+    target: str
+    detail: str = ""
+    install: bool = False  # installs packages: only with --install, or when asked on a terminal
+
+    def describe(self) -> str:
+        return FIX_TEXT.get(self.kind, self.kind).format(target=self.target, detail=self.detail)
+
+
+FIX_TEXT = {
+    "create-env": "create {target} from {detail} (mode 0600)",
+    "gitignore": "add {detail} to {target}",
+    "chmod": "chmod 600 {target}",
+    "reap": "end the {detail} processes a dead run left",
+    "npm-ci": "run npm ci in {target}",
+    "pip-install": "pip install -r requirements.txt into {detail} (for {target})",
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    id: str
+    group: str
+    status: Status
+    message: str
+    fix: str = ""
+    duration: float = 0.0
+    action: Action | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "group": self.group, "status": str(self.status), "message": self.message,
+                "fix": self.fix, "duration": round(self.duration, 4)}
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    group: str
+    title: str
+    run: Callable[[Context], Result | list[Result]]
+    requires: tuple[str, ...] = ()
+    timeout: float = 3.0
+    live: bool = False
+
+
+REGISTRY: dict[str, Check] = {}
+GROUPS = ("tools", "workspace", "env", "secrets", "runtime", "live")
+
+
+def check(id: str, title: str, *, requires: Sequence[str] = (), timeout: float = 3.0,
+          live: bool = False) -> Callable[[Callable[[Context], Result | list[Result]]], Callable[..., Any]]:
+    def register(fn: Callable[[Context], Result | list[Result]]) -> Callable[..., Any]:
+        group = id.split(".", 1)[0]
+        REGISTRY[id] = Check(id, group, title, fn, tuple(requires), timeout, live)
+        return fn
+
+    return register
+
+
+def ok(id: str, message: str) -> Result:
+    return Result(id, id.split(".", 1)[0], Status.OK, message)
+
+
+def warning(id: str, message: str, fix: str, action: Action | None = None) -> Result:
+    return Result(id, id.split(".", 1)[0], Status.WARNING, message, fix, action=action)
+
+
+def error(id: str, message: str, fix: str, action: Action | None = None) -> Result:
+    return Result(id, id.split(".", 1)[0], Status.ERROR, message, fix, action=action)
+
+
+def skipped(id: str, message: str) -> Result:
+    return Result(id, id.split(".", 1)[0], Status.SKIPPED, message)
+
+
+# --- what checks look at ----------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    """The workspace as the checks see it. Read-only for checks; values are computed once."""
+
+    start: Path
+    explicit: str | None = None
+    offline: bool = False
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @cached_property
+    def root(self) -> Path | None:
+        from airadev.workspace import find_root
+
+        try:
+            return find_root(self.start, self.explicit)
+        except AiradevError:
+            return None
+
+    @cached_property
+    def config_or_error(self) -> Any:
+        from airadev.config import load
+
+        if self.root is None:
+            return AiradevError("no airadev.toml here or above", "run `airadev init` in your workspace folder")
+        try:
+            return load(self.root)
+        except AiradevError as exc:
+            return exc
+
+    @property
+    def config(self) -> Any:
+        config = self.config_or_error
+        return None if isinstance(config, AiradevError) else config
+
+    @cached_property
+    def env_files(self) -> list[EnvFile]:
+        """Every env file of every service, with the template it is checked against."""
+        from airadev.doctor.templates import template_for
+
+        config = self.config
+        if config is None:
+            return []
+        found = []
+        for service in config.services:
+            for path in service.env_files:
+                found.append(EnvFile(service.name, path, template_for(service, path)))
+        return found
+
+    def relative(self, path: Path) -> str:
+        from airadev.integrations.envfile import TEMPLATES
+
+        if path.is_relative_to(TEMPLATES):
+            return str(path.relative_to(TEMPLATES.parent))  # airadev's own env-templates/
+        if self.root is not None:
+            try:
+                return str(path.relative_to(self.root))
+            except ValueError:
+                pass
+        return str(path)
+
+
+@dataclass
+class EnvFile:
+    service: str
+    path: Path
+    template: Any  # doctor.templates.Template | None
+
+    @cached_property
+    def values(self) -> dict[str, str]:
+        from airadev.integrations import envfile
+
+        return envfile.read(self.path) if self.path.is_file() else {}
+
+
+# --- running ----------------------------------------------------------------------------------------
+
+def select(names: Iterable[str], offline: bool) -> list[Check]:
+    """The checks to run: all (without live ones when offline), or those named (an id or a
+    prefix such as `env` or `tools.node`)."""
+    _load_all()
+    names = list(names)
+    if not names:
+        return [c for c in REGISTRY.values() if not (offline and c.live)]
+    chosen = []
+    for name in names:
+        matches = [c for c in REGISTRY.values() if c.id == name or c.id.startswith(name + ".")]
+        if not matches:
+            from airadev.errors import UsageError, did_you_mean
+
+            raise UsageError(f"no check named '{name}'{did_you_mean(name, REGISTRY)}",
+                             "`airadev doctor --list-checks` lists them")
+        chosen.extend(m for m in matches if m not in chosen)
+    return chosen
+
+
+def _load_all() -> None:
+    # In the order of GROUPS: registration order is the order within a group.
+    from airadev.doctor import tools, workspace, envfiles, secrets, runtime, live  # noqa: F401, I001
+
+
+def run(checks: Sequence[Check], ctx: Context) -> list[Result]:
+    """Run ``checks`` in parallel, each within its time limit; dependents of a check that did
+    not pass are skipped. Returns the results in registry order."""
+    results: dict[str, list[Result]] = {}
+    pending = {c.id: c for c in checks}
+    wanted = set(pending)
+    running: dict[str, float] = {}
+    done: queue.Queue[tuple[str, list[Result]]] = queue.Queue()
+
+    def launch(chk: Check) -> None:
+        def work() -> None:
+            started = time.perf_counter()
+            try:
+                outcome = chk.run(ctx)
+                listed = outcome if isinstance(outcome, list) else [outcome]
+            except Exception as exc:  # noqa: BLE001  (a check's bug is a result, not a crash)
+                listed = [error(chk.id, f"the check itself failed: {type(exc).__name__}: {exc}",
+                                "report this; run with --debug for the traceback")]
+            took = time.perf_counter() - started
+            done.put((chk.id, [replace(r, duration=took) for r in listed]))
+
+        running[chk.id] = time.monotonic() + chk.timeout
+        threading.Thread(target=work, name=f"doctor-{chk.id}", daemon=True).start()
+
+    def blocked(chk: Check) -> str | None:
+        for req in chk.requires:
+            if req not in wanted:
+                continue  # not asked for: not a prerequisite of this run
+            if req not in results:
+                return "wait"
+            if any(r.status is not Status.OK for r in results[req]):
+                return f"needs {req}, which did not pass"
+        return None
+
+    while pending or running:
+        for chk in list(pending.values()):
+            reason = blocked(chk)
+            if reason is None:
+                del pending[chk.id]
+                launch(chk)
+            elif reason != "wait":
+                del pending[chk.id]
+                results[chk.id] = [skipped(chk.id, reason)]
+        if not running:
+            continue
+        timeout = max(0.0, min(running.values()) - time.monotonic())
+        try:
+            cid, listed = done.get(timeout=timeout)
+            if cid in running:
+                del running[cid]
+                results[cid] = listed
+        except queue.Empty:
+            now = time.monotonic()
+            for cid, deadline in list(running.items()):
+                if now >= deadline:
+                    del running[cid]
+                    limit = REGISTRY[cid].timeout
+                    results[cid] = [error(cid, f"did not finish within its time limit ({limit:g}s)",
+                                          "run it alone (`airadev doctor " + cid + " -v`) to see what hangs")]
+    order = {c.id: (GROUPS.index(c.group), i) for i, c in enumerate(REGISTRY.values())}
+    return [r for cid in sorted(results, key=lambda c: order.get(c, (0, 0))) for r in results[cid]]
+
+
+def exit_code(results: Sequence[Result], strict: bool = False) -> int:
+    statuses = {r.status for r in results}
+    if Status.ERROR in statuses or (strict and Status.WARNING in statuses):
+        return 1
+    return 0
+
+
+def summary(results: Sequence[Result]) -> dict[str, int]:
+    counts = {str(s): 0 for s in Status}
+    for r in results:
+        counts[str(r.status)] += 1
+    return counts

@@ -1,0 +1,144 @@
+"""Env files: present, complete, well-formed, consistent with each other and with the stack.
+
+Messages name variables, never values: a doctor report must be safe to paste into an issue.
+"""
+
+from __future__ import annotations
+
+from airadev.doctor import Action, Context, Result, check, error, ok, skipped
+from airadev.doctor.templates import FORMATS, PLACEHOLDER
+from airadev.integrations import envfile
+
+
+def _files(ctx: Context, rid: str) -> list[Result] | None:
+    if ctx.config is None:
+        return [skipped(rid, "no valid airadev.toml")]
+    if not ctx.env_files:
+        return [skipped(rid, "no service lists env files")]
+    return None
+
+
+@check("env.present", "each service's env files exist", requires=("workspace.config",))
+def present(ctx: Context) -> list[Result]:
+    results = _files(ctx, "env.present")
+    if results is not None:
+        return results
+    results = []
+    for f in ctx.env_files:
+        rid = f"env.present:{ctx.relative(f.path)}"
+        if f.path.is_file():
+            results.append(ok(rid, f"{ctx.relative(f.path)} ({len(f.values)} variables)"))
+        elif f.template is not None:
+            results.append(error(rid, f"{ctx.relative(f.path)} is missing",
+                                 f"airadev doctor --fix creates it from {ctx.relative(f.template.path)}; then fill it in",
+                                 Action("create-env", ctx.relative(f.path), ctx.relative(f.template.path))))
+        else:
+            results.append(error(rid, f"{ctx.relative(f.path)} is missing",
+                                 f"create it, or remove it from services.{f.service}.env_files"))
+    return results
+
+
+def _with_template(ctx: Context) -> list:  # type: ignore[type-arg]
+    return [f for f in ctx.env_files if f.path.is_file() and f.template is not None]
+
+
+@check("env.required", "required variables are set, not placeholders", requires=("env.present",))
+def required(ctx: Context) -> list[Result]:
+    results = _files(ctx, "env.required") or []
+    for f in _with_template(ctx):
+        rid = f"env.required:{ctx.relative(f.path)}"
+        missing = [v.name for v in f.template.vars if v.required and v.name not in f.values]
+        empty = [v.name for v in f.template.vars if v.required and v.name in f.values and not f.values[v.name].strip()]
+        placeholder = [v.name for v in f.template.vars if v.required and PLACEHOLDER.match(f.values.get(v.name, "").strip())]
+        problems = ([f"missing: {', '.join(missing)}"] if missing else []) + \
+                   ([f"empty: {', '.join(empty)}"] if empty else []) + \
+                   ([f"placeholders: {', '.join(placeholder)}"] if placeholder else [])
+        if problems:
+            results.append(error(rid, f"{ctx.relative(f.path)}: " + "; ".join(problems),
+                                 f"fill them in (what each is for: {ctx.relative(f.template.path)})"))
+        else:
+            results.append(ok(rid, f"{ctx.relative(f.path)}: all {sum(v.required for v in f.template.vars)} "
+                                   "required variables set"))
+    return results
+
+
+@check("env.format", "values have the expected format", requires=("env.present",))
+def formats(ctx: Context) -> list[Result]:
+    results = _files(ctx, "env.format") or []
+    for f in _with_template(ctx):
+        rid = f"env.format:{ctx.relative(f.path)}"
+        wrong = []
+        for var in f.template.vars:
+            value = f.values.get(var.name, "").strip()
+            test = FORMATS.get(var.format)
+            if value and not PLACEHOLDER.match(value) and test and not test[0](value):
+                wrong.append(f"{var.name} (expected {test[1]})")
+        if wrong:
+            results.append(error(rid, f"{ctx.relative(f.path)}: malformed {'; '.join(wrong)}",
+                                 "copy the values again from their consoles (Twilio, Stripe, OpenAI, ...)"))
+        else:
+            results.append(ok(rid, f"{ctx.relative(f.path)}: every value has its format"))
+    return results
+
+
+# The same value must be in both places: (what, [(variable, ...)] in any env file).
+SAME = (
+    ("the Twilio account", ("TWILIO_ACCOUNT_SID",)),
+    ("the Twilio auth token", ("TWILIO_AUTH_TOKEN",)),
+    ("the Supabase URL", ("NEXT_PUBLIC_SUPABASE_URL", "SUPABASE_URL")),
+    ("the Supabase service-role key", ("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY")),
+    ("the Pinecone index", ("PINECONE_INDEX_NAME",)),
+)
+
+
+@check("env.consistent", "the same setting agrees across services", requires=("env.present",))
+def consistent(ctx: Context) -> Result:
+    skip = _files(ctx, "env.consistent")
+    if skip is not None:
+        return skip[0]
+    disagree = []
+    for what, names in SAME:
+        seen = {(ctx.relative(f.path), name): f.values[name] for f in ctx.env_files for name in names
+                if f.values.get(name, "").strip() and not PLACEHOLDER.match(f.values[name].strip())}
+        if len(set(seen.values())) > 1:
+            disagree.append(f"{what} ({', '.join(f'{p} {n}' for p, n in seen)})")
+    if disagree:
+        return error("env.consistent", "different values for " + "; ".join(disagree),
+                     "make them the same in every env file")
+    return ok("env.consistent", "shared settings agree across services")
+
+
+@check("env.stack-agrees", "REDIS_HOST/REDIS_PORT and PORT agree with airadev.toml", requires=("env.present",))
+def stack_agrees(ctx: Context) -> Result:
+    skip = _files(ctx, "env.stack-agrees")
+    if skip is not None:
+        return skip[0]
+    config = ctx.config
+    problems = []
+    redis = next((s for s in config.services if s.name == "redis" or "redis" in s.aliases), None)
+    for f in ctx.env_files:
+        service = config.get(f.service)
+        where = ctx.relative(f.path)
+        port = f.values.get("PORT", "").strip()
+        if service.load_env_files and port and service.port and port != str(service.port):
+            problems.append(f"{where} PORT={port} but services.{service.name}.port is {service.port}")
+        redis_port = f.values.get("REDIS_PORT", "").strip()
+        if redis and redis.port and redis_port and redis_port != str(redis.port):
+            problems.append(f"{where} REDIS_PORT={redis_port} but services.{redis.name}.port is {redis.port}")
+        host = f.values.get("REDIS_HOST", "").strip()
+        if redis and host and host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+            problems.append(f"{where} REDIS_HOST={host}, but the stack's Redis runs on this machine")
+    if problems:
+        return error("env.stack-agrees", "; ".join(problems), "make the env files and airadev.toml agree")
+    return ok("env.stack-agrees", "ports and Redis address agree with airadev.toml")
+
+
+def known_secret_values(ctx: Context) -> dict[str, str]:
+    """Every secret value in the workspace's env files (for the secrets checks' comparisons)."""
+    found: dict[str, str] = {}
+    for f in ctx.env_files:
+        marked = {v.name for v in f.template.vars if v.visibility == "secret"} if f.template else set()
+        for name, value in f.values.items():
+            if value and envfile.is_secret(name, marked | envfile.marked_secret()):
+                found[value] = name
+    return found

@@ -1,0 +1,101 @@
+"""`doctor --fix`: the safe, idempotent fixes checks ask for. Nothing destructive is ever done:
+a file is created only where none is, modes are only tightened, lines are only added to a
+.gitignore, and packages are installed only when asked (--install, or yes at a prompt)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from airadev.doctor import Action, Context
+
+
+def plan(actions: Sequence[Action]) -> list[Action]:
+    """Each action once, in a stable order."""
+    seen: dict[tuple[str, str, str], Action] = {}
+    for action in actions:
+        seen.setdefault((action.kind, action.target, action.detail), action)
+    return list(seen.values())
+
+
+def apply(action: Action, ctx: Context) -> str:
+    """Carry out one action; returns what was done (or why nothing was)."""
+    root = ctx.root or Path.cwd()
+    return FIXERS[action.kind](action, root)
+
+
+def _create_env(action: Action, root: Path) -> str:
+    from airadev.integrations.envfile import TEMPLATES
+
+    target = root / action.target
+    if target.exists():
+        return f"{action.target} exists already: left as it is"
+    template = TEMPLATES.parent / action.detail
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, template.read_bytes())
+    finally:
+        os.close(fd)
+    return f"created {action.target} from {action.detail} (mode 0600): fill in its values"
+
+
+def _gitignore(action: Action, root: Path) -> str:
+    from airadev.operations.init import ensure_ignored
+
+    added = ensure_ignored(root / action.target, action.detail)
+    return f"added {action.detail} to {action.target}" if added else f"{action.target} already ignores {action.detail}"
+
+
+def _chmod(action: Action, root: Path) -> str:
+    path = root / action.target
+    os.chmod(path, os.stat(path).st_mode & 0o700 & ~0o111 | 0o600)
+    return f"{action.target} is mode 0600 now"
+
+
+def _reap(action: Action, root: Path) -> str:
+    from airadev.operations.up import reap_leftovers
+    from airadev.state import AlreadyRunning, Lock, Paths
+
+    paths = Paths(root)
+    lock = Lock(paths)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        return "a stack is starting or running: left alone"
+    try:
+        ended = reap_leftovers(paths)
+    finally:
+        lock.release()
+    return f"ended {ended} processes a dead run left"
+
+
+def _npm_ci(action: Action, root: Path) -> str:
+    npm = shutil.which("npm")
+    if npm is None:
+        return "npm is not installed: nothing done"
+    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=root / action.target, stdin=subprocess.DEVNULL)
+    return f"npm ci in {action.target}: " + ("done" if done.returncode == 0 else f"failed (exit {done.returncode})")
+
+
+def _pip_install(action: Action, root: Path) -> str:
+    folder = root / action.target
+    venv = next((folder / name for name in (".venv", "venv") if (folder / name / "bin" / "python").exists()), None)
+    if venv is None:
+        venv = folder / ".venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=False, stdin=subprocess.DEVNULL)
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
+                          cwd=folder, stdin=subprocess.DEVNULL)
+    where = os.path.relpath(venv, root)
+    return f"installed {action.target}/requirements.txt into {where}: " + \
+        ("done" if done.returncode == 0 else f"failed (exit {done.returncode})")
+
+
+FIXERS: dict[str, Callable[[Action, Path], str]] = {
+    "create-env": _create_env, "gitignore": _gitignore, "chmod": _chmod, "reap": _reap,
+    "npm-ci": _npm_ci, "pip-install": _pip_install,
+}

@@ -1,0 +1,95 @@
+"""Live checks (skipped with --offline): what only the network can tell."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from airadev.doctor import Context, Result, check, error, ok, skipped, warning
+
+
+@check("live.twilio", "the Twilio credentials work and the test number takes webhooks", live=True, timeout=8,
+       requires=("env.present",))
+def twilio(ctx: Context) -> Result:
+    from airadev.integrations.twilio import API_BASE_ENV, TwilioError, TwilioNumbers
+    from airadev.operations.tunnel import test_number, twilio_credentials
+
+    credentials = twilio_credentials(ctx.config, ctx.env)
+    if credentials is None:
+        return skipped("live.twilio", "no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN to try")
+    number = test_number(ctx.config, ctx.env)
+    try:
+        numbers = TwilioNumbers(*credentials, timeout=5, base_url=ctx.env.get(API_BASE_ENV))
+        if not number:
+            numbers.client.api.v2010.accounts(credentials[0]).fetch()
+            return ok("live.twilio", f"Twilio accepts the credentials of {credentials[0]} (no test number set)")
+        found = numbers.lookup(number)
+    except TwilioError as exc:
+        return error("live.twilio", exc.message, exc.fix)
+    except Exception as exc:  # noqa: BLE001  (twilio-python's account fetch raises its own)
+        return error("live.twilio", f"Twilio refused: {type(exc).__name__}", "check the credentials")
+    if found.routed_elsewhere:
+        return warning("live.twilio", f"{number}: {found.routed_elsewhere}, so Twilio ignores its webhook URLs",
+                       "in the Twilio console, set the number's calls to a webhook instead")
+    return ok("live.twilio", f"{number} is on the account and takes webhooks")
+
+
+@check("live.supabase", "Supabase runs and the env files hold its keys", live=True, timeout=10,
+       requires=("tools.supabase-cli",))
+def supabase(ctx: Context) -> Result:
+    from airadev.operations.tunnel import ui_service
+
+    ui = ui_service(ctx.config)
+    local = ui.cwd / "node_modules" / ".bin" / "supabase"
+    exe = str(local) if local.exists() else "supabase"
+    try:
+        done = subprocess.run([exe, "status", "-o", "json"], cwd=ui.cwd, capture_output=True, text=True, timeout=8,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return error("live.supabase", f"`supabase status` did not run: {exc}", "see `airadev doctor tools`")
+    if done.returncode != 0:
+        return warning("live.supabase", "local Supabase is not running", "start the stack (`airadev up`)")
+    try:
+        status = json.loads(done.stdout)
+    except ValueError:
+        return error("live.supabase", "`supabase status -o json` printed no JSON", "update the Supabase CLI")
+    expected = {"NEXT_PUBLIC_SUPABASE_URL": status.get("API_URL"), "SUPABASE_URL": status.get("API_URL"),
+                "NEXT_PUBLIC_SUPABASE_ANON_KEY": {status.get("ANON_KEY"), status.get("PUBLISHABLE_KEY")},
+                "SUPABASE_SERVICE_ROLE_KEY": {status.get("SERVICE_ROLE_KEY"), status.get("SECRET_KEY")},
+                "SUPABASE_KEY": {status.get("SERVICE_ROLE_KEY"), status.get("SECRET_KEY")}}
+    stale = []
+    for f in ctx.env_files:
+        for name, want in expected.items():
+            have = f.values.get(name)
+            wanted = want if isinstance(want, set) else {want}
+            if have is not None and have not in wanted:
+                stale.append(f"{ctx.relative(f.path)} {name}")
+    if stale:
+        return error("live.supabase", f"not what the running Supabase reports: {', '.join(stale)}",
+                     "copy them from `supabase status -o env` (airadev wires them in when it starts Supabase)")
+    return ok("live.supabase", f"Supabase runs at {status.get('API_URL')}; the env files hold its keys")
+
+
+@check("live.voice-url", "VOICE_AGENT_SERVICE_URL answers", live=True, timeout=6, requires=("env.present",))
+def voice_url(ctx: Context) -> Result:
+    import httpx
+
+    from airadev.operations.tunnel import ui_env_file
+
+    try:
+        path = ui_env_file(ctx.config)
+    except Exception:  # noqa: BLE001
+        return skipped("live.voice-url", "no UI env file")
+    from airadev.integrations.envfile import read_value
+
+    url = read_value(path, ctx.config.tunnel.variable)
+    if not url:
+        return skipped("live.voice-url", f"{ctx.config.tunnel.variable} is not set")
+    try:
+        answer = httpx.get(url.rstrip("/") + "/health", timeout=4)
+    except httpx.HTTPError as exc:
+        return warning("live.voice-url", f"{url} does not answer ({type(exc).__name__})",
+                       "start the voice agent (`airadev up`), or open the tunnel (`airadev tunnel`)")
+    if answer.status_code >= 500:
+        return warning("live.voice-url", f"{url}/health answers {answer.status_code}", "see `airadev logs voice`")
+    return ok("live.voice-url", f"{url} answers ({answer.status_code})")

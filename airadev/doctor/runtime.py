@@ -1,0 +1,85 @@
+"""Runtime: ports, what a dead run left, and where the Python services listen."""
+
+from __future__ import annotations
+
+import re
+
+from airadev.doctor import Action, Context, Result, check, error, ok, skipped, warning
+
+
+def _running_marker(ctx: Context) -> str | None:
+    from airadev.state import Paths, read_state, supervisor_alive
+
+    state = read_state(Paths(ctx.root)) if ctx.root else None
+    return state["marker"] if supervisor_alive(state) else None  # type: ignore[index]
+
+
+@check("runtime.ports", "each port is free, or held by this stack", requires=("workspace.config",))
+def ports(ctx: Context) -> list[Result]:
+    from airadev.operations.up import port_holder, port_in_use
+    from airadev.supervisor import reaper
+
+    marker = _running_marker(ctx)
+    ours = set(reaper.marked(marker)) if marker else set()
+    results = []
+    for service in ctx.config.services:
+        if service.port is None:
+            continue
+        rid = f"runtime.ports:{service.name}"
+        if not port_in_use(service.port):
+            results.append(ok(rid, f"port {service.port} ({service.name}) is free"))
+            continue
+        holder = port_holder(service.port)
+        if holder and (holder[0] in ours or marker and not ours):
+            results.append(ok(rid, f"port {service.port} is held by this stack ({service.name})"))
+        elif holder:
+            pid, cmdline = holder
+            results.append(error(rid, f"port {service.port} ({service.name}) is held by pid {pid}: {cmdline[:80]}",
+                                 f"stop it (kill {pid}), or give services.{service.name} another port"))
+        elif marker:
+            results.append(ok(rid, f"port {service.port} is in use while this stack runs"))
+        else:
+            results.append(error(rid, f"port {service.port} ({service.name}) is held by another user's process",
+                                 f"find it with `ss -ltnp 'sport = :{service.port}'`, or change the port"))
+    return results or [skipped("runtime.ports", "no service has a port")]
+
+
+@check("runtime.leftovers", "nothing is left of a dead run", requires=("workspace.config",))
+def leftovers(ctx: Context) -> Result:
+    from airadev.state import workspace_id
+    from airadev.supervisor import reaper
+
+    if _running_marker(ctx):
+        return ok("runtime.leftovers", "the stack is running; nothing of an earlier run is left")
+    found = reaper.marked(workspace_id(ctx.root) + ".", exact=False)
+    if found:
+        return warning("runtime.leftovers", f"{len(found)} processes of a run that did not stop are still running",
+                       "`airadev down` ends them (so does airadev doctor --fix)",
+                       Action("reap", str(ctx.root), str(len(found))))
+    return ok("runtime.leftovers", "no process of an earlier run is left")
+
+
+TRIGGER = re.compile(r"net\.http_post|notify_kb_updater_webhook", re.IGNORECASE)
+
+
+@check("runtime.bind", "the KB updater listens where Supabase's containers reach it", requires=("workspace.config",))
+def bind(ctx: Context) -> Result:
+    from airadev.operations.tunnel import ui_service
+
+    config = ctx.config
+    ui = ui_service(config)
+    migrations = ui.cwd / "supabase" / "migrations" if ui else None
+    uses_trigger = migrations is not None and migrations.is_dir() and any(
+        TRIGGER.search(p.read_text(errors="replace")) for p in migrations.glob("*.sql"))
+    if not uses_trigger:
+        return skipped("runtime.bind", "no Supabase trigger calls a service")
+    kb = next((s for s in config.services if {"kb", "kb-updater"} & set(s.names)), None)
+    if kb is None:
+        return skipped("runtime.bind", "no KB updater service")
+    command = " ".join(kb.command)
+    host = dict(kb.env).get("HOST", "")
+    if "--host 0.0.0.0" in command or "--host=0.0.0.0" in command or host == "0.0.0.0":
+        return ok("runtime.bind", f"{kb.name} listens on 0.0.0.0")
+    return error("runtime.bind", f"{kb.name} listens on 127.0.0.1 only: the Supabase trigger (pg_net, in a container) "
+                                 "cannot reach it",
+                 f"add --host 0.0.0.0 to services.{kb.name}.command")

@@ -1,0 +1,286 @@
+"""Tools: the programs the stack needs, and each service's installed dependencies."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from airadev.doctor import Action, Context, Result, check, error, ok, skipped, warning
+
+
+def _version(argv: list[str], timeout: float = 5.0) -> tuple[str | None, str]:
+    """(first version-looking token of the output, the output); None when it did not run."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    out = (done.stdout + done.stderr).strip()
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
+    return (match.group(0) if match and done.returncode == 0 else None), out
+
+
+def _major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
+@check("tools.python", "Python 3.11 or newer runs airadev")
+def python(ctx: Context) -> Result:
+    version = ".".join(map(str, sys.version_info[:3]))
+    if sys.version_info < (3, 11):
+        return error("tools.python", f"Python {version} runs airadev; it needs 3.11 or newer",
+                     "install Python 3.11+ and reinstall airadev with it")
+    return ok("tools.python", f"Python {version}")
+
+
+@check("tools.node", "Node.js 18 or newer (20 recommended)")
+def node(ctx: Context) -> Result:
+    exe = shutil.which("node", path=ctx.env.get("PATH"))
+    if exe is None:
+        return error("tools.node", "node is not installed (the UI needs it)",
+                     "install Node.js 20 (https://nodejs.org, or your package manager)")
+    version, out = _version([exe, "--version"])
+    if version is None:
+        return error("tools.node", f"`node --version` failed: {out[:100]}", "reinstall Node.js 20")
+    if _major(version) < 18:
+        return error("tools.node", f"Node.js {version}: Next.js needs 18 or newer", "install Node.js 20")
+    if _major(version) < 20:
+        return warning("tools.node", f"Node.js {version} works; 20 is recommended", "install Node.js 20")
+    return ok("tools.node", f"Node.js {version}")
+
+
+@check("tools.npm", "npm", requires=("tools.node",))
+def npm(ctx: Context) -> Result:
+    exe = shutil.which("npm", path=ctx.env.get("PATH"))
+    if exe is None:
+        return error("tools.npm", "npm is not installed", "install it with Node.js (https://nodejs.org)")
+    version, out = _version([exe, "--version"], timeout=8)
+    if version is None:
+        return error("tools.npm", f"`npm --version` failed: {out[:100]}", "reinstall Node.js and npm")
+    return ok("tools.npm", f"npm {version}")
+
+
+@check("tools.deps", "each service's dependencies are installed", timeout=10)
+def deps(ctx: Context) -> list[Result]:
+    config = ctx.config
+    if config is None:
+        return [skipped("tools.deps", "no valid airadev.toml")]
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = []
+    for service in config.services:
+        rid = f"tools.deps:{service.name}"
+        if (service.cwd / "package.json").is_file():
+            jobs.append((_node_deps, rid, service.cwd))
+        elif (service.cwd / "requirements.txt").is_file():
+            jobs.append((_python_deps, rid, service))
+    if not jobs:
+        return [ok("tools.deps", "no service declares dependencies")]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:  # each starts an interpreter: overlap them
+        return list(pool.map(lambda job: job[0](job[1], job[2], ctx), jobs))
+
+
+def _node_deps(rid: str, folder: Path, ctx: Context) -> Result:
+    where = ctx.relative(folder)
+    action = Action("npm-ci", where, install=True)
+    lock = folder / "package-lock.json"
+    installed = folder / "node_modules" / ".package-lock.json"
+    if not (folder / "node_modules").is_dir():
+        return error(rid, f"{where}: node_modules is missing", f"cd {where} && npm ci", action)
+    if not lock.is_file():
+        return warning(rid, f"{where}: no package-lock.json, so installs are not reproducible",
+                       f"cd {where} && npm install (then commit package-lock.json)")
+    try:
+        wanted = json.loads(lock.read_text()).get("packages", {})
+        have = json.loads(installed.read_text()).get("packages", {}) if installed.is_file() else {}
+    except (OSError, ValueError):
+        return error(rid, f"{where}: package-lock.json or node_modules/.package-lock.json is unreadable",
+                     f"cd {where} && npm ci", action)
+    stale = sorted(name.removeprefix("node_modules/") for name, meta in wanted.items()
+                   if name.startswith("node_modules/") and not meta.get("optional")
+                   and have.get(name, {}).get("version") != meta.get("version"))
+    if stale:
+        shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+        return error(rid, f"{where}: node_modules is out of step with package-lock.json ({shown})",
+                     f"cd {where} && npm ci", action)
+    return ok(rid, f"{where}: node_modules matches package-lock.json")
+
+
+_IMPORT_CHECK = """
+import json, sys
+from importlib import metadata
+missing, wrong = [], []
+for name, pin in json.loads(sys.argv[1]):
+    try:
+        version = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        missing.append(name); continue
+    if pin and version != pin:
+        wrong.append(f"{name} {version} (wants {pin})")
+print(json.dumps([missing, wrong]))
+"""
+
+
+def _requirements(path: Path) -> list[tuple[str, str]]:
+    """(distribution name, exact pin or "") for each line of a requirements file."""
+    found = []
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith(("-", "git+", "http:", "https:")):
+            continue
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(==\s*([^\s;,]+))?", line)
+        if match:
+            found.append((match.group(1), match.group(3) or ""))
+    return found
+
+
+def _python_deps(rid: str, service: object, ctx: Context) -> Result:
+    from airadev.supervisor.environment import find_venv
+
+    cwd: Path = service.cwd  # type: ignore[attr-defined]
+    where = ctx.relative(cwd)
+    try:
+        venv = find_venv(service)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001  (an explicit venv that is missing)
+        venv = None
+    python = str(venv / "bin" / "python") if venv else shutil.which("python3", path=ctx.env.get("PATH"))
+    target = ctx.relative(venv) if venv else "the python on PATH"
+    action = Action("pip-install", where, target, install=True)
+    if python is None:
+        return error(rid, f"{where}: no virtualenv and no python3 on PATH",
+                     f"python3 -m venv {where}/.venv && {where}/.venv/bin/pip install -r {where}/requirements.txt")
+    wanted = _requirements(cwd / "requirements.txt")
+    try:
+        done = subprocess.run([python, "-c", _IMPORT_CHECK, json.dumps(wanted)], capture_output=True, text=True,
+                              timeout=8, stdin=subprocess.DEVNULL)
+        missing, wrong = json.loads(done.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return error(rid, f"{where}: cannot run {python}", f"recreate the virtualenv ({target})")
+    if missing or wrong:
+        shown = ", ".join((missing + wrong)[:4])
+        return error(rid, f"{where}: {target} lacks {shown}",
+                     f"{python} -m pip install -r {where}/requirements.txt", action)
+    return ok(rid, f"{where}: {target} has its {len(wanted)} requirements")
+
+
+@check("tools.docker-client", "the docker CLI")
+def docker_client(ctx: Context) -> Result:
+    exe = shutil.which("docker", path=ctx.env.get("PATH"))
+    if exe is None:
+        return warning("tools.docker-client", "docker is not installed (needed for container services and Supabase)",
+                       "install Docker (Debian: apt-get install docker.io)")
+    version, out = _version([exe, "--version"])
+    return ok("tools.docker-client", f"docker {version}") if version else \
+        warning("tools.docker-client", f"`docker --version` failed: {out[:100]}", "reinstall Docker")
+
+
+@check("tools.docker-engine", "a Docker engine answers", requires=("tools.docker-client",), timeout=4)
+def docker_engine(ctx: Context) -> Result:
+    host = docker_host(ctx)
+    try:
+        version = docker_api(host, "/version", timeout=2.5).get("Version", "?")
+    except OSError as exc:
+        return warning("tools.docker-engine", f"no Docker engine answers at {host} ({exc.strerror or exc})",
+                       "start it (sudo systemctl start docker, or dockerd), or set DOCKER_HOST")
+    return ok("tools.docker-engine", f"Docker engine {version} at {host}")
+
+
+def docker_host(ctx: Context) -> str:
+    return ctx.env.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def docker_api(host: str, path: str, timeout: float) -> Any:
+    """GET ``path`` of the Docker engine's API over its socket (unix:// or tcp://)."""
+    parts = urlsplit(host)
+    if parts.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address: object = parts.path
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        address = (parts.hostname or "127.0.0.1", parts.port or 2375)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(address)  # type: ignore[arg-type]
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    finally:
+        sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/") or b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
+        raise OSError(f"unexpected answer: {head[:40]!r}")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise OSError("the engine did not answer JSON") from None
+
+
+@check("tools.supabase-cli", "the Supabase CLI (the UI's devDependency, or on PATH)")
+def supabase_cli(ctx: Context) -> Result:
+    from airadev.operations.tunnel import ui_service
+
+    config = ctx.config
+    ui = ui_service(config) if config else None
+    local = ui.cwd / "node_modules" / ".bin" / "supabase" if ui else None
+    if ui is None or not (ui.cwd / "supabase" / "config.toml").is_file():
+        return skipped("tools.supabase-cli", "the UI has no supabase/config.toml: Supabase is not part of this stack")
+    exe = str(local) if local and local.exists() else shutil.which("supabase", path=ctx.env.get("PATH"))
+    if exe is None:
+        return error("tools.supabase-cli", "the Supabase CLI is not installed",
+                     f"cd {ctx.relative(ui.cwd)} && npm i -D -E supabase@2.117.0")
+    version, out = _version([exe, "--version"], timeout=8)
+    if version is None:
+        return error("tools.supabase-cli", f"`supabase --version` failed: {out[:100]}", "reinstall the Supabase CLI")
+    return ok("tools.supabase-cli", f"Supabase CLI {version} ({ctx.relative(Path(exe))})")
+
+
+@check("tools.ngrok-agent", "a real ngrok agent (for `airadev tunnel`)")
+def ngrok_agent(ctx: Context) -> Result:
+    from airadev.integrations import ngrok
+
+    config = ctx.config
+    try:
+        binary = ngrok.find_binary(config.tunnel.ngrok_path if config else None, ctx.env)
+    except ngrok.NgrokError as exc:
+        return warning("tools.ngrok-agent", exc.message, exc.fix)
+    version, out = _version([str(binary), "--version"])
+    if version is None or not out.startswith("ngrok version 3"):
+        return warning("tools.ngrok-agent", f"{binary} is not an ngrok v3 agent ({out[:60]!r})", ngrok.INSTALL_HINT)
+    return ok("tools.ngrok-agent", f"ngrok {version} ({binary})")
+
+
+@check("tools.ngrok-token", "an ngrok auth token", requires=("tools.ngrok-agent",))
+def ngrok_token(ctx: Context) -> Result:
+    from airadev.integrations import ngrok
+
+    if ngrok.auth_token(ctx.env) is None:
+        return warning("tools.ngrok-token", "no ngrok auth token (NGROK_AUTHTOKEN, or the ngrok config)",
+                       "run `ngrok config add-authtoken TOKEN` (dashboard.ngrok.com), or set NGROK_AUTHTOKEN")
+    source = "NGROK_AUTHTOKEN" if ctx.env.get("NGROK_AUTHTOKEN") else str(ngrok.default_config_path(ctx.env))
+    return ok("tools.ngrok-token", f"an auth token is set ({source})")
+
+
+@check("tools.redis", "redis-server, or a Redis image")
+def redis(ctx: Context) -> Result:
+    exe = shutil.which("redis-server", path=ctx.env.get("PATH"))
+    if exe:
+        version, _ = _version([exe, "--version"])
+        return ok("tools.redis", f"redis-server {version or '?'}")
+    try:
+        filters = '{"reference":["redis","redis:*","*/redis:*"]}'
+        from urllib.parse import quote
+
+        images = docker_api(docker_host(ctx), f"/images/json?filters={quote(filters)}", timeout=2)
+    except OSError:
+        images = []
+    if images:
+        return ok("tools.redis", f"a Redis image: {images[0].get('RepoTags', ['?'])[0]}")
+    return error("tools.redis", "neither redis-server nor a Redis image is here (the voice agent needs Redis)",
+                 "apt-get install redis-server (or build a Redis image: see the README)")
