@@ -443,9 +443,14 @@ def doctor(
     results = dr.run(selected, ctx)
     if fix:
         asked = (lambda question: render.confirm(question)) if sys.stdin.isatty() and not install else None
-        done = op.fix(results, ctx, dry_run=dry_run, install=install, ask=asked)
-        render.doctor_fixes(done, dry_run)
-        if not dry_run and done:
+        attempted: set[str] = set()
+        for _ in range(3):  # a fix can let a skipped check run, and find more to fix
+            done = [d for d in op.fix(results, ctx, dry_run=dry_run, install=install, ask=asked)
+                    if d[0] not in attempted]
+            attempted.update(what for what, _ in done)
+            render.doctor_fixes(done, dry_run, quiet_if_none=bool(attempted))
+            if dry_run or not done:
+                break
             results = dr.run(selected, ctx)
     redact = op.redactor(ctx)
     if as_json:
@@ -472,6 +477,8 @@ def init(
     render.info(f"wrote {result.config}")
     if result.gitignore_updated:
         render.info(f"added .airadev/ to {result.gitignore}")
+    for path in result.env_files:
+        render.info(f"created {path} from its template (mode 0600): fill in the values, then `airadev doctor`")
     for folder in result.missing:
         render.warn(f"note: {folder}/ is not there yet; clone it or edit airadev.toml")
 

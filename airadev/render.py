@@ -411,9 +411,10 @@ def doctor_checks(checks: Sequence[Any]) -> None:
           [[c.id, c.group + (" (live)" if c.live else ""), c.title] for c in checks])
 
 
-def doctor_fixes(done: Sequence[tuple[str, str]], dry_run: bool) -> None:
+def doctor_fixes(done: Sequence[tuple[str, str]], dry_run: bool, quiet_if_none: bool = False) -> None:
     if not done:
-        info("nothing to fix automatically")
+        if not quiet_if_none:
+            info("nothing to fix automatically")
         return
     for what, outcome in done:
         info(f"{'would ' if dry_run else ''}fix: {what}" + ("" if dry_run else f": {outcome}"))

@@ -20,6 +20,7 @@ def main() -> int:
         ["cli.py"] + (["--runs", "7"] if quick else []),
         ["startup.py"] + (["--runs", "2"] if quick else []),
         ["tunnel.py"] + (["--runs", "2"] if quick else []),
+        ["doctor.py"] + (["--runs", "3"] if quick else []),
     ]
     failed = []
     for argv in runs:

@@ -119,6 +119,7 @@ class Context:
     explicit: str | None = None
     offline: bool = False
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    python_version: tuple[int, ...] = field(default_factory=lambda: tuple(__import__("sys").version_info[:3]))
 
     @cached_property
     def root(self) -> Path | None:

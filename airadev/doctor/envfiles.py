@@ -42,7 +42,7 @@ def _with_template(ctx: Context) -> list:  # type: ignore[type-arg]
     return [f for f in ctx.env_files if f.path.is_file() and f.template is not None]
 
 
-@check("env.required", "required variables are set, not placeholders", requires=("env.present",))
+@check("env.required", "required variables are set, not placeholders", requires=("workspace.config",))
 def required(ctx: Context) -> list[Result]:
     results = _files(ctx, "env.required") or []
     for f in _with_template(ctx):
@@ -62,7 +62,7 @@ def required(ctx: Context) -> list[Result]:
     return results
 
 
-@check("env.format", "values have the expected format", requires=("env.present",))
+@check("env.format", "values have the expected format", requires=("workspace.config",))
 def formats(ctx: Context) -> list[Result]:
     results = _files(ctx, "env.format") or []
     for f in _with_template(ctx):
@@ -91,7 +91,7 @@ SAME = (
 )
 
 
-@check("env.consistent", "the same setting agrees across services", requires=("env.present",))
+@check("env.consistent", "the same setting agrees across services", requires=("workspace.config",))
 def consistent(ctx: Context) -> Result:
     skip = _files(ctx, "env.consistent")
     if skip is not None:
@@ -108,7 +108,7 @@ def consistent(ctx: Context) -> Result:
     return ok("env.consistent", "shared settings agree across services")
 
 
-@check("env.stack-agrees", "REDIS_HOST/REDIS_PORT and PORT agree with airadev.toml", requires=("env.present",))
+@check("env.stack-agrees", "REDIS_HOST/REDIS_PORT and PORT agree with airadev.toml", requires=("workspace.config",))
 def stack_agrees(ctx: Context) -> Result:
     skip = _files(ctx, "env.stack-agrees")
     if skip is not None:

@@ -39,12 +39,14 @@ def twilio(ctx: Context) -> Result:
 def supabase(ctx: Context) -> Result:
     from airadev.operations.tunnel import ui_service
 
+    import shutil
+
     ui = ui_service(ctx.config)
     local = ui.cwd / "node_modules" / ".bin" / "supabase"
-    exe = str(local) if local.exists() else "supabase"
+    exe = str(local) if local.exists() else shutil.which("supabase", path=ctx.env.get("PATH")) or "supabase"
     try:
         done = subprocess.run([exe, "status", "-o", "json"], cwd=ui.cwd, capture_output=True, text=True, timeout=8,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, env=dict(ctx.env))
     except (OSError, subprocess.TimeoutExpired) as exc:
         return error("live.supabase", f"`supabase status` did not run: {exc}", "see `airadev doctor tools`")
     if done.returncode != 0:

@@ -22,7 +22,7 @@ def _existing(ctx: Context) -> list:  # type: ignore[type-arg]
 
 
 @check("secrets.live", "no live Stripe key and no production environment in a local file",
-       requires=("env.present",))
+       requires=("workspace.config",))
 def live(ctx: Context) -> list[Result]:
     results = []
     for f in _existing(ctx):
@@ -39,7 +39,7 @@ def live(ctx: Context) -> list[Result]:
     return results or [skipped("secrets.live", "no env files")]
 
 
-@check("secrets.public", "no secret in a NEXT_PUBLIC_ variable", requires=("env.present",))
+@check("secrets.public", "no secret in a NEXT_PUBLIC_ variable", requires=("workspace.config",))
 def public(ctx: Context) -> list[Result]:
     secrets = known_secret_values(ctx)
     results = []
@@ -68,12 +68,12 @@ def public(ctx: Context) -> list[Result]:
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str] | None:
     try:
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
     except (OSError, subprocess.TimeoutExpired):
         return None
 
 
-@check("secrets.git", "env files are neither tracked nor unignored by git", requires=("env.present",), timeout=6)
+@check("secrets.git", "env files are neither tracked nor unignored by git", requires=("workspace.config",), timeout=6)
 def git(ctx: Context) -> list[Result]:
     results = []
     for f in _existing(ctx):
@@ -93,9 +93,10 @@ def git(ctx: Context) -> list[Result]:
         ignored = _git(["check-ignore", "-q", f.path.name], f.path.parent)
         if ignored is not None and ignored.returncode != 0:
             gitignore = repo / ".gitignore"
+            entry = _ignore_entry(f.path, repo)
             results.append(error(rid, f"{where} is not ignored by git: one `git add .` publishes it",
-                                 f"add {f.path.name} to {ctx.relative(gitignore)} (airadev doctor --fix does)",
-                                 Action("gitignore", ctx.relative(gitignore), _ignore_entry(f.path, repo))))
+                                 f"add {entry} to {ctx.relative(gitignore)} (airadev doctor --fix does)",
+                                 Action("gitignore", ctx.relative(gitignore), entry)))
             continue
         results.append(ok(rid, f"{where}: ignored by git"))
     return results or [skipped("secrets.git", "no env files")]
@@ -105,7 +106,7 @@ def _ignore_entry(path: Path, repo: Path) -> str:
     return "/" + str(path.relative_to(repo)) if path.parent != repo else path.name
 
 
-@check("secrets.modes", "env files are not readable by other users", requires=("env.present",))
+@check("secrets.modes", "env files are not readable by other users", requires=("workspace.config",))
 def modes(ctx: Context) -> list[Result]:
     results = []
     for f in _existing(ctx):
@@ -120,7 +121,7 @@ def modes(ctx: Context) -> list[Result]:
     return results or [skipped("secrets.modes", "no env files")]
 
 
-@check("secrets.shell", "no shell variable silently overrides the UI's env file", requires=("env.present",))
+@check("secrets.shell", "no shell variable silently overrides the UI's env file", requires=("workspace.config",))
 def shell(ctx: Context) -> Result:
     config = ctx.config
     overridden = []

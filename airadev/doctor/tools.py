@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 from airadev.doctor import Action, Context, Result, check, error, ok, skipped, warning
 
 
-def _version(argv: list[str], timeout: float = 5.0) -> tuple[str | None, str]:
+def _version(argv: list[str], ctx: Context, timeout: float = 5.0) -> tuple[str | None, str]:
     """(first version-looking token of the output, the output); None when it did not run."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              env=dict(ctx.env))
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, str(exc)
     out = (done.stdout + done.stderr).strip()
@@ -32,8 +33,8 @@ def _major(version: str) -> int:
 
 @check("tools.python", "Python 3.11 or newer runs airadev")
 def python(ctx: Context) -> Result:
-    version = ".".join(map(str, sys.version_info[:3]))
-    if sys.version_info < (3, 11):
+    version = ".".join(map(str, ctx.python_version))
+    if tuple(ctx.python_version) < (3, 11):
         return error("tools.python", f"Python {version} runs airadev; it needs 3.11 or newer",
                      "install Python 3.11+ and reinstall airadev with it")
     return ok("tools.python", f"Python {version}")
@@ -45,7 +46,7 @@ def node(ctx: Context) -> Result:
     if exe is None:
         return error("tools.node", "node is not installed (the UI needs it)",
                      "install Node.js 20 (https://nodejs.org, or your package manager)")
-    version, out = _version([exe, "--version"])
+    version, out = _version([exe, "--version"], ctx)
     if version is None:
         return error("tools.node", f"`node --version` failed: {out[:100]}", "reinstall Node.js 20")
     if _major(version) < 18:
@@ -60,7 +61,7 @@ def npm(ctx: Context) -> Result:
     exe = shutil.which("npm", path=ctx.env.get("PATH"))
     if exe is None:
         return error("tools.npm", "npm is not installed", "install it with Node.js (https://nodejs.org)")
-    version, out = _version([exe, "--version"], timeout=8)
+    version, out = _version([exe, "--version"], ctx, timeout=8)
     if version is None:
         return error("tools.npm", f"`npm --version` failed: {out[:100]}", "reinstall Node.js and npm")
     return ok("tools.npm", f"npm {version}")
@@ -158,7 +159,7 @@ def _python_deps(rid: str, service: object, ctx: Context) -> Result:
     wanted = _requirements(cwd / "requirements.txt")
     try:
         done = subprocess.run([python, "-c", _IMPORT_CHECK, json.dumps(wanted)], capture_output=True, text=True,
-                              timeout=8, stdin=subprocess.DEVNULL)
+                              timeout=8, stdin=subprocess.DEVNULL, env=dict(ctx.env))
         missing, wrong = json.loads(done.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return error(rid, f"{where}: cannot run {python}", f"recreate the virtualenv ({target})")
@@ -175,7 +176,7 @@ def docker_client(ctx: Context) -> Result:
     if exe is None:
         return warning("tools.docker-client", "docker is not installed (needed for container services and Supabase)",
                        "install Docker (Debian: apt-get install docker.io)")
-    version, out = _version([exe, "--version"])
+    version, out = _version([exe, "--version"], ctx)
     return ok("tools.docker-client", f"docker {version}") if version else \
         warning("tools.docker-client", f"`docker --version` failed: {out[:100]}", "reinstall Docker")
 
@@ -235,7 +236,7 @@ def supabase_cli(ctx: Context) -> Result:
     if exe is None:
         return error("tools.supabase-cli", "the Supabase CLI is not installed",
                      f"cd {ctx.relative(ui.cwd)} && npm i -D -E supabase@2.117.0")
-    version, out = _version([exe, "--version"], timeout=8)
+    version, out = _version([exe, "--version"], ctx, timeout=8)
     if version is None:
         return error("tools.supabase-cli", f"`supabase --version` failed: {out[:100]}", "reinstall the Supabase CLI")
     return ok("tools.supabase-cli", f"Supabase CLI {version} ({ctx.relative(Path(exe))})")
@@ -250,7 +251,7 @@ def ngrok_agent(ctx: Context) -> Result:
         binary = ngrok.find_binary(config.tunnel.ngrok_path if config else None, ctx.env)
     except ngrok.NgrokError as exc:
         return warning("tools.ngrok-agent", exc.message, exc.fix)
-    version, out = _version([str(binary), "--version"])
+    version, out = _version([str(binary), "--version"], ctx)
     if version is None or not out.startswith("ngrok version 3"):
         return warning("tools.ngrok-agent", f"{binary} is not an ngrok v3 agent ({out[:60]!r})", ngrok.INSTALL_HINT)
     return ok("tools.ngrok-agent", f"ngrok {version} ({binary})")
@@ -271,7 +272,7 @@ def ngrok_token(ctx: Context) -> Result:
 def redis(ctx: Context) -> Result:
     exe = shutil.which("redis-server", path=ctx.env.get("PATH"))
     if exe:
-        version, _ = _version([exe, "--version"])
+        version, _ = _version([exe, "--version"], ctx)
         return ok("tools.redis", f"redis-server {version or '?'}")
     try:
         filters = '{"reference":["redis","redis:*","*/redis:*"]}'

@@ -72,6 +72,12 @@ class Initialised:
     gitignore: Path
     gitignore_updated: bool
     missing: list[str]
+    env_files: list[Path]  # created from env-templates/ (they were missing)
+
+
+# folder → (env file in it, its template in env-templates/)
+ENV_FILES = {"aira-ui": (".env.local", "aira-ui.env.local"), "voice-agent": (".env", "voice-agent.env"),
+             "kb-updater": (".env", "kb-updater.env")}
 
 
 def init(directory: Path, *, force: bool = False) -> Initialised:
@@ -85,7 +91,27 @@ def init(directory: Path, *, force: bool = False) -> Initialised:
     gitignore = root / ".gitignore"
     updated = ensure_ignored(gitignore, ".airadev/")
     missing = [folder for folder in STANDARD_FOLDERS if not (root / folder).is_dir()]
-    return Initialised(target, gitignore, updated, missing)
+    return Initialised(target, gitignore, updated, missing, _env_files(root))
+
+
+def _env_files(root: Path) -> list[Path]:
+    """Each present service folder's env file, from its template, where there is none yet."""
+    import os
+
+    from airadev.integrations.envfile import TEMPLATES
+
+    created = []
+    for folder, (name, template) in ENV_FILES.items():
+        target = root / folder / name
+        if not (root / folder).is_dir() or target.exists() or not (TEMPLATES / template).is_file():
+            continue
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (TEMPLATES / template).read_bytes())
+        finally:
+            os.close(fd)
+        created.append(target)
+    return created
 
 
 def ensure_ignored(gitignore: Path, entry: str) -> bool:

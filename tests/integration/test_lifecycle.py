@@ -318,6 +318,9 @@ def test_init_writes_a_config_and_ignores_state(tmp_path) -> None:  # type: igno
     result = run("init")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / ".gitignore").read_text() == "node_modules\n.airadev/\n"
+    created = tmp_path / "voice-agent" / ".env"
+    assert f"created {created} from its template" in result.stdout
+    assert "TWILIO_AUTH_TOKEN=" in created.read_text() and oct(created.stat().st_mode & 0o777) == "0o600"
     assert "aira-ui/ is not there yet" in result.stderr
     assert run("init").returncode == 1
     assert run("init", "--force").returncode == 0
