@@ -242,6 +242,8 @@ def run(checks: Sequence[Check], ctx: Context) -> list[Result]:
                 continue  # not asked for: not a prerequisite of this run
             if req not in results:
                 return "wait"
+            if all(r.status is Status.SKIPPED for r in results[req]):
+                return f"{req} was skipped: {results[req][0].message}"
             if any(r.status is not Status.OK for r in results[req]):
                 return f"needs {req}, which did not pass"
         return None
