@@ -438,23 +438,23 @@ def doctor(
         return
     if (dry_run or install) and not fix:
         raise UsageError("--dry-run and --install go with --fix", "add --fix")
-    ctx = dr.Context(Path.cwd(), Options.workspace, offline=offline)
+    def context() -> dr.Context:
+        return dr.Context(Path.cwd(), Options.workspace, offline=offline, debug=Options.debug)
+
+    ctx = context()
     selected = dr.select(checks or [], offline)
     results = dr.run(selected, ctx)
+    fixes: list[tuple[str, str]] = []
     if fix:
-        asked = (lambda question: render.confirm(question)) if sys.stdin.isatty() and not install else None
-        attempted: set[str] = set()
-        for _ in range(3):  # a fix can let a skipped check run, and find more to fix
-            done = [d for d in op.fix(results, ctx, dry_run=dry_run, install=install, ask=asked)
-                    if d[0] not in attempted]
-            attempted.update(what for what, _ in done)
-            render.doctor_fixes(done, dry_run, quiet_if_none=bool(attempted))
-            if dry_run or not done:
-                break
-            results = dr.run(selected, ctx)
+        # Ask only a person at a terminal, and never into JSON.
+        interactive = sys.stdin.isatty() and sys.stdout.isatty() and not as_json and not install
+        results, fixes, ctx = op.fix_rounds(selected, results, ctx, context, dry_run=dry_run, install=install,
+                                            ask=render.confirm if interactive else None)
+        if not as_json:
+            render.doctor_fixes(fixes, dry_run)
     redact = op.redactor(ctx)
     if as_json:
-        render.json_out(op.as_json(results, ctx, strict, redact))
+        render.json_out(op.as_json(results, ctx, strict, redact, fixes if fix else None))
     else:
         render.doctor_report(results, ctx, verbose=verbose, redact=redact)
     code = dr.exit_code(results, strict)

@@ -8,6 +8,7 @@ valid key or name, and is raised as :class:`ConfigError` (exit code 2).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 import signal
@@ -325,7 +326,7 @@ def _parse_service(name: str, t: _Table, root: Path) -> Service:
         cwd=cwd,
         runtime=runtime,
         aliases=t.str_list("aliases"),
-        env_files=tuple((cwd / p) for p in t.str_list("env_files")),
+        env_files=tuple(Path(os.path.normpath(cwd / p)) for p in t.str_list("env_files")),
         load_env_files=t.get("load_env_files", bool, default=True),
         env=tuple(env),
         port=port,

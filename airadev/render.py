@@ -411,10 +411,9 @@ def doctor_checks(checks: Sequence[Any]) -> None:
           [[c.id, c.group + (" (live)" if c.live else ""), c.title] for c in checks])
 
 
-def doctor_fixes(done: Sequence[tuple[str, str]], dry_run: bool, quiet_if_none: bool = False) -> None:
+def doctor_fixes(done: Sequence[tuple[str, str]], dry_run: bool) -> None:
     if not done:
-        if not quiet_if_none:
-            info("nothing to fix automatically")
+        info("nothing to fix automatically")
         return
     for what, outcome in done:
         info(f"{'would ' if dry_run else ''}fix: {what}" + ("" if dry_run else f": {outcome}"))

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from common import BIN, ROOT, env, report
 
@@ -65,10 +66,21 @@ def main() -> int:
     live_env = {**env(), "AIRADEV_TWILIO_API_BASE": f"http://127.0.0.1:{port}", "TWILIO_TEST_NUMBER": "+15551230000",
                 "TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef",
                 "TWILIO_AUTH_TOKEN": "fedcba9876543210fedcba9876543210"}
+    # The voice URL too: in a copy of the demo whose .env.local points at the silent port.
+    import shutil
+    import tempfile
+
+    copy = Path(tempfile.mkdtemp(prefix="doctor-bench-")) / "demo"
+    shutil.copytree(DEMO, copy, ignore=shutil.ignore_patterns("node_modules", ".next", ".airadev"))
+    (copy / "aira-ui" / "node_modules").symlink_to(DEMO / "aira-ui" / "node_modules")
+    env_local = copy / "aira-ui" / ".env.local"
+    env_local.write_text(env_local.read_text().replace("http://localhost:8000", f"http://127.0.0.1:{port}"))
     start = time.perf_counter()
-    done = subprocess.run([*airadev], env=live_env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([str(BIN / "airadev"), "--workspace", str(copy), "doctor"], env=live_env,
+                          capture_output=True, text=True, timeout=120)
     live = time.perf_counter() - start
     assert "Twilio did not answer" in done.stdout or "did not finish within" in done.stdout, done.stdout[-800:]
+    assert "does not answer" in done.stdout, done.stdout[-800:]  # the voice URL
     rows = [
         ("doctor --offline, median", f"{offline * 1000:.0f} ms", ""),
         ("doctor, live checks unreachable", f"{live:.2f} s", ""),

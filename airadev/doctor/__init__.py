@@ -49,7 +49,7 @@ FIX_TEXT = {
     "chmod": "chmod 600 {target}",
     "reap": "end the {detail} processes a dead run left",
     "npm-ci": "run npm ci in {target}",
-    "pip-install": "pip install -r requirements.txt into {detail} (for {target})",
+    "pip-install": "pip install -r {target}/requirements.txt with {detail}",
 }
 
 
@@ -118,6 +118,7 @@ class Context:
     start: Path
     explicit: str | None = None
     offline: bool = False
+    debug: bool = False
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     python_version: tuple[int, ...] = field(default_factory=lambda: tuple(__import__("sys").version_info[:3]))
 
@@ -157,7 +158,7 @@ class Context:
         found = []
         for service in config.services:
             for path in service.env_files:
-                found.append(EnvFile(service.name, path, template_for(service, path)))
+                found.append(EnvFile(service.name, path, template_for(service, path, config.tunnel.ui_service)))
         return found
 
     def relative(self, path: Path) -> str:
@@ -195,7 +196,7 @@ def select(names: Iterable[str], offline: bool) -> list[Check]:
     names = list(names)
     if not names:
         return [c for c in REGISTRY.values() if not (offline and c.live)]
-    chosen = []
+    chosen: list[Check] = []
     for name in names:
         matches = [c for c in REGISTRY.values() if c.id == name or c.id.startswith(name + ".")]
         if not matches:
@@ -204,6 +205,13 @@ def select(names: Iterable[str], offline: bool) -> list[Check]:
             raise UsageError(f"no check named '{name}'{did_you_mean(name, REGISTRY)}",
                              "`airadev doctor --list-checks` lists them")
         chosen.extend(m for m in matches if m not in chosen)
+    # What the named checks need runs too: a check is only meaningful after its prerequisites.
+    todo = list(chosen)
+    while todo:
+        for req in todo.pop().requires:
+            if REGISTRY[req] not in chosen:
+                chosen.append(REGISTRY[req])
+                todo.append(REGISTRY[req])
     return chosen
 
 
@@ -228,8 +236,12 @@ def run(checks: Sequence[Check], ctx: Context) -> list[Result]:
                 outcome = chk.run(ctx)
                 listed = outcome if isinstance(outcome, list) else [outcome]
             except Exception as exc:  # noqa: BLE001  (a check's bug is a result, not a crash)
-                listed = [error(chk.id, f"the check itself failed: {type(exc).__name__}: {exc}",
-                                "report this; run with --debug for the traceback")]
+                message = f"the check itself failed: {type(exc).__name__}: {exc}"
+                if ctx.debug:
+                    import traceback
+
+                    message += "\n" + "".join(traceback.format_exception(exc)).rstrip()
+                listed = [error(chk.id, message, "report this (--debug shows the traceback)")]
             took = time.perf_counter() - started
             done.put((chk.id, [replace(r, duration=took) for r in listed]))
 
@@ -237,6 +249,8 @@ def run(checks: Sequence[Check], ctx: Context) -> list[Result]:
         threading.Thread(target=work, name=f"doctor-{chk.id}", daemon=True).start()
 
     def blocked(chk: Check) -> str | None:
+        if chk.live and ctx.offline:
+            return "--offline"
         for req in chk.requires:
             if req not in wanted:
                 continue  # not asked for: not a prerequisite of this run
@@ -244,8 +258,8 @@ def run(checks: Sequence[Check], ctx: Context) -> list[Result]:
                 return "wait"
             if all(r.status is Status.SKIPPED for r in results[req]):
                 return f"{req} was skipped: {results[req][0].message}"
-            if any(r.status is not Status.OK for r in results[req]):
-                return f"needs {req}, which did not pass"
+            if any(r.status is Status.ERROR for r in results[req]):  # a warning does not block
+                return f"needs {req}, which failed"
         return None
 
     while pending or running:
@@ -271,8 +285,9 @@ def run(checks: Sequence[Check], ctx: Context) -> list[Result]:
                 if now >= deadline:
                     del running[cid]
                     limit = REGISTRY[cid].timeout
-                    results[cid] = [error(cid, f"did not finish within its time limit ({limit:g}s)",
-                                          "run it alone (`airadev doctor " + cid + " -v`) to see what hangs")]
+                    results[cid] = [replace(error(cid, f"did not finish within its time limit ({limit:g}s)",
+                                                  "run it alone (`airadev doctor " + cid + " -v`) to see what hangs"),
+                                            duration=limit)]
     order = {c.id: (GROUPS.index(c.group), i) for i, c in enumerate(REGISTRY.values())}
     return [r for cid in sorted(results, key=lambda c: order.get(c, (0, 0))) for r in results[cid]]
 

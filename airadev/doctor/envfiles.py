@@ -6,7 +6,7 @@ Messages name variables, never values: a doctor report must be safe to paste int
 from __future__ import annotations
 
 from airadev.doctor import Action, Context, Result, check, error, ok, skipped
-from airadev.doctor.templates import FORMATS, PLACEHOLDER
+from airadev.doctor.templates import FORMATS, is_placeholder, jwt_payload, service_role_problem
 from airadev.integrations import envfile
 
 
@@ -45,11 +45,17 @@ def _with_template(ctx: Context) -> list:  # type: ignore[type-arg]
 @check("env.required", "required variables are set, not placeholders", requires=("workspace.config",))
 def required(ctx: Context) -> list[Result]:
     results = _files(ctx, "env.required") or []
+    for f in ctx.env_files:
+        if f.path.is_file() and f.template is None:
+            results.append(skipped(f"env.required:{ctx.relative(f.path)}",
+                                   f"no template for {ctx.relative(f.path)} (templates fit services named "
+                                   "aira-ui/ui, voice-agent/voice, kb-updater/kb, and .env.local/.env)"))
     for f in _with_template(ctx):
         rid = f"env.required:{ctx.relative(f.path)}"
         missing = [v.name for v in f.template.vars if v.required and v.name not in f.values]
         empty = [v.name for v in f.template.vars if v.required and v.name in f.values and not f.values[v.name].strip()]
-        placeholder = [v.name for v in f.template.vars if v.required and PLACEHOLDER.match(f.values.get(v.name, "").strip())]
+        placeholder = [v.name for v in f.template.vars if v.required and f.values.get(v.name, "").strip()
+                       and is_placeholder(f.values[v.name])]
         problems = ([f"missing: {', '.join(missing)}"] if missing else []) + \
                    ([f"empty: {', '.join(empty)}"] if empty else []) + \
                    ([f"placeholders: {', '.join(placeholder)}"] if placeholder else [])
@@ -71,8 +77,12 @@ def formats(ctx: Context) -> list[Result]:
         for var in f.template.vars:
             value = f.values.get(var.name, "").strip()
             test = FORMATS.get(var.format)
-            if value and not PLACEHOLDER.match(value) and test and not test[0](value):
+            if not value or is_placeholder(value):
+                continue
+            if test and not test[0](value):
                 wrong.append(f"{var.name} (expected {test[1]})")
+            elif var.name in ("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY") and service_role_problem(value):
+                wrong.append(f"{var.name} (it is {service_role_problem(value)}; the service-role key belongs here)")
         if wrong:
             results.append(error(rid, f"{ctx.relative(f.path)}: malformed {'; '.join(wrong)}",
                                  "copy the values again from their consoles (Twilio, Stripe, OpenAI, ...)"))
@@ -98,14 +108,25 @@ def consistent(ctx: Context) -> Result:
         return skip[0]
     disagree = []
     for what, names in SAME:
-        seen = {(ctx.relative(f.path), name): f.values[name] for f in ctx.env_files for name in names
-                if f.values.get(name, "").strip() and not PLACEHOLDER.match(f.values[name].strip())}
-        if len(set(seen.values())) > 1:
+        seen = {(ctx.relative(f.path), name): f.values[name].strip() for f in ctx.env_files for name in names
+                if f.values.get(name, "").strip() and not is_placeholder(f.values[name])}
+        if len({_comparable(v) for v in seen.values()}) > 1 and len({_kind(v) for v in seen.values()}) == 1:
             disagree.append(f"{what} ({', '.join(f'{p} {n}' for p, n in seen)})")
     if disagree:
         return error("env.consistent", "different values for " + "; ".join(disagree),
                      "make them the same in every env file")
     return ok("env.consistent", "shared settings agree across services")
+
+
+def _kind(value: str) -> str:
+    """Values of different kinds (a legacy JWT and an sb_secret_ key) cannot be compared."""
+    if jwt_payload(value) is not None:
+        return "jwt"
+    return "sb" if value.startswith("sb_") else "text"
+
+
+def _comparable(value: str) -> str:
+    return value.rstrip("/").replace("://localhost", "://127.0.0.1")
 
 
 @check("env.stack-agrees", "REDIS_HOST/REDIS_PORT and PORT agree with airadev.toml", requires=("workspace.config",))
@@ -127,7 +148,7 @@ def stack_agrees(ctx: Context) -> Result:
             problems.append(f"{where} REDIS_PORT={redis_port} but services.{redis.name}.port is {redis.port}")
         host = f.values.get("REDIS_HOST", "").strip()
         if redis and host and host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
-            problems.append(f"{where} REDIS_HOST={host}, but the stack's Redis runs on this machine")
+            problems.append(f"{where} REDIS_HOST is not this machine, but the stack's Redis runs here")
     if problems:
         return error("env.stack-agrees", "; ".join(problems), "make the env files and airadev.toml agree")
     return ok("env.stack-agrees", "ports and Redis address agree with airadev.toml")

@@ -34,8 +34,9 @@ def _create_env(action: Action, root: Path) -> str:
     target = root / action.target
     if target.exists():
         return f"{action.target} exists already: left as it is"
-    template = TEMPLATES.parent / action.detail
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.is_dir():
+        return f"its folder {target.parent.name}/ is missing (clone the service first): left alone"
+    template = TEMPLATES / action.detail.removeprefix("env-templates/")
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, template.read_bytes())
@@ -47,7 +48,7 @@ def _create_env(action: Action, root: Path) -> str:
 def _gitignore(action: Action, root: Path) -> str:
     from airadev.operations.init import ensure_ignored
 
-    added = ensure_ignored(root / action.target, action.detail)
+    added = ensure_ignored(root / action.target, action.detail)  # (target may be absolute: another repo's)
     return f"added {action.detail} to {action.target}" if added else f"{action.target} already ignores {action.detail}"
 
 
@@ -78,20 +79,25 @@ def _npm_ci(action: Action, root: Path) -> str:
     npm = shutil.which("npm")
     if npm is None:
         return "npm is not installed: nothing done"
-    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=root / action.target, stdin=subprocess.DEVNULL)
+    # Its output goes to stderr: stdout is doctor's report (or its JSON).
+    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=root / action.target, stdin=subprocess.DEVNULL,
+                          stdout=sys.stderr.fileno())
     return f"npm ci in {action.target}: " + ("done" if done.returncode == 0 else f"failed (exit {done.returncode})")
 
 
 def _pip_install(action: Action, root: Path) -> str:
+    """Into the interpreter the check looked at (``action.detail``: the service's virtualenv, or
+    the python its command runs); a service with neither gets a new .venv/ in its folder."""
     folder = root / action.target
-    venv = next((folder / name for name in (".venv", "venv") if (folder / name / "bin" / "python").exists()), None)
-    if venv is None:
+    python = Path(action.detail) if action.detail else None
+    if python is None or not python.exists():
         venv = folder / ".venv"
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=False, stdin=subprocess.DEVNULL)
-    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
-                          cwd=folder, stdin=subprocess.DEVNULL)
-    where = os.path.relpath(venv, root)
-    return f"installed {action.target}/requirements.txt into {where}: " + \
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=False, stdin=subprocess.DEVNULL,
+                       stdout=sys.stderr.fileno())
+        python = venv / "bin" / "python"
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
+                          cwd=folder, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno())
+    return f"installed {action.target}/requirements.txt with {python}: " + \
         ("done" if done.returncode == 0 else f"failed (exit {done.returncode})")
 
 

@@ -92,6 +92,7 @@ def voice_url(ctx: Context) -> Result:
     except httpx.HTTPError as exc:
         return warning("live.voice-url", f"{url} does not answer ({type(exc).__name__})",
                        "start the voice agent (`airadev up`), or open the tunnel (`airadev tunnel`)")
-    if answer.status_code >= 500:
-        return warning("live.voice-url", f"{url}/health answers {answer.status_code}", "see `airadev logs voice`")
+    if answer.status_code >= 400:  # an ngrok endpoint that is gone answers 404 (ERR_NGROK_3200)
+        return warning("live.voice-url", f"{url}/health answers {answer.status_code}",
+                       "open the tunnel again (`airadev tunnel`), or see `airadev logs voice`")
     return ok("live.voice-url", f"{url} answers ({answer.status_code})")

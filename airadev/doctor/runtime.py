@@ -33,8 +33,8 @@ def ports(ctx: Context) -> list[Result]:
         if holder and (holder[0] in ours or marker and not ours):
             results.append(ok(rid, f"port {service.port} is held by this stack ({service.name})"))
         elif holder:
-            pid, cmdline = holder
-            results.append(error(rid, f"port {service.port} ({service.name}) is held by pid {pid}: {cmdline[:80]}",
+            pid, cmdline = holder  # (whole: cut before redaction, a secret's start would show)
+            results.append(error(rid, f"port {service.port} ({service.name}) is held by pid {pid}: {cmdline}",
                                  f"stop it (kill {pid}), or give services.{service.name} another port"))
         elif marker:
             results.append(ok(rid, f"port {service.port} is in use while this stack runs"))
@@ -62,9 +62,11 @@ def leftovers(ctx: Context) -> Result:
 TRIGGER = re.compile(r"net\.http_post|notify_kb_updater_webhook", re.IGNORECASE)
 
 
-@check("runtime.bind", "the KB updater listens where Supabase's containers reach it", requires=("workspace.config",))
-def bind(ctx: Context) -> Result:
+@check("runtime.bind", "the Python services listen where Supabase's containers reach them",
+       requires=("workspace.config",))
+def bind(ctx: Context) -> list[Result]:
     from airadev.operations.tunnel import ui_service
+    from airadev.supervisor.environment import env_file_values
 
     config = ctx.config
     ui = ui_service(config)
@@ -72,14 +74,23 @@ def bind(ctx: Context) -> Result:
     uses_trigger = migrations is not None and migrations.is_dir() and any(
         TRIGGER.search(p.read_text(errors="replace")) for p in migrations.glob("*.sql"))
     if not uses_trigger:
-        return skipped("runtime.bind", "no Supabase trigger calls a service")
-    kb = next((s for s in config.services if {"kb", "kb-updater"} & set(s.names)), None)
-    if kb is None:
-        return skipped("runtime.bind", "no KB updater service")
-    command = " ".join(kb.command)
-    host = dict(kb.env).get("HOST", "")
-    if "--host 0.0.0.0" in command or "--host=0.0.0.0" in command or host == "0.0.0.0":
-        return ok("runtime.bind", f"{kb.name} listens on 0.0.0.0")
-    return error("runtime.bind", f"{kb.name} listens on 127.0.0.1 only: the Supabase trigger (pg_net, in a container) "
-                                 "cannot reach it",
-                 f"add --host 0.0.0.0 to services.{kb.name}.command")
+        return [skipped("runtime.bind", "no Supabase trigger calls a service")]
+    results = []
+    for service in config.services:
+        if not {"kb", "kb-updater", "voice", "voice-agent"} & set(service.names):
+            continue
+        rid = f"runtime.bind:{service.name}"
+        command = " ".join(service.command)
+        try:
+            host = {**(env_file_values(service) if service.load_env_files else {}), **dict(service.env)}.get("HOST", "")
+        except Exception:  # noqa: BLE001  (a missing env file is env.present's to report)
+            host = dict(service.env).get("HOST", "")
+        flag = re.search(r"--host[= ](\S+)", command)
+        listens = flag.group(1) if flag else (host or "127.0.0.1")
+        if listens in ("0.0.0.0", "::"):
+            results.append(ok(rid, f"{service.name} listens on {listens}"))
+        else:
+            results.append(error(rid, f"{service.name} listens on {listens} only: the Supabase trigger (pg_net, in a "
+                                      "container) cannot reach it",
+                                 f"set HOST=0.0.0.0 in its env file, or add --host 0.0.0.0 to services.{service.name}.command"))
+    return results or [skipped("runtime.bind", "no voice agent or KB updater service")]

@@ -79,31 +79,35 @@ def git(ctx: Context) -> list[Result]:
     for f in _existing(ctx):
         rid = f"secrets.git:{ctx.relative(f.path)}"
         where = ctx.relative(f.path)
-        top = _git(["rev-parse", "--show-toplevel"], f.path.parent)
-        if top is None or top.returncode != 0:
-            results.append(ok(rid, f"{where}: not in a git repository"))
+        real = f.path.resolve()
+        top = _git(["rev-parse", "--show-toplevel"], real.parent)
+        if top is None:
+            results.append(skipped(rid, "git is not installed"))
+            continue
+        if top.returncode != 0:
+            if "not a git repository" in top.stderr:
+                results.append(ok(rid, f"{where}: not in a git repository"))
+            else:  # e.g. "dubious ownership": git refuses, so nothing is known
+                first = (top.stderr.strip().splitlines() or ["git failed"])[0]
+                results.append(warning(rid, f"{where}: git refuses to look ({first[:120]})",
+                                       f"git config --global --add safe.directory {real.parent}"))
             continue
         repo = Path(top.stdout.strip())
-        tracked = _git(["ls-files", "--error-unmatch", f.path.name], f.path.parent)
+        tracked = _git(["ls-files", "--error-unmatch", real.name], real.parent)
         if tracked is not None and tracked.returncode == 0:
             results.append(error(rid, f"{where} is tracked by git: its secrets are in the history",
-                                 f"git rm --cached {f.path.name} (in {ctx.relative(repo)}), ignore it, "
-                                 "and rotate every secret in it"))
+                                 f"git rm --cached {real.name} (in {repo}), ignore it, and rotate every secret in it"))
             continue
-        ignored = _git(["check-ignore", "-q", f.path.name], f.path.parent)
+        ignored = _git(["check-ignore", "-q", real.name], real.parent)
         if ignored is not None and ignored.returncode != 0:
             gitignore = repo / ".gitignore"
-            entry = _ignore_entry(f.path, repo)
+            entry = "/" + str(real.relative_to(repo))
             results.append(error(rid, f"{where} is not ignored by git: one `git add .` publishes it",
-                                 f"add {entry} to {ctx.relative(gitignore)} (airadev doctor --fix does)",
-                                 Action("gitignore", ctx.relative(gitignore), entry)))
+                                 f"add {entry} to {gitignore} (airadev doctor --fix does)",
+                                 Action("gitignore", str(gitignore), entry)))
             continue
         results.append(ok(rid, f"{where}: ignored by git"))
     return results or [skipped("secrets.git", "no env files")]
-
-
-def _ignore_entry(path: Path, repo: Path) -> str:
-    return "/" + str(path.relative_to(repo)) if path.parent != repo else path.name
 
 
 @check("secrets.modes", "env files are not readable by other users", requires=("workspace.config",))

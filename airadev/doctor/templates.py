@@ -36,16 +36,46 @@ def load(name: str) -> Template:
     return Template(path, tuple(envfile.template_vars(path)))
 
 
-def template_for(service: Service, path: Path) -> Template | None:
-    """The template of the env file ``path`` of ``service``: matched by the service's names and
-    the file's kind (.env.local for the UI, .env for the Python services)."""
+def template_for(service: Service, path: Path, ui_service: str = "") -> Template | None:
+    """The template of the env file ``path`` of ``service``: matched by the service's names (or
+    [tunnel] ui_service for the UI) and the file's kind (.env.local for the UI, .env for the
+    Python services)."""
+    names = set(service.names) | ({"ui"} if ui_service and service.name == ui_service else set())
     for name, owners in OWNERS.items():
-        if set(owners) & set(service.names) and path.name == (".env.local" if name.endswith(".local") else ".env"):
+        if set(owners) & names and path.name == (".env.local" if name.endswith(".local") else ".env"):
             return load(name)
     return None
 
 
 PLACEHOLDER = re.compile(r"^(x{3,}|your[-_ ].*|changeme|change-me|todo|<.*>|\.\.\.)$", re.IGNORECASE)
+KNOWN_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_", "sk-proj-", "sk-", "pcsk_", "whsec_", "sk_car_",
+                  "sb_publishable_", "sb_secret_", "AC", "eyJ")
+
+
+def is_placeholder(value: str) -> bool:
+    """An example value rather than a real one: `xxxx`, `your-key`, `<token>`, also behind a
+    real prefix (`sk_test_xxxxxxxx`, `sk-proj-...`, `whsec_xxx`)."""
+    value = value.strip()
+    if PLACEHOLDER.match(value):
+        return True
+    lowered = value.lower()
+    if "xxxx" in lowered or "your-" in lowered or "your_" in lowered or "changeme" in lowered:
+        return True
+    for prefix in KNOWN_PREFIXES:
+        if value.startswith(prefix):
+            rest = value[len(prefix):]
+            return not rest or bool(re.fullmatch(r"[xX.*]+", rest))
+    return False
+
+
+def service_role_problem(value: str) -> str | None:
+    """Why ``value`` is not a service-role (secret) key, if it plainly is not."""
+    if value.startswith("sb_publishable_"):
+        return "a publishable key, not a secret one"
+    payload = jwt_payload(value)
+    if payload is not None and payload.get("role") == "anon":
+        return "the anon key (its JWT role is anon)"
+    return None
 HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 
 FORMATS = {

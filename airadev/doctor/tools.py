@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from airadev.doctor import Action, Context, Result, check, error, ok, skipped, warning
 
 
-def _version(argv: list[str], ctx: Context, timeout: float = 5.0) -> tuple[str | None, str]:
+def _version(argv: list[str], ctx: Context, timeout: float = 2.5) -> tuple[str | None, str]:
     """(first version-looking token of the output, the output); None when it did not run."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
@@ -56,12 +56,12 @@ def node(ctx: Context) -> Result:
     return ok("tools.node", f"Node.js {version}")
 
 
-@check("tools.npm", "npm", requires=("tools.node",))
+@check("tools.npm", "npm", requires=("tools.node",), timeout=8)
 def npm(ctx: Context) -> Result:
     exe = shutil.which("npm", path=ctx.env.get("PATH"))
     if exe is None:
         return error("tools.npm", "npm is not installed", "install it with Node.js (https://nodejs.org)")
-    version, out = _version([exe, "--version"], ctx, timeout=8)
+    version, out = _version([exe, "--version"], ctx, timeout=7)
     if version is None:
         return error("tools.npm", f"`npm --version` failed: {out[:100]}", "reinstall Node.js and npm")
     return ok("tools.npm", f"npm {version}")
@@ -87,7 +87,17 @@ def deps(ctx: Context) -> list[Result]:
         return list(pool.map(lambda job: job[0](job[1], job[2], ctx), jobs))
 
 
-def _node_deps(rid: str, folder: Path, ctx: Context) -> Result:
+def _lock_root(folder: Path) -> Path:
+    """Where npm installs for ``folder``: the nearest folder up with a package-lock.json (an npm
+    workspaces monorepo keeps one lock and one node_modules at its root), else the folder."""
+    for candidate in (folder, *list(folder.parents)[:4]):
+        if (candidate / "package-lock.json").is_file():
+            return candidate
+    return folder
+
+
+def _node_deps(rid: str, service_folder: Path, ctx: Context) -> Result:
+    folder = _lock_root(service_folder)
     where = ctx.relative(folder)
     action = Action("npm-ci", where, install=True)
     lock = folder / "package-lock.json"
@@ -113,61 +123,125 @@ def _node_deps(rid: str, folder: Path, ctx: Context) -> Result:
     return ok(rid, f"{where}: node_modules matches package-lock.json")
 
 
-_IMPORT_CHECK = """
-import json, sys
+# Run by the service's own interpreter: is each requirement installed, at a version its
+# specifier allows, and are its modules importable (found, not imported: that would run them)?
+# Markers are evaluated there, with pip's own vendored `packaging` when nothing else is there.
+_IMPORT_CHECK = r"""
+import importlib.util, json, re, sys
 from importlib import metadata
-missing, wrong = [], []
-for name, pin in json.loads(sys.argv[1]):
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    try:
+        from pip._vendor.packaging.requirements import Requirement
+    except ImportError:
+        Requirement = None
+modules = {}
+for module, dists in (metadata.packages_distributions() if hasattr(metadata, "packages_distributions") else {}).items():
+    for dist in dists:
+        modules.setdefault(dist.lower().replace("_", "-"), []).append(module)
+missing, wrong, broken = [], [], []
+for line in json.loads(sys.argv[1]):
+    spec = None
+    if Requirement is not None:
+        try:
+            req = Requirement(line)
+        except Exception:
+            continue
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        name, spec = req.name, req.specifier
+    else:
+        name = re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0]
     try:
         version = metadata.version(name)
     except metadata.PackageNotFoundError:
-        missing.append(name); continue
-    if pin and version != pin:
-        wrong.append(f"{name} {version} (wants {pin})")
-print(json.dumps([missing, wrong]))
+        missing.append(name)
+        continue
+    if spec is not None and not spec.contains(version, prereleases=True):
+        wrong.append(f"{name} {version} (wants {spec})")
+    for module in modules.get(name.lower().replace("_", "-"), [])[:3]:
+        if not module.startswith("_") and importlib.util.find_spec(module) is None:
+            broken.append(name)
+            break
+print(json.dumps([missing, wrong, broken, list(sys.version_info[:3])]))
 """
 
 
-def _requirements(path: Path) -> list[tuple[str, str]]:
-    """(distribution name, exact pin or "") for each line of a requirements file."""
+def _requirements(path: Path, seen: set[Path] | None = None) -> list[str]:
+    """The requirement lines of a requirements file, `-r` includes followed; options, editable
+    installs and URLs are left out."""
+    seen = seen if seen is not None else set()
+    if path in seen or not path.is_file():
+        return []
+    seen.add(path)
     found = []
     for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line or line.startswith(("-", "git+", "http:", "https:")):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
             continue
-        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(==\s*([^\s;,]+))?", line)
-        if match:
-            found.append((match.group(1), match.group(3) or ""))
+        include = re.match(r"^(-r|--requirement)[ =]?\s*(\S+)", line)
+        if include:
+            found.extend(_requirements(path.parent / include.group(2), seen))
+        elif not line.startswith("-") and "://" not in line:
+            found.append(line)
     return found
 
 
-def _python_deps(rid: str, service: object, ctx: Context) -> Result:
+def _interpreter(service: Any, ctx: Context) -> tuple[str | None, str]:
+    """(the python the service runs with, how to call it): its virtualenv, else the python its
+    command names (directly, or through a script's #! line, as with uvicorn), else python3."""
     from airadev.supervisor.environment import find_venv
 
-    cwd: Path = service.cwd  # type: ignore[attr-defined]
+    venv = find_venv(service)  # raises for an explicit venv that is not there
+    if venv:
+        return str(venv / "bin" / "python"), ctx.relative(venv)
+    program = service.command[0] if service.command[0] != "/bin/sh" else "python3"
+    exe = program if "/" in program else shutil.which(program, path=ctx.env.get("PATH"))
+    if exe and Path(exe).name.startswith("python"):
+        return exe, f"{program} on PATH"
+    if exe:
+        try:
+            first = Path(exe).read_bytes()[:200].split(b"\n", 1)[0]
+        except OSError:
+            first = b""
+        if first.startswith(b"#!") and b"python" in first:
+            interpreter = first[2:].decode(errors="replace").split()[0]
+            return interpreter, f"{interpreter} (from {program})"
+    python3 = shutil.which("python3", path=ctx.env.get("PATH"))
+    return python3, "python3 on PATH"
+
+
+def _python_deps(rid: str, service: Any, ctx: Context) -> Result:
+    from airadev.errors import AiradevError
+
+    cwd: Path = service.cwd
     where = ctx.relative(cwd)
     try:
-        venv = find_venv(service)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001  (an explicit venv that is missing)
-        venv = None
-    python = str(venv / "bin" / "python") if venv else shutil.which("python3", path=ctx.env.get("PATH"))
-    target = ctx.relative(venv) if venv else "the python on PATH"
-    action = Action("pip-install", where, target, install=True)
+        python, shown = _interpreter(service, ctx)
+    except AiradevError as exc:
+        return error(rid, exc.message, exc.fix)
     if python is None:
-        return error(rid, f"{where}: no virtualenv and no python3 on PATH",
+        return error(rid, f"{where}: no virtualenv and no python on PATH",
                      f"python3 -m venv {where}/.venv && {where}/.venv/bin/pip install -r {where}/requirements.txt")
+    action = Action("pip-install", where, python, install=True)
     wanted = _requirements(cwd / "requirements.txt")
     try:
         done = subprocess.run([python, "-c", _IMPORT_CHECK, json.dumps(wanted)], capture_output=True, text=True,
-                              timeout=8, stdin=subprocess.DEVNULL, env=dict(ctx.env))
-        missing, wrong = json.loads(done.stdout)
+                              timeout=6, stdin=subprocess.DEVNULL, env=dict(ctx.env))
+        missing, wrong, broken, version = json.loads(done.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired):
-        return error(rid, f"{where}: cannot run {python}", f"recreate the virtualenv ({target})")
-    if missing or wrong:
-        shown = ", ".join((missing + wrong)[:4])
-        return error(rid, f"{where}: {target} lacks {shown}",
+        return error(rid, f"{where}: cannot run {shown}", f"recreate the virtualenv ({shown})")
+    if tuple(version) < (3, 11):
+        return error(rid, f"{where}: {shown} is Python {'.'.join(map(str, version))}; the services need 3.11+",
+                     f"recreate the virtualenv with Python 3.11+ (python3.11 -m venv {where}/.venv)")
+    if missing or wrong or broken:
+        parts = ([f"lacks {', '.join(missing[:4])}"] if missing else []) + \
+                ([f"has {', '.join(wrong[:3])}"] if wrong else []) + \
+                ([f"cannot import {', '.join(broken[:3])}"] if broken else [])
+        return error(rid, f"{where}: {shown} " + "; ".join(parts),
                      f"{python} -m pip install -r {where}/requirements.txt", action)
-    return ok(rid, f"{where}: {target} has its {len(wanted)} requirements")
+    return ok(rid, f"{where}: {shown} has its {len(wanted)} requirements")
 
 
 @check("tools.docker-client", "the docker CLI")
@@ -193,7 +267,22 @@ def docker_engine(ctx: Context) -> Result:
 
 
 def docker_host(ctx: Context) -> str:
-    return ctx.env.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    """DOCKER_HOST, else the current `docker context` (rootless, Desktop), else the default."""
+    if ctx.env.get("DOCKER_HOST"):
+        return ctx.env["DOCKER_HOST"]
+    import hashlib
+
+    config_dir = Path(ctx.env.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    try:
+        current = json.loads((config_dir / "config.json").read_text()).get("currentContext", "")
+        if current and current != "default":
+            meta = config_dir / "contexts" / "meta" / hashlib.sha256(current.encode()).hexdigest() / "meta.json"
+            host = json.loads(meta.read_text())["Endpoints"]["docker"]["Host"]
+            if host:
+                return str(host)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return "unix:///var/run/docker.sock"
 
 
 def docker_api(host: str, path: str, timeout: float) -> Any:
@@ -223,20 +312,20 @@ def docker_api(host: str, path: str, timeout: float) -> Any:
         raise OSError("the engine did not answer JSON") from None
 
 
-@check("tools.supabase-cli", "the Supabase CLI (the UI's devDependency, or on PATH)")
+@check("tools.supabase-cli", "the Supabase CLI (the UI's devDependency, or on PATH)", timeout=8)
 def supabase_cli(ctx: Context) -> Result:
     from airadev.operations.tunnel import ui_service
 
     config = ctx.config
     ui = ui_service(config) if config else None
-    local = ui.cwd / "node_modules" / ".bin" / "supabase" if ui else None
+    local = _lock_root(ui.cwd) / "node_modules" / ".bin" / "supabase" if ui else None
     if ui is None or not (ui.cwd / "supabase" / "config.toml").is_file():
         return skipped("tools.supabase-cli", "the UI has no supabase/config.toml: Supabase is not part of this stack")
     exe = str(local) if local and local.exists() else shutil.which("supabase", path=ctx.env.get("PATH"))
     if exe is None:
         return error("tools.supabase-cli", "the Supabase CLI is not installed",
                      f"cd {ctx.relative(ui.cwd)} && npm i -D -E supabase@2.117.0")
-    version, out = _version([exe, "--version"], ctx, timeout=8)
+    version, out = _version([exe, "--version"], ctx, timeout=7)
     if version is None:
         return error("tools.supabase-cli", f"`supabase --version` failed: {out[:100]}", "reinstall the Supabase CLI")
     return ok("tools.supabase-cli", f"Supabase CLI {version} ({ctx.relative(Path(exe))})")
@@ -284,4 +373,4 @@ def redis(ctx: Context) -> Result:
     if images:
         return ok("tools.redis", f"a Redis image: {images[0].get('RepoTags', ['?'])[0]}")
     return error("tools.redis", "neither redis-server nor a Redis image is here (the voice agent needs Redis)",
-                 "apt-get install redis-server (or build a Redis image: see the README)")
+                 "apt-get install redis-server (or run Redis in a container)")

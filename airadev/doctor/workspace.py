@@ -30,7 +30,11 @@ def state_ignored(ctx: Context) -> Result:
     except (OSError, subprocess.TimeoutExpired):
         return skipped("workspace.state-ignored", "git is not installed")
     if done.returncode == 128:
-        return ok("workspace.state-ignored", "the workspace is not a git repository")
+        err = done.stderr.decode(errors="replace")
+        if "not a git repository" in err:
+            return ok("workspace.state-ignored", "the workspace is not a git repository")
+        return warning("workspace.state-ignored", f"git refuses to look ({err.strip().splitlines()[0][:120]})",
+                       f"git config --global --add safe.directory {ctx.root}")
     if done.returncode != 0:
         return warning("workspace.state-ignored", ".airadev/ (logs, state, backups of env files) is not git-ignored",
                        "add .airadev/ to .gitignore (airadev doctor --fix does)",

@@ -16,7 +16,19 @@ SECRET_SUFFIXES = ("_KEY", "_SECRET", "_TOKEN", "_PASSWORD", "_AUTHTOKEN")
 PUBLIC_PREFIX = "NEXT_PUBLIC_"
 
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "env-templates"
+def _templates() -> Path:
+    """env-templates/: in a checkout beside the package; in an installed wheel, where its
+    data files go (<prefix>/share/airadev/env-templates)."""
+    import sys
+
+    import site
+
+    checkout = Path(__file__).resolve().parents[2] / "env-templates"
+    installed = [Path(base) / "share" / "airadev" / "env-templates" for base in (sys.prefix, site.USER_BASE or "")]
+    return next((p for p in [checkout, *installed] if p.is_dir()), checkout)
+
+
+TEMPLATES = _templates()
 
 
 @dataclass(frozen=True)

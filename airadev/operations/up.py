@@ -77,7 +77,7 @@ def preflight(config: Config, names: Sequence[str]) -> None:
     for name in names:
         port = config.get(name).port
         if port is not None and port_in_use(port):
-            raise port_taken(name, port)
+            raise port_taken(name, port, config)
 
 
 def port_in_use(port: int) -> bool:
@@ -116,10 +116,14 @@ def port_holder(port: int) -> tuple[int, str] | None:
     return None
 
 
-def port_taken(name: str, port: int) -> AiradevError:
+def port_taken(name: str, port: int, config: Config) -> AiradevError:
+    from airadev.supervisor.environment import stack_secrets
+    from airadev.supervisor.logstore import Redactor
+
     holder = port_holder(port)
     if holder:
         pid, cmdline = holder
+        cmdline = Redactor(stack_secrets(config)).text(cmdline)  # before cutting: a cut secret would not match
         shown = cmdline if len(cmdline) <= 80 else cmdline[:77] + "..."
         return AiradevError(f"port {port} (services.{name}) is held by pid {pid}: {shown}",
                             f"stop it (kill {pid}), or give services.{name} another port in airadev.toml")

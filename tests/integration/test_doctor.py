@@ -142,8 +142,20 @@ def _health_server() -> int:
 
 
 def _without(env: dict[str, str], program: str) -> str:
-    """PATH without the folders that hold ``program`` (for "it is not installed")."""
-    return os.pathsep.join(d for d in env["PATH"].split(os.pathsep) if not (Path(d) / program).exists())
+    """PATH on which ``program`` is not found, but everything else beside it still is (for
+    "it is not installed": npm and node share a folder)."""
+    import tempfile
+
+    shadow = Path(tempfile.mkdtemp(prefix="path-without-"))
+    kept = []
+    for folder in env["PATH"].split(os.pathsep):
+        if not (Path(folder) / program).exists():
+            kept.append(folder)
+            continue
+        for entry in Path(folder).iterdir():
+            if entry.name != program and not (shadow / entry.name).exists():
+                (shadow / entry.name).symlink_to(entry)
+    return os.pathsep.join([str(shadow), *kept])
 
 
 # --- every check: passes here, fails there ----------------------------------------------------------
@@ -315,9 +327,9 @@ def test_output_lines_and_verbose(ws: Workspace) -> None:
     assert "  ! voice-agent/.env is mode 0644: other users can read it" in out
     assert "      fix: chmod 600 voice-agent/.env" in out
     assert "fix:" not in out.split("! voice-agent/.env is mode")[0], "fixes only for problems"
-    ws.env["PATH"] = _without(ws.env, "ngrok")  # the token check then has nothing to check
+    ws.env["PATH"] = _without(ws.env, "node")  # npm then has nothing to run on
     quiet, verbose = ws.cli("--offline").stdout, ws.cli("--offline", "-v").stdout
-    assert "tools.ngrok-token: skipped (needs tools.ngrok-agent" in verbose
+    assert "tools.npm: skipped (needs tools.node, which failed)" in verbose
     assert "skipped (" not in quiet and "1 skipped" in quiet
     assert " ms)" in verbose and " ms)" not in quiet
 
@@ -378,3 +390,161 @@ def test_installs_only_when_asked(ws: Workspace) -> None:
     out = ws.cli("tools.deps", "--fix").stdout
     assert "not done: installs only with --install" in out
     assert not ws.path("kb-updater/.venv").exists()
+
+
+# --- what real workspaces do -------------------------------------------------------------------------
+
+def _status(results: list[doctor.Result], prefix: str) -> list[tuple[str, str]]:
+    return [(r.id, str(r.status)) for r in results if r.id.startswith(prefix)]
+
+
+def test_no_secret_reaches_output_through_a_command_line_or_the_environment(ws: Workspace) -> None:
+    token = _value(ws.root, "voice-agent/.env", "TWILIO_AUTH_TOKEN")
+    _hold_with(ws, "voice-agent", [sys.executable, "-c", "import socket,sys,time; s=socket.socket(); "
+                                   "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(60)", "PORT", token])
+    secrets = [token, ws.env["NGROK_AUTHTOKEN"]]
+    outputs = [ws.cli(*args) for args in (["--offline"], ["--offline", "--json"], ["--offline", "-v"],
+                                          ["--offline", "--fix"], ["--offline", "--fix", "--json"])]
+    text = "".join(o.stdout + o.stderr for o in outputs)
+    assert "is held by pid" in text
+    for value in secrets:
+        for piece in (value, value[:10], value[-10:]):
+            assert piece not in text
+    json.loads(outputs[-1].stdout)  # --fix --json is still one JSON object
+
+
+def _hold_with(w: Workspace, name: str, argv: list[str]) -> None:
+    from airadev.config import load
+
+    port = load(w.root).get(name).port
+    proc = subprocess.Popen([a if a != "PORT" else str(port) for a in argv])
+    SPAWNED.append(proc)
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+
+
+def test_fix_json_is_json_and_fixers_are_idempotent(ws: Workspace) -> None:
+    os.chmod(ws.path("kb-updater/.env"), 0o644)
+    done = ws.cli("--offline", "--fix", "--json")
+    data = json.loads(done.stdout)
+    assert {"fix": "chmod 600 kb-updater/.env", "outcome": "kb-updater/.env is mode 0600 now"} in data["fixes"]
+    from airadev.doctor import Action, fixes
+
+    ctx = doctor.Context(ws.root, env=ws.env)
+    ws.path("voice-agent/.env").unlink()
+    actions = [Action("create-env", "voice-agent/.env", "env-templates/voice-agent.env"),
+               Action("chmod", "kb-updater/.env"), Action("gitignore", ".gitignore", ".airadev/")]
+    for action in actions:
+        fixes.apply(action, ctx)
+    snapshot = {p: (p.read_bytes(), p.stat().st_mode) for p in (ws.path("voice-agent/.env"), ws.path("kb-updater/.env"),
+                                                               ws.path(".gitignore"))}
+    outcomes = [fixes.apply(action, ctx) for action in actions]
+    assert snapshot == {p: (p.read_bytes(), p.stat().st_mode) for p in snapshot}, "applied twice, nothing changes"
+    assert "exists already" in outcomes[0] and "already ignores" in outcomes[2]
+
+
+def test_fix_never_creates_a_missing_service_folder(ws: Workspace) -> None:
+    shutil.rmtree(ws.path("kb-updater"))
+    out = ws.cli("--offline", "--fix")
+    assert not ws.path("kb-updater").exists()
+    assert out.returncode == 1 and "clone the kb-updater repo" in out.stdout
+
+
+def test_offline_skips_named_live_checks_and_named_checks_bring_their_prerequisites(ws: Workspace) -> None:
+    data = json.loads(ws.cli("--offline", "--json", "live").stdout)
+    live = [c for c in data["checks"] if c["group"] == "live"]
+    assert live and all(c["status"] == "skipped" and c["message"] == "--offline" for c in live)
+    assert not ws.twilio.requests, "offline means offline"
+    ids = {c["id"].split(":")[0] for c in json.loads(ws.cli("--json", "live.supabase").stdout)["checks"]}
+    assert {"live.supabase", "tools.supabase-cli"} <= ids
+
+
+def test_placeholders_behind_real_prefixes_and_swapped_supabase_keys(ws: Workspace) -> None:
+    ws.set_var("aira-ui/.env.local", "STRIPE_SECRET_KEY", "sk_test_xxxxxxxxxxxx")
+    ws.set_var("voice-agent/.env", "OPENAI_API_KEY", "sk-proj-...")
+    ws.set_var("voice-agent/.env", "SUPABASE_KEY", ANON)
+    results = ws.run("env.required", "env.format")
+    required = {r.id: r for r in results if r.id.startswith("env.required")}
+    assert "STRIPE_SECRET_KEY" in required["env.required:aira-ui/.env.local"].message
+    assert "OPENAI_API_KEY" in required["env.required:voice-agent/.env"].message
+    fmt = next(r for r in results if r.id == "env.format:voice-agent/.env")
+    assert fmt.status is doctor.Status.ERROR and "it is the anon key" in fmt.message
+
+
+def test_consistency_compares_like_with_like(ws: Workspace) -> None:
+    ws.set_var("voice-agent/.env", "SUPABASE_KEY", "sb_secret_" + "a" * 30)  # the new key kind: not comparable
+    ws.set_var("kb-updater/.env", "SUPABASE_URL", "http://localhost:54321")  # the same place
+    result = ws.run("env.consistent")
+    assert [r.status for r in result if r.id == "env.consistent"] == [doctor.Status.OK], result
+
+
+def test_tracked_env_file_and_git_refusing(ws: Workspace) -> None:
+    _git(ws.root, "add", "-f", "voice-agent/.env")
+    results = {r.id: r for r in ws.run("secrets.git")}
+    assert "is tracked by git" in results["secrets.git:voice-agent/.env"].message
+    assert "rotate every secret" in results["secrets.git:voice-agent/.env"].fix
+    _git(ws.root, "reset", "-q", "voice-agent/.env")
+    if os.getuid() == 0:
+        subprocess.run(["chown", "-R", "1234:1234", str(ws.root)], check=True)
+        try:
+            results = {r.id: r for r in ws.run("secrets.git")}
+            refused = results["secrets.git:voice-agent/.env"]
+            assert refused.status is doctor.Status.WARNING and "git refuses to look" in refused.message
+            assert "safe.directory" in refused.fix
+        finally:
+            subprocess.run(["chown", "-R", "0:0", str(ws.root)], check=True)
+
+
+def test_an_env_file_outside_its_service_folder(ws: Workspace) -> None:
+    shared = ws.path("shared")
+    shared.mkdir()
+    shutil.move(ws.path("voice-agent/.env"), shared / "voice.env")
+    text = ws.path("airadev.toml").read_text().replace(
+        'cwd = "voice-agent"\ncommand = "python server.py"\nenv_files = [".env"]',
+        'cwd = "voice-agent"\ncommand = "python server.py"\nenv_files = ["../shared/voice.env"]')
+    ws.path("airadev.toml").write_text(text)
+    first = {r.id: r for r in ws.run("secrets.git")}
+    assert first["secrets.git:shared/voice.env"].status is doctor.Status.ERROR
+    assert "/shared/voice.env" in first["secrets.git:shared/voice.env"].fix
+    ws.cli("secrets.git", "--fix")
+    again = {r.id: r for r in ws.run("secrets.git")}
+    assert again["secrets.git:shared/voice.env"].status is doctor.Status.OK, "the fix converges"
+
+
+def test_bind_reads_the_env_file_and_python_deps_honour_markers(ws: Workspace) -> None:
+    text = ws.path("airadev.toml").read_text().replace("uvicorn updater:app --host 0.0.0.0", "python updater.py --x")
+    ws.path("airadev.toml").write_text(text)
+    assert [str(r.status) for r in ws.run("runtime.bind") if r.id == "runtime.bind:kb-updater"] == ["ok"], \
+        "HOST=0.0.0.0 in its .env"
+    ws.path("kb-updater/requirements.txt").write_text(
+        'fastapi\npywin32==306; sys_platform == "win32"\n-r extra.txt\n')
+    ws.path("kb-updater/extra.txt").write_text("uvicorn>=0.1\n")
+    assert _status(ws.run("tools.deps"), "tools.deps:kb-updater") == [("tools.deps:kb-updater", "ok")]
+    ws.path("kb-updater/extra.txt").write_text("uvicorn<0.1\n")
+    wrong = next(r for r in ws.run("tools.deps") if r.id == "tools.deps:kb-updater")
+    assert wrong.status is doctor.Status.ERROR and "wants <0.1" in wrong.message
+
+
+def test_a_missing_explicit_venv_and_a_stale_node_lock(ws: Workspace) -> None:
+    text = ws.path("airadev.toml").read_text().replace('cwd = "kb-updater"', 'cwd = "kb-updater"\nvenv = "../venvs/kb"')
+    ws.path("airadev.toml").write_text(text)
+    kb = next(r for r in ws.run("tools.deps") if r.id == "tools.deps:kb-updater")
+    assert kb.status is doctor.Status.ERROR and "is not a virtualenv" in kb.message
+    lock = json.loads(ws.path("aira-ui/package-lock.json").read_text())
+    lock["packages"]["node_modules/react"]["version"] = "0.0.1"
+    ws.path("aira-ui/package-lock.json").write_text(json.dumps(lock))
+    ui = next(r for r in ws.run("tools.deps") if r.id == "tools.deps:aira-ui")
+    assert ui.status is doctor.Status.ERROR and "out of step with package-lock.json (react)" in ui.message
+    assert ui.fix == "cd aira-ui && npm ci"
+
+
+def test_a_number_routed_to_an_app_is_a_warning(ws: Workspace) -> None:
+    ws.twilio.number(NUMBER)["voice_application_sid"] = "AP" + "2" * 32
+    result = next(r for r in ws.run("live.twilio") if r.id == "live.twilio")
+    assert result.status is doctor.Status.WARNING and "TwiML app" in result.message
