@@ -47,4 +47,7 @@ def runtime_for(kind: RuntimeKind, marker: str) -> Runtime:
         from airadev.supervisor.process import ProcessRuntime
 
         return ProcessRuntime(marker)
-    raise NotImplementedError(f"runtime {kind}")  # config validation admits only known runtimes
+    # Config validation admits only the runtimes above; reaching this is a bug in airadev.
+    from airadev.errors import AiradevError
+
+    raise AiradevError(f"airadev has no '{kind}' runtime", "report this: the config validation let it through")
