@@ -109,7 +109,11 @@ def port_holder(port: int) -> tuple[int, str] | None:
     for conn in connections:
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
             try:
-                cmdline = " ".join(psutil.Process(conn.pid).cmdline()) or psutil.Process(conn.pid).name()
+                argv = psutil.Process(conn.pid).cmdline()
+                # Paths shortened to their last part: where the workspace lives must not push the
+                # program's name out of the line when it is cut.
+                cmdline = " ".join(os.path.basename(a) if a.startswith("/") else a for a in argv)
+                cmdline = cmdline or psutil.Process(conn.pid).name()
             except psutil.Error:
                 cmdline = "?"
             return conn.pid, cmdline
@@ -124,7 +128,7 @@ def port_taken(name: str, port: int, config: Config) -> AiradevError:
     if holder:
         pid, cmdline = holder
         cmdline = Redactor(stack_secrets(config)).text(cmdline)  # before cutting: a cut secret would not match
-        shown = cmdline if len(cmdline) <= 80 else cmdline[:77] + "..."
+        shown = cmdline if len(cmdline) <= 100 else cmdline[:97] + "..."
         return AiradevError(f"port {port} (services.{name}) is held by pid {pid}: {shown}",
                             f"stop it (kill {pid}), or give services.{name} another port in airadev.toml")
     return AiradevError(f"port {port} (services.{name}) is held by another process (of another user?)",
