@@ -21,7 +21,9 @@ from airadev.errors import ConfigError, did_you_mean
 from airadev.model import (
     Condition,
     Config,
+    DatabaseSpec,
     Dependency,
+    DockerSpec,
     LogSettings,
     Probe,
     ProbeKind,
@@ -42,8 +44,11 @@ _SHELL_CHARS = set("|&;<>()$`*?~\n")
 SERVICE_KEYS = (
     "aliases", "runtime", "command", "cwd", "env_files", "load_env_files", "env", "port",
     "health", "depends_on", "restart", "stop_signal", "stop_grace", "watch", "watch_ignore",
-    "watch_debounce", "venv", "description",
+    "watch_debounce", "venv", "description", "docker", "project", "migrations", "exclude",
+    "database",
 )
+DOCKER_KEYS = ("image", "command", "port", "volumes", "env")
+DB_DEFAULT_PORT = {Runtime.POSTGRES: 54322, Runtime.SUPABASE: 54321}
 HEALTH_KEYS = ("http", "tcp", "exec", "log", "interval", "start_interval", "timeout",
                "start_period", "retries")
 RESTART_KEYS = ("policy", "max_restarts", "backoff", "backoff_max", "jitter", "reset_after")
@@ -290,19 +295,23 @@ def _parse_service(name: str, t: _Table, root: Path) -> Service:
                       f"use one of: {', '.join(runtime_names)}") from None
 
     cwd = (root / t.get("cwd", str, default=".")).resolve()
-    command_raw = t.get("command", (str, list), required=True)
-    if isinstance(command_raw, str):
-        command = _command(t, "command", command_raw) if command_raw.strip() else ()
-    else:
-        if not all(isinstance(part, str) for part in command_raw):
-            raise t.error("command", "expected a string or a list of strings", 'write command = "python server.py"')
-        command = tuple(command_raw)
-    if not command:
+    docker = _parse_docker(t, root)
+    database = _parse_database(t, runtime, cwd)
+    # A database runtime builds its own command; a container may leave it to the image.
+    command_needed = runtime is Runtime.PROCESS or (runtime is Runtime.DOCKER and docker is None)
+    command = _command_value(t, "command", required=command_needed and runtime is Runtime.PROCESS)
+    if runtime is Runtime.DOCKER and docker is None:
+        raise t.error("runtime", "is \"docker\" but the service has no image",
+                      f'add [services.{name}.docker] with image = "NAME:TAG"')
+    if runtime is Runtime.PROCESS and not command:
         raise t.error("command", "is empty", 'write the command that runs the service, e.g. command = "python server.py"')
 
-    port = t.get("port", int, default=None)
+    port = t.get("port", int, default=DB_DEFAULT_PORT.get(runtime))
     if port is not None and not 1 <= port <= 65535:
         raise t.error("port", f"{port} is not a port number (1-65535)", "set port to the port the service listens on")
+    if docker is not None and docker.port is not None and port is None:
+        raise t.error("port", "is missing: docker.port needs a host port to be published on",
+                      f"set services.{name}.port")
 
     env_raw = t.get("env", dict, default={})
     env = []
@@ -340,10 +349,74 @@ def _parse_service(name: str, t: _Table, root: Path) -> Service:
         watch_debounce=t.duration("watch_debounce", 0.3),
         venv=venv,
         venv_explicit=isinstance(venv_raw, str),
+        docker=docker,
+        database=database,
     )
     t.get("description", str)
     t.finish(SERVICE_KEYS)
     return service
+
+
+def _command_value(t: _Table, key: str, *, required: bool) -> tuple[str, ...]:
+    raw = t.get(key, (str, list), required=required, default="")
+    if isinstance(raw, str):
+        return _command(t, key, raw) if raw.strip() else ()
+    if not all(isinstance(part, str) for part in raw):
+        raise t.error(key, "expected a string or a list of strings", f'write {key} = "python server.py"')
+    return tuple(raw)
+
+
+def _parse_docker(t: _Table, root: Path) -> DockerSpec | None:
+    if not t.has("docker"):
+        t.used.add("docker")
+        return None
+    d = t.table("docker")
+    d.finish(DOCKER_KEYS)
+    image = d.get("image", str, required=True).strip()
+    if not image or any(c.isspace() for c in image):
+        raise d.error("image", f"{_show(image)} is not an image name", 'write image = "redis:7-alpine"')
+    port = d.get("port", int, default=None)
+    if port is not None and not 1 <= port <= 65535:
+        raise d.error("port", f"{port} is not a port number (1-65535)", "set the port the container listens on")
+    volumes = []
+    for volume in d.str_list("volumes"):
+        parts = volume.split(":")
+        if len(parts) not in (2, 3) or not all(parts[:2]) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise d.error("volumes", f"{_show(volume)} is not SOURCE:TARGET[:ro]",
+                          'write volumes = ["redis-data:/data"] or ["./data:/data:ro"]')
+        if not parts[1].startswith("/"):
+            raise d.error("volumes", f"the target of {_show(volume)} is not an absolute path", 'write "SOURCE:/data"')
+        if parts[0].startswith((".", "/", "~")):  # a folder of the host, not a named volume
+            parts[0] = str((root / os.path.expanduser(parts[0])).resolve())
+        volumes.append(":".join(parts))
+    env = []
+    for key, value in d.get("env", dict, default={}).items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise d.error(f"env.{key}", f"expected a string, got {_show(value)}", f'write {key} = "value"')
+        env.append((key, str(value)))
+    return DockerSpec(image=image, command=_command_value(d, "command", required=False), port=port,
+                      volumes=tuple(volumes), env=tuple(env))
+
+
+def _parse_database(t: _Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | None:
+    keys = ("project", "migrations", "exclude", "database")
+    if runtime not in (Runtime.POSTGRES, Runtime.SUPABASE):
+        for key in keys:
+            if t.has(key):
+                raise t.error(key, f"applies only to runtime = \"postgres\" or \"supabase\"",
+                              f"remove {key}, or set the service's runtime")
+        return None
+    project = (cwd / t.get("project", str, default=".")).resolve()
+    if runtime is Runtime.SUPABASE and not (project / "supabase" / "config.toml").is_file():
+        raise t.error("project", f"{project / 'supabase' / 'config.toml'} not found",
+                      "point project at the folder holding supabase/ (the UI repo), or run `supabase init` there")
+    migrations_raw = t.get("migrations", str, default="")
+    migrations = (project / migrations_raw).resolve() if migrations_raw else project / "supabase" / "migrations"
+    exclude = t.str_list("exclude")
+    if exclude and runtime is not Runtime.SUPABASE:
+        raise t.error("exclude", "applies only to runtime = \"supabase\"", "remove it")
+    return DatabaseSpec(project=project, migrations=migrations, database=t.get("database", str, default="postgres"),
+                        exclude=exclude)
 
 
 def _watch_paths(t: _Table) -> tuple[str, ...]:

@@ -6,15 +6,17 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
 class Runtime(enum.StrEnum):
-    """How a service is run. Only ``process`` exists so far; others plug in behind
-    `airadev.supervisor.runtime.Runtime`."""
+    """How a service is run; each plugs in behind `airadev.supervisor.runtime.Runtime`."""
 
-    PROCESS = "process"
+    PROCESS = "process"      # a child process group
+    DOCKER = "docker"        # a container, through the docker SDK
+    POSTGRES = "postgres"    # a local PostgreSQL cluster in .airadev/, from the server binaries
+    SUPABASE = "supabase"    # the Supabase CLI's containers (`supabase start`)
 
 
 class Condition(enum.StrEnum):
@@ -118,6 +120,38 @@ class Dependency:
 
 
 @dataclass(frozen=True)
+class DockerSpec:
+    """How a service runs as a container (``[services.NAME.docker]``).
+
+    ``image`` may be overridden at run time by ``AIRADEV_<NAME>_IMAGE`` (the variable the
+    Compose files use too). ``port`` is the container's port, published on the service's
+    port on the engine's loopback. ``command`` empty: the image's own CMD."""
+
+    image: str
+    command: tuple[str, ...] = ()
+    port: int | None = None
+    volumes: tuple[str, ...] = ()  # "SOURCE:TARGET[:ro]"; SOURCE a named volume or an absolute path
+    env: tuple[tuple[str, str], ...] = ()
+
+    def image_variable(self, service: str) -> str:
+        return "AIRADEV_" + service.upper().replace("-", "_") + "_IMAGE"
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    """A ``postgres`` or ``supabase`` service: where its migrations are and what it serves.
+
+    ``project`` is the folder holding ``supabase/config.toml`` (the UI repo)."""
+
+    project: Path | None = None
+    migrations: Path | None = None
+    database: str = "postgres"
+    user: str = "postgres"
+    exclude: tuple[str, ...] = ()  # `supabase start -x`: containers not started
+    trigger_service: str = ""      # whose URL the KB trigger function gets ("" = derive: kb)
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     command: tuple[str, ...]
@@ -143,6 +177,8 @@ class Service:
     # configured (venv_explicit), these are .venv/ and venv/ in the service's folder.
     venv: tuple[Path, ...] = ()
     venv_explicit: bool = False
+    docker: DockerSpec | None = None      # set: the service can run as a container
+    database: DatabaseSpec | None = None  # set for the postgres and supabase runtimes
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -193,6 +229,17 @@ class Config:
 
     def names(self) -> list[str]:
         return [s.name for s in self.services]
+
+    def with_runtime(self, runtime: Runtime) -> Config:
+        """`up --runtime docker`: every service that can run that way does."""
+        if runtime is not Runtime.DOCKER:
+            return self
+        services = tuple(replace(s, runtime=Runtime.DOCKER) if s.docker is not None else s for s in self.services)
+        return replace(self, services=services)
+
+    def database(self) -> Service | None:
+        """The stack's database service (postgres or supabase runtime), if it has one."""
+        return next((s for s in self.services if s.database is not None), None)
 
     def get(self, name: str) -> Service:
         for service in self.services:

@@ -10,6 +10,7 @@ guards a service's state. Each service has one lifecycle task that alone starts 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import random
@@ -28,7 +29,7 @@ from airadev.model import Condition, Config, ProbeKind, RestartPolicy, Service, 
 from airadev.state import SCHEMA, Paths, write_json_atomic
 from airadev.supervisor import control, graph, logstore, probes, reaper
 from airadev.supervisor.environment import service_env, stack_secrets
-from airadev.supervisor.runtime import Instance, runtime_for
+from airadev.supervisor.runtime import Context, Fatal, Instance, runtime_for
 
 PARTIAL_LINE_PAUSE = 0.1  # a partial line is shown after this long without more output
 TAIL_BYTES = 8192  # recent output kept per service, shown when it crash-loops
@@ -110,6 +111,7 @@ class Unit:
     log_regex: re.Pattern[bytes] | None = None
     awaiting_log_match: bool = False
     cpu_sample: tuple[float, float] | None = None
+    fatal: str = ""  # why the last instance can never become ready (a broken migration)
 
     @property
     def name(self) -> str:
@@ -160,6 +162,7 @@ class Supervisor:
         self.internal_error: str | None = None
         self.tunnel_request = tunnel  # `up --tunnel`: open one once the voice agent is ready
         self.tunnel: Any = None  # the TunnelController, made when first needed
+        self.runtime_context = Context(config, marker, lambda name, message, level: self.event(name, message, level))
         self._output_waiters: dict[str, list[tuple[re.Pattern[bytes], asyncio.Future[None]]]] = {}
 
     # --- the run ----------------------------------------------------------------------------
@@ -238,13 +241,16 @@ class Supervisor:
             return
         while not unit.stop_requested:
             try:
-                instance = self._start_instance(unit)
+                instance = await self._start_instance(unit)
             except AiradevError as exc:
                 self._set_state(unit, State.FAILED, exc.message)
                 self.event(unit.name, f"cannot start: {exc.message} ({exc.fix})", "error")
                 return
             code = await instance.exited
             restart = self._on_exit(unit, code)
+            if unit.fatal:
+                await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
+                return
             # Whatever this start left behind (children of a crashed leader, daemons) goes
             # before the next start, or it may hold the port; a requested stop does the same.
             left = await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
@@ -269,6 +275,9 @@ class Supervisor:
         unit.instance = None
         unit.pid = None
         unit.pgid_start = None
+        if unit.fatal:
+            self._set_state(unit, State.FAILED, unit.fatal)
+            return False
         if unit.stop_requested or unit.restart_requested:
             return False
         self.event(unit.name, f"exited: {_describe_exit(code)}", "warning" if code else "info")
@@ -337,8 +346,9 @@ class Supervisor:
                 await changed.wait()
         return True
 
-    def _start_instance(self, unit: Unit) -> Instance:
+    async def _start_instance(self, unit: Unit) -> Instance:
         service = unit.service
+        unit.fatal = ""
         # Env files may have changed since the last start (a watch restart, say): their new
         # secret values are hidden from now on, and the old ones still.
         self.redact.add(stack_secrets(self.config))
@@ -348,8 +358,11 @@ class Supervisor:
             # Next.js prefers the process environment to .env.local: the variable the tunnel
             # rewrites in the file must not be there (even when the shell exports it).
             env.pop(self.config.tunnel.variable, None)
-        runtime = runtime_for(service.runtime, self.marker)
-        instance = runtime.start(service, env, lambda data, u=unit: self._on_output(u, data))
+        runtime = runtime_for(service.runtime, self.runtime_context)
+        started = runtime.start(service, env, lambda data, u=unit: self._on_output(u, data))
+        instance = await started if inspect.isawaitable(started) else started
+        if unit.stop_requested:  # asked to stop while a container was being created
+            self.spawn_task(instance.stop(service.stop_signal, service.stop_grace), f"stop-{unit.name}")
         now = time.monotonic()
         unit.instance = instance
         unit.restart_requested = False  # a restart asked for before this start is fulfilled by it
@@ -362,13 +375,19 @@ class Supervisor:
         unit.health = ""
         unit.ever_started = True
         probe = service.health
-        if probe is None:
+        what = f"pid {instance.pid}" if instance.pid else instance.describe()  # type: ignore[attr-defined]
+        own_check = getattr(instance, "check", None)
+        if probe is None and own_check is not None:
+            self._set_state(unit, State.STARTING, f"waiting for {instance.readiness}")  # type: ignore[attr-defined]
+            self.event(unit.name, f"started ({what}), waiting for {instance.readiness}")  # type: ignore[attr-defined]
+            unit.probe_task = self.spawn_task(self._own_check_loop(unit, instance), f"check-{unit.name}")
+        elif probe is None:
             self._set_state(unit, State.RUNNING, "")
-            self.event(unit.name, f"started (pid {instance.pid})")
+            self.event(unit.name, f"started ({what})")
             self._became_ready(unit)
         else:
             self._set_state(unit, State.STARTING, f"waiting for {probe.describe()}")
-            self.event(unit.name, f"started (pid {instance.pid}), waiting for {probe.describe()}")
+            self.event(unit.name, f"started ({what}), waiting for {probe.describe()}")
             if probe.kind is ProbeKind.LOG:
                 unit.log_regex = re.compile(str(probe.target).encode())
                 unit.awaiting_log_match = True
@@ -415,6 +434,42 @@ class Supervisor:
                 await asyncio.sleep(probe.interval - now % probe.interval)
             else:
                 await asyncio.sleep(probe.start_interval)
+
+    async def _own_check_loop(self, unit: Unit, instance: Instance) -> None:
+        """Readiness the runtime itself knows (a container's HEALTHCHECK, a database that
+        accepts connections and has its migrations): until ready, then every few seconds."""
+        failures = 0
+        healthy_once = False
+        while True:
+            try:
+                ok, message = await instance.check()  # type: ignore[attr-defined]
+            except Fatal as exc:
+                if unit.instance is not instance:
+                    return
+                unit.fatal = exc.message
+                self.event(unit.name, f"{exc.message} ({exc.fix})", "error")
+                self._set_state(unit, State.STOPPING, exc.message)
+                await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
+                return
+            if unit.instance is not instance:
+                return
+            message = self.redact.text(message)
+            unit.health = message
+            if ok:
+                failures = 0
+                if unit.state is not State.HEALTHY:
+                    if unit.state is State.UNHEALTHY:
+                        self.event(unit.name, f"healthy again ({message})")
+                    self._set_state(unit, State.HEALTHY, message)
+                    if not healthy_once:
+                        self._became_ready(unit)
+                    healthy_once = True
+            elif healthy_once:
+                failures += 1
+                if failures >= 3 and unit.state is not State.UNHEALTHY:
+                    self._set_state(unit, State.UNHEALTHY, message)
+                    self.event(unit.name, f"unhealthy: {message}", "warning")
+            await asyncio.sleep(5.0 if healthy_once else 0.1)
 
     def _became_ready(self, unit: Unit) -> None:
         now = time.monotonic()

@@ -1,19 +1,23 @@
 """The seam between the supervisor and the things that run a service.
 
 A runtime starts one instance of a service and hands back an :class:`Instance`; the supervisor
-neither knows nor cares whether that is a process group, a container or a database cluster.
-Only ``process`` exists so far (`airadev.supervisor.process`); a ``docker`` runtime implements
-the same two protocols.
+neither knows nor cares whether that is a process group (`process`), a container (`docker`),
+a local PostgreSQL cluster (`postgres`) or the Supabase CLI's containers (`supabase`).
+
+``start`` may be a coroutine (a container is created over HTTP); an instance may bring its own
+readiness check (``check``), used when the service configures no health probe.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from airadev.errors import AiradevError
+from airadev.model import Config, Service
 from airadev.model import Runtime as RuntimeKind
-from airadev.model import Service
 
 OnOutput = Callable[[bytes], None]
 
@@ -38,16 +42,42 @@ class Instance(Protocol):
 
 
 class Runtime(Protocol):
-    def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> Instance:
+    def start(self, service: Service, env: Mapping[str, str],
+              on_output: OnOutput) -> Instance | Awaitable[Instance]:
         """Start the service; raise AiradevError when it cannot be started at all."""
 
 
-def runtime_for(kind: RuntimeKind, marker: str) -> Runtime:
+class Fatal(AiradevError):
+    """Raised by an instance's ``check`` when the service can never become ready as it is
+    (a broken migration): it is stopped and left failed, not restarted."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What runtimes get from the supervisor: the stack, the run's marker, and a way to tell
+    the user something (``event(service, message, level)``)."""
+
+    config: Config
+    marker: str
+    event: Callable[[str, str, str], None]
+
+
+def runtime_for(kind: RuntimeKind, ctx: Context) -> Runtime:
     if kind is RuntimeKind.PROCESS:
         from airadev.supervisor.process import ProcessRuntime
 
-        return ProcessRuntime(marker)
-    # Config validation admits only the runtimes above; reaching this is a bug in airadev.
-    from airadev.errors import AiradevError
+        return ProcessRuntime(ctx.marker)
+    if kind is RuntimeKind.DOCKER:
+        from airadev.integrations.docker import DockerRuntime
 
+        return DockerRuntime(ctx)
+    if kind is RuntimeKind.POSTGRES:
+        from airadev.supervisor.postgres import PostgresRuntime
+
+        return PostgresRuntime(ctx)
+    if kind is RuntimeKind.SUPABASE:
+        from airadev.integrations.supabase import SupabaseRuntime
+
+        return SupabaseRuntime(ctx)
+    # Config validation admits only the runtimes above; reaching this is a bug in airadev.
     raise AiradevError(f"airadev has no '{kind}' runtime", "report this: the config validation let it through")
