@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airadev.errors import AiradevError, UsageError, did_you_mean
-from airadev.model import Config
+from airadev.model import Config, Runtime
 from airadev.state import Lock, Paths, new_marker, read_state, workspace_id
 from airadev.supervisor import graph, logstore, reaper
 
@@ -67,6 +67,8 @@ def preflight(config: Config, names: Sequence[str]) -> None:
                 if not path.is_file():
                     raise AiradevError(f"services.{name}.env_files: {path} not found",
                                        f"create {path}, or remove it from env_files")
+        if service.runtime is not Runtime.PROCESS:
+            continue  # its runtime checks what it needs when it starts it
         venv = find_venv(service)
         program = service.command[0]
         if "/" not in program:

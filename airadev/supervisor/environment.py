@@ -42,7 +42,7 @@ def find_venv(service: Service) -> Path | None:
 
 
 def service_env(service: Service, marker: str, *, colour: bool, instance: int = 0,
-                base: Mapping[str, str] | None = None) -> dict[str, str]:
+                base: Mapping[str, str] | None = None, stack: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a service's process starts with.
 
     The user's own environment, then the service's env files (unless the service reads them
@@ -52,6 +52,7 @@ def service_env(service: Service, marker: str, *, colour: bool, instance: int = 
     """
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if k not in MARKER_VARS}
+    env.update(stack or {})  # what the stack gives it (stack_env); its own files and table win
     if service.load_env_files:
         env.update(env_file_values(service))
     env.update(dict(service.env))
@@ -86,3 +87,20 @@ def stack_secrets(config: Config) -> dict[str, str]:
         if envfile.is_secret(name) and value:
             found.setdefault(name, value)
     return found
+
+
+def stack_env(config: Config, service: Service) -> dict[str, str]:
+    """What a service gets from the rest of the stack: the local database's ``DATABASE_URL``;
+    and for the KB updater, when there is a database whose trigger must reach it from a
+    container, ``HOST``/``UVICORN_HOST`` of 0.0.0.0 (uvicorn's default 127.0.0.1 is unreachable
+    from there, FACTS.md)."""
+    from airadev.integrations import database
+
+    db = config.database()
+    if db is None or db.name == service.name:
+        return {}
+    env = {"DATABASE_URL": database.url(db)}
+    kb = database.kb_service(config)
+    if kb is not None and kb.name == service.name:
+        env.update(HOST="0.0.0.0", UVICORN_HOST="0.0.0.0")
+    return env

@@ -28,7 +28,7 @@ from airadev.errors import AiradevError
 from airadev.model import Condition, Config, ProbeKind, RestartPolicy, Service, State
 from airadev.state import SCHEMA, Paths, write_json_atomic
 from airadev.supervisor import control, graph, logstore, probes, reaper
-from airadev.supervisor.environment import service_env, stack_secrets
+from airadev.supervisor.environment import service_env, stack_env, stack_secrets
 from airadev.supervisor.runtime import Context, Fatal, Instance, runtime_for
 
 PARTIAL_LINE_PAUSE = 0.1  # a partial line is shown after this long without more output
@@ -111,6 +111,7 @@ class Unit:
     log_regex: re.Pattern[bytes] | None = None
     awaiting_log_match: bool = False
     cpu_sample: tuple[float, float] | None = None
+    runtime_info: dict[str, Any] = field(default_factory=dict)  # the last instance's info()
     fatal: str = ""  # why the last instance can never become ready (a broken migration)
 
     @property
@@ -353,7 +354,8 @@ class Supervisor:
         # secret values are hidden from now on, and the old ones still.
         self.redact.add(stack_secrets(self.config))
         unit.starts += 1
-        env = service_env(service, self.marker, colour=self.colour, instance=unit.starts)
+        env = service_env(service, self.marker, colour=self.colour, instance=unit.starts,
+                          stack=stack_env(self.config, service))
         if service.name == self._tunnel_ui:
             # Next.js prefers the process environment to .env.local: the variable the tunnel
             # rewrites in the file must not be there (even when the shell exports it).
@@ -365,6 +367,7 @@ class Supervisor:
             self.spawn_task(instance.stop(service.stop_signal, service.stop_grace), f"stop-{unit.name}")
         now = time.monotonic()
         unit.instance = instance
+        unit.runtime_info = instance.info()
         unit.restart_requested = False  # a restart asked for before this start is fulfilled by it
         unit.pid = instance.pid
         unit.pgid_start = reaper.start_time(instance.pid) if instance.pid else None
@@ -659,6 +662,8 @@ class Supervisor:
                     "restarts": u.restarts,
                     "exit_code": u.exit_code,
                     "runtime": str(u.service.runtime),
+                    "container": u.runtime_info.get("container"),
+                    "image": u.runtime_info.get("image"),
                 }
                 for name, u in self.units.items()
             },

@@ -1,0 +1,187 @@
+"""The stack's local database at the SQL level (psycopg): migrations, the KB updater's trigger
+URL, and the test number's row in ``business_numbers``.
+
+The same for a ``postgres`` cluster of airadev's own and for Supabase's database: both are
+PostgreSQL on the DB port. Connections are short-lived and synchronous; callers on the
+supervisor's loop run these functions in a thread.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from airadev.errors import AiradevError
+from airadev.model import Config, Service
+
+MIGRATION_NAME = re.compile(r"^(\d+)_(.+)\.sql$")
+TRIGGER_FUNCTION = "notify_kb_updater_webhook"
+# `webhook_url TEXT := '...'` in the AiRa guide's function; the URL is what airadev changes.
+_WEBHOOK_URL = re.compile(r"(webhook_url\s+text\s*:=\s*')((?:[^']|'')*)(')", re.IGNORECASE)
+NUMBER_COLUMNS = ("voice_url", "sms_url", "status_callback_url")
+
+# What Supabase's database has and plain PostgreSQL lacks, as far as migrations written for
+# Supabase commonly need it to apply: its roles and a small `auth` schema. It is no Supabase:
+# no REST API, no auth service; `auth.uid()` is always null here.
+_SUPABASE_SHIM = """
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN CREATE ROLE service_role NOLOGIN BYPASSRLS; END IF;
+END $$;
+CREATE SCHEMA IF NOT EXISTS auth;
+CREATE SCHEMA IF NOT EXISTS extensions;
+CREATE TABLE IF NOT EXISTS auth.users (id uuid PRIMARY KEY, email text, created_at timestamptz DEFAULT now());
+CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS 'SELECT NULL::uuid';
+CREATE OR REPLACE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS 'SELECT NULL::text';
+CREATE SCHEMA IF NOT EXISTS supabase_migrations;
+CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations (version text PRIMARY KEY, statements text[], name text);
+"""
+_HISTORY = """
+CREATE SCHEMA IF NOT EXISTS supabase_migrations;
+CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations (version text PRIMARY KEY, statements text[], name text);
+"""
+
+
+class DatabaseError(AiradevError):
+    pass
+
+
+def url(service: Service, host: str = "127.0.0.1") -> str:
+    """The URL services get as ``DATABASE_URL``: Supabase's own form, so code written for one
+    works with the other (airadev's cluster trusts loopback; the password is not checked)."""
+    database = service.database.database if service.database else "postgres"
+    return f"postgresql://postgres:postgres@{host}:{service.port}/{database}"
+
+
+@contextmanager
+def connect(dsn: str, timeout: float = 3.0) -> Iterator[Any]:
+    import psycopg
+
+    try:
+        conn = psycopg.connect(dsn, connect_timeout=max(1, int(timeout)), autocommit=True)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot connect to the database: {_first_line(exc)}",
+                            "is the database service up? `airadev status`") from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def migration_files(folder: Path | None) -> list[tuple[str, Path]]:
+    """(version, file) of every well-named migration, in the order Supabase applies them."""
+    if folder is None or not folder.is_dir():
+        return []
+    found = [(m.group(1), p) for p in folder.iterdir() if p.is_file() and (m := MIGRATION_NAME.match(p.name))]
+    return sorted(found, key=lambda item: (int(item[0]), item[1].name))
+
+
+def apply_migrations(conn: Any, folder: Path | None, *, shim: bool) -> list[str]:
+    """Apply the migrations not yet recorded in ``supabase_migrations.schema_migrations`` (the
+    history table the Supabase CLI keeps), each in its own transaction with its record. Returns
+    the files applied; raises DatabaseError naming the file and PostgreSQL's error, after which
+    the earlier files stay applied and the failing one left no trace."""
+    import psycopg
+
+    conn.execute(_SUPABASE_SHIM if shim else _HISTORY)
+    done = {row[0] for row in conn.execute("SELECT version FROM supabase_migrations.schema_migrations")}
+    applied = []
+    for version, path in migration_files(folder):
+        if version in done:
+            continue
+        sql = path.read_text(encoding="utf-8")
+        try:
+            with conn.transaction():
+                conn.execute(sql)  # several statements: psycopg sends them in one simple query
+                conn.execute("INSERT INTO supabase_migrations.schema_migrations (version, name, statements) "
+                             "VALUES (%s, %s, %s)", (version, MIGRATION_NAME.match(path.name).group(2), [sql]))
+        except psycopg.Error as exc:
+            where = f" (line {_line_of(sql, exc)})" if _line_of(sql, exc) else ""
+            raise DatabaseError(f"migration {path.name} failed{where}: {_first_line(exc)}",
+                                f"fix {path}; the migrations before it are applied, and `airadev up` "
+                                "applies the rest") from None
+        applied.append(path.name)
+    return applied
+
+
+def set_trigger_url(conn: Any, target: str) -> tuple[str, str] | None:
+    """Point ``notify_kb_updater_webhook()``'s ``webhook_url`` at ``target``. Returns (old, new)
+    when it changed it, None when the function is missing or already points there."""
+    row = conn.execute("SELECT pg_get_functiondef(p.oid) FROM pg_proc p WHERE p.proname = %s "
+                       "ORDER BY p.oid LIMIT 1", (TRIGGER_FUNCTION,)).fetchone()
+    if row is None:
+        return None
+    definition = row[0]
+    match = _WEBHOOK_URL.search(definition)
+    if match is None:
+        raise DatabaseError(f"{TRIGGER_FUNCTION}() has no `webhook_url TEXT := '...'` line to change",
+                            "declare the URL as the AiRa guide does, or set it by hand")
+    old = match.group(2).replace("''", "'")
+    if old == target:
+        return None
+    quoted = target.replace("'", "''")
+    conn.execute(definition[:match.start(2)] + quoted + definition[match.end(2):])
+    return old, target
+
+
+def trigger_url(conn: Any) -> str | None:
+    row = conn.execute("SELECT pg_get_functiondef(p.oid) FROM pg_proc p WHERE p.proname = %s LIMIT 1",
+                       (TRIGGER_FUNCTION,)).fetchone()
+    match = _WEBHOOK_URL.search(row[0]) if row else None
+    return match.group(2).replace("''", "'") if match else None
+
+
+def number_urls(conn: Any, number: str) -> dict[str, str | None] | None:
+    """The test number's three webhook URLs in ``business_numbers``; None when there is no such
+    table or row."""
+    exists = conn.execute("SELECT to_regclass('public.business_numbers')").fetchone()[0]
+    if exists is None:
+        return None
+    row = conn.execute(f"SELECT {', '.join(NUMBER_COLUMNS)} FROM business_numbers WHERE phone_number = %s",
+                       (number,)).fetchone()
+    return dict(zip(NUMBER_COLUMNS, row)) if row else None
+
+
+def set_number_urls(conn: Any, number: str, urls: dict[str, str | None]) -> None:
+    """Set the row's URLs in one statement, and read them back."""
+    assignments = ", ".join(f"{column} = %s" for column in NUMBER_COLUMNS)
+    conn.execute(f"UPDATE business_numbers SET {assignments} WHERE phone_number = %s",
+                 (*(urls[c] for c in NUMBER_COLUMNS), number))
+    if number_urls(conn, number) != urls:
+        raise DatabaseError(f"business_numbers row of {number} did not keep the new URLs",
+                            "is a trigger rewriting them? check the table's triggers")
+
+
+def kb_service(config: Config) -> Service | None:
+    """The KB updater: the service the database trigger posts to."""
+    db = config.database()
+    wanted = db.database.trigger_service if db and db.database else ""
+    for service in config.services:
+        if (wanted and wanted in service.names) or (not wanted and {"kb", "kb-updater"} & set(service.names)):
+            return service
+    return None
+
+
+def local_trigger_url(kb: Service) -> str:
+    """Where the database's trigger reaches the KB updater from inside Supabase's containers
+    (FACTS.md: the CLI maps host.docker.internal to the host)."""
+    return f"http://host.docker.internal:{kb.port or 8080}/process-document"
+
+
+def _first_line(exc: Exception) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag else None
+    text = primary or str(exc) or type(exc).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _line_of(sql: str, exc: Exception) -> int | None:
+    diag = getattr(exc, "diag", None)
+    position = getattr(diag, "statement_position", None) if diag else None
+    if not position or not str(position).isdigit():
+        return None
+    return sql[: int(position)].count("\n") + 1

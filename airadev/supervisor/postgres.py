@@ -1,0 +1,165 @@
+"""The ``postgres`` runtime: a local PostgreSQL cluster in ``.airadev/postgres/<service>/``.
+
+Where there is no Docker engine or no Supabase CLI, this stands in for Supabase's database:
+the server binaries (``initdb``, ``postgres``) run as an ordinary process group of the stack,
+on the DB port (54322), trusting loopback. Readiness is "accepts connections, and the UI
+repo's migrations are applied"; a broken migration leaves the service failed with the file
+and PostgreSQL's error. It is not Supabase: no REST API, no auth service.
+
+PostgreSQL refuses to run as root. As root, airadev runs it in a user namespace of its own
+(``unshare -U``): inside, the server is the unmapped user, and the files it writes are still
+root's, so ``.airadev/`` keeps its mode 0700 (found on this machine; see the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from airadev.errors import AiradevError
+from airadev.model import Service
+from airadev.state import Paths
+from airadev.supervisor.process import ProcessInstance, ProcessRuntime
+from airadev.supervisor.runtime import Context, Fatal, OnOutput
+
+
+def find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+def cluster_dir(root: Path, service: Service) -> Path:
+    return Paths(root).dir / "postgres" / service.name
+
+
+def _namespace() -> list[str]:
+    return ["unshare", "--user"] if os.geteuid() == 0 else []
+
+
+class PostgresRuntime:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> PostgresInstance:
+        binaries = {name: find_binary(name) for name in ("initdb", "postgres")}
+        missing = [name for name, path in binaries.items() if path is None]
+        if missing:
+            raise AiradevError(f"services.{service.name}: the PostgreSQL server binaries are missing ({', '.join(missing)})",
+                               "apt-get install postgresql (or put its bin/ on PATH), or use runtime = \"supabase\"")
+        home = cluster_dir(self.ctx.config.root, service)
+        data = home / "data"
+        if not (data / "PG_VERSION").is_file():
+            await asyncio.to_thread(self._initdb, service, str(binaries["initdb"]), data)
+            self.ctx.event(service.name, f"created a new PostgreSQL cluster in {data.relative_to(self.ctx.config.root)}",
+                           "info")
+        command = (*_namespace(), str(binaries["postgres"]), "-D", str(data), "-p", str(service.port),
+                   # TCP on loopback only: a socket under a deep workspace path would pass the
+                   # 107-byte limit of socket paths.
+                   "-c", "unix_socket_directories=", "-c", "listen_addresses=127.0.0.1",
+                   "-c", "logging_collector=off")
+        process = ProcessRuntime(self.ctx.marker).start(replace(service, command=command, cwd=home), env, on_output)
+        return PostgresInstance(process, service, self.ctx)
+
+    def _initdb(self, service: Service, initdb: str, data: Path) -> None:
+        """A new cluster, made beside its final place and renamed into it, so a killed initdb
+        never leaves a half-made cluster that the next start would try to use."""
+        data.parent.mkdir(parents=True, exist_ok=True)
+        building = data.with_name("data.new")
+        shutil.rmtree(building, ignore_errors=True)
+        user = service.database.user if service.database else "postgres"
+        result = subprocess.run(
+            [*_namespace(), initdb, "-D", str(building), "-U", user, "--auth=trust", "-E", "UTF8",
+             "--locale=C.UTF-8", "--no-instructions"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        if result.returncode != 0:
+            shutil.rmtree(building, ignore_errors=True)
+            tail = " / ".join(result.stdout.strip().splitlines()[-3:])
+            raise AiradevError(f"services.{service.name}: initdb failed: {tail}",
+                               f"check that {data.parent} is writable; run with --debug for more")
+        os.rename(building, data)
+
+
+class PostgresInstance:
+    """A PostgreSQL server process group, ready once its migrations are applied."""
+
+    readiness = "connections and migrations"
+
+    def __init__(self, process: ProcessInstance, service: Service, ctx: Context) -> None:
+        self.process = process
+        self.pid = process.pid
+        self.pgid = process.pgid
+        self.service = service
+        self.ctx = ctx
+        self._prepared = False
+
+    @property
+    def exited(self) -> asyncio.Future[int]:
+        return self.process.exited
+
+    def describe(self) -> str:
+        return f"postgres on :{self.service.port}"
+
+    def info(self) -> dict[str, Any]:
+        return {**self.process.info(), "database": f"127.0.0.1:{self.service.port}"}
+
+    async def stop(self, sig: int, grace: float) -> int:
+        # SIGTERM is PostgreSQL's "smart" shutdown, which waits for every client to leave;
+        # SIGINT ("fast") rolls back open sessions and stops cleanly.
+        return await self.process.stop(signal.SIGINT if sig == signal.SIGTERM else sig, grace)
+
+    async def check(self) -> tuple[bool, str]:
+        from airadev.integrations import database
+
+        return await asyncio.to_thread(self._check, database)
+
+    def _check(self, database: Any) -> tuple[bool, str]:
+        import psycopg
+
+        try:
+            with database.connect(database.url(self.service), timeout=2) as conn:
+                if not self._prepared:
+                    return True, self._prepare(database, conn)
+                conn.execute("SELECT 1")
+                return True, "accepting connections"
+        except database.DatabaseError as exc:
+            if exc.message.startswith("cannot connect"):
+                return False, exc.message
+            raise Fatal(exc.message, exc.fix) from None
+        except psycopg.Error as exc:
+            raise Fatal(f"preparing the database failed: {database._first_line(exc)}",
+                        "run with --debug, or look at the service's log: `airadev logs " + self.service.name + "`") from None
+
+    def _prepare(self, database: Any, conn: Any) -> str:
+        """Once per start: pending migrations, then the KB trigger's URL."""
+        spec = self.service.database
+        applied = database.apply_migrations(conn, spec.migrations if spec else None, shim=True)
+        if applied:
+            self.ctx.event(self.service.name, f"applied {len(applied)} migrations: {', '.join(applied)}", "info")
+        prepare_database(self.ctx, self.service, conn)
+        self._prepared = True
+        return f"accepting connections, {len(applied)} migrations applied"
+
+
+def prepare_database(ctx: Context, service: Service, conn: Any) -> None:
+    """What every local database of the stack gets once it is up: the KB updater's trigger
+    pointed where the database reaches it."""
+    from airadev.integrations import database
+
+    kb = database.kb_service(ctx.config)
+    if kb is None:
+        return
+    changed = database.set_trigger_url(conn, database.local_trigger_url(kb))
+    if changed:
+        ctx.event(service.name, f"{database.TRIGGER_FUNCTION}() now posts to {changed[1]} (was {changed[0]})", "info")
