@@ -109,17 +109,23 @@ def up(
     domain: Optional[str] = typer.Option(None, "--domain", help="With --tunnel: a reserved ngrok domain."),
     region: Optional[str] = typer.Option(None, "--region", help="With --tunnel: the ngrok region."),
     keep: bool = typer.Option(False, "--keep", help="With --tunnel: leave the rewiring in place when it closes."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="docker: run every service that has a [services.X.docker] image as a container."),
 ) -> None:
     """Start the stack in dependency order, health-checked, with one log stream; Ctrl-C stops it all."""
+    from airadev.model import Runtime
     from airadev.operations import up as op
 
     config = _config()
+    if runtime is not None:
+        if runtime not in ("docker", "process"):
+            raise UsageError(f"--runtime {runtime}: unknown", "use --runtime docker (or leave it out)")
+        config = config.with_runtime(Runtime(runtime))
     names = op.select(config, services or [])
     if (domain or region or keep) and not tunnel:
         raise UsageError("--domain, --region and --keep go with --tunnel", "add --tunnel, or leave them out")
     tunnel_options = {"domain": domain or "", "region": region or "", "keep": keep} if tunnel else None
     if detach:
-        started = op.start_detached(config, names, timeout=timeout, tunnel=tunnel_options)
+        started = op.start_detached(config, names, timeout=timeout, tunnel=tunnel_options, runtime=runtime or "")
         for note in started.notes:
             render.warn(note)
         _print_summary(started.summary)
@@ -140,6 +146,29 @@ def up(
                           on_ready_to_start=announce)
     finally:
         console.close()
+
+
+@app.command()
+@handled
+def export(
+    what: str = typer.Argument(..., help="What to export: compose."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file (atomically) instead of standard output."),
+) -> None:
+    """Export the stack's containers as a Compose file, generated from airadev.toml."""
+    from pathlib import Path
+
+    from airadev.operations import export as op
+
+    if what != "compose":
+        raise UsageError(f"cannot export {what!r}", "use `airadev export compose`")
+    config = _config()
+    target = Path(output).resolve() if output else None
+    text = op.compose(config, target.parent if target else Path.cwd())
+    if target is None:
+        sys.stdout.write(text)
+        return
+    op.write(target, text)
+    render.info(f"wrote {output}")
 
 
 def _print_summary(summary: dict[str, Any] | None) -> None:
@@ -330,28 +359,35 @@ def tunnel(
     elif domain and domain.split("://")[-1] not in status.get("address", ""):
         raise UsageError(f"a tunnel is already open at {status['address']}",
                          "close it first (`airadev tunnel --stop`) to open one on another domain")
-    if not as_json or not verify:
-        render.tunnel_status(status)
-    if verify:
-        try:
-            result = op.verify(status["address"], _config())
-        except AiradevError:
-            if opened_here and not detach:  # what this command opened, it closes on failure
-                manage.request(paths, "tunnel", action="close", timeout=120)
-            raise
-        failed = not (200 <= result["status"] < 300 and result["twiml"])
-        if as_json:
-            render.json_out({"schema": 1, **result})
-        else:
-            render.verified(result)
-        if failed:
-            if opened_here and not detach:
-                render.tunnel_closed(manage.request(paths, "tunnel", action="close", timeout=120))
-            raise AiradevError(f"the test call got {result['status']}" + ("" if result["twiml"] else ", and no TwiML"),
-                               "see `airadev logs voice` and `airadev logs ngrok`")
-    if detach or not opened_here:
-        return
-    _hold_tunnel(paths)
+    try:
+        if not as_json or not verify:
+            render.tunnel_status(status)
+        if verify:
+            try:
+                result = op.verify(status["address"], _config())
+            except AiradevError:
+                if opened_here and not detach:  # what this command opened, it closes on failure
+                    manage.request(paths, "tunnel", action="close", timeout=120)
+                raise
+            failed = not (200 <= result["status"] < 300 and result["twiml"])
+            if as_json:
+                render.json_out({"schema": 1, **result})
+            else:
+                render.verified(result)
+            if failed:
+                if opened_here and not detach:
+                    render.tunnel_closed(manage.request(paths, "tunnel", action="close", timeout=120))
+                raise AiradevError(f"the test call got {result['status']}" + ("" if result["twiml"] else ", and no TwiML"),
+                                   "see `airadev logs voice` and `airadev logs ngrok`")
+        if detach or not opened_here:
+            return
+        _hold_tunnel(paths)
+    except KeyboardInterrupt:
+        # Ctrl-C before the hold below took over: what this command opened, it still closes.
+        if opened_here and not detach:
+            render.tunnel_closed(manage.request(paths, "tunnel", action="close", timeout=120))
+            return
+        raise
 
 
 def _tunnel_leftovers(paths: Any) -> None:

@@ -252,16 +252,23 @@ def _state_markup(cell: str) -> str:
 
 
 def status(data: dict[str, Any]) -> None:
+    services = data["services"]
+    containers = any(svc.get("container") for svc in services.values())
     rows = []
-    for name, svc in data["services"].items():
+    for name, svc in services.items():
         rows.append([
-            name, svc["state"], str(svc.get("pid") or "-"), str(svc.get("port") or "-"),
+            name, svc.get("runtime", "process"), svc["state"], str(svc.get("pid") or "-"), str(svc.get("port") or "-"),
             _health(svc), duration(svc.get("uptime")), str(svc.get("restarts", 0)),
             _cpu(svc.get("cpu_percent")), size(svc.get("rss_bytes")),
+            *([svc.get("container") or "-", svc.get("image") or "-"] if containers else []),
         ])
     started = time.strftime("%H:%M:%S", time.localtime(data.get("started_at", 0)))
     title = f"airadev: {data['workspace']} (supervisor pid {data['supervisor_pid']}, up since {started})"
-    table(["service", "state", "pid", "port", "health", "uptime", "restarts", "cpu", "mem"], rows, title=title)
+    table(["service", "runtime", "state", "pid", "port", "health", "uptime", "restarts", "cpu", "mem",
+           *(["container", "image"] if containers else [])], rows, title=title)
+    for name, svc in services.items():
+        if svc.get("runtime") == "postgres":
+            info(f"{name}: plain PostgreSQL (runtime postgres), not Supabase: no REST API, no auth; SQL only")
     failure = data.get("failure")
     if failure and data.get("phase") == "failed":
         warn(f"{failure['service']}: {failure['message']}")
@@ -334,6 +341,8 @@ def tunnel_status(status: dict[str, Any]) -> None:
     for item in status.get("rewired", []):
         if item["kind"] == "envfile":
             info(f"  {item['path']}: {item['variable']}={item['value']}")
+        elif item["kind"] == "db":
+            info(f"  database business_numbers {item['phone_number']}: the same three URLs")
         else:
             hooks = item["webhooks"]
             info(f"  Twilio {item['phone_number']}: voice {hooks['voice_url']}, sms {hooks['sms_url']}, "
@@ -344,6 +353,9 @@ def tunnel_status(status: dict[str, Any]) -> None:
     twilio = status.get("twilio")
     if twilio and not any(i["kind"] == "twilio" for i in status.get("rewired", [])):
         info(f"  Twilio: {twilio}")
+    database = status.get("database")
+    if database and not any(i["kind"] == "db" for i in status.get("rewired", [])):
+        info(f"  database: {database}")
     if status.get("keep"):
         info("  (--keep: the rewiring stays when the tunnel closes)")
 

@@ -187,6 +187,24 @@ def rewire_twilio(journal: Journal, numbers: Any, number: Any, wanted: dict[str,
     return step
 
 
+def rewire_database(journal: Journal, dsn: str, number: str, wanted: dict[str, str]) -> str:
+    """The test number's row in the local database's ``business_numbers`` gets the same three
+    URLs as Twilio. Returns why it was not touched, or "" when it was."""
+    from airadev.integrations import database
+
+    with database.connect(dsn) as conn:
+        before = database.number_urls(conn, number)
+        if before is None:
+            return f"no business_numbers row for {number}: not touched"
+        after = {"voice_url": wanted["voice_url"], "sms_url": wanted["sms_url"],
+                 "status_callback_url": wanted["status_callback"]}
+        step = journal.add({"kind": "db", "dsn": dsn, "phone_number": number, "before": before, "after": after})
+        with conn.transaction():
+            database.set_number_urls(conn, number, after)  # reads back, raises (and rolls back) if it differs
+        journal.mark(step, "applied")
+    return ""
+
+
 @dataclass
 class Undone:
     restored: list[str]
@@ -214,6 +232,8 @@ def undo(journal: Journal, config: Config, env: Mapping[str, str] | None = None)
 def _describe(step: dict[str, Any]) -> str:
     if step["kind"] == "envfile":
         return f"{step['edit']['path']} ({step['edit']['name']})"
+    if step["kind"] == "db":
+        return f"business_numbers {step['phone_number']}"
     return f"Twilio {step['phone_number']}"
 
 
@@ -225,6 +245,8 @@ def _undo_step(step: dict[str, Any], config: Config, env: Mapping[str, str] | No
         if step["status"] == "planned":  # journaled, but the write never happened
             return "restored", f"{edit.path}: {edit.name} was never changed"
         return "left", f"{edit.path}: {edit.name} was changed since; left as it is"
+    if step["kind"] == "db":
+        return _undo_database(step)
     from airadev.integrations.twilio import Wiring
 
     from airadev.integrations.twilio import TwilioNumbers
@@ -241,6 +263,21 @@ def _undo_step(step: dict[str, Any], config: Config, env: Mapping[str, str] | No
         return "left", f"Twilio {step['phone_number']}: changed since; left as it is"
     numbers.update(step["number_sid"], Wiring(**step["before"]))
     return "restored", f"Twilio {step['phone_number']}: webhooks put back"
+
+
+def _undo_database(step: dict[str, Any]) -> tuple[str, str]:
+    from airadev.integrations import database
+
+    what = f"business_numbers {step['phone_number']}"
+    with database.connect(step["dsn"]) as conn:
+        current = database.number_urls(conn, step["phone_number"])
+        if current == step["before"]:
+            return "restored", f"{what}: already as it was"
+        if current != step["after"]:
+            return "left", f"{what}: changed since; left as it is"
+        with conn.transaction():
+            database.set_number_urls(conn, step["phone_number"], step["before"])
+    return "restored", f"{what}: webhook URLs put back"
 
 
 def recover(paths: Paths, config: Config, env: Mapping[str, str] | None = None) -> Undone | None:

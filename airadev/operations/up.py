@@ -47,7 +47,23 @@ def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
     groups the last state file records, and whatever carries this workspace's marker. Call only
     while holding the run lock: then no live run of this workspace exists."""
     groups = reaper.recorded_groups(str(paths.state)) if paths.state.exists() else []
-    return reaper.terminate(workspace_id(paths.root) + ".", pgids=groups, exact=False, grace=grace)
+    containers = 0
+    if _used_docker(paths):
+        from airadev.integrations import docker
+
+        containers = len(docker.remove_leftovers(paths.root, grace))
+    return containers + reaper.terminate(workspace_id(paths.root) + ".", pgids=groups, exact=False, grace=grace)
+
+
+def _used_docker(paths: Paths) -> bool:
+    """Whether the last run had containers (its state says so); only then is the docker SDK
+    imported and the engine asked."""
+    try:
+        import json
+
+        return bool(json.loads(paths.state.read_text()).get("docker_host"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def preflight(config: Config, names: Sequence[str]) -> None:
@@ -127,6 +143,13 @@ def port_taken(name: str, port: int, config: Config) -> AiradevError:
     from airadev.supervisor.logstore import Redactor
 
     holder = port_holder(port)
+    if holder and holder[1].startswith("docker-proxy"):
+        from airadev.integrations import docker
+
+        container = docker.port_holder(port)
+        if container:
+            return AiradevError(f"port {port} (services.{name}) is published by the container {container}",
+                                f"stop it (docker stop {container}), or give services.{name} another port in airadev.toml")
     if holder:
         pid, cmdline = holder
         cmdline = Redactor(stack_secrets(config)).text(cmdline)  # before cutting: a cut secret would not match
@@ -207,7 +230,7 @@ def run_foreground(config: Config, names: Sequence[str], *, observer: Any, colou
 
 
 def start_detached(config: Config, names: Sequence[str], *, timeout: float,
-                   tunnel: dict[str, Any] | None = None) -> Started:
+                   tunnel: dict[str, Any] | None = None, runtime: str = "") -> Started:
     """Start a background supervisor and return once every service is ready (and the tunnel
     open, if asked for); raise with the reason and the failing service's last lines if one
     fails first."""
@@ -222,7 +245,7 @@ def start_detached(config: Config, names: Sequence[str], *, timeout: float,
                 # -P: the workspace (its cwd) must not be on the supervisor's module path.
                 [sys.executable, "-P", "-m", "airadev.supervisor.daemon", "--workspace", str(config.root),
                  "--lock-fd", str(lock.fd), "--marker", marker, "--services", ",".join(names),
-                 "--tunnel", json.dumps(tunnel) if tunnel is not None else ""],
+                 "--tunnel", json.dumps(tunnel) if tunnel is not None else "", "--runtime", runtime],
                 pass_fds=(lock.fd,), start_new_session=True, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=out, cwd=config.root,
             )

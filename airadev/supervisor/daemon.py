@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from airadev import config as config_module
+from airadev.model import Runtime
 from airadev.supervisor.runner import Supervisor
 
 
@@ -25,8 +26,11 @@ def main() -> None:
     parser.add_argument("--marker", required=True)
     parser.add_argument("--services", required=True)
     parser.add_argument("--tunnel", default="")
+    parser.add_argument("--runtime", default="")
     args = parser.parse_args()
     config = config_module.load(Path(args.workspace))
+    if args.runtime:
+        config = config.with_runtime(Runtime(args.runtime))
     tunnel = json.loads(args.tunnel) if args.tunnel else None
     supervisor = Supervisor(config, args.services.split(","), marker=args.marker, tunnel=tunnel)
     try:

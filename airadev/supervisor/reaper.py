@@ -27,6 +27,10 @@ MARKER_VAR = "AIRADEV_RUN"
 SERVICE_VAR = "AIRADEV_SERVICE"
 INSTANCE_VAR = "AIRADEV_INSTANCE"  # <service>.<start number>: one start of a service
 MARKER_VARS = (MARKER_VAR, SERVICE_VAR, INSTANCE_VAR)
+# The same marks on containers, as labels.
+RUN_LABEL = "dev.airadev.run"
+WORKSPACE_LABEL = "dev.airadev.workspace"  # the workspace id (state.workspace_id)
+SERVICE_LABEL = "dev.airadev.service"
 
 
 def pids() -> list[int]:
@@ -228,7 +232,53 @@ def terminate(marker: str | None, *, pgids: Iterable[int] = (), service: str | N
     return len(seen)
 
 
-def _watch(fd: int, marker: str, grace: float, state_file: str) -> None:
+def _docker_request(host: str, method: str, path: str, timeout: float = 10.0) -> bytes:
+    """One request to a Docker Engine (``unix://`` or plain ``tcp://``), stdlib only: the
+    watchdog must not import the docker SDK (it is small, and it must start fast)."""
+    import http.client
+    import socket as socketlib
+
+    if host.startswith("unix://"):
+        class UnixConnection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                self.sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+                self.sock.settimeout(timeout)
+                self.sock.connect(host[len("unix://"):])
+
+        conn: http.client.HTTPConnection = UnixConnection("localhost", timeout=timeout)
+    else:
+        conn = http.client.HTTPConnection(host.split("://", 1)[-1], timeout=timeout)
+    try:
+        conn.request(method, path)
+        return conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def remove_containers(host: str, label: str, grace: float = 10.0) -> int:
+    """Stop (its stop signal, then SIGKILL after ``grace``) and remove every container carrying
+    ``label`` (``key=value``); how many."""
+    import json
+    import urllib.parse
+
+    filters = urllib.parse.quote(json.dumps({"label": [label]}))
+    try:
+        found = json.loads(_docker_request(host, "GET", f"/containers/json?all=1&filters={filters}"))
+    except (OSError, ValueError):
+        return 0
+    for container in found:
+        try:
+            _docker_request(host, "POST", f"/containers/{container['Id']}/stop?t={int(grace)}", timeout=grace + 10)
+        except OSError:
+            pass
+        try:
+            _docker_request(host, "DELETE", f"/containers/{container['Id']}?force=1&v=0")
+        except OSError:
+            pass
+    return len(found)
+
+
+def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str = "") -> None:
     # Only the supervisor's end of the pipe keeps us waiting; terminal signals must not.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
@@ -240,12 +290,15 @@ def _watch(fd: int, marker: str, grace: float, state_file: str) -> None:
             continue
         except OSError:
             break
+    if docker_host:  # containers first: their stop is not bounded by our grace
+        remove_containers(docker_host, f"{RUN_LABEL}={marker}", grace)
     terminate(marker, pgids=recorded_groups(state_file), grace=grace)
 
 
 def main(argv: list[str]) -> int:
     args = dict(zip(argv[0::2], argv[1::2]))
-    _watch(int(args["--fd"]), args["--marker"], float(args.get("--grace", "10")), args["--state"])
+    _watch(int(args["--fd"]), args["--marker"], float(args.get("--grace", "10")), args["--state"],
+           args.get("--docker", ""))
     return 0
 
 

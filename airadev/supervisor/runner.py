@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from airadev.errors import AiradevError
 from airadev.model import Condition, Config, ProbeKind, RestartPolicy, Service, State
+from airadev.model import Runtime as RuntimeKind
 from airadev.state import SCHEMA, Paths, write_json_atomic
 from airadev.supervisor import control, graph, logstore, probes, reaper
 from airadev.supervisor.environment import service_env, stack_env, stack_secrets
@@ -163,6 +164,11 @@ class Supervisor:
         self.internal_error: str | None = None
         self.tunnel_request = tunnel  # `up --tunnel`: open one once the voice agent is ready
         self.tunnel: Any = None  # the TunnelController, made when first needed
+        # The engine of this run's containers, if it has any: the watchdog and the next run
+        # remove them by label from there.
+        self.docker_host = ""
+        if any(u.service.runtime is RuntimeKind.DOCKER for u in self.units.values()):
+            self.docker_host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self.runtime_context = Context(config, marker, lambda name, message, level: self.event(name, message, level))
         self._output_waiters: dict[str, list[tuple[re.Pattern[bytes], asyncio.Future[None]]]] = {}
 
@@ -232,6 +238,11 @@ class Supervisor:
             if pgid:
                 reaper.signal_group(pgid, signal.SIGKILL)
         reaper.signal_pids(reaper.marked(self.marker), signal.SIGKILL)
+        if self.docker_host:
+            import threading
+
+            threading.Thread(target=reaper.remove_containers, args=(self.docker_host, f"{reaper.RUN_LABEL}={self.marker}", 0),
+                             daemon=True).start()
 
     # --- lifecycle of one service -------------------------------------------------------------
 
@@ -646,6 +657,7 @@ class Supervisor:
             "phase": self.phase,
             "failure": self.failure,
             "summary": self.summary.as_dict() if self.summary else None,
+            "docker_host": self.docker_host,
             "tunnel": self.tunnel.status() if self.tunnel else (
                 {"state": "requested"} if self.tunnel_request is not None else None),
             "services": {
@@ -924,7 +936,8 @@ class Supervisor:
         env = {k: v for k, v in os.environ.items() if k not in reaper.MARKER_VARS}
         self._reaper = subprocess.Popen(
             [sys.executable, "-S", reaper.__file__, "--fd", str(rfd), "--marker", self.marker,
-             "--grace", str(grace), "--state", str(self.paths.state)],
+             "--grace", str(grace), "--state", str(self.paths.state),
+             *(["--docker", self.docker_host] if self.docker_host else [])],
             pass_fds=(rfd,), start_new_session=True, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

@@ -145,6 +145,8 @@ class TunnelController:
         self._check()
         await self._rewire_twilio()
         self._check()
+        await self._rewire_database()
+        self._check()
 
     def _agent_config(self) -> Any:
         """The agent's config file, always explicit (so pyngrok never writes its own default):
@@ -220,12 +222,35 @@ class TunnelController:
             self.details["twilio"] = f"{number} → {wanted['voice_url']}"
             sup.event(None, f"tunnel: Twilio {number}: voice, sms and status webhooks → {self.address}")
 
+    async def _rewire_database(self) -> None:
+        from airadev.integrations import database
+
+        db = self.config.database()
+        number = ops.test_number(self.config, self.env)
+        unit = self.sup.units.get(db.name) if db else None
+        if db is None or not number:
+            return
+        if unit is None or not unit.state.ready:
+            self.details["database"] = f"{db.name} is not running: business_numbers not touched"
+            self.sup.event(None, f"tunnel: {self.details['database']}", "warning")
+            return
+        wanted = ops.webhook_urls(self.address, self.config.twilio)
+        assert self.journal is not None
+        skipped = await asyncio.to_thread(ops.rewire_database, self.journal, database.url(db), number, wanted)
+        self.details["database"] = skipped or f"business_numbers {number} → {wanted['voice_url']}"
+        self.sup.event(None, f"tunnel: {self.details['database']}", "warning" if skipped else "info")
+
     # --- closing -----------------------------------------------------------------------------
 
     async def close(self, keep: bool | None = None, why: str = "") -> dict[str, Any]:
         async with self._lock:
             if self.state not in ("open", "failed") and self.agent is None and self.journal is None:
-                return self.status()
+                # No tunnel of this run; but an earlier one's rewiring may wait in the journal
+                # for what was down when it was last tried (the local database, Twilio).
+                stale = ops.Journal.load(self.sup.paths)
+                if stale is None or not stale.pending():
+                    return self.status()
+                self.journal = stale
             keep = self.keep if keep is None else keep
             self.mark("closing", why)
             undone = await self._undo(keep)
@@ -320,5 +345,7 @@ def _shown(step: dict[str, Any]) -> dict[str, Any]:
     if step["kind"] == "envfile":
         return {"kind": "envfile", "path": step["edit"]["path"], "variable": step["edit"]["name"],
                 "value": step["edit"]["value"]}
+    if step["kind"] == "db":
+        return {"kind": "db", "phone_number": step["phone_number"], "webhooks": step["after"]}
     return {"kind": "twilio", "phone_number": step["phone_number"], "number_sid": step["number_sid"],
             "webhooks": step["after"]}

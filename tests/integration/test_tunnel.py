@@ -38,7 +38,7 @@ def twilio() -> Iterator[FakeTwilio]:
 
 
 def tunnel_stack(stack: Stack, twilio: FakeTwilio, *, deaf: bool = False, tunnel: str = "",
-                 number: str = NUMBER) -> Path:
+                 number: str = NUMBER, db_port: int = 0) -> Path:
     root = stack.root
     (root / "voice").mkdir()
     (root / "voice" / ".env").write_text(f"TWILIO_ACCOUNT_SID={SID}\nTWILIO_AUTH_TOKEN={TOKEN}\n")
@@ -64,6 +64,7 @@ env_files = [".env.local"]
 load_env_files = false
 health = {{ log = "ui stub reading" }}
 
+{db_service(stack, db_port) if db_port else ""}
 [tunnel]
 ngrok_path = "{FAKES / 'bin' / 'ngrok'}"
 {tunnel}
@@ -76,6 +77,28 @@ ngrok_path = "{FAKES / 'bin' / 'ngrok'}"
     stack.env.update({"NGROK_AUTHTOKEN": NGROK_TOKEN, "AIRADEV_TWILIO_API_BASE": twilio.base_url,
                       "XDG_CONFIG_HOME": str(home)})
     return env_local
+
+
+DB_BEFORE = ("https://old.example/voice", "https://old.example/sms", None)
+
+
+def db_service(stack: Stack, port: int) -> str:
+    migrations = stack.root / "ui" / "supabase" / "migrations"
+    migrations.mkdir(parents=True)
+    (migrations / "1_numbers.sql").write_text(
+        "CREATE TABLE business_numbers (phone_number text PRIMARY KEY, voice_url text, sms_url text, "
+        "status_callback_url text, is_active boolean DEFAULT true);\n"
+        f"INSERT INTO business_numbers VALUES ('{NUMBER}', '{DB_BEFORE[0]}', '{DB_BEFORE[1]}', NULL);\n"
+        "INSERT INTO business_numbers VALUES ('+15559990000', 'https://other/voice', NULL, NULL);\n")
+    return f'[services.db]\nruntime = "postgres"\nproject = "ui"\nport = {port}\n'
+
+
+def db_rows(port: int) -> dict[str, tuple]:
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres") as conn:
+        rows = conn.execute("SELECT phone_number, voice_url, sms_url, status_callback_url FROM business_numbers")
+        return {row[0]: row[1:] for row in rows}
 
 
 def wiring(twilio: FakeTwilio) -> dict[str, str]:
@@ -167,6 +190,38 @@ def test_after_sigkill_the_next_down_or_up_puts_everything_back(stack: Stack, tw
     assert again.returncode == 0, again.stderr
     assert "put back what an earlier tunnel left" in again.stderr
     assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
+
+
+def test_the_local_database_s_business_numbers_row_is_rewired_and_put_back(
+        stack: Stack, twilio: FakeTwilio) -> None:
+    port = free_port()
+    tunnel_stack(stack, twilio, db_port=port)
+    assert stack.up().returncode == 0
+    other = db_rows(port)["+15559990000"]
+    assert stack.cli("tunnel", "-d").returncode == 0
+    address = json.loads(stack.cli("tunnel", "--status", "--json").stdout)["address"]
+    rows = db_rows(port)
+    assert rows[NUMBER] == (f"{address}/webhooks/twilio/call", f"{address}/webhooks/twilio/sms",
+                            f"{address}/webhooks/twilio/status")
+    assert rows["+15559990000"] == other  # only the test number's row
+    status = json.loads(stack.cli("tunnel", "--status", "--json").stdout)
+    assert [item["kind"] for item in status["rewired"]] == ["envfile", "twilio", "db"]
+    assert stack.cli("tunnel", "--stop").returncode == 0
+    assert db_rows(port)[NUMBER] == DB_BEFORE
+
+    # After a SIGKILL the database went down with the stack: the row waits in the journal until
+    # the database runs again, and the next tunnel puts it back before it rewires anything.
+    assert stack.cli("tunnel", "-d").returncode == 0
+    os.kill(stack.state()["supervisor_pid"], signal.SIGKILL)
+    wait_for(lambda: not stack.stack_processes(), timeout=15, what="the watchdog to end the stack")
+    down = stack.cli("down")
+    assert "business_numbers" in down.stdout + down.stderr
+    assert wiring(twilio) == BEFORE
+    assert stack.up().returncode == 0
+    assert db_rows(port)[NUMBER] != DB_BEFORE  # still the dead tunnel's
+    assert stack.cli("tunnel", "--stop").returncode == 0
+    assert db_rows(port)[NUMBER] == DB_BEFORE
+    assert not (stack.state_dir / "tunnel.json").exists()
 
 
 def test_keep_leaves_the_rewiring(stack: Stack, twilio: FakeTwilio) -> None:

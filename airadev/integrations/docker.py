@@ -1,0 +1,330 @@
+"""The ``docker`` runtime: a service as a container, through the docker SDK.
+
+A container is created with a stable name (``airadev-<workspace id>-<service>``) and labels
+for the workspace, the service and the run, so airadev finds its own and never touches anyone
+else's. Its output is attached before it starts (nothing is missed) and flows into the same
+framing, redaction and log files as a process's. ``DOCKER_HOST`` (and the SDK's TLS variables)
+choose the engine, as for the docker CLI.
+
+Threads: the SDK is blocking. Each instance has a reader thread (the attach stream) and a
+waiter thread (``wait``); both hand results to the loop with ``call_soon_threadsafe``, so the
+loop stays the one owner of state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from airadev.errors import AiradevError
+from airadev.model import Service
+from airadev.state import workspace_id
+from airadev.supervisor.reaper import RUN_LABEL, SERVICE_LABEL, WORKSPACE_LABEL
+from airadev.supervisor.runtime import Context, OnOutput
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+class DockerError(AiradevError):
+    pass
+
+
+def engine_host(env: Mapping[str, str] | None = None) -> str:
+    return (os.environ if env is None else env).get("DOCKER_HOST") or DEFAULT_HOST
+
+
+def is_local(host: str) -> bool:
+    return host.startswith("unix://") or host.split("://", 1)[-1].split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
+
+
+def client(timeout: float = 60) -> Any:
+    """The SDK's client for ``DOCKER_HOST``, made once per engine; DockerError when no engine
+    answers there."""
+    import docker
+
+    host = engine_host()
+    with _clients_lock:
+        found = _clients.get(host)
+        if found is not None:
+            return found
+        try:
+            made = docker.from_env(timeout=timeout, max_pool_size=32)
+            made.ping()
+        except docker.errors.DockerException as exc:
+            raise engine_unreachable(host, exc) from None
+        _clients[host] = made
+        return made
+
+
+def engine_unreachable(host: str, exc: Exception) -> DockerError:
+    why = str(exc).split("(", 1)[0].strip() or type(exc).__name__
+    fix = ("start it: `sudo systemctl start docker` (or `dockerd &`), or point DOCKER_HOST at a running engine"
+           if host.startswith("unix://") else f"check that the engine at {host} runs and is reachable")
+    return DockerError(f"the Docker engine at {host} does not answer: {why}", fix)
+
+
+def container_name(root: Any, service: Service) -> str:
+    return f"airadev-{workspace_id(root)}-{service.name}"
+
+
+def image_of(service: Service, env: Mapping[str, str] | None = None) -> str:
+    """The service's image: ``AIRADEV_<NAME>_IMAGE`` when set (as in the Compose files), else
+    the one in airadev.toml."""
+    assert service.docker is not None
+    return (os.environ if env is None else env).get(service.docker.image_variable(service.name)) or service.docker.image
+
+
+def ensure_image(api: Any, service: Service, image: str) -> None:
+    import docker
+
+    try:
+        api.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.DockerException as exc:
+        raise engine_unreachable(engine_host(), exc) from None
+    try:
+        api.images.pull(image)
+    except docker.errors.DockerException as exc:
+        why = getattr(exc, "explanation", None) or str(exc)
+        raise DockerError(
+            f"services.{service.name}: image {image} is not on the engine and cannot be pulled: {str(why)[:160]}",
+            f"build it (docker build -t {image} .), or name a local image with "
+            f"{service.docker.image_variable(service.name)} or docker.image in airadev.toml") from None
+
+
+def _ours(container: Any, root: Any) -> bool:
+    return container.labels.get(WORKSPACE_LABEL) == workspace_id(root)
+
+
+def remove_leftovers(root: Any, grace: float = 10.0) -> list[str]:
+    """Stop and remove this workspace's containers (a dead run's); their names. Call only under
+    the run lock. A stopped engine has nothing of ours running: nothing to do."""
+    import docker
+
+    try:
+        api = client(timeout=30)
+        found = api.containers.list(all=True, filters={"label": f"{WORKSPACE_LABEL}={workspace_id(root)}"})
+    except (DockerError, docker.errors.DockerException):
+        return []
+    names = []
+    for container in found:
+        try:
+            if container.status == "running":
+                container.stop(timeout=int(grace))
+            container.remove(force=True)
+            names.append(container.name)
+        except docker.errors.NotFound:
+            continue
+    return names
+
+
+def port_holder(port: int) -> str | None:
+    """The name of the container that publishes ``port``, if a container does."""
+    try:
+        api = client(timeout=10)
+        for container in api.containers.list():
+            for bindings in (container.ports or {}).values():
+                if any(b.get("HostPort") == str(port) for b in bindings or ()):
+                    return container.name
+    except Exception:  # noqa: BLE001  (only an improvement of an error message)
+        return None
+    return None
+
+
+class DockerRuntime:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> DockerInstance:
+        loop = asyncio.get_running_loop()
+        container = await asyncio.to_thread(self._create, service, env)
+        return DockerInstance(container, service, loop, on_output)
+
+    def _create(self, service: Service, env: Mapping[str, str]) -> Any:
+        import docker
+
+        spec = service.docker
+        assert spec is not None
+        api = client()
+        image = image_of(service, env)
+        ensure_image(api, service, image)
+        name = container_name(self.ctx.config.root, service)
+        try:
+            existing = api.containers.get(name)
+        except docker.errors.NotFound:
+            existing = None
+        except docker.errors.DockerException as exc:
+            raise engine_unreachable(engine_host(), exc) from None
+        if existing is not None:
+            if not _ours(existing, self.ctx.config.root):
+                raise DockerError(f"services.{service.name}: the container name {name} is taken by a container "
+                                  "airadev did not make", f"remove it if it is yours to remove (docker rm -f {name})")
+            existing.remove(force=True)  # ours, from an earlier start: a new one replaces it
+        host = engine_host()
+        ports = {}
+        if service.port is not None:
+            inner = spec.port or service.port
+            # Loopback only on this machine; on a remote engine, where this machine must reach it.
+            ports[f"{inner}/tcp"] = ("127.0.0.1", service.port) if is_local(host) else service.port
+        labels = {WORKSPACE_LABEL: workspace_id(self.ctx.config.root), SERVICE_LABEL: service.name,
+                  RUN_LABEL: self.ctx.marker, "dev.airadev.root": str(self.ctx.config.root)}
+        try:
+            return api.containers.create(
+                image, command=list(spec.command) or None, name=name, labels=labels,
+                environment=container_env(service, env), ports=ports, volumes=list(spec.volumes),
+                stop_signal=signal.Signals(service.stop_signal).name, detach=True,
+                extra_hosts={"host.docker.internal": "host-gateway"},
+            )
+        except docker.errors.DockerException as exc:
+            why = getattr(exc, "explanation", None) or str(exc)
+            raise DockerError(f"services.{service.name}: cannot create its container: {str(why)[:200]}",
+                              "check docker.image, docker.volumes and the port in airadev.toml") from None
+
+
+def container_env(service: Service, env: Mapping[str, str]) -> dict[str, str]:
+    """What the container gets: not this machine's environment (PATH, HOME, ... are the
+    image's business), only what is the service's: its env files and tables, the stack's, the
+    markers; loopback addresses of the stack seen from inside as host.docker.internal."""
+    from airadev.supervisor.environment import env_file_values
+
+    values = env_file_values(service) if service.load_env_files else {}
+    values.update(dict(service.env))
+    values.update(dict(service.docker.env if service.docker else ()))
+    for key in ("DATABASE_URL", "PYTHONUNBUFFERED", "AIRADEV_RUN", "AIRADEV_SERVICE", "AIRADEV_INSTANCE"):
+        if key in env and key not in values:
+            values[key] = env[key]
+    if "DATABASE_URL" in values:
+        values["DATABASE_URL"] = values["DATABASE_URL"].replace("@127.0.0.1:", "@host.docker.internal:")
+    return values
+
+
+class DockerInstance:
+    """One container of a service. Owned by the loop that created it; its two threads only
+    post to that loop."""
+
+    pid = None
+
+    def __init__(self, container: Any, service: Service, loop: asyncio.AbstractEventLoop, on_output: OnOutput) -> None:
+        self.container = container
+        self.service = service
+        self.name = container.name
+        self.image = container.attrs.get("Config", {}).get("Image", "")
+        self._loop = loop
+        self._on_output = on_output
+        self._exited: asyncio.Future[int] = loop.create_future()
+        self._has_healthcheck = bool(container.attrs.get("Config", {}).get("Healthcheck"))
+        self.readiness = "the image's HEALTHCHECK" if self._has_healthcheck else "the container to run"
+        self._stopped = False
+        # Attach before starting: the first lines of output are not lost.
+        self._stream = container.attach(stdout=True, stderr=True, stream=True, logs=True)
+        self._reader = threading.Thread(target=self._read, name=f"docker-logs-{service.name}", daemon=True)
+        self._reader.start()
+        try:
+            container.start()
+        except Exception as exc:  # noqa: BLE001  (any SDK error: the container must not stay)
+            self._close_stream()
+            self._remove()
+            why = getattr(exc, "explanation", None) or str(exc)
+            raise DockerError(f"services.{service.name}: its container does not start: {str(why)[:200]}",
+                              "is the port taken (`airadev doctor`), or the command wrong?") from None
+        threading.Thread(target=self._wait, name=f"docker-wait-{service.name}", daemon=True).start()
+
+    @property
+    def exited(self) -> asyncio.Future[int]:
+        return self._exited
+
+    def describe(self) -> str:
+        return f"container {self.name}"
+
+    def info(self) -> dict[str, Any]:
+        return {"container": self.name, "image": self.image, "id": self.container.short_id}
+
+    def _read(self) -> None:
+        try:
+            for chunk in self._stream:
+                if chunk:
+                    self._loop.call_soon_threadsafe(self._on_output, chunk)
+        except Exception:  # noqa: BLE001  (the stream ends however the container ends)
+            pass
+
+    def _wait(self) -> None:
+        try:
+            code = int(self.container.wait().get("StatusCode", -1))
+        except Exception:  # noqa: BLE001  (removed under us, or the engine went away)
+            code = -1
+        self._reader.join(5)  # the rest of its output first
+        self._loop.call_soon_threadsafe(self._set_exit, code)
+
+    def _set_exit(self, code: int) -> None:
+        if not self._exited.done():
+            # Exit statuses 128+N mean "killed by signal N", as a process's negative code does.
+            self._exited.set_result(-(code - 128) if 128 < code < 160 else code)
+
+    async def check(self) -> tuple[bool, str]:
+        state = await asyncio.to_thread(self._state)
+        if state is None:
+            return False, "the container is gone"
+        health = (state.get("Health") or {}).get("Status")
+        if self._has_healthcheck:
+            if health == "healthy":
+                return True, "healthy (the image's HEALTHCHECK)"
+            log = (state.get("Health") or {}).get("Log") or []
+            last = (log[-1].get("Output") or "").strip().splitlines()[-1:] if log else []
+            return False, f"HEALTHCHECK {health or 'not run yet'}" + (f": {last[0][:120]}" if last else "")
+        return (state.get("Status") == "running"), state.get("Status", "")
+
+    def _state(self) -> dict[str, Any] | None:
+        try:
+            return self.container.client.api.inspect_container(self.container.id)["State"]
+        except Exception:  # noqa: BLE001
+            return None
+
+    async def stop(self, sig: int, grace: float) -> int:
+        found = await asyncio.to_thread(self._stop, sig, grace)
+        if not self._exited.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._exited), 10)
+            except asyncio.TimeoutError:
+                self._set_exit(-1)
+        return found
+
+    def _stop(self, sig: int, grace: float) -> int:
+        import docker
+
+        if self._stopped:
+            return 0
+        self._stopped = True
+        try:
+            self.container.reload()
+            running = self.container.status == "running"
+            if running:
+                if sig != self.service.stop_signal:
+                    self.container.kill(signal=signal.Signals(sig).name)
+                self.container.stop(timeout=max(0, int(grace)))
+        except docker.errors.NotFound:
+            return 0
+        except docker.errors.DockerException:
+            running = True
+        self._remove()
+        self._close_stream()
+        return 1 if running else 0
+
+    def _remove(self) -> None:
+        try:
+            self.container.remove(force=True)
+        except Exception:  # noqa: BLE001  (gone already)
+            pass
+
+    def _close_stream(self) -> None:
+        try:
+            self._stream.close()
+        except Exception:  # noqa: BLE001
+            pass

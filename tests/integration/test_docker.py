@@ -1,0 +1,165 @@
+"""The docker runtime against a real Docker Engine and a locally built image (scripts/test-images
+builds airadev-local/redis:7 with debootstrap and `docker import`; no registry is reachable)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from airadev.state import workspace_id
+from tests.harness import Stack, free_port, wait_for
+
+IMAGE = "airadev-local/redis:7"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    client.ping()  # the README's test command starts an engine (scripts/docker-engine)
+    client.images.get(IMAGE)
+    yield client
+    client.close()
+
+
+def redis_stack(stack: Stack, port: int, *, runtime: str = "docker", health: str = "") -> None:
+    stack.write(f"""
+[services.redis]
+runtime = "{runtime}"
+command = "redis-server --port {port}"
+port = {port}
+{health}
+[services.redis.docker]
+image = "redis:7-alpine"
+port = 6379
+""")
+    stack.env["AIRADEV_REDIS_IMAGE"] = IMAGE
+
+
+def ours(engine: docker.DockerClient, stack: Stack) -> list:
+    return engine.containers.list(all=True, filters={"label": f"dev.airadev.workspace={workspace_id(stack.root)}"})
+
+
+def ping(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(64)
+
+
+def test_redis_in_a_container_healthy_logged_stopped_and_removed(engine: docker.DockerClient, stack: Stack) -> None:
+    port = free_port()
+    redis_stack(stack, port)
+    result = stack.up()
+    assert result.returncode == 0, result.stderr
+    assert ping(port) == b"+PONG\r\n"
+    [container] = ours(engine, stack)
+    assert container.name == f"airadev-{workspace_id(stack.root)}-redis"
+    assert container.labels["dev.airadev.service"] == "redis"
+    assert container.labels["dev.airadev.run"] == stack.state()["marker"]
+    status = json.loads(stack.cli("status", "--json").stdout)["services"]["redis"]
+    assert status["runtime"] == "docker" and status["state"] == "healthy"
+    assert status["container"] == container.name and status["image"] == IMAGE
+    assert "HEALTHCHECK" in status["health"]
+    table = stack.cli("status").stdout
+    assert container.name in table and IMAGE in table and "docker" in table
+    assert "Ready to accept connections" in stack.cli("logs", "redis", "-n", "50").stdout
+
+    restarted = stack.cli("restart", "redis", "--wait")
+    assert restarted.returncode == 0, restarted.stderr
+    [again] = ours(engine, stack)
+    assert again.id != container.id and ping(port) == b"+PONG\r\n"
+
+    down = stack.cli("down")
+    assert down.returncode == 0, down.stderr
+    assert ours(engine, stack) == []
+    assert "Received SIGTERM" in stack.log("redis")  # stopped by its stop signal, not killed
+
+
+def test_up_runtime_docker_switches_services_that_have_an_image(engine: docker.DockerClient, stack: Stack) -> None:
+    port = free_port()
+    redis_stack(stack, port, runtime="process")
+    assert stack.cli("up", "--detach", "--runtime", "docker").returncode == 0
+    assert stack.service("redis")["runtime"] == "docker" and len(ours(engine, stack)) == 1
+    assert stack.cli("down").returncode == 0
+    assert ours(engine, stack) == []
+
+
+def test_containers_of_a_dead_run_are_removed(engine: docker.DockerClient, stack: Stack) -> None:
+    port = free_port()
+    redis_stack(stack, port)
+    # The supervisor killed: its watchdog removes the container.
+    assert stack.up().returncode == 0
+    os.kill(stack.state()["supervisor_pid"], signal.SIGKILL)
+    wait_for(lambda: not ours(engine, stack), timeout=30, what="the watchdog to remove the container")
+    # Supervisor and watchdog both killed: the next `down` removes it.
+    assert stack.up().returncode == 0
+    state = stack.state()
+    os.kill(state["reaper_pid"], signal.SIGKILL)
+    os.kill(state["supervisor_pid"], signal.SIGKILL)
+    assert len(ours(engine, stack)) == 1
+    down = stack.cli("down")
+    assert down.returncode == 0, down.stderr
+    assert ours(engine, stack) == []
+    # ... and so does the next `up`, which then starts a fresh one.
+    assert stack.up().returncode == 0
+    state = stack.state()
+    old = ours(engine, stack)[0].id
+    os.kill(state["reaper_pid"], signal.SIGKILL)
+    os.kill(state["supervisor_pid"], signal.SIGKILL)
+    again = stack.up()
+    assert again.returncode == 0, again.stderr
+    assert [c.id for c in ours(engine, stack)] != [old] and len(ours(engine, stack)) == 1
+
+
+def test_foreign_containers_are_reported_never_touched(engine: docker.DockerClient, stack: Stack) -> None:
+    port = free_port()
+    redis_stack(stack, port)
+    foreign = engine.containers.run(IMAGE, detach=True, name=f"foreign-{uuid.uuid4().hex[:8]}",
+                                    ports={"6379/tcp": ("127.0.0.1", port)})
+    squatter = None
+    try:
+        result = stack.up()
+        assert result.returncode == 1
+        assert f"port {port} (services.redis) is published by the container {foreign.name}" in result.stderr
+        assert "Traceback" not in result.stderr
+        foreign.stop(timeout=5)
+        foreign.remove()
+        # A container airadev did not make, under the name airadev would give its own.
+        squatter = engine.containers.create(IMAGE, name=f"airadev-{workspace_id(stack.root)}-redis")
+        result = stack.up()
+        assert result.returncode == 1
+        assert "is taken by a container airadev did not make" in result.stderr
+        assert f"docker rm -f {squatter.name}" in result.stderr
+        squatter.reload()  # still there, untouched
+        assert "dev.airadev.workspace" not in squatter.labels
+        stack.cli("down")
+    finally:
+        for container in (foreign, squatter):
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except docker.errors.NotFound:
+                    pass
+
+
+def test_a_missing_image_and_a_missing_engine_are_clear_errors(engine: docker.DockerClient, stack: Stack) -> None:
+    port = free_port()
+    redis_stack(stack, port)
+    stack.env["AIRADEV_REDIS_IMAGE"] = "airadev-local/missing:1"
+    result = stack.up()
+    assert result.returncode == 1
+    assert "image airadev-local/missing:1 is not on the engine and cannot be pulled" in result.stderr
+    assert "AIRADEV_REDIS_IMAGE" in result.stderr and "Traceback" not in result.stderr
+    stack.cli("down")
+    stack.env.update(AIRADEV_REDIS_IMAGE=IMAGE, DOCKER_HOST=f"unix://{stack.root}/no-engine.sock")
+    result = stack.up()
+    assert result.returncode == 1
+    assert f"the Docker engine at unix://{stack.root}/no-engine.sock does not answer" in result.stderr
+    assert "DOCKER_HOST" in result.stderr
+    stack.cli("down")

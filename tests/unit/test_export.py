@@ -1,0 +1,64 @@
+"""compose/docker-compose.yml is `airadev export compose` of the demo stack, and says what the
+docker runtime does with the same airadev.toml."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import yaml
+
+from airadev import config as config_module
+from airadev.operations.export import compose
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "compose" / "docker-compose.yml"
+
+
+def demo():
+    return config_module.load(REPO / "examples" / "demo")
+
+
+def test_the_committed_compose_file_is_the_current_export() -> None:
+    assert COMPOSE.read_text() == compose(demo(), COMPOSE.parent), (
+        "compose/docker-compose.yml is stale: run `airadev --workspace examples/demo export compose "
+        "-o compose/docker-compose.yml`")
+
+
+def test_compose_and_airadev_toml_agree_service_by_service() -> None:
+    config = demo()
+    data = yaml.safe_load(COMPOSE.read_text())
+    containers = {s.name: s for s in config.services if s.docker is not None}
+    assert set(data["services"]) == set(containers) == {"redis", "voice-agent", "kb-updater"}
+    for name, entry in data["services"].items():
+        service = containers[name]
+        spec = service.docker
+        assert entry["image"] == "${%s:-%s}" % (spec.image_variable(name), spec.image)
+        assert entry["ports"] == [f"127.0.0.1:{service.port}:{spec.port or service.port}"]
+        assert entry.get("command", []) == list(spec.command)
+        assert [(COMPOSE.parent / p).resolve() for p in entry.get("env_file", [])] == list(service.env_files)
+        assert entry["stop_signal"] == signal.Signals(service.stop_signal).name
+        deps = {d.name: d.condition for d in service.depends_on if d.name in containers}
+        assert {k: v["condition"] for k, v in entry.get("depends_on", {}).items()} == {
+            k: {"started": "service_started", "healthy": "service_healthy",
+                "completed": "service_completed_successfully"}[str(v)] for k, v in deps.items()}
+
+
+def test_export_quotes_what_compose_would_interpolate(tmp_path: Path) -> None:
+    (tmp_path / "airadev.toml").write_text("""
+[services.web]
+command = "x"
+port = 8000
+volumes_note = 1
+""".replace("volumes_note = 1\n", "") + """
+[services.web.docker]
+image = "web:1"
+command = ["sh", "-c", "echo $HOME"]
+volumes = ["data:/data", "./static:/srv:ro"]
+env = { PRICE = "5$" }
+""")
+    text = compose(config_module.load(tmp_path), tmp_path / "compose")
+    data = yaml.safe_load(text)["services"]["web"]
+    assert data["command"] == ["sh", "-c", "echo $$HOME"] and data["environment"] == {"PRICE": "5$$"}
+    assert data["volumes"] == ["data:/data", "../static:/srv:ro"]
+    assert yaml.safe_load(text)["volumes"] == {"data": {}}
