@@ -184,17 +184,28 @@ def _print_summary(summary: dict[str, Any] | None) -> None:
 
 @app.command()
 @handled
-def down(timeout: float = typer.Option(120, "--timeout", help="Seconds to wait for everything to stop.")) -> None:
+def down(
+    timeout: float = typer.Option(120, "--timeout", help="Seconds to wait for everything to stop."),
+    volumes: bool = typer.Option(False, "--volumes", help="Also delete the local database's data (asks first)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --volumes: do not ask."),
+) -> None:
     """Stop the running stack (from any terminal), or end what a crashed run left behind."""
     from airadev.operations import manage
 
-    result = manage.down(_paths(), timeout=timeout)
+    if volumes and not yes:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise UsageError("--volumes deletes the local database's data", "add --yes to confirm")
+        if not typer.confirm("Delete the local database's data (tables, rows, storage)?", default=False):
+            raise typer.Exit(EXIT_FAILED)
+    result = manage.down(_paths(), timeout=timeout, volumes=volumes)
     if result.stopped:
         render.info(f"stopped {len(result.stopped)} services: {', '.join(result.stopped)}")
     if result.dead_run:
         render.info("the last run's supervisor had died without stopping the stack")
     for line in result.restored:
         render.info(f"put back what the tunnel left: {line}")
+    for line in result.dropped:
+        render.info(line)
     if result.leftovers:
         render.info(f"ended {result.leftovers} leftover processes")
     elif result.dead_run:

@@ -88,6 +88,10 @@ def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
             raise ConfigError(f"{file}: services.{name}: expected a table", f"write it as [services.{name}]")
         services.append(_parse_service(name, _Table(body, file, f"services.{name}"), root))
     _check_names(services, file)
+    databases = [s.name for s in services if s.database is not None]
+    if len(databases) > 1:
+        raise ConfigError(f"{file}: services {', '.join(databases)}: a stack has one local database",
+                          "keep one service with runtime = \"postgres\" or \"supabase\"")
     services = _resolve_dependencies(services, file)
     _check_ports(services, file)
     names = {n for s in services for n in s.names}
@@ -306,7 +310,10 @@ def _parse_service(name: str, t: _Table, root: Path) -> Service:
     if runtime is Runtime.PROCESS and not command:
         raise t.error("command", "is empty", 'write the command that runs the service, e.g. command = "python server.py"')
 
-    port = t.get("port", int, default=DB_DEFAULT_PORT.get(runtime))
+    default_port = None
+    if database is not None:  # postgres: the DB port; supabase: the API's, from its config.toml
+        default_port = database.db_port if runtime is Runtime.POSTGRES else _supabase_api_port(database)
+    port = t.get("port", int, default=default_port)
     if port is not None and not 1 <= port <= 65535:
         raise t.error("port", f"{port} is not a port number (1-65535)", "set port to the port the service listens on")
     if docker is not None and docker.port is not None and port is None:
@@ -415,8 +422,31 @@ def _parse_database(t: _Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | No
     exclude = t.str_list("exclude")
     if exclude and runtime is not Runtime.SUPABASE:
         raise t.error("exclude", "applies only to runtime = \"supabase\"", "remove it")
+    db_port, project_id = DB_DEFAULT_PORT[Runtime.POSTGRES], ""
+    if runtime is Runtime.SUPABASE:
+        settings = _supabase_settings(t, project)
+        db_port = settings.get("db", {}).get("port", db_port)
+        project_id = str(settings.get("project_id", project.name))
+    else:
+        db_port = t.get("port", int, default=db_port)
     return DatabaseSpec(project=project, migrations=migrations, database=t.get("database", str, default="postgres"),
-                        exclude=exclude)
+                        exclude=exclude, db_port=db_port, project_id=project_id)
+
+
+def _supabase_settings(t: _Table, project: Path) -> dict[str, Any]:
+    path = project / "supabase" / "config.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}", "fix it, or run `supabase init` again") from None
+
+
+def _supabase_api_port(database: DatabaseSpec | None) -> int:
+    if database is None or database.project is None:
+        return DB_DEFAULT_PORT[Runtime.SUPABASE]
+    settings = tomllib.loads((database.project / "supabase" / "config.toml").read_text(encoding="utf-8"))
+    port = settings.get("api", {}).get("port", DB_DEFAULT_PORT[Runtime.SUPABASE])
+    return port if isinstance(port, int) else DB_DEFAULT_PORT[Runtime.SUPABASE]
 
 
 def _watch_paths(t: _Table) -> tuple[str, ...]:

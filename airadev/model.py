@@ -149,6 +149,8 @@ class DatabaseSpec:
     user: str = "postgres"
     exclude: tuple[str, ...] = ()  # `supabase start -x`: containers not started
     trigger_service: str = ""      # whose URL the KB trigger function gets ("" = derive: kb)
+    db_port: int = 54322           # PostgreSQL's port (postgres: the service's port)
+    project_id: str = ""           # supabase/config.toml's project_id (its containers' suffix)
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,9 @@ class DatabaseError(AiradevError):
 def url(service: Service, host: str = "127.0.0.1") -> str:
     """The URL services get as ``DATABASE_URL``: Supabase's own form, so code written for one
     works with the other (airadev's cluster trusts loopback; the password is not checked)."""
-    database = service.database.database if service.database else "postgres"
-    return f"postgresql://postgres:postgres@{host}:{service.port}/{database}"
+    spec = service.database
+    return f"postgresql://postgres:postgres@{host}:{spec.db_port if spec else service.port}/" + (
+        spec.database if spec else "postgres")
 
 
 @contextmanager

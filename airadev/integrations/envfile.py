@@ -303,21 +303,40 @@ BACKUPS_KEPT = 5
 def apply(planned: Planned, backup_dir: Path | None = None) -> None:
     """Write a planned rewrite atomically, keeping a backup of the original (the newest
     BACKUPS_KEPT per file, mode 0600: they hold the file's secrets too)."""
-    if not planned.changes:
-        return
+    if planned.changes:
+        _write_with_backup(planned.target, planned.data, planned.new, backup_dir)
+
+
+def _write_with_backup(target: Path, data: bytes, new: bytes, backup_dir: Path | None) -> None:
     if backup_dir is not None:
         import time
 
         backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S") + f".{time.time_ns() % 10**9:09d}"
-        fd = os.open(backup_dir / f"{planned.target.name}.{stamp}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(backup_dir / f"{target.name}.{stamp}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, planned.data)
+            os.write(fd, data)
         finally:
             os.close(fd)
-        for old in sorted(backup_dir.glob(f"{planned.target.name}.*"))[:-BACKUPS_KEPT]:
+        for old in sorted(backup_dir.glob(f"{target.name}.*"))[:-BACKUPS_KEPT]:
             old.unlink(missing_ok=True)
-    write_atomic(planned.target, planned.new)
+    write_atomic(target, new)
+
+
+def set_values(path: Path, values: Mapping[str, str], backup_dir: Path | None = None) -> list[str]:
+    """Set several variables in one atomic rewrite (with a backup), each by the rules of
+    ``plan_set``; only when one differs. Returns the names whose value changed."""
+    target = writable(path)
+    data = target.read_bytes()
+    current = read(target)
+    changed = [name for name, value in values.items() if current.get(name) != value]
+    if not changed:
+        return []
+    new = data
+    for name in changed:
+        new = plan_set(new, name, values[name])[0]
+    _write_with_backup(target, data, new, backup_dir)
+    return changed
 
 
 def set_value(path: Path, name: str, value: str, backup_dir: Path | None = None) -> EnvEdit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -44,16 +45,18 @@ class Down(NamedTuple):
     leftovers: int
     dead_run: bool = False  # the last run's supervisor had died without stopping
     restored: list[str] = []  # rewiring a dead run's tunnel left, put back
+    dropped: list[str] = []  # `--volumes`: the database data deleted
 
 
-def down(paths: Paths, timeout: float = 120.0) -> Down:
+def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
     """Stop the running stack, or end what a dead run left. Raises NotRunning when there was
-    nothing to do."""
+    nothing to do. ``volumes``: the local database's data goes too (Supabase's volumes, or
+    airadev's PostgreSQL cluster)."""
     state = read_state(paths)
     stopped: list[str] = []
     if supervisor_alive(state):
         try:
-            stopped = control.request(paths.socket, "down")["stopping"]
+            stopped = control.request(paths.socket, "down", volumes=volumes)["stopping"]
         except NotRunning:
             pass
         pid = state["supervisor_pid"]  # type: ignore[index]
@@ -80,14 +83,47 @@ def down(paths: Paths, timeout: float = 120.0) -> Down:
     try:
         leftovers = reap_leftovers(paths)
         restored = _recover_tunnel(paths)
+        dropped = _drop_database(paths, ran=bool(stopped)) if volumes else []
         dead_run = bool(not stopped and state and state.get("phase") != "stopped")
         if dead_run:
             write_json_atomic(paths.state, {**state, "phase": "stopped"})  # type: ignore[dict-item]
     finally:
         lock.release()
-    if not stopped and not leftovers and not dead_run and not restored:
+    if not stopped and not leftovers and not dead_run and not restored and not dropped:
         raise _not_running(paths)
-    return Down(stopped, leftovers, dead_run, restored)
+    return Down(stopped, leftovers, dead_run, restored, dropped)
+
+
+def _drop_database(paths: Paths, ran: bool) -> list[str]:
+    """`down --volumes`: delete the local database's data, now that nothing runs. (A running
+    Supabase was stopped with --no-backup by its runtime already.)"""
+    import shutil
+
+    from airadev.config import load
+    from airadev.model import Runtime
+
+    db = load(paths.root).database()
+    if db is None or db.database is None:
+        return []
+    if db.runtime is Runtime.POSTGRES:
+        from airadev.supervisor.postgres import cluster_dir
+
+        folder = cluster_dir(paths.root, db)
+        if folder.exists():
+            shutil.rmtree(folder)
+            return [f"deleted {db.name}'s PostgreSQL cluster ({folder.relative_to(paths.root)})"]
+        return []
+    if db.runtime is Runtime.SUPABASE and not ran and db.database.project is not None:
+        from airadev.integrations.supabase import find_cli
+
+        cli = find_cli(db.database.project)
+        if cli:
+            subprocess.run([cli, "stop", "--no-backup", "--workdir", str(db.database.project)],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False)
+            return [f"deleted {db.name}'s Supabase data (supabase stop --no-backup)"]
+    if db.runtime is Runtime.SUPABASE and ran:
+        return [f"deleted {db.name}'s Supabase data (supabase stop --no-backup)"]
+    return []
 
 
 def _recover_tunnel(paths: Paths) -> list[str]:

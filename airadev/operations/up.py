@@ -47,23 +47,29 @@ def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
     groups the last state file records, and whatever carries this workspace's marker. Call only
     while holding the run lock: then no live run of this workspace exists."""
     groups = reaper.recorded_groups(str(paths.state)) if paths.state.exists() else []
+    last = _last_state(paths)
     containers = 0
-    if _used_docker(paths):
+    if last.get("docker_host"):  # only then is the docker SDK imported and the engine asked
         from airadev.integrations import docker
 
         containers = len(docker.remove_leftovers(paths.root, grace))
-    return containers + reaper.terminate(workspace_id(paths.root) + ".", pgids=groups, exact=False, grace=grace)
+    ended = containers + reaper.terminate(workspace_id(paths.root) + ".", pgids=groups, exact=False, grace=grace)
+    if last.get("supabase_stop") and last.get("phase") != "stopped":
+        # A dead run's Supabase containers are the CLI's: it stops them (data kept).
+        subprocess.run(last["supabase_stop"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120, check=False)
+        ended += 1
+    return ended
 
 
-def _used_docker(paths: Paths) -> bool:
-    """Whether the last run had containers (its state says so); only then is the docker SDK
-    imported and the engine asked."""
+def _last_state(paths: Paths) -> dict[str, Any]:
+    import json
+
     try:
-        import json
-
-        return bool(json.loads(paths.state.read_text()).get("docker_host"))
-    except (OSError, ValueError, AttributeError):
-        return False
+        data = json.loads(paths.state.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def preflight(config: Config, names: Sequence[str]) -> None:
@@ -93,9 +99,20 @@ def preflight(config: Config, names: Sequence[str]) -> None:
                 raise AiradevError(f"services.{name}.command: {program} not found on PATH",
                                    f"install {program}, or fix command in airadev.toml")
     for name in names:
-        port = config.get(name).port
+        service = config.get(name)
+        port = service.port
+        if service.runtime is Runtime.SUPABASE:
+            continue  # its CLI's containers; `supabase start` finds its own stack already running
+        if service.runtime is Runtime.DOCKER and not _local_engine():
+            continue  # published on another machine
         if port is not None and port_in_use(port):
             raise port_taken(name, port, config)
+
+
+def _local_engine() -> bool:
+    from airadev.integrations.docker import engine_host, is_local
+
+    return is_local(engine_host())
 
 
 def port_in_use(port: int) -> bool:

@@ -278,7 +278,8 @@ def remove_containers(host: str, label: str, grace: float = 10.0) -> int:
     return len(found)
 
 
-def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str = "") -> None:
+def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str = "",
+           finally_run: str = "") -> None:
     # Only the supervisor's end of the pipe keeps us waiting; terminal signals must not.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
@@ -293,12 +294,21 @@ def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str
     if docker_host:  # containers first: their stop is not bounded by our grace
         remove_containers(docker_host, f"{RUN_LABEL}={marker}", grace)
     terminate(marker, pgids=recorded_groups(state_file), grace=grace)
+    if finally_run:  # what stops containers airadev did not make itself (`supabase stop`)
+        import json
+        import subprocess
+
+        try:
+            subprocess.run(json.loads(finally_run), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=120)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
 
 
 def main(argv: list[str]) -> int:
     args = dict(zip(argv[0::2], argv[1::2]))
     _watch(int(args["--fd"]), args["--marker"], float(args.get("--grace", "10")), args["--state"],
-           args.get("--docker", ""))
+           args.get("--docker", ""), args.get("--finally", ""))
     return 0
 
 

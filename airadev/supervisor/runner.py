@@ -169,7 +169,18 @@ class Supervisor:
         self.docker_host = ""
         if any(u.service.runtime is RuntimeKind.DOCKER for u in self.units.values()):
             self.docker_host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        self.runtime_context = Context(config, marker, lambda name, message, level: self.event(name, message, level))
+        # `supabase stop` for the watchdog and the next run, when Supabase is part of this one.
+        self.supabase_stop: list[str] = []
+        for unit in self.units.values():
+            if unit.service.runtime is RuntimeKind.SUPABASE and unit.service.database:
+                from airadev.integrations.supabase import find_cli
+
+                project = unit.service.database.project
+                cli = find_cli(project, os.environ) if project else None
+                if cli:
+                    self.supabase_stop = [cli, "stop", "--workdir", str(project)]
+        self.runtime_context = Context(config, marker, lambda name, message, level: self.event(name, message, level),
+                                       hide=self.redact.add)
         self._output_waiters: dict[str, list[tuple[re.Pattern[bytes], asyncio.Future[None]]]] = {}
 
     # --- the run ----------------------------------------------------------------------------
@@ -658,6 +669,7 @@ class Supervisor:
             "failure": self.failure,
             "summary": self.summary.as_dict() if self.summary else None,
             "docker_host": self.docker_host,
+            "supabase_stop": self.supabase_stop,
             "tunnel": self.tunnel.status() if self.tunnel else (
                 {"state": "requested"} if self.tunnel_request is not None else None),
             "services": {
@@ -721,6 +733,7 @@ class Supervisor:
         if op == "status":
             return self.status()
         if op == "down":
+            self.runtime_context.stop_options["volumes"] = bool(request.get("volumes"))
             self.request_shutdown("stopped by airadev down")
             return {"stopping": list(self.units)}
         if op == "tunnel":
@@ -937,7 +950,8 @@ class Supervisor:
         self._reaper = subprocess.Popen(
             [sys.executable, "-S", reaper.__file__, "--fd", str(rfd), "--marker", self.marker,
              "--grace", str(grace), "--state", str(self.paths.state),
-             *(["--docker", self.docker_host] if self.docker_host else [])],
+             *(["--docker", self.docker_host] if self.docker_host else []),
+             *(["--finally", json.dumps(self.supabase_stop)] if self.supabase_stop else [])],
             pass_fds=(rfd,), start_new_session=True, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

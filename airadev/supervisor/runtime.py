@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airadev.errors import AiradevError
@@ -54,12 +54,15 @@ class Fatal(AiradevError):
 
 @dataclass(frozen=True)
 class Context:
-    """What runtimes get from the supervisor: the stack, the run's marker, and a way to tell
-    the user something (``event(service, message, level)``)."""
+    """What runtimes get from the supervisor: the stack, the run's marker, a way to tell the
+    user something (``event(service, message, level)``) and to hide a secret in all output."""
 
     config: Config
     marker: str
     event: Callable[[str, str, str], None]
+    hide: Callable[[Mapping[str, str]], None] = lambda secrets: None  # new secret values, never shown
+    # Set by `down`: {"volumes": True} deletes the database's data with its containers.
+    stop_options: dict[str, Any] = field(default_factory=dict)
 
 
 def runtime_for(kind: RuntimeKind, ctx: Context) -> Runtime:

@@ -1,0 +1,256 @@
+"""The ``supabase`` runtime: local Supabase through the real CLI, as one service of the stack.
+
+``supabase start`` brings up its containers and returns; the service is ready once
+``supabase status -o json`` succeeds and the API answers. Then, once per start, airadev writes
+the API URL and keys into the services' env files (only what differs; atomically, with a
+backup), applies pending migrations with ``supabase migration up``, and points the KB updater's
+trigger at ``host.docker.internal``. Stopping runs ``supabase stop``, which keeps the data
+(``down --volumes``: ``--no-backup``).
+
+The CLI is the UI repo's own (``node_modules/.bin/supabase``) or the one on PATH. Its progress
+text goes to stderr and its answers to stdout (FACTS.md), so stdout is parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from airadev.errors import AiradevError
+from airadev.model import Config, Service
+from airadev.supervisor.process import ProcessInstance, ProcessRuntime
+from airadev.supervisor.runtime import Context, Fatal, OnOutput
+
+INSTALL = "npm i -D -E supabase@2.117.0 (in the UI repo), or install the Supabase CLI on PATH"
+
+
+class SupabaseError(AiradevError):
+    pass
+
+
+def find_cli(project: Path, env: Mapping[str, str] | None = None) -> str | None:
+    local = project / "node_modules" / ".bin" / "supabase"
+    if local.exists():
+        return str(local)
+    return shutil.which("supabase", path=(env or {}).get("PATH"))
+
+
+def status(cli: str, project: Path, timeout: float = 30) -> dict[str, str]:
+    """``supabase status -o json``: the running stack's URLs and keys. SupabaseError when it is
+    not running (the CLI exits 1) or answers something else."""
+    try:
+        result = subprocess.run([cli, "status", "-o", "json", "--workdir", str(project)], capture_output=True,
+                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SupabaseError(f"`supabase status` did not answer: {exc}", "see `airadev logs supabase`") from None
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[0]
+        raise SupabaseError(f"Supabase is not running: {last[:200]}", "start it: `airadev up supabase`")
+    start = result.stdout.find("{")
+    try:
+        data = json.loads(result.stdout[start:]) if start >= 0 else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or "API_URL" not in data:
+        raise SupabaseError("`supabase status -o json` printed no API_URL", "update the Supabase CLI (2.x)")
+    return {k: str(v) for k, v in data.items()}
+
+
+def keys(found: Mapping[str, str]) -> tuple[str, str]:
+    """(the public key, the server key): the JWT anon/service-role keys the AiRa code uses,
+    else the newer publishable/secret keys."""
+    return (found.get("ANON_KEY") or found.get("PUBLISHABLE_KEY", ""),
+            found.get("SERVICE_ROLE_KEY") or found.get("SECRET_KEY", ""))
+
+
+def wiring(config: Config, found: Mapping[str, str]) -> list[tuple[Path, dict[str, str]]]:
+    """Which env file gets which values: the UI's .env.local its public URL and anon key and the
+    service-role key; the voice agent's and KB updater's env file the URL and service-role key."""
+    from airadev.integrations.database import kb_service
+    from airadev.operations.tunnel import _find, ui_env_file, ui_service
+
+    public, server = keys(found)
+    url = found["API_URL"]
+    plan: list[tuple[Path, dict[str, str]]] = []
+    if ui_service(config) is not None or config.tunnel.env_file is not None:
+        plan.append((ui_env_file(config), {"NEXT_PUBLIC_SUPABASE_URL": url, "NEXT_PUBLIC_SUPABASE_ANON_KEY": public,
+                                           "SUPABASE_SERVICE_ROLE_KEY": server}))
+    for service in (_find(config, config.tunnel.service, ("voice", "voice-agent")), kb_service(config)):
+        if service is not None and service.env_files:
+            plan.append((service.env_files[0], {"SUPABASE_URL": url, "SUPABASE_KEY": server}))
+    return plan
+
+
+def wire(config: Config, found: Mapping[str, str], backup_dir: Path) -> tuple[list[str], list[str]]:
+    """Write the values into the env files. Returns (what changed, what was skipped), as lines
+    that name variables, never values."""
+    from airadev.integrations import envfile
+
+    changed, skipped = [], []
+    for path, values in wiring(config, found):
+        where = _relative(path, config.root)
+        if not path.is_file():
+            skipped.append(f"{where} does not exist (create it: `airadev doctor --fix`)")
+            continue
+        names = envfile.set_values(path, {k: v for k, v in values.items() if v}, backup_dir)
+        if names:
+            changed.append(f"{where}: {', '.join(names)}")
+    return changed, skipped
+
+
+class SupabaseRuntime:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> SupabaseInstance:
+        spec = service.database
+        assert spec is not None and spec.project is not None
+        cli = find_cli(spec.project, env)
+        if cli is None:
+            raise SupabaseError(f"services.{service.name}: the Supabase CLI is not installed", INSTALL)
+        command = [cli, "start", "--workdir", str(spec.project)]
+        if spec.exclude:
+            command += ["-x", ",".join(spec.exclude)]
+        starter = ProcessRuntime(self.ctx.marker).start(replace(service, command=tuple(command), cwd=spec.project),
+                                                         env, on_output)
+        return SupabaseInstance(starter, cli, service, self.ctx, env, on_output)
+
+
+class SupabaseInstance:
+    """Local Supabase: first the `supabase start` process, then its containers until
+    `supabase stop`. Owned by the supervisor's loop."""
+
+    readiness = "`supabase status` and the API"
+
+    def __init__(self, starter: ProcessInstance, cli: str, service: Service, ctx: Context,
+                 env: Mapping[str, str], on_output: OnOutput) -> None:
+        self.starter = starter
+        self.pid = starter.pid
+        self.pgid = starter.pgid
+        self.cli = cli
+        self.service = service
+        self.ctx = ctx
+        self.env = dict(env)
+        self._on_output = on_output
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._prepared = False
+        self.api_url = ""
+        self._stopped = False
+
+    @property
+    def exited(self) -> asyncio.Future[int]:
+        return self._exited
+
+    @property
+    def project(self) -> Path:
+        assert self.service.database is not None and self.service.database.project is not None
+        return self.service.database.project
+
+    def describe(self) -> str:
+        return "supabase start"
+
+    def info(self) -> dict[str, Any]:
+        spec = self.service.database
+        return {"container": f"supabase_*_{spec.project_id if spec else ''}", "image": "(Supabase CLI)",
+                "api": self.api_url}
+
+    async def check(self) -> tuple[bool, str]:
+        if not self.starter.exited.done():
+            return False, "supabase start is running"
+        code = self.starter.exited.result()
+        if code != 0:
+            raise Fatal(f"`supabase start` failed (exit code {code})",
+                        f"see `airadev logs {self.service.name}`; Docker must run and reach Supabase's images")
+        self.pid = None
+        return await asyncio.to_thread(self._check)
+
+    def _check(self) -> tuple[bool, str]:
+        import httpx
+
+        try:
+            found = status(self.cli, self.project)
+        except SupabaseError as exc:
+            if self._prepared:
+                return False, exc.message
+            return False, exc.message
+        self.ctx.hide({k: v for k, v in found.items() if k.endswith(("_KEY", "_SECRET")) and v})
+        self.api_url = found["API_URL"]
+        try:
+            answer = httpx.get(self.api_url.rstrip("/") + "/rest/v1/", timeout=3)
+        except httpx.HTTPError as exc:
+            return False, f"the API at {self.api_url} does not answer ({type(exc).__name__})"
+        if answer.status_code >= 500:
+            return False, f"the API at {self.api_url} answers {answer.status_code}"
+        if not self._prepared:
+            self._prepare(found)
+            self._prepared = True
+        return True, f"API at {self.api_url}"
+
+    def _prepare(self, found: Mapping[str, str]) -> None:
+        """Once per start: keys into the env files, pending migrations, the trigger's URL."""
+        from airadev.integrations import database
+        from airadev.state import Paths
+        from airadev.supervisor.postgres import prepare_database
+
+        config, name = self.ctx.config, self.service.name
+        try:
+            changed, skipped = wire(config, found, Paths(config.root).dir / "backups")
+        except AiradevError as exc:
+            raise Fatal(f"wiring Supabase's keys failed: {exc.message}", exc.fix) from None
+        for line in changed:
+            self.ctx.event(name, f"wired Supabase into {line}", "info")
+        for line in skipped:
+            self.ctx.event(name, f"not wired: {line}", "warning")
+        result = subprocess.run([self.cli, "migration", "up", "--local", "--workdir", str(self.project)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=self.env)
+        if result.stdout:
+            self._deliver(result.stdout if result.stdout.endswith(b"\n") else result.stdout + b"\n")
+        if result.returncode != 0:
+            last = result.stdout.decode("utf-8", "replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise Fatal(f"`supabase migration up` failed: {last[0][:200]}",
+                        f"fix the migration it names in {_relative(self.project / 'supabase' / 'migrations', config.root)}")
+        try:
+            with database.connect(found.get("DB_URL") or database.url(self.service)) as conn:
+                prepare_database(self.ctx, self.service, conn)
+        except database.DatabaseError as exc:
+            raise Fatal(exc.message, exc.fix) from None
+
+    def _deliver(self, data: bytes) -> None:
+        loop = self._exited.get_loop()
+        loop.call_soon_threadsafe(self._on_output, data)
+
+    async def stop(self, sig: int, grace: float) -> int:
+        found = await self.starter.stop(sig, grace)
+        if not self._stopped:
+            self._stopped = True
+            found += await asyncio.to_thread(self._supabase_stop)
+        if not self._exited.done():
+            self._exited.set_result(0)
+        return found
+
+    def _supabase_stop(self) -> int:
+        command = [self.cli, "stop", "--workdir", str(self.project)]
+        if self.ctx.stop_options.get("volumes"):
+            command.append("--no-backup")
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=self.env)
+        if result.stdout:
+            self._deliver(result.stdout if result.stdout.endswith(b"\n") else result.stdout + b"\n")
+        if result.returncode != 0:
+            self.ctx.event(self.service.name, f"`supabase stop` failed (exit code {result.returncode}); "
+                           f"run it by hand in {self.project}", "error")
+        return 1
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,247 @@
+"""Supabase as a service of the stack. The real CLI (npm supabase@2.117.0, in the demo UI's
+node_modules) for what it does without Supabase's images; for the running case the stand-in
+tests/fakes/bin/supabase, which replays `start`, `status -o json` and `migration up` (against a
+real PostgreSQL of this test's) as FACTS.md documents them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from airadev.integrations import supabase
+from tests.harness import FAKES, Stack, fake, free_port, toml_list, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+REAL_CLI = REPO / "examples" / "demo" / "aira-ui" / "node_modules" / ".bin" / "supabase"
+ANON = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.anon-signature-0123456789"
+SERVICE = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.service-signature-9876543210"
+UI_BEFORE = (b"# AiRa UI\r\nNEXT_PUBLIC_SUPABASE_URL=https://xxxx.supabase.co\r\n"
+             b"export NEXT_PUBLIC_SUPABASE_ANON_KEY='your-anon-key'  # from supabase status\r\n"
+             b"NEXT_PUBLIC_APP_URL=http://localhost:3000")  # CRLF, export, quotes, no final newline
+VOICE_BEFORE = b"SUPABASE_URL=https://xxxx.supabase.co\nSUPABASE_KEY=\nREDIS_HOST=localhost\n"
+MIGRATION = """CREATE TABLE business_numbers (phone_number text PRIMARY KEY, voice_url text, sms_url text,
+  status_callback_url text);
+CREATE FUNCTION notify_kb_updater_webhook() RETURNS TRIGGER AS $$
+DECLARE
+  webhook_url TEXT := 'https://kb-updater-production.up.railway.app/process-document';
+BEGIN
+  RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+"""
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real PostgreSQL standing in for the database inside Supabase's containers."""
+    home = tmp_path_factory.mktemp("pg")
+    wrap = ["unshare", "--user"] if os.geteuid() == 0 else []  # PostgreSQL refuses root
+    subprocess.run([*wrap, "initdb", "-D", str(home / "data"), "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True)
+    port = free_port()
+    server = subprocess.Popen([*wrap, "postgres", "-D", str(home / "data"), "-p", str(port), "-c",
+                               "unix_socket_directories=", "-c", "listen_addresses=127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ready() -> bool:
+        try:
+            psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres").close()
+            return True
+        except psycopg.Error:
+            return False
+
+    wait_for(ready, timeout=30, what="the test's PostgreSQL")
+    yield port
+    server.terminate()
+    server.wait(30)
+
+
+@pytest.fixture
+def api() -> Iterator[int]:
+    """Supabase's API gateway, as far as readiness goes: /rest/v1/ answers."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200 if self.path.startswith("/rest/v1/") else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def fresh_database(port: int) -> str:
+    name = "db_" + os.urandom(4).hex()
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://postgres:postgres@127.0.0.1:{port}/{name}"
+
+
+def supabase_stack(stack: Stack, postgres: int, api: int, *, exclude: str = "") -> dict[str, Path]:
+    root = stack.root
+    ui, voice, kb = root / "aira-ui", root / "voice-agent", root / "kb-updater"
+    for folder in (ui / "supabase" / "migrations", voice, kb):
+        folder.mkdir(parents=True)
+    (ui / "supabase" / "config.toml").write_text(f'project_id = "aira"\n[api]\nport = {api}\n[db]\nport = {postgres}\n')
+    (ui / "supabase" / "migrations" / "20260101000000_numbers.sql").write_text(MIGRATION)
+    files = {"ui": ui / ".env.local", "voice": voice / ".env", "kb": kb / ".env"}
+    files["ui"].write_bytes(UI_BEFORE)
+    files["voice"].write_bytes(VOICE_BEFORE)
+    files["kb"].write_bytes(VOICE_BEFORE)
+    kb_port = free_port()
+    stack.write(f"""
+[services.supabase]
+runtime = "supabase"
+project = "aira-ui"
+{exclude}
+
+[services.voice-agent]
+aliases = ["voice"]
+cwd = "voice-agent"
+command = {toml_list(fake("printer.py", "--env", "SUPABASE_KEY", "--env", "DATABASE_URL"))}
+env_files = [".env"]
+health = {{ log = "DATABASE_URL is" }}
+depends_on = {{ supabase = "healthy" }}
+
+[services.kb-updater]
+aliases = ["kb"]
+cwd = "kb-updater"
+command = {toml_list(fake("printer.py", "--env", "HOST"))}
+env_files = [".env"]
+port = {kb_port}
+health = {{ log = "HOST is" }}
+depends_on = {{ supabase = "healthy" }}
+
+[services.aira-ui]
+aliases = ["ui"]
+cwd = "aira-ui"
+command = {toml_list(fake("printer.py", "--env", "NEXT_PUBLIC_SUPABASE_ANON_KEY"))}
+env_files = [".env.local"]
+load_env_files = false
+""")
+    db_url = fresh_database(postgres)
+    stack.env.update({
+        "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_SUPABASE_STATE": str(root.parent / "supabase-state.json"),
+        "FAKE_SUPABASE_CALLS": str(root.parent / "supabase-calls.jsonl"),
+        "FAKE_SUPABASE_STATUS": json.dumps({"API_URL": f"http://127.0.0.1:{api}", "DB_URL": db_url,
+                                            "ANON_KEY": ANON, "SERVICE_ROLE_KEY": SERVICE}),
+    })
+    return {**files, "kb_port": kb_port, "db_url": db_url}  # type: ignore[dict-item]
+
+
+def calls(stack: Stack) -> list[list[str]]:
+    path = stack.root.parent / "supabase-calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_supabase_starts_keys_are_wired_migrations_applied_and_trigger_pointed_home(
+        stack: Stack, postgres: int, api: int) -> None:
+    files = supabase_stack(stack, postgres, api, exclude='exclude = ["studio", "imgproxy"]')
+    result = stack.up()
+    assert result.returncode == 0, result.stderr
+    assert ["start", "--workdir", str(stack.root / "aira-ui"), "-x", "studio,imgproxy"] in calls(stack)
+    # The env files: exactly those values changed, every other byte as it was.
+    url = f"http://127.0.0.1:{api}"
+    assert files["ui"].read_bytes() == (
+        f"# AiRa UI\r\nNEXT_PUBLIC_SUPABASE_URL={url}\r\n"
+        f"export NEXT_PUBLIC_SUPABASE_ANON_KEY='{ANON}'  # from supabase status\r\n"
+        f"NEXT_PUBLIC_APP_URL=http://localhost:3000\r\nSUPABASE_SERVICE_ROLE_KEY={SERVICE}").encode()
+    for name in ("voice", "kb"):
+        assert files[name].read_bytes() == f"SUPABASE_URL={url}\nSUPABASE_KEY={SERVICE}\nREDIS_HOST=localhost\n".encode()
+    backups = list((stack.state_dir / "backups").iterdir())
+    assert sorted(b.read_bytes() for b in backups) == sorted([UI_BEFORE, VOICE_BEFORE, VOICE_BEFORE])
+    # Dependents started after the wiring, with the new values and the database's URL.
+    voice_log = stack.log("voice-agent")
+    assert f"SUPABASE_KEY is {SERVICE}" not in voice_log and "SUPABASE_KEY is [redacted:" in voice_log
+    assert f"DATABASE_URL is postgresql://postgres:postgres@127.0.0.1:{postgres}/postgres" in voice_log
+    assert "HOST is 0.0.0.0" in stack.log("kb-updater")
+    # Migrations through `supabase migration up`, and the trigger pointed at the KB updater.
+    with psycopg.connect(str(files["db_url"])) as conn:
+        assert conn.execute("SELECT version FROM supabase_migrations.schema_migrations").fetchall() == [
+            ("20260101000000",)]
+        definition = conn.execute("SELECT pg_get_functiondef('notify_kb_updater_webhook'::regproc)").fetchone()[0]
+    assert f"'http://host.docker.internal:{files['kb_port']}/process-document'" in definition
+    # Shown in a summary, secrets never.
+    events = stack.log("airadev")
+    assert "wired Supabase into aira-ui/.env.local: NEXT_PUBLIC_SUPABASE_URL, NEXT_PUBLIC_SUPABASE_ANON_KEY, " \
+           "SUPABASE_SERVICE_ROLE_KEY" in events
+    written = "".join(p.read_text(errors="replace") for p in stack.state_dir.rglob("*.log"))
+    assert ANON not in written and SERVICE not in written
+    status = json.loads(stack.cli("status", "--json").stdout)["services"]["supabase"]
+    assert status["runtime"] == "supabase" and status["state"] == "healthy" and status["container"] == "supabase_*_aira"
+
+    # Down: `supabase stop`, data kept. Up again: nothing to rewrite, nothing rewritten.
+    assert stack.cli("down").returncode == 0
+    assert ["stop", "--workdir", str(stack.root / "aira-ui")] in calls(stack)
+    inode = files["ui"].stat().st_ino
+    assert stack.up().returncode == 0
+    assert files["ui"].stat().st_ino == inode and len(list((stack.state_dir / "backups").iterdir())) == 3
+    assert stack.log("airadev").count("wired Supabase into") == 3  # the first run's three lines only
+
+
+def test_down_volumes_asks_then_passes_no_backup(stack: Stack, postgres: int, api: int) -> None:
+    supabase_stack(stack, postgres, api)
+    assert stack.up().returncode == 0
+    refused = stack.cli("down", "--volumes")  # not a terminal: no prompt, a clear refusal
+    assert refused.returncode == 2 and "add --yes to confirm" in refused.stderr
+    assert stack.state()["phase"] != "stopped"
+    down = stack.cli("down", "--volumes", "--yes")
+    assert down.returncode == 0, down.stderr
+    assert ["stop", "--workdir", str(stack.root / "aira-ui"), "--no-backup"] in calls(stack)
+
+
+def test_a_failing_supabase_start_fails_up_with_the_cli_s_words(stack: Stack, postgres: int, api: int) -> None:
+    supabase_stack(stack, postgres, api)
+    stack.env["FAKE_SUPABASE_FAIL"] = "start"
+    result = stack.up()
+    assert result.returncode == 1
+    assert "`supabase start` failed (exit code 1)" in result.stderr
+    assert "public.ecr.aws" in result.stderr  # its last lines are shown
+    assert stack.service("voice-agent")["state"] in ("waiting", "blocked")
+
+
+def test_a_dead_run_s_supabase_is_stopped_by_the_watchdog_and_by_down(stack: Stack, postgres: int, api: int) -> None:
+    supabase_stack(stack, postgres, api)
+    assert stack.up().returncode == 0
+    os.kill(stack.state()["supervisor_pid"], 9)
+    wait_for(lambda: ["stop", "--workdir", str(stack.root / "aira-ui")] in calls(stack), timeout=30,
+             what="the watchdog to run supabase stop")
+    assert stack.up().returncode == 0
+    state = stack.state()
+    os.kill(state["reaper_pid"], 9)
+    os.kill(state["supervisor_pid"], 9)
+    before = len(calls(stack))
+    assert stack.cli("down").returncode == 0
+    assert ["stop", "--workdir", str(stack.root / "aira-ui")] in calls(stack)[before:]
+
+
+def test_the_real_cli_inits_and_reports_nothing_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert REAL_CLI.exists(), "scripts/bootstrap installs it (npm ci in examples/demo/aira-ui)"
+    version = subprocess.run([str(REAL_CLI), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.strip() == "2.117.0"
+    init = subprocess.run([str(REAL_CLI), "init", "--workdir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, input="n\nn\n")
+    assert init.returncode == 0, init.stderr
+    assert (tmp_path / "supabase" / "config.toml").is_file()
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    status = subprocess.run([str(REAL_CLI), "status", "-o", "json", "--workdir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert status.returncode == 1 and status.stdout.strip() == ""
+    # airadev reads that as "not running", in one line.
+    monkeypatch.setenv("DOCKER_HOST", env["DOCKER_HOST"])
+    with pytest.raises(supabase.SupabaseError) as caught:
+        supabase.status(str(REAL_CLI), tmp_path)
+    assert caught.value.message.startswith("Supabase is not running: ")
