@@ -94,3 +94,60 @@ def bind(ctx: Context) -> list[Result]:
                                       "container) cannot reach it",
                                  f"set HOST=0.0.0.0 in its env file, or add --host 0.0.0.0 to services.{service.name}.command"))
     return results or [skipped("runtime.bind", "no voice agent or KB updater service")]
+
+
+@check("runtime.database", "the local database can start, and what it is", requires=("workspace.config",))
+def database(ctx: Context) -> Result:
+    from airadev.model import Runtime
+
+    db = ctx.config.database()
+    rid = "runtime.database"
+    if db is None:
+        return skipped(rid, "no local database in airadev.toml (runtime = \"postgres\" or \"supabase\")")
+    if db.runtime is Runtime.SUPABASE:
+        return ok(rid, f"{db.name}: local Supabase through its CLI (API on :{db.port}, database on "
+                       f":{db.database.db_port if db.database else '?'})")
+    from airadev.supervisor.postgres import cluster_dir, find_binary
+
+    server = find_binary("postgres")
+    if server is None or find_binary("initdb") is None:
+        return error(rid, f"{db.name}: the PostgreSQL server binaries (initdb, postgres) are missing",
+                     "apt-get install postgresql, or use runtime = \"supabase\" (Docker and the Supabase CLI)")
+    data = cluster_dir(ctx.root, db) / "data"
+    if data.exists() and not (data / "PG_VERSION").is_file():
+        return error(rid, f"{db.name}: {ctx.relative(data)} exists but is not a PostgreSQL cluster",
+                     f"move it away (or delete it: `airadev down --volumes`); the next `airadev up` makes a new one")
+    return ok(rid, f"{db.name}: plain PostgreSQL ({server}), not Supabase: no REST API, no auth; "
+                   "SQL, migrations and the tunnel's business_numbers only")
+
+
+@check("runtime.images", "each container's image is on the Docker engine", requires=("tools.docker-engine",),
+       timeout=5.0)
+def images(ctx: Context) -> list[Result]:
+    from airadev.model import Runtime
+
+    wanted = [s for s in ctx.config.services if s.runtime is Runtime.DOCKER]
+    if not wanted:
+        return [ok("runtime.images", "no service runs as a container (runtime = \"docker\"): no image needed")]
+    import docker as sdk
+
+    from airadev.integrations.docker import image_of
+
+    try:
+        client = sdk.DockerClient(base_url=ctx.env.get("DOCKER_HOST") or "unix:///var/run/docker.sock", timeout=4)
+    except sdk.errors.DockerException as exc:
+        return [error("runtime.images", f"the Docker engine does not answer: {exc}", "see tools.docker")]
+    results = []
+    for service in wanted:
+        image = image_of(service, ctx.env)
+        rid = f"runtime.images:{service.name}"
+        try:
+            client.images.get(image)
+            results.append(ok(rid, f"{service.name}: image {image} is on the engine"))
+        except sdk.errors.ImageNotFound:
+            results.append(warning(rid, f"{service.name}: image {image} is not on the engine; `airadev up` will "
+                                        "try to pull it", f"build or pull it (docker pull {image}), or set "
+                                        f"{service.docker.image_variable(service.name)} to a local image"))
+        except sdk.errors.DockerException as exc:
+            results.append(error(rid, f"{service.name}: the engine did not answer: {str(exc)[:120]}", "see tools.docker"))
+    return results

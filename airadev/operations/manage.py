@@ -138,4 +138,4 @@ def _recover_tunnel(paths: Paths) -> list[str]:
     if undone and undone.failed:
         raise AiradevError("could not put back what the tunnel left: " + "; ".join(undone.failed),
                            "fix that and run `airadev down` again")
-    return (undone.restored + undone.left) if undone else []
+    return (undone.restored + undone.left + undone.waiting) if undone else []

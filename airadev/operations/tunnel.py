@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,11 @@ def webhook_urls(address: str, settings: TwilioSettings) -> dict[str, str]:
 
 # --- the journal -------------------------------------------------------------------------------
 
+# Within one supervisor, the tunnel and the database's runtime (putting back a dead run's rows)
+# may both reach for the journal from worker threads: one at a time.
+JOURNAL_LOCK = threading.RLock()
+
+
 class Journal:
     """The write-ahead record of a tunnel's rewiring. One owner at a time (the supervisor, or
     a CLI holding the run lock when no supervisor runs)."""
@@ -115,13 +121,18 @@ class Journal:
         return paths.dir / "tunnel.json"
 
     @classmethod
-    def new(cls, paths: Paths, public_url: str, agent_pid: int | None, keep: bool) -> Journal:
+    def new(cls, paths: Paths, public_url: str, agent_pid: int | None, keep: bool, marker: str = "") -> Journal:
+        with JOURNAL_LOCK:
+            return cls._new(paths, public_url, agent_pid, keep, marker)
+
+    @classmethod
+    def _new(cls, paths: Paths, public_url: str, agent_pid: int | None, keep: bool, marker: str) -> Journal:
         old = cls.load(paths)
         if old is not None and old.pending():
             # Never drop what an earlier tunnel could not put back: it is the only record.
             raise AiradevError("an earlier tunnel's rewiring is still in the journal, not put back",
                                "run `airadev tunnel --stop` (or `airadev down`) once Twilio answers again")
-        journal = cls(paths, {"schema": 1, "public_url": public_url, "agent_pid": agent_pid,
+        journal = cls(paths, {"schema": 1, "public_url": public_url, "agent_pid": agent_pid, "marker": marker,
                               "opened_at": time.time(), "keep": keep, "steps": []})
         journal.save()
         return journal
@@ -210,16 +221,28 @@ class Undone:
     restored: list[str]
     left: list[str]  # changed by someone else since: left alone
     failed: list[str]  # could not be put back now (Twilio unreachable, ...): still in the journal
+    # The local database is not running (it went down with a dead run): its row is put back when
+    # it runs again (its runtime does that once it is ready). Still in the journal.
+    waiting: list[str] = field(default_factory=list)
 
 
 def undo(journal: Journal, config: Config, env: Mapping[str, str] | None = None) -> Undone:
     """Put back every pending step, newest first. Steps that cannot be put back now stay in the
     journal for the next try; the journal goes once nothing is pending."""
+    with JOURNAL_LOCK:
+        return _undo(journal, config, env)
+
+
+def _undo(journal: Journal, config: Config, env: Mapping[str, str] | None) -> Undone:
     result = Undone([], [], [])
     for step in reversed(journal.pending()):
         try:
             outcome, what = _undo_step(step, config, env)
         except AiradevError as exc:
+            if step["kind"] == "db" and exc.message.startswith("cannot connect"):
+                result.waiting.append(f"{_describe(step)}: put back once the database runs again "
+                                      "(the next `airadev up` does it)")
+                continue
             result.failed.append(f"{_describe(step)}: {exc.message} ({exc.fix})")
             continue
         journal.mark(step, outcome)
@@ -280,9 +303,41 @@ def _undo_database(step: dict[str, Any]) -> tuple[str, str]:
     return "restored", f"{what}: webhook URLs put back"
 
 
+def recover_database_rows(paths: Paths, marker: str) -> list[str]:
+    """Put back the business_numbers rows a dead run's tunnel left rewired: called by the
+    database's runtime once it is ready again. A journal of this run (``marker``) is its live
+    tunnel's, and left alone."""
+    with JOURNAL_LOCK:
+        journal = Journal.load(paths)
+        if journal is None or journal.data.get("marker") == marker or journal.data.get("keep"):
+            return []
+        return _recover_rows(journal)
+
+
+def _recover_rows(journal: Journal) -> list[str]:
+    done = []
+    for step in reversed(journal.pending()):
+        if step["kind"] != "db":
+            continue
+        try:
+            outcome, what = _undo_database(step)
+        except AiradevError:
+            continue
+        journal.mark(step, outcome)
+        done.append(what)
+    if not journal.pending():
+        journal.remove()
+    return done
+
+
 def recover(paths: Paths, config: Config, env: Mapping[str, str] | None = None) -> Undone | None:
     """After a crash: put back what a dead run's tunnel left rewired. Call only under the run
     lock, or from the supervisor that owns the journal."""
+    with JOURNAL_LOCK:
+        return _recover(paths, config, env)
+
+
+def _recover(paths: Paths, config: Config, env: Mapping[str, str] | None) -> Undone | None:
     journal = Journal.load(paths)
     if journal is None:
         return None

@@ -60,6 +60,9 @@ class PostgresRuntime:
         home = cluster_dir(self.ctx.config.root, service)
         data = home / "data"
         if not (data / "PG_VERSION").is_file():
+            if data.is_dir() and any(data.iterdir()):
+                raise AiradevError(f"services.{service.name}: {data} is not a PostgreSQL cluster",
+                                   "move it away (or `airadev down --volumes` deletes it); the next start makes a new one")
             await asyncio.to_thread(self._initdb, service, str(binaries["initdb"]), data)
             self.ctx.event(service.name, f"created a new PostgreSQL cluster in {data.relative_to(self.ctx.config.root)}",
                            "info")
@@ -158,8 +161,11 @@ def prepare_database(ctx: Context, service: Service, conn: Any) -> None:
     from airadev.integrations import database
 
     kb = database.kb_service(ctx.config)
-    if kb is None:
-        return
-    changed = database.set_trigger_url(conn, database.local_trigger_url(kb))
+    changed = None if kb is None else database.set_trigger_url(conn, database.local_trigger_url(kb))
     if changed:
         ctx.event(service.name, f"{database.TRIGGER_FUNCTION}() now posts to {changed[1]} (was {changed[0]})", "info")
+    from airadev.operations.tunnel import recover_database_rows
+    from airadev.state import Paths
+
+    for line in recover_database_rows(Paths(ctx.config.root), ctx.marker):
+        ctx.event(None, f"tunnel: an earlier tunnel's {line}", "info")

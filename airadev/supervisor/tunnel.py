@@ -140,7 +140,7 @@ class TunnelController:
         self._watch_agent(tunnel.agent_pid)
         self._check()
         sup.event(None, f"tunnel: {tunnel.public_url} → {upstream} ({voice.name})")
-        self.journal = ops.Journal.new(sup.paths, tunnel.public_url, tunnel.agent_pid, keep)
+        self.journal = ops.Journal.new(sup.paths, tunnel.public_url, tunnel.agent_pid, keep, sup.marker)
         await self._rewire_env_file()
         self._check()
         await self._rewire_twilio()

@@ -14,7 +14,7 @@ from airadev.supervisor import reaper
 from tests.harness import Stack, free_port, port_free, wait_for
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
-DEFAULT_PORTS = {"redis": 6379, "voice": 8000, "kb": 8080, "ui": 3000}
+DEFAULT_PORTS = {"redis": 6379, "voice": 8000, "kb": 8080, "ui": 3000, "db": 54322}
 
 pytestmark = pytest.mark.e2e
 
@@ -45,13 +45,24 @@ def test_demo_stack_end_to_end(stack: Stack) -> None:
     ports = copy_demo(stack.root)
     result = stack.up(timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "all 4 services ready" in result.stdout
+    assert "all 5 services ready" in result.stdout
 
     data = json.loads(stack.cli("status", "--json").stdout)
     assert {n: s["state"] for n, s in data["services"].items()} == {
-        "redis": "healthy", "voice-agent": "healthy", "kb-updater": "healthy", "aira-ui": "healthy"}
+        "redis": "healthy", "db": "healthy", "voice-agent": "healthy", "kb-updater": "healthy", "aira-ui": "healthy"}
     assert {n: s["port"] for n, s in data["services"].items()} == {
-        "redis": ports["redis"], "voice-agent": ports["voice"], "kb-updater": ports["kb"], "aira-ui": ports["ui"]}
+        "redis": ports["redis"], "db": ports["db"], "voice-agent": ports["voice"], "kb-updater": ports["kb"],
+        "aira-ui": ports["ui"]}
+    assert data["services"]["db"]["runtime"] == "postgres"
+    assert "not Supabase" in stack.cli("status").stdout
+
+    # The database: the UI repo's migrations applied, the KB trigger pointed at the KB updater.
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{ports['db']}/postgres") as conn:
+        assert conn.execute("SELECT phone_number FROM business_numbers").fetchall() == [("+15005550006",)]
+        definition = conn.execute("SELECT pg_get_functiondef('notify_kb_updater_webhook'::regproc)").fetchone()[0]
+    assert f"http://host.docker.internal:{ports['kb']}/process-document" in definition
     assert all(reaper.alive(s["pid"]) for s in data["services"].values())
     assert data["services"]["aira-ui"]["processes"] >= 3, "npm → next → workers: the whole tree is counted"
 

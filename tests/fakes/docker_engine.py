@@ -1,11 +1,13 @@
 """A stand-in Docker engine: the part of its API on a unix socket that `doctor` asks for
-(GET /version, /_ping, /images/json). A real engine runs in the container tests (issue 5)."""
+(GET /version, /_ping, /images/json, /images/NAME/json). The docker runtime's own tests run
+against a real engine (tests/integration/test_docker.py)."""
 
 from __future__ import annotations
 
 import json
 import socketserver
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,18 @@ class FakeEngine:
                     body, ctype = json.dumps({"Version": "20.10.24", "ApiVersion": "1.41"}).encode(), "application/json"
                 elif path == "/images/json":
                     body, ctype = json.dumps(engine.images).encode(), "application/json"
+                elif path.startswith("/images/") and path.endswith("/json"):
+                    name = urllib.parse.unquote(path[len("/images/"):-len("/json")])
+                    found = [i for i in engine.images if name in i.get("RepoTags", [])]
+                    if not found:
+                        body = json.dumps({"message": f"No such image: {name}"}).encode()
+                        self.send_response(404)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
+                    body, ctype = json.dumps(found[0]).encode(), "application/json"
                 else:
                     self.send_error(404)
                     return

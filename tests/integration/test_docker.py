@@ -70,7 +70,7 @@ def test_redis_in_a_container_healthy_logged_stopped_and_removed(engine: docker.
     assert container.name in table and IMAGE in table and "docker" in table
     assert "Ready to accept connections" in stack.cli("logs", "redis", "-n", "50").stdout
 
-    restarted = stack.cli("restart", "redis", "--wait")
+    restarted = stack.cli("restart", "redis")
     assert restarted.returncode == 0, restarted.stderr
     [again] = ours(engine, stack)
     assert again.id != container.id and ping(port) == b"+PONG\r\n"

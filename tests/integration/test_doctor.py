@@ -75,7 +75,7 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     root = tmp_path / "ws"
     shutil.copytree(DEMO, root, ignore=shutil.ignore_patterns("node_modules", ".next", ".airadev", "__pycache__"))
     (root / "aira-ui" / "node_modules").symlink_to(DEMO / "aira-ui" / "node_modules")
-    ports = {6379: free_port(), 8000: free_port(), 8080: free_port(), 3000: free_port()}
+    ports = {6379: free_port(), 8000: free_port(), 8080: free_port(), 3000: free_port(), 54322: free_port()}
     for relative in ("airadev.toml", "voice-agent/.env", "kb-updater/.env"):
         text = root.joinpath(relative).read_text()
         for old, new in ports.items():
@@ -84,7 +84,7 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     for relative in ("aira-ui/.env.local", "voice-agent/.env", "kb-updater/.env"):
         os.chmod(root / relative, 0o600)
     supabase = root / "aira-ui" / "supabase"
-    (supabase / "migrations").mkdir(parents=True)
+    (supabase / "migrations").mkdir(parents=True, exist_ok=True)
     (supabase / "config.toml").write_text('project_id = "aira"\n[api]\nport = 54321\n')
     (supabase / "migrations" / "20261126000000_documents.sql").write_text(
         "create or replace function notify_kb_updater_webhook() returns trigger as $$\n"
@@ -205,6 +205,11 @@ BREAKS: dict[str, tuple[Callable[[Workspace], object], str, str]] = {
     "runtime.ports": (lambda w: _hold(w, "voice-agent"), "error", "kill"),
     "runtime.leftovers": (lambda w: _leftover(w), "warning", "`airadev down` ends them"),
     "runtime.bind": (lambda w: _kb_on_loopback(w), "error", "add --host 0.0.0.0"),
+    "runtime.database": (lambda w: (w.path(".airadev/postgres/db/data")).mkdir(parents=True), "error",
+                         "airadev down --volumes"),
+    "runtime.images": (lambda w: w.path("airadev.toml").write_text(
+        w.path("airadev.toml").read_text().replace("[services.redis]\n", '[services.redis]\nruntime = "docker"\n')),
+        "warning", "AIRADEV_REDIS_IMAGE"),
     "live.twilio": (lambda w: setattr(w.twilio, "auth_token", "not-the-token"), "error", "TWILIO_AUTH_TOKEN"),
     "live.supabase": (lambda w: w.set_var("voice-agent/.env", "SUPABASE_KEY", jwt("service_role") + "x"), "error",
                       "supabase status -o env"),
