@@ -21,6 +21,7 @@ def main() -> int:
         ["startup.py"] + (["--runs", "2"] if quick else []),
         ["tunnel.py"] + (["--runs", "2"] if quick else []),
         ["doctor.py"] + (["--runs", "3"] if quick else []),
+        ["containers.py"] + (["--runs", "3"] if quick else []),
     ]
     failed = []
     for argv in runs:

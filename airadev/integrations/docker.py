@@ -145,8 +145,18 @@ class DockerRuntime:
 
     async def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> DockerInstance:
         loop = asyncio.get_running_loop()
-        container = await asyncio.to_thread(self._create, service, env)
-        return DockerInstance(container, service, loop, on_output)
+        container = await asyncio.to_thread(self._create_or_explain, service, env)
+        return await asyncio.to_thread(DockerInstance, container, service, loop, on_output)
+
+    def _create_or_explain(self, service: Service, env: Mapping[str, str]) -> Any:
+        import docker
+
+        try:
+            return self._create(service, env)
+        except docker.errors.DockerException as exc:
+            why = getattr(exc, "explanation", None) or str(exc)
+            raise DockerError(f"services.{service.name}: the Docker engine refused: {str(why)[:200]}",
+                              "see `docker ps -a`; `airadev down` removes this workspace's containers") from None
 
     def _create(self, service: Service, env: Mapping[str, str]) -> Any:
         import docker
@@ -167,7 +177,7 @@ class DockerRuntime:
             if not _ours(existing, self.ctx.config.root):
                 raise DockerError(f"services.{service.name}: the container name {name} is taken by a container "
                                   "airadev did not make", f"remove it if it is yours to remove (docker rm -f {name})")
-            existing.remove(force=True)  # ours, from an earlier start: a new one replaces it
+            _remove_and_wait(api, existing)  # ours, from an earlier start: a new one replaces it
         host = engine_host()
         ports = {}
         if service.port is not None:
@@ -187,6 +197,31 @@ class DockerRuntime:
             why = getattr(exc, "explanation", None) or str(exc)
             raise DockerError(f"services.{service.name}: cannot create its container: {str(why)[:200]}",
                               "check docker.image, docker.volumes and the port in airadev.toml") from None
+
+
+def _remove_and_wait(api: Any, container: Any, timeout: float = 15.0) -> None:
+    """Remove a container and return once its name is free (a removal already under way, by
+    this run's waiter thread say, is waited for rather than fought)."""
+    import time
+
+    import docker
+
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: its removal is in progress already
+            raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            api.containers.get(container.id)
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.05)
+    raise DockerError(f"the old container {container.name} is not removed after {timeout:.0f}s",
+                      f"remove it by hand (docker rm -f {container.name})")
 
 
 def container_env(service: Service, env: Mapping[str, str]) -> dict[str, str]:
@@ -256,11 +291,15 @@ class DockerInstance:
             pass
 
     def _wait(self) -> None:
+        """Wait for the container's end, however it comes; take the rest of its output, remove
+        it, and only then report the exit: the next start finds its name free."""
         try:
             code = int(self.container.wait().get("StatusCode", -1))
         except Exception:  # noqa: BLE001  (removed under us, or the engine went away)
             code = -1
-        self._reader.join(5)  # the rest of its output first
+        self._reader.join(5)
+        self._close_stream()
+        self._remove()
         self._loop.call_soon_threadsafe(self._set_exit, code)
 
     def _set_exit(self, code: int) -> None:
@@ -313,14 +352,13 @@ class DockerInstance:
             return 0
         except docker.errors.DockerException:
             running = True
-        self._remove()
-        self._close_stream()
+        self._remove()  # the waiter does it too; whichever is first, the other waits for it
         return 1 if running else 0
 
     def _remove(self) -> None:
         try:
-            self.container.remove(force=True)
-        except Exception:  # noqa: BLE001  (gone already)
+            _remove_and_wait(self.container.client, self.container)
+        except Exception:  # noqa: BLE001  (gone already, or the engine went away: the next start says so)
             pass
 
     def _close_stream(self) -> None:

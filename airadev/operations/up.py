@@ -289,6 +289,7 @@ def _wait_ready(paths: Paths, daemon: subprocess.Popen[bytes], marker: str, name
                 lines = logstore.tail(paths.log(failure["service"]), 15)
                 raise AiradevError(
                     f"{failure['service']} is {failure['state']}: {failure['message']}",
+                    (f"{failure['fix']}; " if failure.get("fix") else "") +
                     f"see `airadev logs {failure['service']}`; the stack is still running: "
                     "`airadev status`, `airadev down`",
                     details=_show_lines(failure["service"], lines))

@@ -113,6 +113,7 @@ class Unit:
     awaiting_log_match: bool = False
     cpu_sample: tuple[float, float] | None = None
     runtime_info: dict[str, Any] = field(default_factory=dict)  # the last instance's info()
+    fix: str = ""  # how to fix why it could not start (shown by `up -d`)
     fatal: str = ""  # why the last instance can never become ready (a broken migration)
 
     @property
@@ -266,6 +267,7 @@ class Supervisor:
             try:
                 instance = await self._start_instance(unit)
             except AiradevError as exc:
+                unit.fix = exc.fix
                 self._set_state(unit, State.FAILED, exc.message)
                 self.event(unit.name, f"cannot start: {exc.message} ({exc.fix})", "error")
                 return
@@ -371,7 +373,7 @@ class Supervisor:
 
     async def _start_instance(self, unit: Unit) -> Instance:
         service = unit.service
-        unit.fatal = ""
+        unit.fatal = unit.fix = ""
         # Env files may have changed since the last start (a watch restart, say): their new
         # secret values are hidden from now on, and the old ones still.
         self.redact.add(stack_secrets(self.config))
@@ -471,7 +473,7 @@ class Supervisor:
             except Fatal as exc:
                 if unit.instance is not instance:
                     return
-                unit.fatal = exc.message
+                unit.fatal, unit.fix = exc.message, exc.fix
                 self.event(unit.name, f"{exc.message} ({exc.fix})", "error")
                 self._set_state(unit, State.STOPPING, exc.message)
                 await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
@@ -644,7 +646,7 @@ class Supervisor:
         if state.ready and not was_ready:
             self._resume_blocked(unit)
         if state.failed and self.summary is None and self.failure is None:
-            self.failure = {"service": unit.name, "state": str(state), "message": unit.message}
+            self.failure = {"service": unit.name, "state": str(state), "message": unit.message, "fix": unit.fix}
             self.phase = "failed"
         self._changed.set()
         self._changed = asyncio.Event()

@@ -5,6 +5,7 @@ against a real engine (tests/integration/test_docker.py)."""
 from __future__ import annotations
 
 import json
+import re
 import socketserver
 import threading
 import urllib.parse
@@ -31,7 +32,7 @@ class FakeEngine:
                 pass
 
             def do_GET(self) -> None:
-                path = self.path.split("?")[0]
+                path = re.sub(r"^/v\d+\.\d+/", "/", self.path.split("?")[0])  # the API version prefix
                 if path == "/_ping":
                     body, ctype = b"OK", "text/plain"
                 elif path == "/version":

@@ -74,7 +74,15 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     here does not have (a Docker engine, the Supabase CLI, ngrok, Twilio)."""
     root = tmp_path / "ws"
     shutil.copytree(DEMO, root, ignore=shutil.ignore_patterns("node_modules", ".next", ".airadev", "__pycache__"))
-    (root / "aira-ui" / "node_modules").symlink_to(DEMO / "aira-ui" / "node_modules")
+    # The demo's node_modules, but for its Supabase CLI: the stand-in on PATH plays a running one.
+    modules = root / "aira-ui" / "node_modules"
+    (modules / ".bin").mkdir(parents=True)
+    for entry in (DEMO / "aira-ui" / "node_modules").iterdir():
+        if entry.name != ".bin":
+            (modules / entry.name).symlink_to(entry)
+    for entry in (DEMO / "aira-ui" / "node_modules" / ".bin").iterdir():
+        if entry.name != "supabase":
+            (modules / ".bin" / entry.name).symlink_to(entry)
     ports = {6379: free_port(), 8000: free_port(), 8080: free_port(), 3000: free_port(), 54322: free_port()}
     for relative in ("airadev.toml", "voice-agent/.env", "kb-updater/.env"):
         text = root.joinpath(relative).read_text()

@@ -1,0 +1,108 @@
+"""Containers: `airadev up --detach` of Redis in a container until it is healthy, against
+`docker run -d` plus polling the published port by hand, in the same run; and `airadev status`
+with that container running against the same stack run as a process.
+
+Both sides wait for the same thing: the published port accepting a connection and answering
+PING (airadev through an exec probe of `redis-cli ping`; by hand with a socket).
+
+Targets: up at most 1.2 times the hand-made peer; status with containers at most 1.5 times
+status without.
+
+Needs a Docker engine and the local image airadev-local/redis:7 (scripts/bootstrap makes both).
+
+usage: python bench/containers.py [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import socket
+import statistics
+import subprocess
+import time
+
+from common import BIN, ROOT, median_wall, report, run_airadev, workspace
+
+IMAGE = "airadev-local/redis:7"
+
+
+def pong(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def by_hand(port: int, name: str) -> float:
+    """`docker run -d -p` and poll until Redis answers: what a developer's script does."""
+    start = time.perf_counter()
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:6379", IMAGE],
+                   check=True, stdout=subprocess.DEVNULL)
+    while not pong(port):
+        time.sleep(0.02)
+    took = time.perf_counter() - start
+    subprocess.run(["docker", "rm", "-f", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return took
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    compileall.compile_dir(str(ROOT / "airadev"), quiet=1)
+    port = free_port()
+    toml = f"""
+[services.redis]
+runtime = "{{runtime}}"
+command = "redis-server --port {port} --save ''"
+port = {port}
+health = {{{{ exec = "redis-cli -p {port} ping", start_interval = "20ms" }}}}
+[services.redis.docker]
+image = "{IMAGE}"
+port = 6379
+"""
+    root = workspace(toml.format(runtime="docker"))
+    ours, peer = [], []
+    for i in range(args.runs):
+        start = time.perf_counter()
+        result = run_airadev(root, "up", "--detach")
+        took = time.perf_counter() - start
+        if result.returncode != 0:
+            print(result.stderr)
+            return 1
+        assert pong(port)
+        ours.append(took)
+        run_airadev(root, "down")
+        peer.append(by_hand(port, f"airadev-bench-peer-{i}"))
+    up_ours, up_peer = statistics.median(ours), statistics.median(peer)
+
+    status_cmd = [str(BIN / "airadev"), "--workspace", str(root), "status"]
+    run_airadev(root, "up", "--detach")
+    with_containers = median_wall(status_cmd, args.runs * 3)
+    run_airadev(root, "down")
+    (root / "airadev.toml").write_text(toml.format(runtime="process"))
+    run_airadev(root, "up", "--detach")
+    without = median_wall(status_cmd, args.runs * 3)
+    run_airadev(root, "down")
+
+    ok = report("containers: Redis in a container, time to healthy; status with containers", [
+        ("up --detach until PONG (median)", f"{up_ours * 1000:.0f} ms", f"{up_peer * 1000:.0f} ms"),
+        ("status: container / process", f"{with_containers * 1000:.0f} ms", f"{without * 1000:.0f} ms"),
+    ], [
+        (f"up ≤ 1.2 × docker run + polling ({up_ours / up_peer:.2f}×)", up_ours <= 1.2 * up_peer),
+        (f"status with containers ≤ 1.5 × without ({with_containers / without:.2f}×)", with_containers <= 1.5 * without),
+    ])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
