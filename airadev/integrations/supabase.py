@@ -176,8 +176,6 @@ class SupabaseInstance:
         try:
             found = status(self.cli, self.project)
         except SupabaseError as exc:
-            if self._prepared:
-                return False, exc.message
             return False, exc.message
         self.ctx.hide({k: v for k, v in found.items() if k.endswith(("_KEY", "_SECRET")) and v})
         self.api_url = found["API_URL"]

@@ -440,20 +440,14 @@ class Supervisor:
             unit.health = message
             if ok:
                 failures = 0
-                if unit.state is not State.HEALTHY:
-                    if unit.state is State.UNHEALTHY:
-                        self.event(unit.name, f"healthy again ({message})")
-                    self._set_state(unit, State.HEALTHY, message)
-                    if not healthy_once:
-                        self._became_ready(unit)
-                    healthy_once = True
+                self._probe_passed(unit, message, first=not healthy_once)
+                healthy_once = True
             else:
                 in_start_period = not healthy_once and time.monotonic() - started < probe.start_period
                 if not in_start_period:
                     failures += 1
-                    if failures >= probe.retries and unit.state is not State.UNHEALTHY:
-                        self._set_state(unit, State.UNHEALTHY, f"{probe.describe()}: {message}")
-                        self.event(unit.name, f"unhealthy: {probe.describe()}: {message}", "warning")
+                    if failures >= probe.retries:
+                        self._probe_failing(unit, f"{probe.describe()}: {message}")
             if healthy_once:
                 # Probes of all services wake on the same ticks: one wake-up of the loop per
                 # interval instead of one per service keeps an idle stack nearly free.
@@ -484,19 +478,27 @@ class Supervisor:
             unit.health = message
             if ok:
                 failures = 0
-                if unit.state is not State.HEALTHY:
-                    if unit.state is State.UNHEALTHY:
-                        self.event(unit.name, f"healthy again ({message})")
-                    self._set_state(unit, State.HEALTHY, message)
-                    if not healthy_once:
-                        self._became_ready(unit)
-                    healthy_once = True
+                self._probe_passed(unit, message, first=not healthy_once)
+                healthy_once = True
             elif healthy_once:
                 failures += 1
-                if failures >= 3 and unit.state is not State.UNHEALTHY:
-                    self._set_state(unit, State.UNHEALTHY, message)
-                    self.event(unit.name, f"unhealthy: {message}", "warning")
+                if failures >= 3:
+                    self._probe_failing(unit, message)
             await asyncio.sleep(5.0 if healthy_once else 0.1)
+
+    def _probe_passed(self, unit: Unit, message: str, first: bool) -> None:
+        if unit.state is State.HEALTHY:
+            return
+        if unit.state is State.UNHEALTHY:
+            self.event(unit.name, f"healthy again ({message})")
+        self._set_state(unit, State.HEALTHY, message)
+        if first:
+            self._became_ready(unit)
+
+    def _probe_failing(self, unit: Unit, why: str) -> None:
+        if unit.state is not State.UNHEALTHY:
+            self._set_state(unit, State.UNHEALTHY, why)
+            self.event(unit.name, f"unhealthy: {why}", "warning")
 
     def _became_ready(self, unit: Unit) -> None:
         now = time.monotonic()
