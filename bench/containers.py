@@ -2,8 +2,11 @@
 `docker run -d` plus polling the published port by hand, in the same run; and `airadev status`
 with that container running against the same stack run as a process.
 
-Both sides wait for the same thing: the published port accepting a connection and answering
-PING (airadev through an exec probe of `redis-cli ping`; by hand with a socket).
+Both sides wait for the same thing: the published port answering PING (airadev through an exec
+probe of `redis-cli ping`; by hand with a socket). airadev's time is given twice: from typing
+`airadev up -d` to its return (a Python CLI that starts a background supervisor), and from the
+supervisor's start to the service's readiness (as bench/startup.py counts), with the part the
+docker SDK's import takes.
 
 Targets: up at most 1.2 times the hand-made peer; status with containers at most 1.5 times
 status without.
@@ -22,7 +25,7 @@ import statistics
 import subprocess
 import time
 
-from common import BIN, ROOT, median_wall, report, run_airadev, workspace
+from common import BIN, PY, ROOT, median_wall, report, run_airadev, state, workspace
 
 IMAGE = "airadev-local/redis:7"
 
@@ -71,7 +74,7 @@ image = "{IMAGE}"
 port = 6379
 """
     root = workspace(toml.format(runtime="docker"))
-    ours, peer = [], []
+    ours, inside, peer = [], [], []
     for i in range(args.runs):
         start = time.perf_counter()
         result = run_airadev(root, "up", "--detach")
@@ -81,9 +84,13 @@ port = 6379
             return 1
         assert pong(port)
         ours.append(took)
+        inside.append(state(root)["summary"]["total"])  # the supervisor's start → all ready
         run_airadev(root, "down")
         peer.append(by_hand(port, f"airadev-bench-peer-{i}"))
-    up_ours, up_peer = statistics.median(ours), statistics.median(peer)
+    up_ours, up_inside, up_peer = statistics.median(ours), statistics.median(inside), statistics.median(peer)
+    sdk = statistics.median(float(subprocess.run(
+        [PY, "-c", "import time; t = time.perf_counter(); import docker; print(time.perf_counter() - t)"],
+        capture_output=True, text=True).stdout) for _ in range(5))
 
     status_cmd = [str(BIN / "airadev"), "--workspace", str(root), "status"]
     run_airadev(root, "up", "--detach")
@@ -95,10 +102,14 @@ port = 6379
     run_airadev(root, "down")
 
     ok = report("containers: Redis in a container, time to healthy; status with containers", [
-        ("up --detach until PONG (median)", f"{up_ours * 1000:.0f} ms", f"{up_peer * 1000:.0f} ms"),
+        ("up --detach until PONG, from typing (median)", f"{up_ours * 1000:.0f} ms", f"{up_peer * 1000:.0f} ms"),
+        ("  of which from the supervisor's start", f"{up_inside * 1000:.0f} ms", ""),
+        ("  of which importing the docker SDK", f"{sdk * 1000:.0f} ms", ""),
         ("status: container / process", f"{with_containers * 1000:.0f} ms", f"{without * 1000:.0f} ms"),
     ], [
-        (f"up ≤ 1.2 × docker run + polling ({up_ours / up_peer:.2f}×)", up_ours <= 1.2 * up_peer),
+        (f"up ≤ 1.2 × docker run + polling, from typing ({up_ours / up_peer:.2f}×)", up_ours <= 1.2 * up_peer),
+        (f"up ≤ 1.2 × docker run + polling, from the supervisor's start ({up_inside / up_peer:.2f}×)",
+         up_inside <= 1.2 * up_peer),
         (f"status with containers ≤ 1.5 × without ({with_containers / without:.2f}×)", with_containers <= 1.5 * without),
     ])
     return 0 if ok else 1

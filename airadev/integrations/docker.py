@@ -54,8 +54,8 @@ def client(timeout: float = 60) -> Any:
         if found is not None:
             return found
         try:
+            # No ping: the version negotiation of from_env already asks the engine.
             made = docker.from_env(timeout=timeout, max_pool_size=32)
-            made.ping()
         except docker.errors.DockerException as exc:
             raise engine_unreachable(host, exc) from None
         _clients[host] = made
@@ -165,19 +165,7 @@ class DockerRuntime:
         assert spec is not None
         api = client()
         image = image_of(service, env)
-        ensure_image(api, service, image)
         name = container_name(self.ctx.config.root, service)
-        try:
-            existing = api.containers.get(name)
-        except docker.errors.NotFound:
-            existing = None
-        except docker.errors.DockerException as exc:
-            raise engine_unreachable(engine_host(), exc) from None
-        if existing is not None:
-            if not _ours(existing, self.ctx.config.root):
-                raise DockerError(f"services.{service.name}: the container name {name} is taken by a container "
-                                  "airadev did not make", f"remove it if it is yours to remove (docker rm -f {name})")
-            _remove_and_wait(api, existing)  # ours, from an earlier start: a new one replaces it
         host = engine_host()
         ports = {}
         if service.port is not None:
@@ -186,17 +174,38 @@ class DockerRuntime:
             ports[f"{inner}/tcp"] = ("127.0.0.1", service.port) if is_local(host) else service.port
         labels = {WORKSPACE_LABEL: workspace_id(self.ctx.config.root), SERVICE_LABEL: service.name,
                   RUN_LABEL: self.ctx.marker, "dev.airadev.root": str(self.ctx.config.root)}
+        options = dict(command=list(spec.command) or None, name=name, labels=labels,
+                       environment=container_env(service, env), ports=ports, volumes=list(spec.volumes),
+                       stop_signal=signal.Signals(service.stop_signal).name, detach=True,
+                       extra_hosts={"host.docker.internal": "host-gateway"})
+        # Straight to `create`, the common case; what it refuses says what to do first.
+        for _ in range(3):
+            try:
+                return api.containers.create(image, **options)
+            except docker.errors.ImageNotFound:
+                ensure_image(api, service, image)  # pulls it, or explains why not
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: the name is taken
+                    why = getattr(exc, "explanation", None) or str(exc)
+                    raise DockerError(f"services.{service.name}: cannot create its container: {str(why)[:200]}",
+                                      "check docker.image, docker.volumes and the port in airadev.toml") from None
+                self._clear_name(api, service, name)
+        raise DockerError(f"services.{service.name}: its container could not be created",
+                          "see `docker ps -a`; `airadev down` removes this workspace's containers")
+
+    def _clear_name(self, api: Any, service: Service, name: str) -> None:
+        """The name is taken: by an old container of ours (a new one replaces it), or by someone
+        else's (never touched)."""
+        import docker
+
         try:
-            return api.containers.create(
-                image, command=list(spec.command) or None, name=name, labels=labels,
-                environment=container_env(service, env), ports=ports, volumes=list(spec.volumes),
-                stop_signal=signal.Signals(service.stop_signal).name, detach=True,
-                extra_hosts={"host.docker.internal": "host-gateway"},
-            )
-        except docker.errors.DockerException as exc:
-            why = getattr(exc, "explanation", None) or str(exc)
-            raise DockerError(f"services.{service.name}: cannot create its container: {str(why)[:200]}",
-                              "check docker.image, docker.volumes and the port in airadev.toml") from None
+            existing = api.containers.get(name)
+        except docker.errors.NotFound:
+            return
+        if not _ours(existing, self.ctx.config.root):
+            raise DockerError(f"services.{service.name}: the container name {name} is taken by a container "
+                              "airadev did not make", f"remove it if it is yours to remove (docker rm -f {name})")
+        _remove_and_wait(api, existing)
 
 
 def _remove_and_wait(api: Any, container: Any, timeout: float = 15.0) -> None:

@@ -49,7 +49,9 @@ def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
     groups = reaper.recorded_groups(str(paths.state)) if paths.state.exists() else []
     last = _last_state(paths)
     containers = 0
-    if last.get("docker_host"):  # only then is the docker SDK imported and the engine asked
+    # Only after a run that had containers and did not stop cleanly is the docker SDK imported
+    # and the engine asked (a clean stop removed them; this keeps `up` fast).
+    if last.get("docker_host") and last.get("phase") != "stopped":
         from airadev.integrations import docker
 
         containers = len(docker.remove_leftovers(paths.root, grace))
