@@ -40,7 +40,13 @@ def engine_host(env: Mapping[str, str] | None = None) -> str:
 
 
 def is_local(host: str) -> bool:
-    return host.startswith("unix://") or host.split("://", 1)[-1].split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
+    return host.startswith("unix://") or _hostname(host) in ("127.0.0.1", "localhost", "::1")
+
+
+def _hostname(host: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(host if "://" in host else "tcp://" + host).hostname or ""
 
 
 def client(timeout: float = 60) -> Any:
@@ -265,6 +271,9 @@ class DockerInstance:
         self._on_output = on_output
         self._exited: asyncio.Future[int] = loop.create_future()
         self._has_healthcheck = bool(container.attrs.get("Config", {}).get("Healthcheck"))
+        # On a remote engine the port is published there: airadev's probes go there too.
+        host = engine_host()
+        self.probe_host = None if is_local(host) else _hostname(host)
         self.readiness = "the image's HEALTHCHECK" if self._has_healthcheck else "the container to run"
         self._stopped = False
         # Attach before starting: the first lines of output are not lost.

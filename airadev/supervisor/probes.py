@@ -19,6 +19,26 @@ from urllib.parse import SplitResult, urlsplit
 from airadev.model import Probe, ProbeKind
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def retarget(probe: Probe, host: str | None) -> Probe:
+    """The probe aimed at ``host`` instead of loopback: a container on a remote engine publishes
+    its port there (DOCKER_HOST), not on this machine."""
+    from dataclasses import replace
+
+    if not host:
+        return probe
+    if probe.kind is ProbeKind.TCP and probe.target[0] in LOOPBACK:  # type: ignore[index]
+        return replace(probe, target=(host, probe.target[1]))  # type: ignore[index]
+    if probe.kind is ProbeKind.HTTP:
+        parts = urlsplit(str(probe.target))
+        if parts.hostname in LOOPBACK:
+            netloc = host + (f":{parts.port}" if parts.port else "")
+            return replace(probe, target=parts._replace(netloc=netloc).geturl())
+    return probe
+
+
 async def check(probe: Probe, *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> tuple[bool, str]:
     try:
         if probe.kind is ProbeKind.EXEC:

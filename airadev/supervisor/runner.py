@@ -401,7 +401,7 @@ class Supervisor:
         unit.exit_code = None
         unit.health = ""
         unit.ever_started = True
-        probe = service.health
+        probe = probes.retarget(service.health, getattr(instance, "probe_host", None)) if service.health else None
         what = f"pid {instance.pid}" if instance.pid else instance.describe()  # type: ignore[attr-defined]
         own_check = getattr(instance, "check", None)
         if probe is None and own_check is not None:
@@ -425,8 +425,8 @@ class Supervisor:
     # --- health -----------------------------------------------------------------------------
 
     async def _probe_loop(self, unit: Unit, instance: Instance) -> None:
-        probe = unit.service.health
-        assert probe is not None
+        assert unit.service.health is not None
+        probe = probes.retarget(unit.service.health, getattr(instance, "probe_host", None))
         env = (service_env(unit.service, self.marker, colour=False, instance=unit.starts)
                if probe.kind is ProbeKind.EXEC else None)
         started = time.monotonic()

@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -14,7 +16,7 @@ import docker
 import pytest
 
 from airadev.state import workspace_id
-from tests.harness import Stack, free_port, wait_for
+from tests.harness import FAKES, Stack, free_port, wait_for
 
 IMAGE = "airadev-local/redis:7"
 
@@ -163,3 +165,27 @@ def test_a_missing_image_and_a_missing_engine_are_clear_errors(engine: docker.Do
     assert f"the Docker engine at unix://{stack.root}/no-engine.sock does not answer" in result.stderr
     assert "DOCKER_HOST" in result.stderr
     stack.cli("down")
+
+
+def test_a_remote_engine_through_docker_host_works_like_the_local_one(engine: docker.DockerClient, stack: Stack) -> None:
+    """DOCKER_HOST=tcp://127.0.0.2:PORT: not this machine's loopback address as far as airadev
+    knows, so the port is published on all interfaces and the probes go to that host."""
+    forward_port = free_port()
+    forwarder = subprocess.Popen([sys.executable, str(FAKES / "tcp_to_unix.py"), "127.0.0.2", str(forward_port),
+                                  "/var/run/docker.sock"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert forwarder.stdout is not None and forwarder.stdout.readline().startswith("forwarding")
+        port = free_port()
+        redis_stack(stack, port, health='health = { tcp = true }')
+        stack.env["DOCKER_HOST"] = f"tcp://127.0.0.2:{forward_port}"
+        result = stack.up()
+        assert result.returncode == 0, result.stderr
+        assert "tcp 127.0.0.2:" in stack.log("airadev")  # the probe went to the engine's host
+        [container] = ours(engine, stack)
+        assert container.ports["6379/tcp"][0]["HostIp"] == "0.0.0.0"
+        assert "Ready to accept connections" in stack.cli("logs", "redis", "-n", "50").stdout
+        assert stack.cli("down").returncode == 0
+        assert ours(engine, stack) == []
+    finally:
+        forwarder.kill()
+        forwarder.wait()
