@@ -45,9 +45,12 @@ SERVICE_KEYS = (
     "aliases", "runtime", "command", "cwd", "env_files", "load_env_files", "env", "port",
     "health", "depends_on", "restart", "stop_signal", "stop_grace", "watch", "watch_ignore",
     "watch_debounce", "venv", "description", "docker", "project", "migrations", "exclude",
-    "database",
 )
-DOCKER_KEYS = ("image", "command", "port", "volumes", "env")
+DB_KEYS = ("project", "migrations", "exclude")
+# `supabase start -x`: the containers it may leave out (Supabase CLI 2.x).
+SUPABASE_CONTAINERS = ("gotrue", "realtime", "storage-api", "imgproxy", "kong", "mailpit", "inbucket", "postgrest",
+                       "postgres-meta", "studio", "edge-runtime", "logflare", "vector", "supavisor")
+DOCKER_KEYS = ("image", "command", "port", "volumes", "env", "healthcheck")
 DB_DEFAULT_PORT = {Runtime.POSTGRES: 54322, Runtime.SUPABASE: 54321}
 HEALTH_KEYS = ("http", "tcp", "exec", "log", "interval", "start_interval", "timeout",
                "start_period", "retries")
@@ -301,6 +304,12 @@ def _parse_service(name: str, t: _Table, root: Path) -> Service:
     cwd = (root / t.get("cwd", str, default=".")).resolve()
     docker = _parse_docker(t, root)
     database = _parse_database(t, runtime, cwd)
+    if database is not None:
+        # A database's command, readiness and container are its runtime's own.
+        for key, what in (("command", "its command"), ("health", "its readiness (connections, then migrations)"),
+                          ("docker", "how it runs")):
+            if t.has(key):
+                raise t.error(key, f"does not apply: runtime \"{runtime}\" decides {what}", f"remove {key}")
     # A database runtime builds its own command; a container may leave it to the image.
     command_needed = runtime is Runtime.PROCESS or (runtime is Runtime.DOCKER and docker is None)
     command = _command_value(t, "command", required=command_needed and runtime is Runtime.PROCESS)
@@ -402,16 +411,17 @@ def _parse_docker(t: _Table, root: Path) -> DockerSpec | None:
             raise d.error(f"env.{key}", f"expected a string, got {_show(value)}", f'write {key} = "value"')
         env.append((key, str(value)))
     return DockerSpec(image=image, command=_command_value(d, "command", required=False), port=port,
-                      volumes=tuple(volumes), env=tuple(env))
+                      volumes=tuple(volumes), env=tuple(env), healthcheck=d.get("healthcheck", str, default="").strip())
 
 
 def _parse_database(t: _Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | None:
-    keys = ("project", "migrations", "exclude", "database")
+    applies = {"project": (Runtime.POSTGRES, Runtime.SUPABASE), "migrations": (Runtime.POSTGRES, Runtime.SUPABASE),
+               "exclude": (Runtime.SUPABASE,)}
+    for key, runtimes in applies.items():
+        if t.has(key) and runtime not in runtimes:
+            names = " or ".join(f'runtime = "{r}"' for r in runtimes)
+            raise t.error(key, f"applies only to {names}", f"remove {key}, or set the service's runtime")
     if runtime not in (Runtime.POSTGRES, Runtime.SUPABASE):
-        for key in keys:
-            if t.has(key):
-                raise t.error(key, f"applies only to runtime = \"postgres\" or \"supabase\"",
-                              f"remove {key}, or set the service's runtime")
         return None
     project = (cwd / t.get("project", str, default=".")).resolve()
     if runtime is Runtime.SUPABASE and not (project / "supabase" / "config.toml").is_file():
@@ -419,18 +429,21 @@ def _parse_database(t: _Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | No
                       "point project at the folder holding supabase/ (the UI repo), or run `supabase init` there")
     migrations_raw = t.get("migrations", str, default="")
     migrations = (project / migrations_raw).resolve() if migrations_raw else project / "supabase" / "migrations"
+    if migrations_raw and not migrations.is_dir():
+        raise t.error("migrations", f"folder {migrations} does not exist", "create it, or fix the path (relative to project)")
     exclude = t.str_list("exclude")
-    if exclude and runtime is not Runtime.SUPABASE:
-        raise t.error("exclude", "applies only to runtime = \"supabase\"", "remove it")
+    for name in exclude:
+        if name not in SUPABASE_CONTAINERS:
+            raise t.error("exclude", f"{_show(name)} is not a Supabase container{did_you_mean(name, SUPABASE_CONTAINERS)}",
+                          f"use some of: {', '.join(SUPABASE_CONTAINERS)}")
     db_port, project_id = DB_DEFAULT_PORT[Runtime.POSTGRES], ""
     if runtime is Runtime.SUPABASE:
         settings = _supabase_settings(t, project)
-        db_port = settings.get("db", {}).get("port", db_port)
+        db_port = _section_port(settings, "db", db_port, project)
         project_id = str(settings.get("project_id", project.name))
     else:
         db_port = t.get("port", int, default=db_port)
-    return DatabaseSpec(project=project, migrations=migrations, database=t.get("database", str, default="postgres"),
-                        exclude=exclude, db_port=db_port, project_id=project_id)
+    return DatabaseSpec(project=project, migrations=migrations, exclude=exclude, db_port=db_port, project_id=project_id)
 
 
 def _supabase_settings(t: _Table, project: Path) -> dict[str, Any]:
@@ -441,12 +454,20 @@ def _supabase_settings(t: _Table, project: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read it: {exc}", "fix it, or run `supabase init` again") from None
 
 
+def _section_port(settings: Mapping[str, Any], section: str, default: int, project: Path) -> int:
+    table = settings.get(section, {})
+    port = table.get("port", default) if isinstance(table, dict) else None
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"{project / 'supabase' / 'config.toml'}: [{section}] port: expected a port number",
+                          f'write [{section}] port = {default}')
+    return port
+
+
 def _supabase_api_port(database: DatabaseSpec | None) -> int:
     if database is None or database.project is None:
         return DB_DEFAULT_PORT[Runtime.SUPABASE]
     settings = tomllib.loads((database.project / "supabase" / "config.toml").read_text(encoding="utf-8"))
-    port = settings.get("api", {}).get("port", DB_DEFAULT_PORT[Runtime.SUPABASE])
-    return port if isinstance(port, int) else DB_DEFAULT_PORT[Runtime.SUPABASE]
+    return _section_port(settings, "api", DB_DEFAULT_PORT[Runtime.SUPABASE], database.project)
 
 
 def _watch_paths(t: _Table) -> tuple[str, ...]:

@@ -132,6 +132,7 @@ class DockerSpec:
     port: int | None = None
     volumes: tuple[str, ...] = ()  # "SOURCE:TARGET[:ro]"; SOURCE a named volume or an absolute path
     env: tuple[tuple[str, str], ...] = ()
+    healthcheck: str = ""  # a shell command run inside the container (else the image's HEALTHCHECK)
 
     def image_variable(self, service: str) -> str:
         return "AIRADEV_" + service.upper().replace("-", "_") + "_IMAGE"

@@ -362,7 +362,7 @@ def tunnel_status(status: dict[str, Any]) -> None:
 
 def tunnel_closed(result: dict[str, Any]) -> None:
     info("tunnel: closed")
-    for line in result.get("restored", []) + result.get("left", []):
+    for line in result.get("restored", []) + result.get("left", []) + result.get("waiting", []):
         info(f"  {line}")
     if result.get("kept"):
         info("  the rewiring was kept (--keep)")

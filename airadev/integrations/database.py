@@ -69,6 +69,10 @@ def connect(dsn: str, timeout: float = 3.0) -> Iterator[Any]:
                             "is the database service up? `airadev status`") from None
     try:
         yield conn
+    except psycopg.Error as exc:
+        # What the caller's statements ran into, as one line (a trigger, a missing table...).
+        raise DatabaseError(f"the database refused: {_first_line(exc)}",
+                            "look at the database's log (`airadev logs` of its service)") from None
     finally:
         conn.close()
 
@@ -94,7 +98,10 @@ def apply_migrations(conn: Any, folder: Path | None, *, shim: bool) -> list[str]
     for version, path in migration_files(folder):
         if version in done:
             continue
-        sql = path.read_text(encoding="utf-8")
+        try:
+            sql = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatabaseError(f"migration {path.name}: cannot read it ({exc})", f"save {path} as UTF-8 text") from None
         try:
             with conn.transaction():
                 conn.execute(sql)  # several statements: psycopg sends them in one simple query

@@ -14,7 +14,9 @@ loop stays the one owner of state.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import re
 import signal
 import threading
 from collections.abc import Mapping
@@ -27,12 +29,22 @@ from airadev.supervisor.reaper import RUN_LABEL, SERVICE_LABEL, WORKSPACE_LABEL
 from airadev.supervisor.runtime import Context, OnOutput
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
+HEALTH_INTERVAL_NS = 10**9  # docker.healthcheck's interval (the same in the Compose export)
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
 
 class DockerError(AiradevError):
     pass
+
+
+def failures() -> tuple[type[BaseException], ...]:
+    """What a call through the SDK raises when the engine refuses or is not there: its own
+    errors, and requests' (a vanished socket is a requests ConnectionError, not a DockerException)."""
+    import docker
+    import requests
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
 def engine_host(env: Mapping[str, str] | None = None) -> str:
@@ -62,7 +74,7 @@ def client(timeout: float = 60) -> Any:
         try:
             # No ping: the version negotiation of from_env already asks the engine.
             made = docker.from_env(timeout=timeout, max_pool_size=32)
-        except docker.errors.DockerException as exc:
+        except failures() as exc:
             raise engine_unreachable(host, exc) from None
         _clients[host] = made
         return made
@@ -94,11 +106,11 @@ def ensure_image(api: Any, service: Service, image: str) -> None:
         return
     except docker.errors.ImageNotFound:
         pass
-    except docker.errors.DockerException as exc:
+    except failures() as exc:
         raise engine_unreachable(engine_host(), exc) from None
     try:
         api.images.pull(image)
-    except docker.errors.DockerException as exc:
+    except failures() as exc:
         why = getattr(exc, "explanation", None) or str(exc)
         raise DockerError(
             f"services.{service.name}: image {image} is not on the engine and cannot be pulled: {str(why)[:160]}",
@@ -110,25 +122,37 @@ def _ours(container: Any, root: Any) -> bool:
     return container.labels.get(WORKSPACE_LABEL) == workspace_id(root)
 
 
-def remove_leftovers(root: Any, grace: float = 10.0) -> list[str]:
-    """Stop and remove this workspace's containers (a dead run's); their names. Call only under
-    the run lock. A stopped engine has nothing of ours running: nothing to do."""
+def remove_leftovers(root: Any, grace: float = 10.0, host: str = "") -> list[str]:
+    """Stop and remove this workspace's containers (a dead run's) on the engine that run used
+    (``host``; default DOCKER_HOST); their names. Call only under the run lock. An engine that
+    does not answer has nothing we can do anything about now: nothing is done."""
     import docker
 
+    old = os.environ.get("DOCKER_HOST")
+    if host:
+        os.environ["DOCKER_HOST"] = host
     try:
         api = client(timeout=30)
         found = api.containers.list(all=True, filters={"label": f"{WORKSPACE_LABEL}={workspace_id(root)}"})
-    except (DockerError, docker.errors.DockerException):
+    except (DockerError, *failures()):
         return []
+    finally:
+        if host:
+            if old is None:
+                os.environ.pop("DOCKER_HOST", None)
+            else:
+                os.environ["DOCKER_HOST"] = old
     names = []
     for container in found:
         try:
             if container.status == "running":
-                container.stop(timeout=int(grace))
-            container.remove(force=True)
+                container.stop(timeout=math.ceil(grace))
+            _remove_and_wait(api, container)
             names.append(container.name)
         except docker.errors.NotFound:
             continue
+        except (DockerError, *failures()):
+            continue  # the next up or down tries again
     return names
 
 
@@ -159,7 +183,7 @@ class DockerRuntime:
 
         try:
             return self._create(service, env)
-        except docker.errors.DockerException as exc:
+        except failures() as exc:
             why = getattr(exc, "explanation", None) or str(exc)
             raise DockerError(f"services.{service.name}: the Docker engine refused: {str(why)[:200]}",
                               "see `docker ps -a`; `airadev down` removes this workspace's containers") from None
@@ -184,6 +208,9 @@ class DockerRuntime:
                        environment=container_env(service, env), ports=ports, volumes=list(spec.volumes),
                        stop_signal=signal.Signals(service.stop_signal).name, detach=True,
                        extra_hosts={"host.docker.internal": "host-gateway"})
+        if spec.healthcheck:
+            options["healthcheck"] = {"test": ["CMD-SHELL", spec.healthcheck], "interval": HEALTH_INTERVAL_NS,
+                                      "timeout": 3 * 10**9, "retries": 30}
         # Straight to `create`, the common case; what it refuses says what to do first.
         for _ in range(3):
             try:
@@ -242,7 +269,7 @@ def _remove_and_wait(api: Any, container: Any, timeout: float = 15.0) -> None:
 def container_env(service: Service, env: Mapping[str, str]) -> dict[str, str]:
     """What the container gets: not this machine's environment (PATH, HOME, ... are the
     image's business), only what is the service's: its env files and tables, the stack's, the
-    markers; loopback addresses of the stack seen from inside as host.docker.internal."""
+    markers; this machine's loopback addresses as the container sees them."""
     from airadev.supervisor.environment import env_file_values
 
     values = env_file_values(service) if service.load_env_files else {}
@@ -251,9 +278,19 @@ def container_env(service: Service, env: Mapping[str, str]) -> dict[str, str]:
     for key in ("DATABASE_URL", "PYTHONUNBUFFERED", "AIRADEV_RUN", "AIRADEV_SERVICE", "AIRADEV_INSTANCE"):
         if key in env and key not in values:
             values[key] = env[key]
-    if "DATABASE_URL" in values:
-        values["DATABASE_URL"] = values["DATABASE_URL"].replace("@127.0.0.1:", "@host.docker.internal:")
-    return values
+    return {key: _from_inside(value) for key, value in values.items()}
+
+
+_LOOPBACK = re.compile(r"(?<=//)(?:127\.0\.0\.1|localhost)(?=[:/]|$)|(?<=@)(?:127\.0\.0\.1|localhost)(?=[:/]|$)")
+
+
+def _from_inside(value: str) -> str:
+    """This machine's loopback, as a container sees this machine: host.docker.internal (in
+    URLs, and as a bare host name such as REDIS_HOST). A service of the host must listen on
+    more than 127.0.0.1 for a container to reach it."""
+    if value in ("127.0.0.1", "localhost"):
+        return "host.docker.internal"
+    return _LOOPBACK.sub("host.docker.internal", value)
 
 
 class DockerInstance:
@@ -276,11 +313,12 @@ class DockerInstance:
         self.probe_host = None if is_local(host) else _hostname(host)
         self.readiness = "the image's HEALTHCHECK" if self._has_healthcheck else "the container to run"
         self._stopped = False
-        # Attach before starting: the first lines of output are not lost.
-        self._stream = container.attach(stdout=True, stderr=True, stream=True, logs=True)
-        self._reader = threading.Thread(target=self._read, name=f"docker-logs-{service.name}", daemon=True)
-        self._reader.start()
+        self._stream: Any = None
         try:
+            # Attach before starting: the first lines of output are not lost.
+            self._stream = container.attach(stdout=True, stderr=True, stream=True, logs=True)
+            self._reader = threading.Thread(target=self._read, name=f"docker-logs-{service.name}", daemon=True)
+            self._reader.start()
             container.start()
         except Exception as exc:  # noqa: BLE001  (any SDK error: the container must not stay)
             self._close_stream()
@@ -348,7 +386,7 @@ class DockerInstance:
         found = await asyncio.to_thread(self._stop, sig, grace)
         if not self._exited.done():
             try:
-                await asyncio.wait_for(asyncio.shield(self._exited), 10)
+                await asyncio.wait_for(asyncio.shield(self._exited), grace + 15)
             except asyncio.TimeoutError:
                 self._set_exit(-1)
         return found
@@ -365,11 +403,11 @@ class DockerInstance:
             if running:
                 if sig != self.service.stop_signal:
                     self.container.kill(signal=signal.Signals(sig).name)
-                self.container.stop(timeout=max(0, int(grace)))
+                self.container.stop(timeout=max(0, math.ceil(grace)))
         except docker.errors.NotFound:
             return 0
-        except docker.errors.DockerException:
-            running = True
+        except failures():
+            running = True  # the engine went away: nothing more to do here; the next up or down
         self._remove()  # the waiter does it too; whichever is first, the other waits for it
         return 1 if running else 0
 
@@ -381,6 +419,7 @@ class DockerInstance:
 
     def _close_stream(self) -> None:
         try:
-            self._stream.close()
+            if self._stream is not None:
+                self._stream.close()
         except Exception:  # noqa: BLE001
             pass

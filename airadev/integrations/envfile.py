@@ -6,6 +6,7 @@ import functools
 import os
 import re
 import stat as stat_module
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,11 +246,16 @@ def writable(path: Path) -> Path:
     return target
 
 
+# Within one process (the supervisor: the tunnel and Supabase's key wiring both rewrite the UI's
+# .env.local from worker threads), one read-modify-write of an env file at a time.
+WRITE_LOCK = threading.RLock()
+
+
 def write_atomic(target: Path, data: bytes) -> None:
     """Replace ``target`` with ``data`` in one rename: a reader sees the old file or the new
     one, never a mix. Same mode and owner; nothing is left behind on failure."""
     st = os.stat(target)
-    tmp = target.with_name(f".{target.name}.airadev-{os.getpid()}.tmp")
+    tmp = target.with_name(f".{target.name}.airadev-{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -326,17 +332,18 @@ def _write_with_backup(target: Path, data: bytes, new: bytes, backup_dir: Path |
 def set_values(path: Path, values: Mapping[str, str], backup_dir: Path | None = None) -> list[str]:
     """Set several variables in one atomic rewrite (with a backup), each by the rules of
     ``plan_set``; only when one differs. Returns the names whose value changed."""
-    target = writable(path)
-    data = target.read_bytes()
-    current = read(target)
-    changed = [name for name, value in values.items() if current.get(name) != value]
-    if not changed:
-        return []
-    new = data
-    for name in changed:
-        new = plan_set(new, name, values[name])[0]
-    _write_with_backup(target, data, new, backup_dir)
-    return changed
+    with WRITE_LOCK:
+        target = writable(path)
+        data = target.read_bytes()
+        current = read(target)
+        changed = [name for name, value in values.items() if current.get(name) != value]
+        if not changed:
+            return []
+        new = data
+        for name in changed:
+            new = plan_set(new, name, values[name])[0]
+        _write_with_backup(target, data, new, backup_dir)
+        return changed
 
 
 def set_value(path: Path, name: str, value: str, backup_dir: Path | None = None) -> EnvEdit:
@@ -348,11 +355,12 @@ def set_value(path: Path, name: str, value: str, backup_dir: Path | None = None)
 
 def undo(edit: EnvEdit) -> bool:
     """Take ``edit`` back; False when the file was changed since and is left alone."""
-    target = writable(Path(edit.path))
-    data = target.read_bytes()
-    new = plan_undo(data, edit)
-    if new is None:
-        return False
-    if new != data:
-        write_atomic(target, new)
-    return True
+    with WRITE_LOCK:
+        target = writable(Path(edit.path))
+        data = target.read_bytes()
+        new = plan_undo(data, edit)
+        if new is None:
+            return False
+        if new != data:
+            write_atomic(target, new)
+        return True

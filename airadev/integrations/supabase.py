@@ -117,9 +117,37 @@ class SupabaseRuntime:
         command = [cli, "start", "--workdir", str(spec.project)]
         if spec.exclude:
             command += ["-x", ",".join(spec.exclude)]
+        held = HeldOutput(on_output)
         starter = ProcessRuntime(self.ctx.marker).start(replace(service, command=tuple(command), cwd=spec.project),
-                                                         env, on_output)
-        return SupabaseInstance(starter, cli, service, self.ctx, env, on_output)
+                                                         env, held.write)
+        return SupabaseInstance(starter, cli, service, self.ctx, env, held)
+
+
+class HeldOutput:
+    """`supabase start` prints the stack's keys (and JWT secret) when it is done, before airadev
+    knows them to hide them: its output is held until they are known (or it failed), then let
+    through the redactor in order. Loop-only."""
+
+    LIMIT = 4 << 20
+
+    def __init__(self, on_output: OnOutput) -> None:
+        self.on_output = on_output
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.holding = True
+
+    def write(self, data: bytes) -> None:
+        if not self.holding:
+            self.on_output(data)
+        elif self.size < self.LIMIT:
+            self.chunks.append(data)
+            self.size += len(data)
+
+    def release(self) -> None:
+        self.holding = False
+        chunks, self.chunks = self.chunks, []
+        for chunk in chunks:
+            self.on_output(chunk)
 
 
 class SupabaseInstance:
@@ -129,7 +157,7 @@ class SupabaseInstance:
     readiness = "`supabase status` and the API"
 
     def __init__(self, starter: ProcessInstance, cli: str, service: Service, ctx: Context,
-                 env: Mapping[str, str], on_output: OnOutput) -> None:
+                 env: Mapping[str, str], held: HeldOutput) -> None:
         self.starter = starter
         self.pid = starter.pid
         self.pgid = starter.pgid
@@ -137,11 +165,13 @@ class SupabaseInstance:
         self.service = service
         self.ctx = ctx
         self.env = dict(env)
-        self._on_output = on_output
-        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.held = held
+        self._on_output = held.write
+        self._loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[int] = self._loop.create_future()
         self._prepared = False
         self.api_url = ""
-        self._stopped = False
+        self._stopping: asyncio.Future[int] | None = None
 
     @property
     def exited(self) -> asyncio.Future[int]:
@@ -165,6 +195,7 @@ class SupabaseInstance:
             return False, "supabase start is running"
         code = self.starter.exited.result()
         if code != 0:
+            self.held.release()  # it failed before printing any key: its words are the error
             raise Fatal(f"`supabase start` failed (exit code {code})",
                         f"see `airadev logs {self.service.name}`; Docker must run and reach Supabase's images")
         self.pid = None
@@ -178,6 +209,7 @@ class SupabaseInstance:
         except SupabaseError as exc:
             return False, exc.message
         self.ctx.hide({k: v for k, v in found.items() if k.endswith(("_KEY", "_SECRET")) and v})
+        self._loop.call_soon_threadsafe(self.held.release)  # after the hiding above: same queue
         self.api_url = found["API_URL"]
         try:
             answer = httpx.get(self.api_url.rstrip("/") + "/rest/v1/", timeout=3)
@@ -221,14 +253,19 @@ class SupabaseInstance:
             raise Fatal(exc.message, exc.fix) from None
 
     def _deliver(self, data: bytes) -> None:
-        loop = self._exited.get_loop()
-        loop.call_soon_threadsafe(self._on_output, data)
+        self._loop.call_soon_threadsafe(self._on_output, data)
 
     async def stop(self, sig: int, grace: float) -> int:
+        """One stop, however many ask for it: a second caller waits for the first one's
+        `supabase stop` rather than seeing the service gone before it is."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(sig, grace))
+        return await asyncio.shield(self._stopping)
+
+    async def _stop(self, sig: int, grace: float) -> int:
         found = await self.starter.stop(sig, grace)
-        if not self._stopped:
-            self._stopped = True
-            found += await asyncio.to_thread(self._supabase_stop)
+        self.held.release()
+        found += await asyncio.to_thread(self._supabase_stop)
         if not self._exited.done():
             self._exited.set_result(0)
         return found

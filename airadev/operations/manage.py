@@ -83,7 +83,7 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
     try:
         leftovers = reap_leftovers(paths)
         restored = _recover_tunnel(paths)
-        dropped = _drop_database(paths, ran=bool(stopped)) if volumes else []
+        dropped = _drop_database(paths) if volumes else []
         dead_run = bool(not stopped and state and state.get("phase") != "stopped")
         if dead_run:
             write_json_atomic(paths.state, {**state, "phase": "stopped"})  # type: ignore[dict-item]
@@ -94,7 +94,7 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
     return Down(stopped, leftovers, dead_run, restored, dropped)
 
 
-def _drop_database(paths: Paths, ran: bool) -> list[str]:
+def _drop_database(paths: Paths) -> list[str]:
     """`down --volumes`: delete the local database's data, now that nothing runs. (A running
     Supabase was stopped with --no-backup by its runtime already.)"""
     import shutil
@@ -113,15 +113,23 @@ def _drop_database(paths: Paths, ran: bool) -> list[str]:
             shutil.rmtree(folder)
             return [f"deleted {db.name}'s PostgreSQL cluster ({folder.relative_to(paths.root)})"]
         return []
-    if db.runtime is Runtime.SUPABASE and not ran and db.database.project is not None:
+    if db.runtime is Runtime.SUPABASE and db.database.project is not None:
+        # Also when the supervisor's own stop just ran it: idempotent, and then certainly done
+        # (its Supabase may have been stopped earlier, without --no-backup).
         from airadev.integrations.supabase import find_cli
 
         cli = find_cli(db.database.project)
-        if cli:
-            subprocess.run([cli, "stop", "--no-backup", "--workdir", str(db.database.project)],
-                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False)
-            return [f"deleted {db.name}'s Supabase data (supabase stop --no-backup)"]
-    if db.runtime is Runtime.SUPABASE and ran:
+        if cli is None:
+            raise AiradevError("the Supabase CLI is not installed: its data cannot be deleted",
+                               "install it (npm i -D -E supabase@2.117.0 in the UI repo) and run `airadev down --volumes` again")
+        try:
+            done = subprocess.run([cli, "stop", "--no-backup", "--workdir", str(db.database.project)],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AiradevError(f"`supabase stop --no-backup` failed: {exc}", "run it by hand in the UI repo") from None
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise AiradevError(f"`supabase stop --no-backup` failed: {last[:200]}", "run it by hand in the UI repo")
         return [f"deleted {db.name}'s Supabase data (supabase stop --no-backup)"]
     return []
 

@@ -128,6 +128,9 @@ class Journal:
     @classmethod
     def _new(cls, paths: Paths, public_url: str, agent_pid: int | None, keep: bool, marker: str) -> Journal:
         old = cls.load(paths)
+        if old is not None and old.pending() and all(step["kind"] == "db" for step in old.pending()):
+            raise AiradevError("an earlier tunnel's business_numbers row waits for the local database to be "
+                               "put back", "start the database (`airadev up`); it puts the row back by itself")
         if old is not None and old.pending():
             # Never drop what an earlier tunnel could not put back: it is the only record.
             raise AiradevError("an earlier tunnel's rewiring is still in the journal, not put back",
@@ -171,18 +174,26 @@ class Journal:
     def remove(self) -> None:
         self.path_of(self.paths).unlink(missing_ok=True)
 
+    def detach(self) -> None:
+        """Mark it as no live tunnel's: what is left in it, the database's runtime puts back."""
+        with JOURNAL_LOCK:
+            if self.path_of(self.paths).exists():
+                self.data["marker"] = ""
+                self.save()
+
 
 # --- applying and undoing --------------------------------------------------------------------------
 
 def rewire_env_file(journal: Journal, path: Path, variable: str, address: str) -> bool:
     """Set ``variable`` to ``address`` in ``path``, journaled first, read back after. Returns
     whether the file changed (it may already hold the address: a reserved domain)."""
-    planned = envfile.plan_file(path, variable, address)
-    step = journal.add({"kind": "envfile", "edit": planned.edit.as_json()})
-    envfile.apply(planned, journal.paths.dir / "backups")
-    if envfile.read_value(path, variable) != address:
-        raise AiradevError(f"{path}: {variable} does not read back as the tunnel address",
-                           "look at the file; it is put back as it was")
+    with envfile.WRITE_LOCK:  # no other rewrite of the file between the plan and the write
+        planned = envfile.plan_file(path, variable, address)
+        step = journal.add({"kind": "envfile", "edit": planned.edit.as_json()})
+        envfile.apply(planned, journal.paths.dir / "backups")
+        if envfile.read_value(path, variable) != address:
+            raise AiradevError(f"{path}: {variable} does not read back as the tunnel address",
+                               "look at the file; it is put back as it was")
     journal.mark(step, "applied")
     return planned.changes
 

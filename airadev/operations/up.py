@@ -54,13 +54,17 @@ def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
     if last.get("docker_host") and last.get("phase") != "stopped":
         from airadev.integrations import docker
 
-        containers = len(docker.remove_leftovers(paths.root, grace))
+        containers = len(docker.remove_leftovers(paths.root, grace, host=last["docker_host"]))
     ended = containers + reaper.terminate(workspace_id(paths.root) + ".", pgids=groups, exact=False, grace=grace)
     if last.get("supabase_stop") and last.get("phase") != "stopped":
-        # A dead run's Supabase containers are the CLI's: it stops them (data kept).
-        subprocess.run(last["supabase_stop"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=120, check=False)
-        ended += 1
+        # A dead run's Supabase containers are the CLI's: it stops them (data kept). A CLI that
+        # is gone or hangs must not keep every later up and down from working.
+        try:
+            subprocess.run(last["supabase_stop"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=120, check=False)
+            ended += 1
+        except (OSError, subprocess.TimeoutExpired):
+            pass
     return ended
 
 

@@ -91,16 +91,25 @@ def stack_secrets(config: Config) -> dict[str, str]:
 
 def stack_env(config: Config, service: Service) -> dict[str, str]:
     """What a service gets from the rest of the stack: the local database's ``DATABASE_URL``;
-    and for the KB updater, when there is a database whose trigger must reach it from a
-    container, ``HOST``/``UVICORN_HOST`` of 0.0.0.0 (uvicorn's default 127.0.0.1 is unreachable
-    from there, FACTS.md)."""
+    and for the KB updater, when Supabase's database trigger must reach it from a container,
+    ``HOST``/``UVICORN_HOST`` of 0.0.0.0 (uvicorn's default 127.0.0.1 is unreachable from
+    there, FACTS.md)."""
     from airadev.integrations import database
+
+    from airadev.model import Runtime
 
     db = config.database()
     if db is None or db.name == service.name:
         return {}
     env = {"DATABASE_URL": database.url(db)}
     kb = database.kb_service(config)
-    if kb is not None and kb.name == service.name:
+    if kb is not None and kb.name == service.name and db.runtime is Runtime.SUPABASE:
         env.update(HOST="0.0.0.0", UVICORN_HOST="0.0.0.0")
+    if not service.load_env_files:
+        # A service that reads its env files itself (Next.js) would have them overridden by
+        # the process environment: what its files set, the stack does not.
+        for path in service.env_files:
+            if path.is_file():
+                for name in envfile.read(path):
+                    env.pop(name, None)
     return env

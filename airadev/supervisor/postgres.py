@@ -32,10 +32,17 @@ from airadev.supervisor.runtime import Context, Fatal, OnOutput
 
 
 def find_binary(name: str) -> str | None:
+    """``name`` on PATH, else from Debian's newest /usr/lib/postgresql/<major>/bin (by number:
+    16 is newer than 9.6)."""
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+
+    def major(path: str) -> tuple[int, ...]:
+        version = Path(path).parts[-3]
+        return tuple(int(p) for p in version.split(".") if p.isdigit())
+
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=major, reverse=True)
     return candidates[0] if candidates else None
 
 

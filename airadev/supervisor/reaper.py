@@ -17,6 +17,7 @@ This is the one module that knows Linux's /proc layout.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -31,6 +32,7 @@ MARKER_VARS = (MARKER_VAR, SERVICE_VAR, INSTANCE_VAR)
 RUN_LABEL = "dev.airadev.run"
 WORKSPACE_LABEL = "dev.airadev.workspace"  # the workspace id (state.workspace_id)
 SERVICE_LABEL = "dev.airadev.service"
+CLEAN = b"stopped cleanly\n"  # the supervisor's last words to its watchdog
 
 
 def pids() -> list[int]:
@@ -261,14 +263,18 @@ def remove_containers(host: str, label: str, grace: float = 10.0) -> int:
     import json
     import urllib.parse
 
+    if not host.startswith(("unix://", "tcp://")) or os.environ.get("DOCKER_TLS_VERIFY"):
+        return 0  # ssh:// or TLS: the next `up` or `down` removes them, through the docker SDK
     filters = urllib.parse.quote(json.dumps({"label": [label]}))
     try:
         found = json.loads(_docker_request(host, "GET", f"/containers/json?all=1&filters={filters}"))
     except (OSError, ValueError):
         return 0
+    if not isinstance(found, list):  # an error answer ({"message": ...})
+        return 0
     for container in found:
         try:
-            _docker_request(host, "POST", f"/containers/{container['Id']}/stop?t={int(grace)}", timeout=grace + 10)
+            _docker_request(host, "POST", f"/containers/{container['Id']}/stop?t={math.ceil(grace)}", timeout=grace + 10)
         except OSError:
             pass
         try:
@@ -283,18 +289,26 @@ def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str
     # Only the supervisor's end of the pipe keeps us waiting; terminal signals must not.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
+    said = b""
     while True:
         try:
-            if not os.read(fd, 4096):
-                break
+            data = os.read(fd, 4096)
         except InterruptedError:
             continue
         except OSError:
             break
-    if docker_host:  # containers first: their stop is not bounded by our grace
-        remove_containers(docker_host, f"{RUN_LABEL}={marker}", grace)
+        if not data:
+            break
+        said = (said + data)[-16:]
+    # A supervisor that stopped everything itself says so last; one that died did not.
+    clean = said.endswith(CLEAN)
+    if docker_host and not clean:  # containers first: their stop is not bounded by our grace
+        try:
+            remove_containers(docker_host, f"{RUN_LABEL}={marker}", grace)
+        except Exception:  # noqa: BLE001  (whatever the engine said, the processes must still go)
+            pass
     terminate(marker, pgids=recorded_groups(state_file), grace=grace)
-    if finally_run:  # what stops containers airadev did not make itself (`supabase stop`)
+    if finally_run and not clean:  # what stops containers airadev did not make (`supabase stop`)
         import json
         import subprocess
 

@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class Unit:
     flush_handle: asyncio.TimerHandle | None = None
     log_regex: re.Pattern[bytes] | None = None
     awaiting_log_match: bool = False
+    matched_early: bool = False  # the log probe's line came while the runtime was still starting it
     cpu_sample: tuple[float, float] | None = None
     runtime_info: dict[str, Any] = field(default_factory=dict)  # the last instance's info()
     fix: str = ""  # how to fix why it could not start (shown by `up -d`)
@@ -180,15 +182,28 @@ class Supervisor:
                 cli = find_cli(project, os.environ) if project else None
                 if cli:
                     self.supabase_stop = [cli, "stop", "--workdir", str(project)]
-        self.runtime_context = Context(config, marker, lambda name, message, level: self.event(name, message, level),
-                                       hide=self.redact.add)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self.runtime_context = Context(config, marker, self._on_loop(self.event), hide=self._on_loop(self.redact.add))
         self._output_waiters: dict[str, list[tuple[re.Pattern[bytes], asyncio.Future[None]]]] = {}
 
     # --- the run ----------------------------------------------------------------------------
 
+    def _on_loop(self, fn: Any) -> Any:
+        """``fn`` made callable from a runtime's worker thread: it runs on the loop, which owns
+        the logs and the redactor (in call order, so a secret is hidden before output after it)."""
+        def call(*args: Any) -> None:
+            loop = self._loop
+            if loop is None or self._loop_thread == threading.get_ident():
+                fn(*args)
+            else:
+                loop.call_soon_threadsafe(fn, *args)
+        return call
+
     async def run(self) -> str:
         """Run until asked to stop (signal or control request); stop everything; return why."""
         loop = asyncio.get_running_loop()
+        self._loop, self._loop_thread = loop, threading.get_ident()
         self.paths.ensure()
         self._open_logs()
         self._start_reaper()
@@ -216,6 +231,12 @@ class Supervisor:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         task.add_done_callback(self._task_done)
         return task
+
+    def _log_trace(self, what: str, exc: BaseException) -> None:
+        import traceback
+
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        self.event(None, f"{what}: {exc!r}\n{trace}", "error")
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled() or task.exception() is None:
@@ -251,8 +272,6 @@ class Supervisor:
                 reaper.signal_group(pgid, signal.SIGKILL)
         reaper.signal_pids(reaper.marked(self.marker), signal.SIGKILL)
         if self.docker_host:
-            import threading
-
             threading.Thread(target=reaper.remove_containers, args=(self.docker_host, f"{reaper.RUN_LABEL}={self.marker}", 0),
                              daemon=True).start()
 
@@ -384,9 +403,20 @@ class Supervisor:
             # Next.js prefers the process environment to .env.local: the variable the tunnel
             # rewrites in the file must not be there (even when the shell exports it).
             env.pop(self.config.tunnel.variable, None)
+        if service.health is not None and service.health.kind is ProbeKind.LOG:
+            # Armed before the start: a container's first lines may arrive while it is created.
+            unit.log_regex = re.compile(str(service.health.target).encode())
+            unit.awaiting_log_match, unit.matched_early = True, False
         runtime = runtime_for(service.runtime, self.runtime_context)
-        started = runtime.start(service, env, lambda data, u=unit: self._on_output(u, data))
-        instance = await started if inspect.isawaitable(started) else started
+        try:
+            started = runtime.start(service, env, lambda data, u=unit: self._on_output(u, data))
+            instance = await started if inspect.isawaitable(started) else started
+        except AiradevError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (nothing was started: this service fails, not the stack)
+            self._log_trace(f"{service.name}: its {service.runtime} runtime failed to start it", exc)
+            raise AiradevError(f"its {service.runtime} runtime failed: {type(exc).__name__}: {exc}",
+                               f"the traceback is in {self.paths.log('airadev')}; please report it") from None
         if unit.stop_requested:  # asked to stop while a container was being created
             self.spawn_task(instance.stop(service.stop_signal, service.stop_grace), f"stop-{unit.name}")
         now = time.monotonic()
@@ -415,10 +445,11 @@ class Supervisor:
         else:
             self._set_state(unit, State.STARTING, f"waiting for {probe.describe()}")
             self.event(unit.name, f"started ({what}), waiting for {probe.describe()}")
-            if probe.kind is ProbeKind.LOG:
-                unit.log_regex = re.compile(str(probe.target).encode())
-                unit.awaiting_log_match = True
-            else:
+            if probe.kind is ProbeKind.LOG and unit.matched_early:
+                unit.health = "log line matched"
+                self._set_state(unit, State.HEALTHY, "log line matched")
+                self._became_ready(unit)
+            elif probe.kind is not ProbeKind.LOG:
                 unit.probe_task = self.spawn_task(self._probe_loop(unit, instance), f"probe-{unit.name}")
         return instance
 
@@ -464,9 +495,14 @@ class Supervisor:
         while True:
             try:
                 ok, message = await instance.check()  # type: ignore[attr-defined]
-            except Fatal as exc:
+            except Exception as caught:  # noqa: BLE001  (this service fails, not the whole stack)
                 if unit.instance is not instance:
                     return
+                exc = caught if isinstance(caught, Fatal) else Fatal(
+                    f"its readiness check failed: {type(caught).__name__}: {caught}",
+                    f"the traceback is in {self.paths.log('airadev')}; please report it")
+                if not isinstance(caught, Fatal):
+                    self._log_trace(f"{unit.name}: readiness check", caught)
                 unit.fatal, unit.fix = exc.message, exc.fix
                 self.event(unit.name, f"{exc.message} ({exc.fix})", "error")
                 self._set_state(unit, State.STOPPING, exc.message)
@@ -567,6 +603,9 @@ class Supervisor:
             self._check_waiters(unit.name, lines)
         if unit.awaiting_log_match and unit.log_regex is not None and unit.log_regex.search(lines):
             unit.awaiting_log_match = False
+            if unit.instance is None:  # its runtime is still starting it: _start_instance decides
+                unit.matched_early = True
+                return
             unit.health = "log line matched"
             self._set_state(unit, State.HEALTHY, "log line matched")
             self._became_ready(unit)
@@ -964,6 +1003,10 @@ class Supervisor:
 
     def _stop_reaper(self) -> None:
         if self._reaper_fd >= 0:
+            try:
+                os.write(self._reaper_fd, reaper.CLEAN)  # nothing of ours is left: no cleanup to do
+            except OSError:
+                pass
             os.close(self._reaper_fd)
             self._reaper_fd = -1
         if self._reaper is not None:

@@ -260,7 +260,7 @@ class TunnelController:
                       ("could not put back: " + "; ".join(failed)) if failed else why)
             result = self.status()
             result.update({"restored": undone.restored if undone else [], "left": undone.left if undone else [],
-                           "failed": failed, "kept": keep})
+                           "waiting": undone.waiting if undone else [], "failed": failed, "kept": keep})
             self.address = ""
             return result
 
@@ -273,10 +273,13 @@ class TunnelController:
             self.journal = None
             return None
         undone = await asyncio.to_thread(ops.undo, self.journal, self.config, self.env)
-        for line in undone.restored + undone.left:
+        for line in undone.restored + undone.left + undone.waiting:
             self.sup.event(None, f"tunnel: {line}")
         for line in undone.failed:
             self.sup.event(None, f"tunnel: could not put back {line}; `airadev down` tries again", "error")
+        if undone.waiting:
+            # No longer this run's live tunnel: the database puts the rows back when it runs again.
+            await asyncio.to_thread(self.journal.detach)
         if not undone.failed:
             self.journal = None
         return undone

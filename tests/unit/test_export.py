@@ -38,10 +38,17 @@ def test_compose_and_airadev_toml_agree_service_by_service() -> None:
         assert entry.get("command", []) == list(spec.command)
         assert [(COMPOSE.parent / p).resolve() for p in entry.get("env_file", [])] == list(service.env_files)
         assert entry["stop_signal"] == signal.Signals(service.stop_signal).name
+        # `healthy` only where Compose can know it: a docker.healthcheck (the same command).
         deps = {d.name: d.condition for d in service.depends_on if d.name in containers}
-        assert {k: v["condition"] for k, v in entry.get("depends_on", {}).items()} == {
-            k: {"started": "service_started", "healthy": "service_healthy",
-                "completed": "service_completed_successfully"}[str(v)] for k, v in deps.items()}
+        expected = {k: ("service_healthy" if str(v) == "healthy" and containers[k].docker.healthcheck else
+                        {"started": "service_started", "healthy": "service_started",
+                         "completed": "service_completed_successfully"}[str(v)]) for k, v in deps.items()}
+        assert {k: v["condition"] for k, v in entry.get("depends_on", {}).items()} == expected
+        if spec.healthcheck:
+            assert entry["healthcheck"]["test"] == ["CMD-SHELL", spec.healthcheck]
+        else:
+            assert "healthcheck" not in entry
+    assert data["services"]["voice-agent"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
 
 
 def test_export_quotes_what_compose_would_interpolate(tmp_path: Path) -> None:
