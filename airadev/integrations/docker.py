@@ -176,7 +176,7 @@ class DockerRuntime:
     async def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> DockerInstance:
         loop = asyncio.get_running_loop()
         container = await asyncio.to_thread(self._create_or_explain, service, env)
-        return await asyncio.to_thread(DockerInstance, container, service, loop, on_output)
+        return await asyncio.to_thread(DockerInstance, container, service, loop, on_output, self.ctx)
 
     def _create_or_explain(self, service: Service, env: Mapping[str, str]) -> Any:
         import docker
@@ -299,8 +299,10 @@ class DockerInstance:
 
     pid = None
 
-    def __init__(self, container: Any, service: Service, loop: asyncio.AbstractEventLoop, on_output: OnOutput) -> None:
+    def __init__(self, container: Any, service: Service, loop: asyncio.AbstractEventLoop, on_output: OnOutput,
+                 ctx: Context) -> None:
         self.container = container
+        self.ctx = ctx
         self.service = service
         self.name = container.name
         self.image = container.attrs.get("Config", {}).get("Image", "")
@@ -414,8 +416,9 @@ class DockerInstance:
     def _remove(self) -> None:
         try:
             _remove_and_wait(self.container.client, self.container)
-        except Exception:  # noqa: BLE001  (gone already, or the engine went away: the next start says so)
-            pass
+        except Exception:  # noqa: BLE001  (the engine went away)
+            # It may still be there: the state says so, and the next `up` or `down` removes it.
+            self.ctx.stop_options["containers_left"] = True
 
     def _close_stream(self) -> None:
         try:

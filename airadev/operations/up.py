@@ -51,7 +51,7 @@ def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
     containers = 0
     # Only after a run that had containers and did not stop cleanly is the docker SDK imported
     # and the engine asked (a clean stop removed them; this keeps `up` fast).
-    if last.get("docker_host") and last.get("phase") != "stopped":
+    if last.get("docker_host") and (last.get("phase") != "stopped" or last.get("containers_left")):
         from airadev.integrations import docker
 
         containers = len(docker.remove_leftovers(paths.root, grace, host=last["docker_host"]))

@@ -712,6 +712,7 @@ class Supervisor:
             "failure": self.failure,
             "summary": self.summary.as_dict() if self.summary else None,
             "docker_host": self.docker_host,
+            "containers_left": bool(self.runtime_context.stop_options.get("containers_left")),
             "supabase_stop": self.supabase_stop,
             "tunnel": self.tunnel.status() if self.tunnel else (
                 {"state": "requested"} if self.tunnel_request is not None else None),

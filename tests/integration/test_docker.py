@@ -189,3 +189,50 @@ def test_a_remote_engine_through_docker_host_works_like_the_local_one(engine: do
     finally:
         forwarder.kill()
         forwarder.wait()
+
+
+def test_an_engine_that_disappears_mid_run_fails_its_service_not_the_stack(
+        engine: docker.DockerClient, stack: Stack) -> None:
+    forward_port = free_port()
+
+    def forward() -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, str(FAKES / "tcp_to_unix.py"), "127.0.0.2", str(forward_port),
+                                 "/var/run/docker.sock"], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().startswith("forwarding")
+        return proc
+
+    forwarder = forward()
+    try:
+        port = free_port()
+        redis_stack(stack, port, health='health = { tcp = true }')
+        with open(stack.root / "airadev.toml", "a") as f:
+            f.write(f"""
+[services.web]
+command = {json.dumps(" ".join([sys.executable, str(FAKES / "printer.py"), "--tag", "web"]))}
+""")
+        stack.env["DOCKER_HOST"] = f"tcp://127.0.0.2:{forward_port}"
+        assert stack.up().returncode == 0
+        web_pid = stack.service("web")["pid"]
+        forwarder.kill()  # the engine is gone, as far as airadev can tell
+        forwarder.wait()
+        stack.wait_state("redis", "failed", "crash-loop", "restarting", timeout=60)
+        assert reaper_alive(stack.state()["supervisor_pid"]) and stack.service("web")["pid"] == web_pid
+        assert "internal error" not in stack.log("airadev")
+        assert stack.cli("down").returncode == 0
+        assert stack.state()["containers_left"] is True  # its container could not be removed
+        # With the engine back, the next down (or up) removes what was left.
+        forwarder = forward()
+        assert ours(engine, stack)
+        stack.cli("down")
+        assert ours(engine, stack) == []
+    finally:
+        forwarder.kill()
+        forwarder.wait()
+        for container in ours(engine, stack):
+            container.remove(force=True)
+
+
+def reaper_alive(pid: int) -> bool:
+    from airadev.supervisor import reaper
+
+    return reaper.alive(pid)

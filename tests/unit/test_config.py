@@ -135,6 +135,21 @@ def test_dependencies_may_name_aliases(tmp_path: Path) -> None:
         ('[services.a]\ncommand = "a"\nhealth = { http = "http://[::1:80/" }\n', "services.a.health.http: expected a path"),
         ('[services.a]\ncommand = "python -c \'hello"\n', "services.a.command: cannot be split into words: no closing quotation"),
         ('[services.a]\ncommand = "a"\nhealth = { exec = "redis-cli \'ping" }\n', "services.a.health.exec: cannot be split into words"),
+        # runtimes: containers and the local database
+        ('[services.a]\ncommand = "a"\nruntime = "docker"\n', "services.a.runtime: is \"docker\" but the service has no image"),
+        ('[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x y"\n', "services.a.docker.image: \"x y\" is not an image name"),
+        ('[services.a]\ncommand = "a"\n[services.a.docker]\nimg = "x"\n', "services.a.docker.img: unknown key; did you mean 'image'?"),
+        ('[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x"\nvolumes = ["data"]\n', "services.a.docker.volumes: \"data\" is not SOURCE:TARGET[:ro]"),
+        ('[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x"\nvolumes = ["data:rel"]\n', "the target of \"data:rel\" is not an absolute path"),
+        ('[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x"\nport = 6379\n', "services.a.port: is missing: docker.port needs a host port"),
+        ('[services.a]\ncommand = "a"\nexclude = ["studio"]\n', "services.a.exclude: applies only to runtime = \"supabase\""),
+        ('[services.a]\ncommand = "a"\nproject = "ui"\n', "services.a.project: applies only to runtime = \"postgres\" or runtime = \"supabase\""),
+        ('[services.db]\nruntime = "postgres"\nexclude = ["studio"]\n', "services.db.exclude: applies only to runtime = \"supabase\""),
+        ('[services.db]\nruntime = "postgres"\nhealth = { tcp = true }\n', "services.db.health: does not apply: runtime \"postgres\" decides its readiness"),
+        ('[services.db]\nruntime = "postgres"\ncommand = "postgres"\n', "services.db.command: does not apply"),
+        ('[services.db]\nruntime = "postgres"\nmigrations = "nope"\n', "services.db.migrations: folder"),
+        ('[services.db]\nruntime = "supabase"\n', "services.db.project:"),
+        ('[services.db]\nruntime = "postgres"\n[services.db2]\nruntime = "postgres"\nport = 1\n', "a stack has one local database"),
     ],
 )
 def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:
@@ -214,3 +229,17 @@ def test_init_template_is_valid(tmp_path: Path) -> None:
     assert cfg.get("voice").name == "voice-agent" and cfg.get("kb").name == "kb-updater"
     assert cfg.get("ui").load_env_files is False
     assert cfg.get("voice").watch and cfg.get("kb").watch and not cfg.get("ui").watch
+
+
+def test_supabase_exclude_names_and_its_config_toml(tmp_path: Path) -> None:
+    (tmp_path / "ui" / "supabase").mkdir(parents=True)
+    settings = tmp_path / "ui" / "supabase" / "config.toml"
+    settings.write_text('project_id = "aira"\n[api]\nport = 55321\n[db]\nport = 55322\n')
+    text = '[services.db]\nruntime = "supabase"\nproject = "ui"\nexclude = ["studi"]\n'
+    assert "\"studi\" is not a Supabase container; did you mean 'studio'?" in error_of(tmp_path, text).message
+    db = load_text(tmp_path, text.replace("studi", "studio")).get("db")
+    assert (db.port, db.database.db_port, db.database.project_id, db.database.exclude) == (55321, 55322, "aira", ("studio",))
+    settings.write_text('[db]\nport = "x"\n')
+    assert "[db] port: expected a port number" in error_of(tmp_path, text.replace("studi", "studio")).message
+    settings.write_text("db = 5\n")
+    assert "[db] port: expected a port number" in error_of(tmp_path, text.replace("studi", "studio")).message
