@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -325,6 +326,18 @@ def supabase_cli(ctx: Context) -> Result:
     if exe is None:
         return error("tools.supabase-cli", "the Supabase CLI is not installed",
                      f"cd {ctx.relative(ui.cwd)} && npm i -D -E supabase@2.117.0")
+    package = Path(exe).resolve().parent.parent / "package.json"
+    if local and exe == str(local) and package.is_file():
+        # The UI's devDependency: its package says the version, and npm's wrapper starts the
+        # binary of a platform package (@supabase/cli-linux-x64, ...), which must be there.
+        # Running the CLI costs about a second.
+        try:
+            version = json.loads(package.read_text()).get("version")
+        except (OSError, ValueError):
+            version = None
+        binaries = list(package.parent.parent.glob("@supabase/cli-*/bin/supabase"))
+        if version and any(os.access(b, os.X_OK) for b in binaries):
+            return ok("tools.supabase-cli", f"Supabase CLI {version} ({ctx.relative(Path(exe))})")
     version, out = _version([exe, "--version"], ctx, timeout=7)
     if version is None:
         return error("tools.supabase-cli", f"`supabase --version` failed: {out[:100]}", "reinstall the Supabase CLI")
