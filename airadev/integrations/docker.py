@@ -153,6 +153,10 @@ def remove_leftovers(root: Any, grace: float = 10.0, host: str = "") -> list[str
             continue
         except (DockerError, *failures()):
             continue  # the next up or down tries again
+    try:
+        api.networks.get(network_name(root)).remove()
+    except (DockerError, *failures()):
+        pass
     return names
 
 
@@ -204,10 +208,14 @@ class DockerRuntime:
             ports[f"{inner}/tcp"] = ("127.0.0.1", service.port) if is_local(host) else service.port
         labels = {WORKSPACE_LABEL: workspace_id(self.ctx.config.root), SERVICE_LABEL: service.name,
                   RUN_LABEL: self.ctx.marker, "dev.airadev.root": str(self.ctx.config.root)}
+        network = ensure_network(api, self.ctx.config.root)
+        peers = {s.port: (s.name, s.docker.port or s.port) for s in self.ctx.config.services
+                 if s.runtime.value == "docker" and s.docker and s.port and s.name != service.name}
         options = dict(command=list(spec.command) or None, name=name, labels=labels,
-                       environment=container_env(service, env), ports=ports, volumes=list(spec.volumes),
+                       environment=container_env(service, env, peers), ports=ports, volumes=list(spec.volumes),
                        stop_signal=signal.Signals(service.stop_signal).name, detach=True,
-                       extra_hosts={"host.docker.internal": "host-gateway"})
+                       extra_hosts={"host.docker.internal": "host-gateway"}, network=network,
+                       networking_config={network: api.api.create_endpoint_config(aliases=list(service.names))})
         if spec.healthcheck:
             options["healthcheck"] = {"test": ["CMD-SHELL", spec.healthcheck], "interval": HEALTH_INTERVAL_NS,
                                       "timeout": 3 * 10**9, "retries": 30}
@@ -266,10 +274,12 @@ def _remove_and_wait(api: Any, container: Any, timeout: float = 15.0) -> None:
                       f"remove it by hand (docker rm -f {container.name})")
 
 
-def container_env(service: Service, env: Mapping[str, str]) -> dict[str, str]:
+def container_env(service: Service, env: Mapping[str, str], peers: Mapping[int, tuple[str, int]]) -> dict[str, str]:
     """What the container gets: not this machine's environment (PATH, HOME, ... are the
     image's business), only what is the service's: its env files and tables, the stack's, the
-    markers; this machine's loopback addresses as the container sees them."""
+    markers; with addresses on this machine's loopback as the container reaches them.
+
+    ``peers``: host port → (name, container port) of the stack's other containers."""
     from airadev.supervisor.environment import env_file_values
 
     values = env_file_values(service) if service.load_env_files else {}
@@ -278,19 +288,71 @@ def container_env(service: Service, env: Mapping[str, str]) -> dict[str, str]:
     for key in ("DATABASE_URL", "PYTHONUNBUFFERED", "AIRADEV_RUN", "AIRADEV_SERVICE", "AIRADEV_INSTANCE"):
         if key in env and key not in values:
             values[key] = env[key]
-    return {key: _from_inside(value) for key, value in values.items()}
+    out = {key: _from_inside(value, peers) for key, value in values.items()}
+    # A bare host (REDIS_HOST=localhost) goes with its port (REDIS_PORT=6379): when that port is
+    # another container's, both become that container's name and port on the stack's network.
+    for key, value in values.items():
+        port_key = key[: -len("_HOST")] + "_PORT" if key.endswith("_HOST") else ""
+        if value in _LOOPBACK_NAMES and values.get(port_key, "").isdigit() and int(values[port_key]) in peers:
+            name, inner = peers[int(values[port_key])]
+            out[key], out[port_key] = name, str(inner)
+    return out
 
 
-_LOOPBACK = re.compile(r"(?<=//)(?:127\.0\.0\.1|localhost)(?=[:/]|$)|(?<=@)(?:127\.0\.0\.1|localhost)(?=[:/]|$)")
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+_LOOPBACK = re.compile(r"(?:(?<=//)|(?<=@))(127\.0\.0\.1|localhost)(?::(\d+))?(?=[:/?#]|$)")
 
 
-def _from_inside(value: str) -> str:
-    """This machine's loopback, as a container sees this machine: host.docker.internal (in
-    URLs, and as a bare host name such as REDIS_HOST). A service of the host must listen on
-    more than 127.0.0.1 for a container to reach it."""
-    if value in ("127.0.0.1", "localhost"):
+def _from_inside(value: str, peers: Mapping[int, tuple[str, int]]) -> str:
+    """This machine's loopback as a container sees it: another container of the stack by its
+    name (when the port is one it publishes), else host.docker.internal. A service of the host
+    must listen on more than 127.0.0.1 for a container to reach it."""
+    if value in _LOOPBACK_NAMES:
         return "host.docker.internal"
-    return _LOOPBACK.sub("host.docker.internal", value)
+
+    def swap(match: re.Match[str]) -> str:
+        port = match.group(2)
+        if port and int(port) in peers:
+            name, inner = peers[int(port)]
+            return f"{name}:{inner}"
+        return "host.docker.internal" + (f":{port}" if port else "")
+
+    return _LOOPBACK.sub(swap, value)
+
+
+def network_name(root: Any) -> str:
+    return f"airadev-{workspace_id(root)}"
+
+
+def ensure_network(api: Any, root: Any) -> str:
+    """The workspace's own network, on which its containers find each other by service name."""
+    import docker
+
+    name = network_name(root)
+    for _ in range(3):
+        try:
+            found = api.networks.get(name)
+        except docker.errors.NotFound:
+            try:
+                api.networks.create(name, driver="bridge", labels={WORKSPACE_LABEL: workspace_id(root)})
+                return name
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # made meanwhile by another service's start
+                    continue
+                raise
+        if found.attrs.get("Labels", {}).get(WORKSPACE_LABEL) != workspace_id(root):
+            raise DockerError(f"the network {name} is not airadev's", f"remove it (docker network rm {name})")
+        return name
+    return name
+
+
+def remove_network(root: Any) -> None:
+    """Remove the workspace's network once no container is on it (what is, keeps it)."""
+    try:
+        api = client(timeout=30)
+        api.networks.get(network_name(root)).remove()
+    except Exception:  # noqa: BLE001  (gone, still in use, or no engine: the next down tries again)
+        pass
 
 
 class DockerInstance:

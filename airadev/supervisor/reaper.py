@@ -305,6 +305,8 @@ def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str
     if docker_host and not clean:  # containers first: their stop is not bounded by our grace
         try:
             remove_containers(docker_host, f"{RUN_LABEL}={marker}", grace)
+            # Then the workspace's network (named by the workspace id, the marker's first part).
+            _docker_request(docker_host, "DELETE", f"/networks/airadev-{marker.split('.')[0]}")
         except Exception:  # noqa: BLE001  (whatever the engine said, the processes must still go)
             pass
     terminate(marker, pgids=recorded_groups(state_file), grace=grace)

@@ -969,6 +969,10 @@ class Supervisor:
                 done[unit.name].set()
 
         await asyncio.gather(*(stop_in_order(u) for u in self.units.values()), return_exceptions=True)
+        if self.docker_host:  # the containers are gone: their network too
+            from airadev.integrations import docker
+
+            await asyncio.to_thread(docker.remove_network, self.config.root)
         # Anything of the run that escaped its group (setsid daemons, probe children).
         left = await asyncio.to_thread(reaper.terminate, self.marker, grace=2.0)
         if left:

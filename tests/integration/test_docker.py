@@ -48,6 +48,10 @@ def ours(engine: docker.DockerClient, stack: Stack) -> list:
     return engine.containers.list(all=True, filters={"label": f"dev.airadev.workspace={workspace_id(stack.root)}"})
 
 
+def networks(engine: docker.DockerClient, stack: Stack) -> list:
+    return engine.networks.list(names=[f"airadev-{workspace_id(stack.root)}"])
+
+
 def ping(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"PING\r\n")
@@ -79,7 +83,7 @@ def test_redis_in_a_container_healthy_logged_stopped_and_removed(engine: docker.
 
     down = stack.cli("down")
     assert down.returncode == 0, down.stderr
-    assert ours(engine, stack) == []
+    assert ours(engine, stack) == [] and networks(engine, stack) == []
     assert "Received SIGTERM" in stack.log("redis")  # stopped by its stop signal, not killed
 
 
@@ -98,7 +102,8 @@ def test_containers_of_a_dead_run_are_removed(engine: docker.DockerClient, stack
     # The supervisor killed: its watchdog removes the container.
     assert stack.up().returncode == 0
     os.kill(stack.state()["supervisor_pid"], signal.SIGKILL)
-    wait_for(lambda: not ours(engine, stack), timeout=30, what="the watchdog to remove the container")
+    wait_for(lambda: not ours(engine, stack) and not networks(engine, stack), timeout=30,
+             what="the watchdog to remove the container and its network")
     # Supervisor and watchdog both killed: the next `down` removes it.
     assert stack.up().returncode == 0
     state = stack.state()
@@ -107,7 +112,7 @@ def test_containers_of_a_dead_run_are_removed(engine: docker.DockerClient, stack
     assert len(ours(engine, stack)) == 1
     down = stack.cli("down")
     assert down.returncode == 0, down.stderr
-    assert ours(engine, stack) == []
+    assert ours(engine, stack) == [] and networks(engine, stack) == []
     # ... and so does the next `up`, which then starts a fresh one.
     assert stack.up().returncode == 0
     state = stack.state()
@@ -236,3 +241,42 @@ def reaper_alive(pid: int) -> bool:
     from airadev.supervisor import reaper
 
     return reaper.alive(pid)
+
+
+CLIENT = """
+import os, socket, time
+host, port = os.environ["REDIS_HOST"], int(os.environ["REDIS_PORT"])
+print("client: REDIS_HOST", host, "REDIS_PORT", port, "URL", os.environ["CACHE_URL"], flush=True)
+with socket.create_connection((host, port), timeout=5) as sock:
+    sock.sendall(b"PING\\r\\n")
+    print("client: redis says", sock.recv(16).decode().strip(), flush=True)
+time.sleep(3600)
+"""
+
+
+def test_containers_of_the_stack_reach_each_other_by_name(engine: docker.DockerClient, stack: Stack) -> None:
+    """The env files speak of this machine's loopback (REDIS_HOST=localhost, the host port); in
+    a container that is the other container, by its name and its own port, on the stack's network."""
+    port = free_port()
+    redis_stack(stack, port)
+    (stack.root / "client.env").write_text(f"REDIS_HOST=localhost\nREDIS_PORT={port}\n"
+                                           f"CACHE_URL=redis://127.0.0.1:{port}/0\n")
+    with open(stack.root / "airadev.toml", "a") as f:
+        f.write(f"""
+[services.client]
+runtime = "docker"
+command = "true"
+env_files = ["client.env"]
+depends_on = {{ redis = "healthy" }}
+health = {{ log = "redis says" }}
+[services.client.docker]
+image = "airadev-local/debian:bookworm"
+command = ["python3", "-c", {json.dumps(CLIENT)}]
+""")
+    result = stack.up()
+    assert result.returncode == 0, result.stderr
+    log = stack.log("client")
+    assert "client: REDIS_HOST redis REDIS_PORT 6379 URL redis://redis:6379/0" in log
+    assert "client: redis says +PONG" in log
+    assert stack.cli("down").returncode == 0
+    assert ours(engine, stack) == [] and networks(engine, stack) == []
