@@ -208,14 +208,17 @@ class DockerRuntime:
             ports[f"{inner}/tcp"] = ("127.0.0.1", service.port) if is_local(host) else service.port
         labels = {WORKSPACE_LABEL: workspace_id(self.ctx.config.root), SERVICE_LABEL: service.name,
                   RUN_LABEL: self.ctx.marker, "dev.airadev.root": str(self.ctx.config.root)}
-        network = ensure_network(api, self.ctx.config.root)
-        peers = {s.port: (s.name, s.docker.port or s.port) for s in self.ctx.config.services
-                 if s.runtime.value == "docker" and s.docker and s.port and s.name != service.name}
+        containers = [s for s in self.ctx.config.services if s.runtime.value == "docker" and s.docker]
+        peers = {s.port: (s.name, s.docker.port or s.port) for s in containers
+                 if s.port and s.docker and s.name != service.name}
         options = dict(command=list(spec.command) or None, name=name, labels=labels,
                        environment=container_env(service, env, peers), ports=ports, volumes=list(spec.volumes),
                        stop_signal=signal.Signals(service.stop_signal).name, detach=True,
-                       extra_hosts={"host.docker.internal": "host-gateway"}, network=network,
-                       networking_config={network: api.api.create_endpoint_config(aliases=list(service.names))})
+                       extra_hosts={"host.docker.internal": "host-gateway"})
+        if len(containers) > 1:  # a network of their own, to find each other by name (a lone one needs none)
+            network = ensure_network(api, self.ctx.config.root)
+            options.update(network=network, networking_config={
+                network: api.api.create_endpoint_config(aliases=list(service.names))})
         if spec.healthcheck:
             options["healthcheck"] = {"test": ["CMD-SHELL", spec.healthcheck], "interval": HEALTH_INTERVAL_NS,
                                       "timeout": 3 * 10**9, "retries": 30}
