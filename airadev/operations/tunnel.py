@@ -280,6 +280,9 @@ def _undo_step(step: dict[str, Any], config: Config, env: Mapping[str, str] | No
             return "restored", f"{edit.path}: {edit.name} was never changed"
         return "left", f"{edit.path}: {edit.name} was changed since; left as it is"
     if step["kind"] == "db":
+        if config.database() is None:  # it can never run again here: nothing to put back into
+            return "left", f"business_numbers {step['phone_number']}: the local database is no longer " \
+                           "part of the stack; its row is left as it is"
         return _undo_database(step)
     from airadev.integrations.twilio import Wiring
 

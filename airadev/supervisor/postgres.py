@@ -96,6 +96,10 @@ class PostgresRuntime:
         if result.returncode != 0:
             shutil.rmtree(building, ignore_errors=True)
             tail = " / ".join(result.stdout.strip().splitlines()[-3:])
+            if _namespace() and "unshare" in tail:
+                raise AiradevError(f"services.{service.name}: PostgreSQL refuses to run as root, and this machine "
+                                   f"allows no user namespace to run it in ({tail})",
+                                   "run airadev as a normal user, or use runtime = \"supabase\"")
             raise AiradevError(f"services.{service.name}: initdb failed: {tail}",
                                f"check that {data.parent} is writable; run with --debug for more")
         os.rename(building, data)

@@ -230,6 +230,22 @@ def test_the_local_database_s_business_numbers_row_is_rewired_and_put_back(
     assert db_rows(port)[NUMBER] == DB_BEFORE
 
 
+def test_a_row_of_a_database_no_longer_in_the_stack_does_not_block_the_journal(
+        stack: Stack, twilio: FakeTwilio) -> None:
+    tunnel_stack(stack, twilio)
+    stack.state_dir.mkdir(exist_ok=True)
+    urls = {"voice_url": "https://dead.example/call", "sms_url": None, "status_callback_url": None}
+    (stack.state_dir / "tunnel.json").write_text(json.dumps({
+        "schema": 1, "public_url": "https://dead.example", "agent_pid": None, "marker": "", "keep": False,
+        "steps": [{"kind": "db", "dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
+                   "phone_number": NUMBER, "before": {**urls, "voice_url": "https://old"}, "after": urls,
+                   "status": "applied"}]}))
+    down = stack.cli("down")
+    assert down.returncode == 0, down.stderr
+    assert "the local database is no longer part of the stack; its row is left as it is" in down.stdout
+    assert not (stack.state_dir / "tunnel.json").exists()
+
+
 def test_keep_leaves_the_rewiring(stack: Stack, twilio: FakeTwilio) -> None:
     env_local = tunnel_stack(stack, twilio)
     assert stack.up().returncode == 0
