@@ -153,10 +153,7 @@ def remove_leftovers(root: Any, grace: float = 10.0, host: str = "") -> list[str
             continue
         except (DockerError, *failures()):
             continue  # the next up or down tries again
-    try:
-        api.networks.get(network_name(root)).remove()
-    except (DockerError, *failures()):
-        pass
+    remove_network(root, api)
     return names
 
 
@@ -327,8 +324,16 @@ def network_name(root: Any) -> str:
     return f"airadev-{workspace_id(root)}"
 
 
+_network_lock = threading.Lock()  # services start in parallel: one creates the network
+
+
 def ensure_network(api: Any, root: Any) -> str:
     """The workspace's own network, on which its containers find each other by service name."""
+    with _network_lock:
+        return _ensure_network(api, root)
+
+
+def _ensure_network(api: Any, root: Any) -> str:
     import docker
 
     name = network_name(root)
@@ -337,7 +342,9 @@ def ensure_network(api: Any, root: Any) -> str:
             found = api.networks.get(name)
         except docker.errors.NotFound:
             try:
-                api.networks.create(name, driver="bridge", labels={WORKSPACE_LABEL: workspace_id(root)})
+                # check_duplicate: engines before 25 otherwise make a second network of that name.
+                api.networks.create(name, driver="bridge", check_duplicate=True,
+                                    labels={WORKSPACE_LABEL: workspace_id(root)})
                 return name
             except docker.errors.APIError as exc:
                 if exc.status_code == 409:  # made meanwhile by another service's start
@@ -349,13 +356,19 @@ def ensure_network(api: Any, root: Any) -> str:
     return name
 
 
-def remove_network(root: Any) -> None:
-    """Remove the workspace's network once no container is on it (what is, keeps it)."""
+def remove_network(root: Any, api: Any = None) -> None:
+    """Remove the workspace's networks (by label: by name would be ambiguous if there ever were
+    two) once no container is on them (one that is, stays)."""
     try:
-        api = client(timeout=30)
-        api.networks.get(network_name(root)).remove()
-    except Exception:  # noqa: BLE001  (gone, still in use, or no engine: the next down tries again)
-        pass
+        api = api or client(timeout=30)
+        found = api.networks.list(filters={"label": f"{WORKSPACE_LABEL}={workspace_id(root)}"})
+    except Exception:  # noqa: BLE001  (no engine: the next down tries again)
+        return
+    for network in found:
+        try:
+            network.remove()
+        except Exception:  # noqa: BLE001  (gone, or still in use)
+            pass
 
 
 class DockerInstance:

@@ -143,6 +143,11 @@ class HeldOutput:
             self.chunks.append(data)
             self.size += len(data)
 
+    def drop(self) -> None:
+        """Its keys could not be learnt: none of it is shown (it may hold them)."""
+        if self.chunks:
+            self.chunks = [b"(the output of `supabase start` is not shown: its keys could not be read to hide them)\n"]
+
     def release(self) -> None:
         self.holding = False
         chunks, self.chunks = self.chunks, []
@@ -264,23 +269,40 @@ class SupabaseInstance:
 
     async def _stop(self, sig: int, grace: float) -> int:
         found = await self.starter.stop(sig, grace)
+        if self.held.holding:
+            # Stopped before its keys were known: learn them now, or show none of its output.
+            if not await asyncio.to_thread(self._learn_keys):
+                self.held.drop()
         self.held.release()
         found += await asyncio.to_thread(self._supabase_stop)
         if not self._exited.done():
             self._exited.set_result(0)
         return found
 
+    def _learn_keys(self) -> bool:
+        try:
+            found = status(self.cli, self.project, timeout=15)
+        except SupabaseError:
+            return False
+        self.ctx.hide({k: v for k, v in found.items() if k.endswith(("_KEY", "_SECRET")) and v})
+        return True
+
     def _supabase_stop(self) -> int:
         command = [self.cli, "stop", "--workdir", str(self.project)]
         if self.ctx.stop_options.get("volumes"):
             command.append("--no-backup")
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=self.env)
+        try:
+            result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, env=self.env, timeout=180)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            result = subprocess.CompletedProcess(command, -1, str(exc).encode() + b"\n")
         if result.stdout:
             self._deliver(result.stdout if result.stdout.endswith(b"\n") else result.stdout + b"\n")
         if result.returncode != 0:
+            # Its containers may still run: the watchdog, or the next `up` or `down`, tries again.
+            self.ctx.stop_options["supabase_left"] = True
             self.ctx.event(self.service.name, f"`supabase stop` failed (exit code {result.returncode}); "
-                           f"run it by hand in {self.project}", "error")
+                           "the next `airadev up` or `down` tries again", "error")
         return 1
 
 

@@ -56,7 +56,7 @@ def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
 
         containers = len(docker.remove_leftovers(paths.root, grace, host=last["docker_host"]))
     ended = containers + reaper.terminate(workspace_id(paths.root) + ".", pgids=groups, exact=False, grace=grace)
-    if last.get("supabase_stop") and last.get("phase") != "stopped":
+    if last.get("supabase_stop") and (last.get("phase") != "stopped" or last.get("supabase_left")):
         # A dead run's Supabase containers are the CLI's: it stops them (data kept). A CLI that
         # is gone or hangs must not keep every later up and down from working.
         try:

@@ -284,6 +284,25 @@ def remove_containers(host: str, label: str, grace: float = 10.0) -> int:
     return len(found)
 
 
+def remove_networks(host: str, label: str) -> None:
+    """Remove the networks carrying ``label``, by id (one still in use stays)."""
+    import json
+    import urllib.parse
+
+    if not host.startswith(("unix://", "tcp://")) or os.environ.get("DOCKER_TLS_VERIFY"):
+        return
+    filters = urllib.parse.quote(json.dumps({"label": [label]}))
+    try:
+        found = json.loads(_docker_request(host, "GET", f"/networks?filters={filters}"))
+    except (OSError, ValueError):
+        return
+    for network in found if isinstance(found, list) else []:
+        try:
+            _docker_request(host, "DELETE", f"/networks/{network['Id']}")
+        except (OSError, KeyError, TypeError):
+            pass
+
+
 def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str = "",
            finally_run: str = "") -> None:
     # Only the supervisor's end of the pipe keeps us waiting; terminal signals must not.
@@ -305,8 +324,8 @@ def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str
     if docker_host and not clean:  # containers first: their stop is not bounded by our grace
         try:
             remove_containers(docker_host, f"{RUN_LABEL}={marker}", grace)
-            # Then the workspace's network (named by the workspace id, the marker's first part).
-            _docker_request(docker_host, "DELETE", f"/networks/airadev-{marker.split('.')[0]}")
+            # Then the workspace's network (its id is the marker's first part).
+            remove_networks(docker_host, f"{WORKSPACE_LABEL}={marker.split('.')[0]}")
         except Exception:  # noqa: BLE001  (whatever the engine said, the processes must still go)
             pass
     terminate(marker, pgids=recorded_groups(state_file), grace=grace)

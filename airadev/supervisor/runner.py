@@ -183,6 +183,7 @@ class Supervisor:
                 if cli:
                     self.supabase_stop = [cli, "stop", "--workdir", str(project)]
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._unclean = False  # a second signal killed everything at once
         self._loop_thread = 0
         self.runtime_context = Context(config, marker, self._on_loop(self.event), hide=self._on_loop(self.redact.add))
         self._output_waiters: dict[str, list[tuple[re.Pattern[bytes], asyncio.Future[None]]]] = {}
@@ -266,6 +267,7 @@ class Supervisor:
             self.event(None, f"{name} again: killing everything now", "warning")
 
     def _kill_now(self) -> None:
+        self._unclean = True  # what was cut short (a `supabase stop`, say) is the watchdog's to finish
         for unit in self.units.values():
             pgid = getattr(unit.instance, "pgid", None)
             if pgid:
@@ -713,6 +715,8 @@ class Supervisor:
             "summary": self.summary.as_dict() if self.summary else None,
             "docker_host": self.docker_host,
             "containers_left": bool(self.runtime_context.stop_options.get("containers_left")),
+            "supabase_left": bool(self.runtime_context.stop_options.get("supabase_left") or
+                                  (self._unclean and self.supabase_stop)),
             "supabase_stop": self.supabase_stop,
             "tunnel": self.tunnel.status() if self.tunnel else (
                 {"state": "requested"} if self.tunnel_request is not None else None),
@@ -1008,10 +1012,12 @@ class Supervisor:
 
     def _stop_reaper(self) -> None:
         if self._reaper_fd >= 0:
-            try:
-                os.write(self._reaper_fd, reaper.CLEAN)  # nothing of ours is left: no cleanup to do
-            except OSError:
-                pass
+            left = self.runtime_context.stop_options
+            if not (self._unclean or left.get("supabase_left") or left.get("containers_left")):
+                try:
+                    os.write(self._reaper_fd, reaper.CLEAN)  # nothing of ours is left: no cleanup to do
+                except OSError:
+                    pass
             os.close(self._reaper_fd)
             self._reaper_fd = -1
         if self._reaper is not None:

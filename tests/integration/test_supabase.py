@@ -247,3 +247,31 @@ def test_the_real_cli_inits_and_reports_nothing_running(tmp_path: Path, monkeypa
     with pytest.raises(supabase.SupabaseError) as caught:
         supabase.status(str(REAL_CLI), tmp_path)
     assert caught.value.message.startswith("Supabase is not running: ")
+
+
+def test_a_failed_supabase_stop_is_tried_again_by_the_next_down(stack: Stack, postgres: int, api: int) -> None:
+    supabase_stack(stack, postgres, api)
+    assert stack.up().returncode == 0
+    fail = Path(stack.env["FAKE_SUPABASE_STATE"] + ".fail-stop")
+    fail.touch()
+    stack.cli("down")
+    assert "`supabase stop` failed (exit code 1)" in stack.log("airadev")
+    assert stack.state()["supabase_left"] is True
+    assert Path(stack.env["FAKE_SUPABASE_STATE"]).exists(), "still running, as far as the CLI knows"
+    fail.unlink()
+    again = stack.cli("down")
+    assert again.returncode == 0, again.stderr
+    assert not Path(stack.env["FAKE_SUPABASE_STATE"]).exists()
+
+
+def test_start_output_is_never_shown_with_keys_airadev_could_not_learn(stack: Stack, postgres: int, api: int) -> None:
+    supabase_stack(stack, postgres, api)
+    stack.env["FAKE_SUPABASE_FAIL"] = "status"  # started, but `status` never answers
+    proc = stack.foreground()
+    wait_for(lambda: Path(stack.env["FAKE_SUPABASE_STATE"]).exists(), timeout=30, what="supabase start")
+    wait_for(lambda: any(call[:1] == ["status"] for call in calls(stack)), timeout=30, what="the first check")
+    proc.send_signal(2)
+    assert proc.wait(60) == 0
+    written = "".join(p.read_text(errors="replace") for p in stack.state_dir.rglob("*.log"))
+    assert ANON not in written and SERVICE not in written and "super-secret-jwt-token" not in written
+    assert "the output of `supabase start` is not shown: its keys could not be read" in stack.log("supabase")
