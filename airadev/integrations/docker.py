@@ -61,23 +61,28 @@ def _hostname(host: str) -> str:
     return urlsplit(host if "://" in host else "tcp://" + host).hostname or ""
 
 
-def client(timeout: float = 60) -> Any:
-    """The SDK's client for ``DOCKER_HOST``, made once per engine; DockerError when no engine
-    answers there."""
+def client(timeout: float = 60, host: str = "") -> Any:
+    """The SDK's client for ``host`` (default ``DOCKER_HOST``), made once per engine;
+    DockerError when no engine answers there."""
     import docker
 
-    host = engine_host()
+    host = host or engine_host()
     with _clients_lock:
         found = _clients.get(host)
         if found is not None:
             return found
         try:
             # No ping: the version negotiation of from_env already asks the engine.
-            made = docker.from_env(timeout=timeout, max_pool_size=32)
+            made = docker.from_env(timeout=timeout, max_pool_size=32, environment={**os.environ, "DOCKER_HOST": host})
         except failures() as exc:
             raise engine_unreachable(host, exc) from None
         _clients[host] = made
         return made
+
+
+def _why(exc: BaseException, limit: int = 200) -> str:
+    """What the engine said (its explanation when it gave one), cut to ``limit``."""
+    return str(getattr(exc, "explanation", None) or exc)[:limit]
 
 
 def engine_unreachable(host: str, exc: Exception) -> DockerError:
@@ -111,9 +116,8 @@ def ensure_image(api: Any, service: Service, image: str) -> None:
     try:
         api.images.pull(image)
     except failures() as exc:
-        why = getattr(exc, "explanation", None) or str(exc)
         raise DockerError(
-            f"services.{service.name}: image {image} is not on the engine and cannot be pulled: {str(why)[:160]}",
+            f"services.{service.name}: image {image} is not on the engine and cannot be pulled: {_why(exc, 160)}",
             f"build it (docker build -t {image} .), or name a local image with "
             f"{service.docker.image_variable(service.name)} or docker.image in airadev.toml") from None
 
@@ -128,20 +132,11 @@ def remove_leftovers(root: Any, grace: float = 10.0, host: str = "") -> list[str
     does not answer has nothing we can do anything about now: nothing is done."""
     import docker
 
-    old = os.environ.get("DOCKER_HOST")
-    if host:
-        os.environ["DOCKER_HOST"] = host
     try:
-        api = client(timeout=30)
+        api = client(timeout=30, host=host)
         found = api.containers.list(all=True, filters={"label": f"{WORKSPACE_LABEL}={workspace_id(root)}"})
     except (DockerError, *failures()):
         return []
-    finally:
-        if host:
-            if old is None:
-                os.environ.pop("DOCKER_HOST", None)
-            else:
-                os.environ["DOCKER_HOST"] = old
     names = []
     for container in found:
         try:
@@ -185,8 +180,7 @@ class DockerRuntime:
         try:
             return self._create(service, env)
         except failures() as exc:
-            why = getattr(exc, "explanation", None) or str(exc)
-            raise DockerError(f"services.{service.name}: the Docker engine refused: {str(why)[:200]}",
+            raise DockerError(f"services.{service.name}: the Docker engine refused: {_why(exc)}",
                               "see `docker ps -a`; `airadev down` removes this workspace's containers") from None
 
     def _create(self, service: Service, env: Mapping[str, str]) -> Any:
@@ -227,8 +221,7 @@ class DockerRuntime:
                 ensure_image(api, service, image)  # pulls it, or explains why not
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:  # 409: the name is taken
-                    why = getattr(exc, "explanation", None) or str(exc)
-                    raise DockerError(f"services.{service.name}: cannot create its container: {str(why)[:200]}",
+                    raise DockerError(f"services.{service.name}: cannot create its container: {_why(exc)}",
                                       "check docker.image, docker.volumes and the port in airadev.toml") from None
                 self._clear_name(api, service, name)
         raise DockerError(f"services.{service.name}: its container could not be created",
@@ -403,8 +396,7 @@ class DockerInstance:
         except Exception as exc:  # noqa: BLE001  (any SDK error: the container must not stay)
             self._close_stream()
             self._remove()
-            why = getattr(exc, "explanation", None) or str(exc)
-            raise DockerError(f"services.{service.name}: its container does not start: {str(why)[:200]}",
+            raise DockerError(f"services.{service.name}: its container does not start: {_why(exc)}",
                               "is the port taken (`airadev doctor`), or the command wrong?") from None
         threading.Thread(target=self._wait, name=f"docker-wait-{service.name}", daemon=True).start()
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from airadev.errors import AiradevError
+from airadev.integrations.envfile import secrets_of
 from airadev.model import Config, Service
 from airadev.supervisor.process import ProcessInstance, ProcessRuntime
 from airadev.supervisor.runtime import Context, Fatal, OnOutput
@@ -213,7 +214,7 @@ class SupabaseInstance:
             found = status(self.cli, self.project)
         except SupabaseError as exc:
             return False, exc.message
-        self.ctx.hide({k: v for k, v in found.items() if k.endswith(("_KEY", "_SECRET")) and v})
+        self.ctx.hide(secrets_of(found))
         self._loop.call_soon_threadsafe(self.held.release)  # after the hiding above: same queue
         self.api_url = found["API_URL"]
         try:
@@ -245,8 +246,7 @@ class SupabaseInstance:
         result = subprocess.run([self.cli, "migration", "up", "--local", "--workdir", str(self.project)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=self.env)
-        if result.stdout:
-            self._deliver(result.stdout if result.stdout.endswith(b"\n") else result.stdout + b"\n")
+        self._deliver(result.stdout)
         if result.returncode != 0:
             last = result.stdout.decode("utf-8", "replace").strip().splitlines()[-1:] or ["(no output)"]
             raise Fatal(f"`supabase migration up` failed: {last[0][:200]}",
@@ -258,7 +258,9 @@ class SupabaseInstance:
             raise Fatal(exc.message, exc.fix) from None
 
     def _deliver(self, data: bytes) -> None:
-        self._loop.call_soon_threadsafe(self._on_output, data)
+        """A finished command's output, from a worker thread, as whole lines."""
+        if data:
+            self._loop.call_soon_threadsafe(self._on_output, data if data.endswith(b"\n") else data + b"\n")
 
     async def stop(self, sig: int, grace: float) -> int:
         """One stop, however many ask for it: a second caller waits for the first one's
@@ -284,7 +286,7 @@ class SupabaseInstance:
             found = status(self.cli, self.project, timeout=15)
         except SupabaseError:
             return False
-        self.ctx.hide({k: v for k, v in found.items() if k.endswith(("_KEY", "_SECRET")) and v})
+        self.ctx.hide(secrets_of(found))
         return True
 
     def _supabase_stop(self) -> int:
@@ -296,8 +298,7 @@ class SupabaseInstance:
                                     stderr=subprocess.STDOUT, env=self.env, timeout=180)
         except (OSError, subprocess.TimeoutExpired) as exc:
             result = subprocess.CompletedProcess(command, -1, str(exc).encode() + b"\n")
-        if result.stdout:
-            self._deliver(result.stdout if result.stdout.endswith(b"\n") else result.stdout + b"\n")
+        self._deliver(result.stdout)
         if result.returncode != 0:
             # Its containers may still run: the watchdog, or the next `up` or `down`, tries again.
             self.ctx.stop_options["supabase_left"] = True

@@ -47,7 +47,7 @@ def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
     groups the last state file records, and whatever carries this workspace's marker. Call only
     while holding the run lock: then no live run of this workspace exists."""
     groups = reaper.recorded_groups(str(paths.state)) if paths.state.exists() else []
-    last = _last_state(paths)
+    last = read_state(paths) or {}
     containers = 0
     # Only after a run that had containers and did not stop cleanly is the docker SDK imported
     # and the engine asked (a clean stop removed them; this keeps `up` fast).
@@ -66,16 +66,6 @@ def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
         except (OSError, subprocess.TimeoutExpired):
             pass
     return ended
-
-
-def _last_state(paths: Paths) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(paths.state.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def preflight(config: Config, names: Sequence[str]) -> None:

@@ -257,49 +257,44 @@ def _docker_request(host: str, method: str, path: str, timeout: float = 10.0) ->
         conn.close()
 
 
-def remove_containers(host: str, label: str, grace: float = 10.0) -> int:
-    """Stop (its stop signal, then SIGKILL after ``grace``) and remove every container carrying
-    ``label`` (``key=value``); how many."""
+def _labelled(host: str, kind: str, label: str) -> list[dict]:
+    """The engine's ``kind`` (containers, networks) carrying ``label``; none when it cannot be
+    asked this way (ssh:// or TLS: the next `up` or `down` does it, through the docker SDK)."""
     import json
     import urllib.parse
 
     if not host.startswith(("unix://", "tcp://")) or os.environ.get("DOCKER_TLS_VERIFY"):
-        return 0  # ssh:// or TLS: the next `up` or `down` removes them, through the docker SDK
+        return []
     filters = urllib.parse.quote(json.dumps({"label": [label]}))
+    path = f"/containers/json?all=1&filters={filters}" if kind == "containers" else f"/networks?filters={filters}"
     try:
-        found = json.loads(_docker_request(host, "GET", f"/containers/json?all=1&filters={filters}"))
+        found = json.loads(_docker_request(host, "GET", path))
     except (OSError, ValueError):
-        return 0
-    if not isinstance(found, list):  # an error answer ({"message": ...})
-        return 0
+        return []
+    # An error answer is an object ({"message": ...}), not a list.
+    return [item for item in found if isinstance(item, dict) and "Id" in item] if isinstance(found, list) else []
+
+
+def remove_containers(host: str, label: str, grace: float = 10.0) -> int:
+    """Stop (its stop signal, then SIGKILL after ``grace``) and remove every container carrying
+    ``label`` (``key=value``); how many."""
+    found = _labelled(host, "containers", label)
     for container in found:
-        try:
-            _docker_request(host, "POST", f"/containers/{container['Id']}/stop?t={math.ceil(grace)}", timeout=grace + 10)
-        except OSError:
-            pass
-        try:
-            _docker_request(host, "DELETE", f"/containers/{container['Id']}?force=1&v=0")
-        except OSError:
-            pass
+        for method, path, limit in (("POST", f"/containers/{container['Id']}/stop?t={math.ceil(grace)}", grace + 10),
+                                    ("DELETE", f"/containers/{container['Id']}?force=1&v=0", 10.0)):
+            try:
+                _docker_request(host, method, path, timeout=limit)
+            except OSError:
+                pass
     return len(found)
 
 
 def remove_networks(host: str, label: str) -> None:
     """Remove the networks carrying ``label``, by id (one still in use stays)."""
-    import json
-    import urllib.parse
-
-    if not host.startswith(("unix://", "tcp://")) or os.environ.get("DOCKER_TLS_VERIFY"):
-        return
-    filters = urllib.parse.quote(json.dumps({"label": [label]}))
-    try:
-        found = json.loads(_docker_request(host, "GET", f"/networks?filters={filters}"))
-    except (OSError, ValueError):
-        return
-    for network in found if isinstance(found, list) else []:
+    for network in _labelled(host, "networks", label):
         try:
             _docker_request(host, "DELETE", f"/networks/{network['Id']}")
-        except (OSError, KeyError, TypeError):
+        except OSError:
             pass
 
 
