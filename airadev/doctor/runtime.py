@@ -132,9 +132,10 @@ def images(ctx: Context) -> list[Result]:
     import docker as sdk
 
     from airadev.integrations.docker import image_of
+    from airadev.supervisor.reaper import engine_host
 
     try:
-        client = sdk.DockerClient(base_url=ctx.env.get("DOCKER_HOST") or "unix:///var/run/docker.sock", timeout=4)
+        client = sdk.DockerClient(base_url=engine_host(ctx.env), timeout=4)
     except sdk.errors.DockerException as exc:
         return [error("runtime.images", f"the Docker engine does not answer: {exc}", "see tools.docker")]
     results = []

@@ -6,12 +6,10 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from airadev.doctor import Action, Context, Result, check, error, ok, skipped, warning
 
@@ -268,45 +266,19 @@ def docker_engine(ctx: Context) -> Result:
 
 
 def docker_host(ctx: Context) -> str:
-    """DOCKER_HOST, else the current `docker context` (rootless, Desktop), else the default."""
-    if ctx.env.get("DOCKER_HOST"):
-        return ctx.env["DOCKER_HOST"]
-    import hashlib
+    from airadev.supervisor.reaper import engine_host
 
-    config_dir = Path(ctx.env.get("DOCKER_CONFIG") or Path.home() / ".docker")
-    try:
-        current = json.loads((config_dir / "config.json").read_text()).get("currentContext", "")
-        if current and current != "default":
-            meta = config_dir / "contexts" / "meta" / hashlib.sha256(current.encode()).hexdigest() / "meta.json"
-            host = json.loads(meta.read_text())["Endpoints"]["docker"]["Host"]
-            if host:
-                return str(host)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return "unix:///var/run/docker.sock"
+    return engine_host(ctx.env)
 
 
 def docker_api(host: str, path: str, timeout: float) -> Any:
-    """GET ``path`` of the Docker engine's API over its socket (unix:// or tcp://)."""
-    parts = urlsplit(host)
-    if parts.scheme == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address: object = parts.path
-    else:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        address = (parts.hostname or "127.0.0.1", parts.port or 2375)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(address)  # type: ignore[arg-type]
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    finally:
-        sock.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/") or b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
-        raise OSError(f"unexpected answer: {head[:40]!r}")
+    """GET ``path`` of the Docker engine's API (unix:// or plain tcp://); OSError unless it
+    answers 200 with JSON."""
+    from airadev.supervisor.reaper import engine_request
+
+    status, body = engine_request(host, "GET", path, timeout=timeout)
+    if status != 200:
+        raise OSError(f"the engine answered {status}")
     try:
         return json.loads(body)
     except ValueError:

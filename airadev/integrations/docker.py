@@ -2,11 +2,17 @@
 
 A container is created with a stable name (``airadev-<workspace id>-<service>``) and labels
 for the workspace, the service and the run, so airadev finds its own and never touches anyone
-else's. Its output is attached before it starts (nothing is missed) and flows into the same
-framing, redaction and log files as a process's. ``DOCKER_HOST`` (and the SDK's TLS variables)
-choose the engine, as for the docker CLI.
+else's. Its output, read from the engine from its first byte, flows into the same framing,
+redaction and log files as a process's. ``DOCKER_HOST`` (and the SDK's TLS variables) choose
+the engine, as for the docker CLI.
 
-Threads: the SDK is blocking. Each instance has a reader thread (the attach stream) and a
+The start path (network, create, start, inspect) and the health checks speak the Engine API
+themselves (``engine_call``): the SDK's import takes a fifth of a second, as long as creating
+a container, so it is left to the threads that follow a started container (logs, waiting,
+stop, removal) and to what is rare (pulls, names to clear). Importing it in the background
+from the supervisor's start was tried: it slowed the start path by 30 ms (the GIL).
+
+Threads: the SDK is blocking. Each instance has a reader thread (the log stream) and a
 waiter thread (``wait``); both hand results to the loop with ``call_soon_threadsafe``, so the
 loop stays the one owner of state.
 """
@@ -25,10 +31,10 @@ from typing import Any
 from airadev.errors import AiradevError
 from airadev.model import Service
 from airadev.state import workspace_id
-from airadev.supervisor.reaper import RUN_LABEL, SERVICE_LABEL, WORKSPACE_LABEL
+from airadev.supervisor.reaper import (RUN_LABEL, SERVICE_LABEL, WORKSPACE_LABEL, engine_host, engine_hostname,
+                                      engine_request, is_local, plain_engine)
 from airadev.supervisor.runtime import Context, OnOutput
 
-DEFAULT_HOST = "unix:///var/run/docker.sock"
 HEALTH_INTERVAL_NS = 10**9  # docker.healthcheck's interval (the same in the Compose export)
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
@@ -45,20 +51,6 @@ def failures() -> tuple[type[BaseException], ...]:
     import requests
 
     return (docker.errors.DockerException, requests.exceptions.RequestException)
-
-
-def engine_host(env: Mapping[str, str] | None = None) -> str:
-    return (os.environ if env is None else env).get("DOCKER_HOST") or DEFAULT_HOST
-
-
-def is_local(host: str) -> bool:
-    return host.startswith("unix://") or _hostname(host) in ("127.0.0.1", "localhost", "::1")
-
-
-def _hostname(host: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(host if "://" in host else "tcp://" + host).hostname or ""
 
 
 def client(timeout: float = 60, host: str = "") -> Any:
@@ -90,6 +82,35 @@ def engine_unreachable(host: str, exc: Exception) -> DockerError:
     fix = ("start it: `sudo systemctl start docker` (or `dockerd &`), or point DOCKER_HOST at a running engine"
            if host.startswith("unix://") else f"check that the engine at {host} runs and is reachable")
     return DockerError(f"the Docker engine at {host} does not answer: {why}", fix)
+
+
+def engine_call(host: str, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    """One call to the Engine API, its status and its answer. A plain engine (a socket, plain
+    TCP) is asked with the standard library, so a start never waits for the SDK's import; a TLS
+    or ssh one through the SDK's session, which knows its certificates."""
+    import json
+
+    if plain_engine(host):
+        try:
+            status, raw = engine_request(host, method, path, body, timeout=60)
+        except OSError as exc:
+            raise engine_unreachable(host, exc) from None
+    else:
+        api = client().api
+        try:
+            response = api.request(method, f"{api.base_url}/v{api.api_version}{path}", json=body, timeout=60)
+        except failures() as exc:
+            raise engine_unreachable(host, exc) from None
+        status, raw = response.status_code, response.content
+    try:
+        answer = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        answer = {"message": raw.decode(errors="replace")}
+    return status, answer if isinstance(answer, dict) else {}
+
+
+def _message(answer: Mapping[str, Any], limit: int = 200) -> str:
+    return str(answer.get("message") or "no reason given")[:limit]
 
 
 def container_name(root: Any, service: Service) -> str:
@@ -171,61 +192,85 @@ class DockerRuntime:
 
     async def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> DockerInstance:
         loop = asyncio.get_running_loop()
-        container = await asyncio.to_thread(self._create_or_explain, service, env)
-        return await asyncio.to_thread(DockerInstance, container, service, loop, on_output, self.ctx)
+        container = await asyncio.to_thread(self._run, service, env)
+        return DockerInstance(container, service, loop, on_output, self.ctx)
 
-    def _create_or_explain(self, service: Service, env: Mapping[str, str]) -> Any:
-        import docker
-
+    def _run(self, service: Service, env: Mapping[str, str]) -> dict[str, Any]:
+        """Create and start the service's container; the engine's inspection of it."""
+        host = engine_host()
+        cid = self._create(service, env, host)
+        status, answer = engine_call(host, "POST", f"/containers/{cid}/start")
         try:
-            return self._create(service, env)
-        except failures() as exc:
-            raise DockerError(f"services.{service.name}: the Docker engine refused: {_why(exc)}",
-                              "see `docker ps -a`; `airadev down` removes this workspace's containers") from None
+            if status not in (204, 304):  # 304: started already
+                raise DockerError(f"services.{service.name}: its container does not start: {_message(answer)}",
+                                  "is the port taken (`airadev doctor`), or the command wrong?")
+            status, attrs = engine_call(host, "GET", f"/containers/{cid}/json")
+            if status != 200:
+                raise DockerError(f"services.{service.name}: its container is gone after its start: "
+                                  f"{_message(attrs)}", "see `docker ps -a` and `docker events`")
+            return attrs
+        except DockerError:
+            self._discard(host, cid)  # a container that is not watched must not stay
+            raise
 
-    def _create(self, service: Service, env: Mapping[str, str]) -> Any:
-        import docker
-
-        spec = service.docker
-        assert spec is not None
-        api = client()
+    def _create(self, service: Service, env: Mapping[str, str], host: str) -> str:
         image = image_of(service, env)
         name = container_name(self.ctx.config.root, service)
-        host = engine_host()
-        ports = {}
-        if service.port is not None:
-            inner = spec.port or service.port
-            # Loopback only on this machine; on a remote engine, where this machine must reach it.
-            ports[f"{inner}/tcp"] = ("127.0.0.1", service.port) if is_local(host) else service.port
-        labels = {WORKSPACE_LABEL: workspace_id(self.ctx.config.root), SERVICE_LABEL: service.name,
-                  RUN_LABEL: self.ctx.marker, "dev.airadev.root": str(self.ctx.config.root)}
+        body = self._config(service, env, image, host)
+        # Straight to `create`, the common case; what it refuses says what to do first.
+        for _ in range(3):
+            status, answer = engine_call(host, "POST", f"/containers/create?name={name}", body)
+            if status == 201:
+                return str(answer["Id"])
+            if status == 404 and "image" in _message(answer).lower():
+                ensure_image(client(), service, image)  # pulls it, or explains why not
+            elif status == 409:  # the name is taken
+                self._clear_name(client(), service, name)
+            else:
+                raise DockerError(f"services.{service.name}: cannot create its container: {_message(answer)}",
+                                  "check docker.image, docker.volumes and the port in airadev.toml")
+        raise DockerError(f"services.{service.name}: its container could not be created",
+                          "see `docker ps -a`; `airadev down` removes this workspace's containers")
+
+    def _config(self, service: Service, env: Mapping[str, str], image: str, host: str) -> dict[str, Any]:
+        """The engine's container configuration (the body of ``POST /containers/create``)."""
+        spec = service.docker
+        assert spec is not None
+        root = self.ctx.config.root
         containers = [s for s in self.ctx.config.services if s.runtime.value == "docker" and s.docker]
         peers = {s.port: (s.name, s.docker.port or s.port) for s in containers
                  if s.port and s.docker and s.name != service.name}
-        options = dict(command=list(spec.command) or None, name=name, labels=labels,
-                       environment=container_env(service, env, peers), ports=ports, volumes=list(spec.volumes),
-                       stop_signal=signal.Signals(service.stop_signal).name, detach=True,
-                       extra_hosts={"host.docker.internal": "host-gateway"})
+        host_config: dict[str, Any] = {"Binds": list(spec.volumes), "ExtraHosts": ["host.docker.internal:host-gateway"]}
+        config: dict[str, Any] = {
+            "Image": image, "Cmd": list(spec.command) or None,
+            "Env": [f"{key}={value}" for key, value in container_env(service, env, peers).items()],
+            "Labels": {WORKSPACE_LABEL: workspace_id(root), SERVICE_LABEL: service.name, RUN_LABEL: self.ctx.marker,
+                       "dev.airadev.root": str(root)},
+            "StopSignal": signal.Signals(service.stop_signal).name, "HostConfig": host_config,
+        }
+        if service.port is not None:
+            inner = f"{spec.port or service.port}/tcp"
+            config["ExposedPorts"] = {inner: {}}
+            # Loopback only on this machine; on a remote engine, where this machine must reach it.
+            host_config["PortBindings"] = {inner: [{"HostIp": "127.0.0.1" if is_local(host) else "",
+                                                    "HostPort": str(service.port)}]}
         if len(containers) > 1:  # a network of their own, to find each other by name (a lone one needs none)
-            network = ensure_network(api, self.ctx.config.root)
-            options.update(network=network, networking_config={
-                network: api.api.create_endpoint_config(aliases=list(service.names))})
+            network = ensure_network(host, root)
+            host_config["NetworkMode"] = network
+            config["NetworkingConfig"] = {"EndpointsConfig": {network: {"Aliases": list(service.names)}}}
         if spec.healthcheck:
-            options["healthcheck"] = {"test": ["CMD-SHELL", spec.healthcheck], "interval": HEALTH_INTERVAL_NS,
-                                      "timeout": 3 * 10**9, "retries": 30}
-        # Straight to `create`, the common case; what it refuses says what to do first.
-        for _ in range(3):
-            try:
-                return api.containers.create(image, **options)
-            except docker.errors.ImageNotFound:
-                ensure_image(api, service, image)  # pulls it, or explains why not
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409:  # 409: the name is taken
-                    raise DockerError(f"services.{service.name}: cannot create its container: {_why(exc)}",
-                                      "check docker.image, docker.volumes and the port in airadev.toml") from None
-                self._clear_name(api, service, name)
-        raise DockerError(f"services.{service.name}: its container could not be created",
-                          "see `docker ps -a`; `airadev down` removes this workspace's containers")
+            config["Healthcheck"] = {"Test": ["CMD-SHELL", spec.healthcheck], "Interval": HEALTH_INTERVAL_NS,
+                                     "Timeout": 3 * 10**9, "Retries": 30}
+        return config
+
+    def _discard(self, host: str, cid: str) -> None:
+        try:
+            status, _ = engine_call(host, "DELETE", f"/containers/{cid}?force=1")
+        except DockerError:
+            status = 0
+        if status not in (204, 404):
+            # It may still be there: the state says so, and the next `up` or `down` removes it.
+            self.ctx.stop_options["containers_left"] = True
 
     def _clear_name(self, api: Any, service: Service, name: str) -> None:
         """The name is taken: by an old container of ours (a new one replaces it), or by someone
@@ -320,30 +365,29 @@ def network_name(root: Any) -> str:
 _network_lock = threading.Lock()  # services start in parallel: one creates the network
 
 
-def ensure_network(api: Any, root: Any) -> str:
+def ensure_network(host: str, root: Any) -> str:
     """The workspace's own network, on which its containers find each other by service name."""
     with _network_lock:
-        return _ensure_network(api, root)
+        return _ensure_network(host, root)
 
 
-def _ensure_network(api: Any, root: Any) -> str:
-    import docker
-
-    name = network_name(root)
+def _ensure_network(host: str, root: Any) -> str:
+    name, ours = network_name(root), workspace_id(root)
     for _ in range(3):
-        try:
-            found = api.networks.get(name)
-        except docker.errors.NotFound:
-            try:
-                # check_duplicate: engines before 25 otherwise make a second network of that name.
-                api.networks.create(name, driver="bridge", check_duplicate=True,
-                                    labels={WORKSPACE_LABEL: workspace_id(root)})
-                return name
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409:  # made meanwhile by another service's start
-                    continue
-                raise
-        if found.attrs.get("Labels", {}).get(WORKSPACE_LABEL) != workspace_id(root):
+        status, found = engine_call(host, "GET", f"/networks/{name}")
+        if status == 404:
+            # CheckDuplicate: engines before 25 otherwise make a second network of that name.
+            status, answer = engine_call(host, "POST", "/networks/create", {
+                "Name": name, "Driver": "bridge", "CheckDuplicate": True, "Labels": {WORKSPACE_LABEL: ours}})
+            if status == 409:  # made meanwhile by another service's start
+                continue
+            if status != 201:
+                raise DockerError(f"cannot create the network {name}: {_message(answer)}",
+                                  "see `docker network ls`; `airadev down` removes this workspace's networks")
+            return name
+        if status != 200:
+            raise DockerError(f"cannot look up the network {name}: {_message(found)}", "see `docker network ls`")
+        if (found.get("Labels") or {}).get(WORKSPACE_LABEL) != ours:
             raise DockerError(f"the network {name} is not airadev's", f"remove it (docker network rm {name})")
         return name
     return name
@@ -370,35 +414,37 @@ class DockerInstance:
 
     pid = None
 
-    def __init__(self, container: Any, service: Service, loop: asyncio.AbstractEventLoop, on_output: OnOutput,
+    def __init__(self, attrs: dict[str, Any], service: Service, loop: asyncio.AbstractEventLoop, on_output: OnOutput,
                  ctx: Context) -> None:
-        self.container = container
+        self._attrs = attrs  # the engine's inspection of the started container
+        self._model: Any = None
+        self.id = str(attrs["Id"])
         self.ctx = ctx
         self.service = service
-        self.name = container.name
-        self.image = container.attrs.get("Config", {}).get("Image", "")
+        self.name = str(attrs.get("Name", "")).lstrip("/")
+        self.image = attrs.get("Config", {}).get("Image", "")
         self._loop = loop
         self._on_output = on_output
         self._exited: asyncio.Future[int] = loop.create_future()
-        self._has_healthcheck = bool(container.attrs.get("Config", {}).get("Healthcheck"))
+        self._has_healthcheck = bool(attrs.get("Config", {}).get("Healthcheck"))
         # On a remote engine the port is published there: airadev's probes go there too.
-        host = engine_host()
-        self.probe_host = None if is_local(host) else _hostname(host)
+        self._host = host = engine_host()
+        self.probe_host = None if is_local(host) else engine_hostname(host)
         self.readiness = "the image's HEALTHCHECK" if self._has_healthcheck else "the container to run"
         self._stopped = False
         self._stream: Any = None
-        try:
-            # Attach before starting: the first lines of output are not lost.
-            self._stream = container.attach(stdout=True, stderr=True, stream=True, logs=True)
-            self._reader = threading.Thread(target=self._read, name=f"docker-logs-{service.name}", daemon=True)
-            self._reader.start()
-            container.start()
-        except Exception as exc:  # noqa: BLE001  (any SDK error: the container must not stay)
-            self._close_stream()
-            self._remove()
-            raise DockerError(f"services.{service.name}: its container does not start: {_why(exc)}",
-                              "is the port taken (`airadev doctor`), or the command wrong?") from None
+        # Its output from its first byte (the engine keeps it), however soon after the start.
+        self._reader = threading.Thread(target=self._read, name=f"docker-logs-{service.name}", daemon=True)
+        self._reader.start()
         threading.Thread(target=self._wait, name=f"docker-wait-{service.name}", daemon=True).start()
+
+    @property
+    def container(self) -> Any:
+        """The SDK's model of the container, made on first use: only the worker threads use it
+        (the first of them imports the SDK)."""
+        if self._model is None:
+            self._model = client().containers.prepare_model(self._attrs)
+        return self._model
 
     @property
     def exited(self) -> asyncio.Future[int]:
@@ -408,10 +454,11 @@ class DockerInstance:
         return f"container {self.name}"
 
     def info(self) -> dict[str, Any]:
-        return {"container": self.name, "image": self.image, "id": self.container.short_id}
+        return {"container": self.name, "image": self.image, "id": self.id[:12]}
 
     def _read(self) -> None:
         try:
+            self._stream = self.container.logs(stdout=True, stderr=True, stream=True, follow=True)
             for chunk in self._stream:
                 if chunk:
                     self._loop.call_soon_threadsafe(self._on_output, chunk)
@@ -450,9 +497,10 @@ class DockerInstance:
 
     def _state(self) -> dict[str, Any] | None:
         try:
-            return self.container.client.api.inspect_container(self.container.id)["State"]
-        except Exception:  # noqa: BLE001
+            status, found = engine_call(self._host, "GET", f"/containers/{self.id}/json")
+        except DockerError:
             return None
+        return found.get("State") if status == 200 else None
 
     async def stop(self, sig: int, grace: float) -> int:
         found = await asyncio.to_thread(self._stop, sig, grace)
@@ -478,7 +526,7 @@ class DockerInstance:
                 self.container.stop(timeout=max(0, math.ceil(grace)))
         except docker.errors.NotFound:
             return 0
-        except failures():
+        except (DockerError, *failures()):
             running = True  # the engine went away: nothing more to do here; the next up or down
         self._remove()  # the waiter does it too; whichever is first, the other waits for it
         return 1 if running else 0

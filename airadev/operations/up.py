@@ -106,7 +106,7 @@ def preflight(config: Config, names: Sequence[str]) -> None:
 
 
 def _local_engine() -> bool:
-    from airadev.integrations.docker import engine_host, is_local
+    from airadev.supervisor.reaper import engine_host, is_local
 
     return is_local(engine_host())
 
@@ -299,7 +299,7 @@ def _wait_ready(paths: Paths, daemon: subprocess.Popen[bytes], marker: str, name
                        if s.get("state") not in ("healthy", "running", "completed")]
             raise AiradevError(f"not ready after {timeout:.0f}s: {', '.join(waiting) or 'the supervisor'}",
                                "see `airadev status` and `airadev logs`; the stack keeps running")
-        time.sleep(0.05)
+        time.sleep(0.02)  # a small file read: polling it this often costs nothing
 
 
 def _show_lines(name: str, lines: list[bytes], stamped: bool = True) -> str:

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 MARKER_VAR = "AIRADEV_RUN"
 SERVICE_VAR = "AIRADEV_SERVICE"
@@ -234,11 +234,59 @@ def terminate(marker: str | None, *, pgids: Iterable[int] = (), service: str | N
     return len(seen)
 
 
-def _docker_request(host: str, method: str, path: str, timeout: float = 10.0) -> bytes:
-    """One request to a Docker Engine (``unix://`` or plain ``tcp://``), stdlib only: the
-    watchdog must not import the docker SDK (it is small, and it must start fast)."""
+# --- the Docker engine, with the standard library (the watchdog, a container's start, doctor) --
+
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
+
+
+def engine_host(env: Mapping[str, str] | None = None) -> str:
+    """The engine the docker CLI would use: DOCKER_HOST, else the current `docker context`'s
+    (rootless Docker, Docker Desktop), else the default socket."""
+    import hashlib
+    import json
+
+    env = os.environ if env is None else env
+    if env.get("DOCKER_HOST"):
+        return env["DOCKER_HOST"]
+    folder = env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    try:
+        with open(os.path.join(folder, "config.json")) as file:
+            current = json.load(file).get("currentContext", "")
+        if current and current != "default":
+            meta = os.path.join(folder, "contexts", "meta", hashlib.sha256(current.encode()).hexdigest(), "meta.json")
+            with open(meta) as file:
+                return str(json.load(file)["Endpoints"]["docker"]["Host"]) or DEFAULT_ENGINE
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return DEFAULT_ENGINE
+
+
+def engine_hostname(host: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(host if "://" in host else "tcp://" + host).hostname or ""
+
+
+def is_local(host: str) -> bool:
+    return host.startswith("unix://") or engine_hostname(host) in ("127.0.0.1", "localhost", "::1")
+
+
+def plain_engine(host: str) -> bool:
+    """Whether the engine at ``host`` can be asked with the standard library alone: a Unix
+    socket or plain TCP (not TLS, which the docker SDK sets up from DOCKER_CERT_PATH, nor ssh)."""
+    return (host.startswith(("unix://", "tcp://"))
+            and not os.environ.get("DOCKER_TLS_VERIFY") and not os.environ.get("DOCKER_CERT_PATH"))
+
+
+def engine_request(host: str, method: str, path: str, body: object = None,
+                   timeout: float = 10.0) -> tuple[int, bytes]:
+    """One request to a plain engine (see ``plain_engine``), stdlib only; its status and body.
+    The watchdog must not import the docker SDK (it is small, and it must start fast), and a
+    container's start must not wait for that import either (integrations/docker.py)."""
     import http.client
+    import json
     import socket as socketlib
+    from urllib.parse import urlsplit
 
     if host.startswith("unix://"):
         class UnixConnection(http.client.HTTPConnection):
@@ -249,10 +297,14 @@ def _docker_request(host: str, method: str, path: str, timeout: float = 10.0) ->
 
         conn: http.client.HTTPConnection = UnixConnection("localhost", timeout=timeout)
     else:
-        conn = http.client.HTTPConnection(host.split("://", 1)[-1], timeout=timeout)
+        conn = http.client.HTTPConnection(engine_hostname(host), urlsplit(host).port or 2375, timeout=timeout)
     try:
-        conn.request(method, path)
-        return conn.getresponse().read()
+        if body is None:
+            conn.request(method, path)
+        else:
+            conn.request(method, path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read()
     finally:
         conn.close()
 
@@ -263,12 +315,12 @@ def _labelled(host: str, kind: str, label: str) -> list[dict]:
     import json
     import urllib.parse
 
-    if not host.startswith(("unix://", "tcp://")) or os.environ.get("DOCKER_TLS_VERIFY"):
+    if not plain_engine(host):
         return []
     filters = urllib.parse.quote(json.dumps({"label": [label]}))
     path = f"/containers/json?all=1&filters={filters}" if kind == "containers" else f"/networks?filters={filters}"
     try:
-        found = json.loads(_docker_request(host, "GET", path))
+        found = json.loads(engine_request(host, "GET", path)[1])
     except (OSError, ValueError):
         return []
     # An error answer is an object ({"message": ...}), not a list.
@@ -283,7 +335,7 @@ def remove_containers(host: str, label: str, grace: float = 10.0) -> int:
         for method, path, limit in (("POST", f"/containers/{container['Id']}/stop?t={math.ceil(grace)}", grace + 10),
                                     ("DELETE", f"/containers/{container['Id']}?force=1&v=0", 10.0)):
             try:
-                _docker_request(host, method, path, timeout=limit)
+                engine_request(host, method, path, timeout=limit)
             except OSError:
                 pass
     return len(found)
@@ -293,7 +345,7 @@ def remove_networks(host: str, label: str) -> None:
     """Remove the networks carrying ``label``, by id (one still in use stays)."""
     for network in _labelled(host, "networks", label):
         try:
-            _docker_request(host, "DELETE", f"/networks/{network['Id']}")
+            engine_request(host, "DELETE", f"/networks/{network['Id']}")
         except OSError:
             pass
 

@@ -171,7 +171,7 @@ class Supervisor:
         # remove them by label from there.
         self.docker_host = ""
         if any(u.service.runtime is RuntimeKind.DOCKER for u in self.units.values()):
-            self.docker_host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+            self.docker_host = reaper.engine_host()
         # `supabase stop` for the watchdog and the next run, when Supabase is part of this one.
         self.supabase_stop: list[str] = []
         for unit in self.units.values():

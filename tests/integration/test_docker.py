@@ -254,6 +254,33 @@ time.sleep(3600)
 """
 
 
+@pytest.mark.parametrize("transport", ["stdlib", "sdk"])
+def test_the_start_path_speaks_the_engine_api_alike_directly_and_through_the_sdk(
+        engine: docker.DockerClient, monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    """A plain engine is asked with the standard library; a TLS or ssh one through the SDK's
+    session. Both give the engine's status and answer, unchanged."""
+    from airadev.integrations import docker as runtime
+
+    if transport == "sdk":
+        monkeypatch.setattr(runtime, "plain_engine", lambda host: False)
+    host = runtime.engine_host()
+    name = f"airadev-test-transport-{uuid.uuid4().hex[:8]}"
+    status, answer = runtime.engine_call(host, "POST", f"/containers/create?name={name}",
+                                         {"Image": "airadev-local/missing:1"})
+    assert status == 404 and "No such image" in answer["message"]
+    status, answer = runtime.engine_call(host, "POST", f"/containers/create?name={name}",
+                                         {"Image": IMAGE, "Labels": {"test": transport}})
+    assert status == 201, answer
+    try:
+        assert runtime.engine_call(host, "POST", f"/containers/{answer['Id']}/start")[0] == 204
+        status, found = runtime.engine_call(host, "GET", f"/containers/{name}/json")
+        assert status == 200 and found["Id"] == answer["Id"] and found["Config"]["Labels"] == {"test": transport}
+        assert found["State"]["Status"] == "running"
+    finally:
+        engine.containers.get(answer["Id"]).remove(force=True)
+    assert runtime.engine_call(host, "GET", f"/containers/{name}/json")[0] == 404
+
+
 def test_containers_of_the_stack_reach_each_other_by_name(engine: docker.DockerClient, stack: Stack) -> None:
     """The env files speak of this machine's loopback (REDIS_HOST=localhost, the host port); in
     a container that is the other container, by its name and its own port, on the stack's network."""

@@ -285,6 +285,25 @@ def test_each_check_fails_with_its_fix(ws: Workspace, check_id: str) -> None:
     assert any(fix in r.fix for r in failing), [r.fix for r in failing]
 
 
+def test_the_engine_of_the_current_docker_context_is_used_without_docker_host(ws: Workspace, tmp_path: Path) -> None:
+    """Rootless Docker and Docker Desktop name their engine in a `docker context`, not in
+    DOCKER_HOST: doctor (and `up`, through the same engine_host) find it there."""
+    import hashlib
+
+    config = tmp_path / "docker-config"
+    meta = config / "contexts" / "meta" / hashlib.sha256(b"rootless").hexdigest()
+    meta.mkdir(parents=True)
+    (config / "config.json").write_text(json.dumps({"currentContext": "rootless"}))
+    (meta / "meta.json").write_text(json.dumps({"Name": "rootless", "Endpoints": {"docker": {"Host": ws.engine.host}}}))
+    ws.env.pop("DOCKER_HOST")
+    ws.env["DOCKER_CONFIG"] = str(config)
+    [result] = [r for r in ws.run("tools.docker-engine") if r.id == "tools.docker-engine"]
+    assert result.status is doctor.Status.OK and ws.engine.host in result.message, result
+    (config / "config.json").write_text(json.dumps({"currentContext": "default"}))
+    [result] = [r for r in ws.run("tools.docker-engine") if r.id == "tools.docker-engine"]
+    assert "unix:///var/run/docker.sock" in result.message, result
+
+
 def test_a_failed_prerequisite_skips_its_dependents(ws: Workspace) -> None:
     ws.path("airadev.toml").write_text("[services.a\n")
     results = {r.id: r for r in ws.run("workspace", "env.present")}
