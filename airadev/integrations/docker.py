@@ -93,7 +93,7 @@ def engine_call(host: str, method: str, path: str, body: Any = None) -> tuple[in
     if plain_engine(host):
         try:
             status, raw = engine_request(host, method, path, body, timeout=60)
-        except OSError as exc:
+        except OSError as exc:  # all that can go wrong on the way (engine_request)
             raise engine_unreachable(host, exc) from None
     else:
         api = client().api
@@ -199,8 +199,8 @@ class DockerRuntime:
         """Create and start the service's container; the engine's inspection of it."""
         host = engine_host()
         cid = self._create(service, env, host)
-        status, answer = engine_call(host, "POST", f"/containers/{cid}/start")
         try:
+            status, answer = engine_call(host, "POST", f"/containers/{cid}/start")
             if status not in (204, 304):  # 304: started already
                 raise DockerError(f"services.{service.name}: its container does not start: {_message(answer)}",
                                   "is the port taken (`airadev doctor`), or the command wrong?")
@@ -433,6 +433,8 @@ class DockerInstance:
         self.readiness = "the image's HEALTHCHECK" if self._has_healthcheck else "the container to run"
         self._stopped = False
         self._stream: Any = None
+        self._model_lock = threading.Lock()
+        self._streaming = threading.Event()  # the reader holds its stream: the container may go
         # Its output from its first byte (the engine keeps it), however soon after the start.
         self._reader = threading.Thread(target=self._read, name=f"docker-logs-{service.name}", daemon=True)
         self._reader.start()
@@ -442,9 +444,10 @@ class DockerInstance:
     def container(self) -> Any:
         """The SDK's model of the container, made on first use: only the worker threads use it
         (the first of them imports the SDK)."""
-        if self._model is None:
-            self._model = client().containers.prepare_model(self._attrs)
-        return self._model
+        with self._model_lock:
+            if self._model is None:
+                self._model = client().containers.prepare_model(self._attrs)
+            return self._model
 
     @property
     def exited(self) -> asyncio.Future[int]:
@@ -458,12 +461,31 @@ class DockerInstance:
 
     def _read(self) -> None:
         try:
-            self._stream = self.container.logs(stdout=True, stderr=True, stream=True, follow=True)
+            self._stream = self._open_stream()
+        except Exception:  # noqa: BLE001  (gone already, or the engine went away)
+            return
+        finally:
+            self._streaming.set()
+        try:
             for chunk in self._stream:
                 if chunk:
                     self._loop.call_soon_threadsafe(self._on_output, chunk)
         except Exception:  # noqa: BLE001  (the stream ends however the container ends)
             pass
+
+    def _open_stream(self) -> Any:
+        import docker
+
+        try:
+            return self.container.logs(stdout=True, stderr=True, stream=True, follow=True)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 404:
+                raise
+            # A log driver that cannot be read back (`none`, or a remote one without Docker's
+            # local cache): what the container prints from now on, and say so.
+            self.ctx.event(self.service.name, f"its engine cannot give back its output ({_why(exc, 120)}): "
+                           "only what it prints from now on is shown", "warning")
+            return self.container.attach(stdout=True, stderr=True, stream=True, logs=False)
 
     def _wait(self) -> None:
         """Wait for the container's end, however it comes; take the rest of its output, remove
@@ -472,7 +494,8 @@ class DockerInstance:
             code = int(self.container.wait().get("StatusCode", -1))
         except Exception:  # noqa: BLE001  (removed under us, or the engine went away)
             code = -1
-        self._reader.join(5)
+        self._streaming.wait(30)
+        self._reader.join(10)  # the stream ends with the container: the rest of its output first
         self._close_stream()
         self._remove()
         self._loop.call_soon_threadsafe(self._set_exit, code)
@@ -532,6 +555,8 @@ class DockerInstance:
         return 1 if running else 0
 
     def _remove(self) -> None:
+        # Not before the reader holds its stream: the engine gives no output of a removed container.
+        self._streaming.wait(30)
         try:
             _remove_and_wait(self.container.client, self.container)
         except Exception:  # noqa: BLE001  (the engine went away)

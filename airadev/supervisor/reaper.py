@@ -242,13 +242,27 @@ DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 def engine_host(env: Mapping[str, str] | None = None) -> str:
     """The engine the docker CLI would use: DOCKER_HOST, else the current `docker context`'s
     (rootless Docker, Docker Desktop), else the default socket."""
-    import hashlib
-    import json
-
+    own = env is None
     env = os.environ if env is None else env
     if env.get("DOCKER_HOST"):
         return env["DOCKER_HOST"]
     folder = env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    if not own:
+        return _context_host(folder)
+    if folder not in _context_hosts:  # read once: a `docker context use` mid-run must not move a run
+        _context_hosts[folder] = _context_host(folder)
+    return _context_hosts[folder]
+
+
+_context_hosts: dict[str, str] = {}
+
+
+def _context_host(folder: str) -> str:
+    """The current docker context's engine (its TLS material, if any, is not used: a TLS engine
+    is named with DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, as the SDK reads them)."""
+    import hashlib
+    import json
+
     try:
         with open(os.path.join(folder, "config.json")) as file:
             current = json.load(file).get("currentContext", "")
@@ -280,7 +294,8 @@ def plain_engine(host: str) -> bool:
 
 def engine_request(host: str, method: str, path: str, body: object = None,
                    timeout: float = 10.0) -> tuple[int, bytes]:
-    """One request to a plain engine (see ``plain_engine``), stdlib only; its status and body.
+    """One request to a plain engine (see ``plain_engine``), stdlib only; its status and body,
+    or OSError whatever went wrong on the way.
     The watchdog must not import the docker SDK (it is small, and it must start fast), and a
     container's start must not wait for that import either (integrations/docker.py)."""
     import http.client
@@ -288,16 +303,19 @@ def engine_request(host: str, method: str, path: str, body: object = None,
     import socket as socketlib
     from urllib.parse import urlsplit
 
-    if host.startswith("unix://"):
-        class UnixConnection(http.client.HTTPConnection):
-            def connect(self) -> None:
-                self.sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
-                self.sock.settimeout(timeout)
-                self.sock.connect(host[len("unix://"):])
+    try:
+        if host.startswith("unix://"):
+            class UnixConnection(http.client.HTTPConnection):
+                def connect(self) -> None:
+                    self.sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+                    self.sock.settimeout(timeout)
+                    self.sock.connect(host[len("unix://"):])
 
-        conn: http.client.HTTPConnection = UnixConnection("localhost", timeout=timeout)
-    else:
-        conn = http.client.HTTPConnection(engine_hostname(host), urlsplit(host).port or 2375, timeout=timeout)
+            conn: http.client.HTTPConnection = UnixConnection("localhost", timeout=timeout)
+        else:
+            conn = http.client.HTTPConnection(engine_hostname(host), urlsplit(host).port or 2375, timeout=timeout)
+    except ValueError as exc:  # a port that is not a number
+        raise OSError(f"bad DOCKER_HOST {host}: {exc}") from None
     try:
         if body is None:
             conn.request(method, path)
@@ -305,6 +323,8 @@ def engine_request(host: str, method: str, path: str, body: object = None,
             conn.request(method, path, json.dumps(body).encode(), {"Content-Type": "application/json"})
         response = conn.getresponse()
         return response.status, response.read()
+    except http.client.HTTPException as exc:  # whatever answered is not an engine speaking HTTP
+        raise OSError(f"not an answer from a Docker engine: {type(exc).__name__}: {exc}") from None
     finally:
         conn.close()
 

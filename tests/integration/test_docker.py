@@ -170,6 +170,38 @@ def test_a_missing_image_and_a_missing_engine_are_clear_errors(engine: docker.Do
     assert f"the Docker engine at unix://{stack.root}/no-engine.sock does not answer" in result.stderr
     assert "DOCKER_HOST" in result.stderr
     stack.cli("down")
+    # Something answers there, but not an engine (an ssh server, say).
+    with socket.socket() as banner:
+        banner.bind(("127.0.0.1", 0))
+        banner.listen(8)
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = banner.accept()
+                except OSError:
+                    return
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                conn.close()
+
+        import threading
+
+        threading.Thread(target=serve, daemon=True).start()
+        stack.env["DOCKER_HOST"] = f"tcp://127.0.0.1:{banner.getsockname()[1]}"
+        result = stack.up()
+    assert result.returncode == 1, result.stderr
+    assert "the Docker engine at tcp://127.0.0.1:" in result.stderr and "does not answer" in result.stderr
+    assert "Traceback" not in result.stderr and "report" not in result.stderr
+    stack.cli("down")
+    # The engine refuses the start itself (a command the image does not have): nothing stays.
+    del stack.env["DOCKER_HOST"]
+    stack.write((stack.root / "airadev.toml").read_text().replace("port = 6379", 'port = 6379\ncommand = "no-such-program"'))
+    result = stack.up()
+    assert result.returncode == 1
+    assert "redis" in result.stderr and "its container does not start" in result.stderr, result.stderr
+    assert "no-such-program" in result.stderr and "Traceback" not in result.stderr
+    assert ours(engine, stack) == []
+    stack.cli("down")
 
 
 def test_a_remote_engine_through_docker_host_works_like_the_local_one(engine: docker.DockerClient, stack: Stack) -> None:
@@ -279,6 +311,75 @@ def test_the_start_path_speaks_the_engine_api_alike_directly_and_through_the_sdk
     finally:
         engine.containers.get(answer["Id"]).remove(force=True)
     assert runtime.engine_call(host, "GET", f"/containers/{name}/json")[0] == 404
+
+
+def run_talker(stack: Stack, command: str, stop_after: float) -> tuple[bytes, int, list[tuple[str, ...]]]:
+    """Start a container through the runtime in this process, stop it ``stop_after`` seconds
+    later; its output, exit code and the events it told the user."""
+    import asyncio
+
+    from airadev import config as config_module
+    from airadev.integrations import docker as runtime
+    from airadev.supervisor.runtime import Context
+
+    stack.write(f"""
+[services.talker]
+runtime = "docker"
+[services.talker.docker]
+image = "{IMAGE}"
+command = {json.dumps(command)}
+""")
+    config = config_module.load(stack.root)
+    events: list[tuple[str, ...]] = []
+    ctx = Context(config, f"{workspace_id(stack.root)}.talker", event=lambda *args: events.append(args))
+
+    async def main() -> tuple[bytes, int]:
+        out = bytearray()
+        instance = await runtime.DockerRuntime(ctx).start(config.get("talker"), {}, out.extend)
+        await asyncio.sleep(stop_after)
+        await instance.stop(signal.SIGTERM, 1)
+        return bytes(out), await instance.exited
+
+    out, code = asyncio.run(main())
+    return out, code, events
+
+
+def test_a_container_stopped_at_once_still_gives_its_output(
+        engine: docker.DockerClient, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader may be slow to open its stream (the SDK's import, a loaded machine): the
+    container is not removed before it has, or its output would be gone with it."""
+    import time
+
+    from airadev.integrations.docker import DockerInstance
+
+    opened = DockerInstance._open_stream
+
+    def slow(self: DockerInstance) -> object:
+        time.sleep(1.5)
+        return opened(self)
+
+    monkeypatch.setattr(DockerInstance, "_open_stream", slow)
+    out, code, _ = run_talker(stack, "sh -c 'echo first line; echo to stderr >&2; exec sleep 30'", stop_after=0)
+    assert b"first line\n" in out and b"to stderr\n" in out
+    assert ours(engine, stack) == []
+
+
+def test_an_engine_that_cannot_give_back_output_is_attached_and_said(
+        engine: docker.DockerClient, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airadev.integrations.docker import DockerRuntime
+
+    made = DockerRuntime._config
+
+    def no_log(self: DockerRuntime, *args: object) -> dict:
+        config = made(self, *args)  # type: ignore[arg-type]
+        config["HostConfig"]["LogConfig"] = {"Type": "none"}  # as on a daemon whose default driver is none
+        return config
+
+    monkeypatch.setattr(DockerRuntime, "_config", no_log)
+    out, _, events = run_talker(stack, "sh -c 'sleep 1; echo said later; exec sleep 30'", stop_after=2)
+    assert b"said later\n" in out
+    assert any("cannot give back its output" in event[1] for event in events), events
+    assert ours(engine, stack) == []
 
 
 def test_containers_of_the_stack_reach_each_other_by_name(engine: docker.DockerClient, stack: Stack) -> None:
