@@ -79,9 +79,10 @@ def load(root: Path) -> Config:
 def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
     top = _Table(raw, file, "")
     top.finish(TOP_KEYS)  # an unknown key first: [service.x] is a typo of [services.x]
-    services_raw = top.get("services", dict, required=True)
+    services_raw = top.get("services", dict)
     if not services_raw:
-        raise ConfigError(f"{file}: [services] is empty", "add at least one [services.NAME] table")
+        raise ConfigError(f"{file}: no services are defined",
+                          "add a [services.NAME] table with its command (`airadev init` writes one for the AiRa repos)")
     logs = _parse_logs(top.table("logs"))
     tunnel_table, twilio_table = top.table("tunnel"), top.table("twilio")
 

@@ -184,7 +184,18 @@ class EnvFile:
     def values(self) -> dict[str, str]:
         from airadev.integrations import envfile
 
-        return envfile.read(self.path) if self.path.is_file() else {}
+        return envfile.read(self.path, strict=False) if self.path.is_file() else {}
+
+    @cached_property
+    def problem(self) -> AiradevError | None:
+        """What makes the file unreadable to `up`, or None."""
+        from airadev.integrations import envfile
+
+        try:
+            envfile.read(self.path)
+        except AiradevError as exc:
+            return exc
+        return None
 
 
 # --- running ----------------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ def present(ctx: Context) -> list[Result]:
     results = []
     for f in ctx.env_files:
         rid = f"env.present:{ctx.relative(f.path)}"
-        if f.path.is_file():
+        if f.path.is_file() and f.problem:
+            results.append(error(rid, f.problem.message.replace(str(f.path), ctx.relative(f.path)), f.problem.fix))
+        elif f.path.is_file():
             results.append(ok(rid, f"{ctx.relative(f.path)} ({len(f.values)} variables)"))
         elif f.template is not None:
             results.append(error(rid, f"{ctx.relative(f.path)} is missing",

@@ -79,11 +79,37 @@ def is_secret(name: str, marked: Iterable[str] | None = None) -> bool:
     return name in (marked_secret() if marked is None else set(marked)) or name.upper().endswith(SECRET_SUFFIXES)
 
 
-def read(path: Path) -> dict[str, str]:
-    """The variables of an env file (dotenv syntax: quotes, ``export``, comments)."""
-    from dotenv import dotenv_values
+def read(path: Path, strict: bool = True) -> dict[str, str]:
+    """The variables of an env file (dotenv syntax: quotes, ``export``, comments; no
+    interpolation). Strict, a file that is not UTF-8 text, or a line that is neither an
+    assignment, a comment nor blank, is an error naming the file and the line (python-dotenv
+    alone would only warn and skip the line); else such lines are skipped. The line itself is
+    never shown: it may hold a secret."""
+    import io
 
-    return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
+    from dotenv.parser import parse_stream
+
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+        if "\x00" in text:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\x00"), data.index(b"\x00") + 1, "a NUL byte")
+    except UnicodeDecodeError as exc:
+        if strict:
+            line = data[:exc.start].count(b"\n") + 1
+            raise AiradevError(f"{path} line {line}: not text (byte 0x{data[exc.start]:02x})",
+                               "an env file holds NAME=value lines of UTF-8 text: fix or remove that line") from None
+        text = data.decode("utf-8", errors="replace").replace("\x00", "")
+    values: dict[str, str] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            if strict:
+                raise AiradevError(f"{path} line {binding.original.line}: not a NAME=value line",
+                                   "fix or remove that line (quote a value that holds spaces, # or quotes)")
+            continue
+        if binding.key is not None and binding.value is not None:
+            values[binding.key] = binding.value
+    return values
 
 
 def secrets_of(values: Mapping[str, str]) -> dict[str, str]:

@@ -78,6 +78,12 @@ def preflight(config: Config, names: Sequence[str]) -> None:
         if not service.cwd.is_dir():
             raise AiradevError(f"services.{name}.cwd: folder {service.cwd} does not exist",
                                "create it (clone the repo there), or fix cwd in airadev.toml")
+        for path in service.env_files:
+            real = path.resolve()
+            if path.is_file() and not real.is_relative_to(config.root.resolve()):
+                # airadev rewrites env files (tunnel, Supabase keys): never a file elsewhere.
+                raise AiradevError(f"services.{name}.env_files: {path} leads outside the workspace, to {real}",
+                                   "copy that file into the workspace in place of the link")
         if service.load_env_files:
             env_file_values(service)
         else:
@@ -94,6 +100,8 @@ def preflight(config: Config, names: Sequence[str]) -> None:
             if shutil.which(program, path=search) is None:
                 raise AiradevError(f"services.{name}.command: {program} not found on PATH",
                                    f"install {program}, or fix command in airadev.toml")
+    if any(config.get(name).runtime is Runtime.DOCKER for name in names):
+        _engine_answers()
     for name in names:
         service = config.get(name)
         port = service.port
@@ -103,6 +111,19 @@ def preflight(config: Config, names: Sequence[str]) -> None:
             continue  # published on another machine
         if port is not None and port_in_use(port):
             raise port_taken(name, port, config)
+
+
+def _engine_answers() -> None:
+    from airadev.supervisor.reaper import engine_host, engine_request, plain_engine
+
+    host = engine_host()
+    if plain_engine(host):  # TLS and ssh engines: the runtime finds out, through the SDK
+        try:
+            engine_request(host, "GET", "/_ping", timeout=5)
+        except OSError as exc:
+            from airadev.integrations.docker import engine_unreachable
+
+            raise engine_unreachable(host, exc) from None
 
 
 def _local_engine() -> bool:

@@ -79,8 +79,8 @@ def stack_secrets(config: Config) -> dict[str, str]:
     for service in config.services:
         values: dict[str, str] = {}
         for path in service.env_files:
-            if path.is_file():
-                values.update(envfile.read(path))
+            if path.is_file():  # what can be read of it: a broken line is for `up` to report
+                values.update(envfile.read(path, strict=False))
         values.update(dict(service.env))
         found.update(envfile.secrets_of(values))
     for name, value in os.environ.items():
@@ -110,6 +110,6 @@ def stack_env(config: Config, service: Service) -> dict[str, str]:
         # the process environment: what its files set, the stack does not.
         for path in service.env_files:
             if path.is_file():
-                for name in envfile.read(path):
+                for name in envfile.read(path, strict=False):
                     env.pop(name, None)
     return env

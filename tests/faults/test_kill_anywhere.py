@@ -1,0 +1,247 @@
+"""Kill anywhere: SIGKILL of the supervisor at random moments of `up`, `restart`, the tunnel's
+rewiring and `down`, over the demo stack (the real voice agent, KB updater, redis-server and
+PostgreSQL with the UI repo's migrations; the UI is tests/fakes/ui_stub.py, which watches
+.env.local as `next dev` does) plus misbehaving processes of tests/fakes (a grandchild in its
+own group, a daemon that leaves the session, a SIGTERM ignorer).
+
+After each kill, before airadev runs again: no process of the stack survives (the watchdog's
+work), every port is free, .env.local is the original or the fully rewritten file, and the
+Twilio stand-in holds the old or the new webhooks, never a mix. After the next `airadev up` or
+`down` (whichever the next kill needs): the journal has put everything back (env file, Twilio,
+the database's business_numbers row) and, after `down`, nothing runs.
+
+AIRADEV_FAULT_KILLS (default 60) and AIRADEV_FAULT_SEED (default: random, printed) repeat a run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airadev.state import workspace_id
+from airadev.supervisor import reaper
+from tests.e2e.test_demo import copy_demo
+from tests.fakes.twilio_api import FakeTwilio
+from tests.faults.conftest import count
+from tests.harness import FAKES, PY, Stack, cli_env, fake, port_free, toml_list, wait_for
+
+KILLS = int(os.environ.get("AIRADEV_FAULT_KILLS", "60"))
+SEED = int(os.environ.get("AIRADEV_FAULT_SEED") or random.randrange(1 << 30))
+SID = "AC0123456789abcdef0123456789abcdef"  # the demo's fake credentials (voice-agent/.env)
+TOKEN = "fedcba9876543210fedcba9876543210"
+NUMBER = "+15005550006"  # the demo database's business_numbers row
+BEFORE = {"voice_url": "https://old.example/voice", "voice_method": "POST", "sms_url": "https://old.example/sms",
+          "sms_method": "POST", "status_callback": "https://old.example/status", "status_callback_method": "POST"}
+PHASES = ("up", "restart", "tunnel", "down")
+NEEDS_UP = {"up": False, "restart": True, "tunnel": True, "down": True}
+COMMANDS = {"up": ["up", "--detach"], "restart": ["restart", "voice-agent"], "tunnel": ["tunnel", "--detach"],
+            "down": ["down"]}
+
+pytestmark = pytest.mark.e2e
+
+
+class Demo:
+    def __init__(self, stack: Stack, twilio: FakeTwilio, ports: dict[str, int]) -> None:
+        self.stack, self.twilio, self.ports = stack, twilio, ports
+        self.env_local = stack.root / "aira-ui" / ".env.local"
+        self.original = self.env_local.read_bytes()
+        self.env_files = {p: p.read_bytes() for p in (stack.root / "voice-agent" / ".env",
+                                                        stack.root / "kb-updater" / ".env")}
+        self.db_before = None  # the business_numbers row as the migrations made it
+
+    def wiring(self) -> dict[str, str]:
+        record = self.twilio.number(NUMBER)
+        return {key: record[key] for key in BEFORE}
+
+    def db_row(self) -> tuple[str, ...]:
+        import psycopg
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.ports['db']}/postgres", connect_timeout=5) as conn:
+            row = conn.execute("SELECT voice_url, sms_url, status_callback_url FROM business_numbers "
+                               "WHERE phone_number = %s", (NUMBER,)).fetchone()
+        return tuple(row)
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = self.stack.cli(*args, timeout=timeout)
+        self.stack._remember()
+        return result
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    root = tmp_path_factory.mktemp("kill") / "ws"
+    root.mkdir()
+    ports = copy_demo(root)
+    toml = (root / "airadev.toml").read_text()
+    ui = toml.index("[services.aira-ui]")
+    toml = toml[:ui] + f"""[services.aira-ui]
+aliases = ["ui"]
+cwd = "aira-ui"
+command = {toml_list(fake("ui_stub.py", ".env.local"))}
+env_files = [".env.local"]
+load_env_files = false
+health = {{ log = "ui stub reading" }}
+depends_on = {{ voice-agent = "started", kb-updater = "started" }}
+
+[services.spawner]
+command = {toml_list(fake("spawner.py"))}
+
+[services.daemonizer]
+command = {toml_list(fake("daemonizer.py"))}
+
+[services.term-ignorer]
+command = {toml_list(fake("term_ignorer.py"))}
+stop_grace = "1s"
+"""
+    (root / "airadev.toml").write_text(toml)
+    twilio = FakeTwilio(SID, TOKEN).start()
+    twilio.add_number(NUMBER, **BEFORE)
+    stack = Stack(root)
+    home = root.parent / "home"
+    home.mkdir()
+    stack.env.update({"NGROK_AUTHTOKEN": "demo-ngrok-token-0000", "PYNGROK_NGROK_PATH": str(FAKES / "bin" / "ngrok"),
+                      "AIRADEV_TWILIO_API_BASE": twilio.base_url, "TWILIO_TEST_NUMBER": NUMBER,
+                      "XDG_CONFIG_HOME": str(home)})
+    demo = Demo(stack, twilio, ports)
+    try:
+        started = demo.run("up", "--detach")
+        assert started.returncode == 0, started.stderr
+        demo.db_before = demo.db_row()
+        assert demo.run("down").returncode == 0
+        yield demo
+    finally:
+        stack.cleanup()
+        twilio.stop()
+
+
+def own_processes(stack: Stack) -> list[int]:
+    """Every live process of the stack: marked ones, recorded groups, pids seen, and any
+    supervisor or watchdog of this workspace (found by their command lines)."""
+    found = set(stack.stack_processes())
+    root, wsid = str(stack.root).encode(), workspace_id(stack.root).encode()
+    for pid in reaper.pids():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if ((b"airadev.supervisor.daemon" in cmd and root in cmd) or (b"reaper.py" in cmd and wsid in cmd)) \
+                and reaper.alive(pid):
+            found.add(pid)
+    return sorted(found)
+
+
+def supervisors(stack: Stack) -> list[int]:
+    root = str(stack.root).encode()
+    return [pid for pid in reaper.pids() if reaper.alive(pid)
+            and b"airadev.supervisor.daemon" in _cmdline(pid) and root in _cmdline(pid)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def rewritten(original: bytes, now: bytes) -> bool:
+    """``now`` is ``original`` with only VOICE_AGENT_SERVICE_URL set to a tunnel address."""
+    old, new = original.splitlines(keepends=True), now.splitlines(keepends=True)
+    if len(old) != len(new):
+        return False
+    changed = [(a, b) for a, b in zip(old, new) if a != b]
+    return len(changed) == 1 and changed[0][0].startswith(b"VOICE_AGENT_SERVICE_URL=") \
+        and re.fullmatch(rb"VOICE_AGENT_SERVICE_URL=https://[\w.-]+\n", changed[0][1]) is not None
+
+
+def kill_during(demo: Demo, phase: str, rng: random.Random, window: float) -> float:
+    """Run the phase's command and SIGKILL the supervisor at a random moment of it; when."""
+    stack = demo.stack
+    proc = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), *COMMANDS[phase]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=stack.environment())
+    delay = rng.uniform(0, window)
+    time.sleep(delay)
+    targets = wait_for(lambda: supervisors(stack) or proc.poll() is not None and phase != "up",
+                       timeout=30, interval=0.005, what="a supervisor to kill")
+    stack._remember()
+    for pid in targets if isinstance(targets, list) else supervisors(stack):
+        os.kill(pid, signal.SIGKILL)
+    proc.wait(120)
+    return delay
+
+
+def check_after_kill(demo: Demo) -> None:
+    stack = demo.stack
+    try:
+        wait_for(lambda: not own_processes(stack), timeout=30, what="the watchdog to end the stack")
+    except AssertionError:
+        count("survivors", len(own_processes(stack)))
+        raise AssertionError(f"survivors: {own_processes(stack)}") from None
+    busy = [name for name, port in demo.ports.items() if not wait_for(lambda p=port: port_free(p), timeout=10)]
+    assert not busy, f"ports still taken: {busy}"
+    now = demo.env_local.read_bytes()
+    if now != demo.original and not rewritten(demo.original, now):
+        count("half-written files")
+        raise AssertionError(f".env.local is neither the original nor the rewritten file:\n{now!r}")
+    for path, before in demo.env_files.items():
+        if path.read_bytes() != before:
+            count("half-written files")
+            raise AssertionError(f"{path} changed")
+    wiring = demo.wiring()
+    if wiring != BEFORE:
+        address = wiring["voice_url"].removesuffix("/webhooks/twilio/call")
+        assert address.startswith("https://") and wiring["sms_url"] == f"{address}/webhooks/twilio/sms" \
+            and wiring["status_callback"] == f"{address}/webhooks/twilio/status", f"Twilio holds a mix: {wiring}"
+
+
+def check_after_next(demo: Demo, next_command: str) -> None:
+    stack = demo.stack
+    assert demo.env_local.read_bytes() == demo.original, "the journal did not put .env.local back"
+    assert demo.wiring() == BEFORE, "the journal did not put Twilio back"
+    if next_command == "up":
+        assert stack.state().get("phase") == "ready"
+        wait_for(lambda: demo.db_row() == demo.db_before, timeout=20, what="business_numbers to be put back")
+    else:
+        wait_for(lambda: not own_processes(stack), timeout=20, what="nothing to run after down")
+
+
+def test_sigkill_of_the_supervisor_anywhere_leaves_nothing_and_the_journal_restores(demo: Demo) -> None:
+    rng = random.Random(SEED)
+    print(f"kill anywhere: {KILLS} kills, AIRADEV_FAULT_SEED={SEED}")
+    # How long each phase takes, so kills land inside it.
+    windows = {}
+    for phase in ("up", "restart", "tunnel", "down"):
+        began = time.monotonic()
+        result = demo.run(*COMMANDS[phase])
+        assert result.returncode == 0, (phase, result.stderr)
+        windows[phase] = time.monotonic() - began
+    running = False
+    phase = rng.choice(PHASES)
+    for n in range(KILLS):
+        if running != NEEDS_UP[phase]:
+            prepared = demo.run(*(["up", "--detach"] if NEEDS_UP[phase] else ["down"]))
+            assert prepared.returncode == 0, prepared.stderr
+        if phase == "down" and rng.random() < 0.5:
+            assert demo.run("tunnel", "--detach").returncode == 0  # down then has rewiring to put back
+        delay = kill_during(demo, phase, rng, windows[phase] * 1.1)
+        count("kills")
+        killed, phase = phase, rng.choice(PHASES)
+        next_command = ["up", "--detach"] if NEEDS_UP[phase] else ["down"]
+        try:
+            check_after_kill(demo)
+            result = demo.run(*next_command)
+            assert result.returncode == 0, result.stderr
+            check_after_next(demo, next_command[0])
+        except AssertionError as exc:
+            raise AssertionError(f"kill {n + 1} (AIRADEV_FAULT_SEED={SEED}), {delay:.3f}s into "
+                                 f"`airadev {' '.join(COMMANDS[killed])}`, then `airadev {next_command[0]}`: {exc}") from None
+        running = NEEDS_UP[phase]
+    assert demo.run("down").returncode == 0
+    wait_for(lambda: not own_processes(demo.stack), timeout=20, what="nothing to run after the last down")
