@@ -152,13 +152,14 @@ def _cmdline(pid: int) -> bytes:
 
 
 def rewritten(original: bytes, now: bytes) -> bool:
-    """``now`` is ``original`` with only VOICE_AGENT_SERVICE_URL set to a tunnel address."""
+    """``now`` is ``original`` with only VOICE_AGENT_SERVICE_URL set to a tunnel address (the
+    stand-in agent's public addresses are served on loopback ports: http://127.0.0.1:PORT)."""
     old, new = original.splitlines(keepends=True), now.splitlines(keepends=True)
     if len(old) != len(new):
         return False
     changed = [(a, b) for a, b in zip(old, new) if a != b]
     return len(changed) == 1 and changed[0][0].startswith(b"VOICE_AGENT_SERVICE_URL=") \
-        and re.fullmatch(rb"VOICE_AGENT_SERVICE_URL=https://[\w.-]+\n", changed[0][1]) is not None
+        and re.fullmatch(rb"VOICE_AGENT_SERVICE_URL=https?://[\w.:-]+\n", changed[0][1]) is not None
 
 
 def kill_during(demo: Demo, phase: str, rng: random.Random, window: float) -> float:
@@ -197,7 +198,7 @@ def check_after_kill(demo: Demo) -> None:
     wiring = demo.wiring()
     if wiring != BEFORE:
         address = wiring["voice_url"].removesuffix("/webhooks/twilio/call")
-        assert address.startswith("https://") and wiring["sms_url"] == f"{address}/webhooks/twilio/sms" \
+        assert re.fullmatch(r"https?://[\w.:-]+", address) and wiring["sms_url"] == f"{address}/webhooks/twilio/sms" \
             and wiring["status_callback"] == f"{address}/webhooks/twilio/status", f"Twilio holds a mix: {wiring}"
 
 
@@ -237,11 +238,12 @@ def test_sigkill_of_the_supervisor_anywhere_leaves_nothing_and_the_journal_resto
         try:
             check_after_kill(demo)
             result = demo.run(*next_command)
-            assert result.returncode == 0, result.stderr
+            # `down` is 3 when the killed command had stopped everything already.
+            assert result.returncode in ((0, 3) if next_command == ["down"] else (0,)), result.stderr
             check_after_next(demo, next_command[0])
         except AssertionError as exc:
             raise AssertionError(f"kill {n + 1} (AIRADEV_FAULT_SEED={SEED}), {delay:.3f}s into "
                                  f"`airadev {' '.join(COMMANDS[killed])}`, then `airadev {next_command[0]}`: {exc}") from None
         running = NEEDS_UP[phase]
-    assert demo.run("down").returncode == 0
+    assert demo.run("down").returncode == (0 if running else 3)  # 3: nothing was running
     wait_for(lambda: not own_processes(demo.stack), timeout=20, what="nothing to run after the last down")
