@@ -84,7 +84,9 @@ class PostgresRuntime:
     def _initdb(self, service: Service, initdb: str, data: Path) -> None:
         """A new cluster, made beside its final place and renamed into it, so a killed initdb
         never leaves a half-made cluster that the next start would try to use."""
-        data.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (data.parent.parent, data.parent):  # .airadev/postgres/<service>: private
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
         building = data.with_name("data.new")
         shutil.rmtree(building, ignore_errors=True)
         user = service.database.user if service.database else "postgres"

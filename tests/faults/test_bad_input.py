@@ -30,7 +30,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
 
 
-PRINTER = toml_list(fake("printer.py", "ready"))
+PRINTER = toml_list(fake("printer.py", "--lines", 1, "--tag", "ready"))
 
 
 def good(port: int = 0) -> str:
@@ -178,7 +178,7 @@ def test_a_workspace_path_with_spaces_and_non_ascii_works(tmp_path: Path) -> Non
     stack = Stack(root)
     try:
         port = free_port()
-        stack.write(f"[services.a]\ncommand = {toml_list(fake('printer.py', 'ready'))}\n"
+        stack.write(f"[services.a]\ncommand = {toml_list(fake('printer.py', '--lines', 1, '--tag', 'ready'))}\n"
                     f"[services.b]\ncommand = {toml_list(fake('slow_starter.py', port, 0))}\nport = {port}\n"
                     'health = { tcp = true }\ndepends_on = ["a"]\n')
         started = stack.up()

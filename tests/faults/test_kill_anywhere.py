@@ -1,8 +1,5 @@
 """Kill anywhere: SIGKILL of the supervisor at random moments of `up`, `restart`, the tunnel's
-rewiring and `down`, over the demo stack (the real voice agent, KB updater, redis-server and
-PostgreSQL with the UI repo's migrations; the UI is tests/fakes/ui_stub.py, which watches
-.env.local as `next dev` does) plus misbehaving processes of tests/fakes (a grandchild in its
-own group, a daemon that leaves the session, a SIGTERM ignorer).
+rewiring and `down`, over the demo stack plus misbehaving processes of tests/fakes (tests/faults/demo.py).
 
 After each kill, before airadev runs again: no process of the stack survives (the watchdog's
 work), every port is free, .env.local is the original or the fully rewritten file, and the
@@ -22,24 +19,15 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from airadev.state import workspace_id
-from airadev.supervisor import reaper
-from tests.e2e.test_demo import copy_demo
-from tests.fakes.twilio_api import FakeTwilio
 from tests.faults.conftest import count
-from tests.harness import FAKES, PY, Stack, cli_env, fake, port_free, toml_list, wait_for
+from tests.faults.demo import BEFORE, Demo, demo_stack, own_processes, supervisors
+from tests.harness import PY, port_free, wait_for
 
 KILLS = int(os.environ.get("AIRADEV_FAULT_KILLS", "60"))
 SEED = int(os.environ.get("AIRADEV_FAULT_SEED") or random.randrange(1 << 30))
-SID = "AC0123456789abcdef0123456789abcdef"  # the demo's fake credentials (voice-agent/.env)
-TOKEN = "fedcba9876543210fedcba9876543210"
-NUMBER = "+15005550006"  # the demo database's business_numbers row
-BEFORE = {"voice_url": "https://old.example/voice", "voice_method": "POST", "sms_url": "https://old.example/sms",
-          "sms_method": "POST", "status_callback": "https://old.example/status", "status_callback_method": "POST"}
 PHASES = ("up", "restart", "tunnel", "down")
 NEEDS_UP = {"up": False, "restart": True, "tunnel": True, "down": True}
 COMMANDS = {"up": ["up", "--detach"], "restart": ["restart", "voice-agent"], "tunnel": ["tunnel", "--detach"],
@@ -48,107 +36,10 @@ COMMANDS = {"up": ["up", "--detach"], "restart": ["restart", "voice-agent"], "tu
 pytestmark = pytest.mark.e2e
 
 
-class Demo:
-    def __init__(self, stack: Stack, twilio: FakeTwilio, ports: dict[str, int]) -> None:
-        self.stack, self.twilio, self.ports = stack, twilio, ports
-        self.env_local = stack.root / "aira-ui" / ".env.local"
-        self.original = self.env_local.read_bytes()
-        self.env_files = {p: p.read_bytes() for p in (stack.root / "voice-agent" / ".env",
-                                                        stack.root / "kb-updater" / ".env")}
-        self.db_before = None  # the business_numbers row as the migrations made it
-
-    def wiring(self) -> dict[str, str]:
-        record = self.twilio.number(NUMBER)
-        return {key: record[key] for key in BEFORE}
-
-    def db_row(self) -> tuple[str, ...]:
-        import psycopg
-
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.ports['db']}/postgres", connect_timeout=5) as conn:
-            row = conn.execute("SELECT voice_url, sms_url, status_callback_url FROM business_numbers "
-                               "WHERE phone_number = %s", (NUMBER,)).fetchone()
-        return tuple(row)
-
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        result = self.stack.cli(*args, timeout=timeout)
-        self.stack._remember()
-        return result
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    root = tmp_path_factory.mktemp("kill") / "ws"
-    root.mkdir()
-    ports = copy_demo(root)
-    toml = (root / "airadev.toml").read_text()
-    ui = toml.index("[services.aira-ui]")
-    toml = toml[:ui] + f"""[services.aira-ui]
-aliases = ["ui"]
-cwd = "aira-ui"
-command = {toml_list(fake("ui_stub.py", ".env.local"))}
-env_files = [".env.local"]
-load_env_files = false
-health = {{ log = "ui stub reading" }}
-depends_on = {{ voice-agent = "started", kb-updater = "started" }}
-
-[services.spawner]
-command = {toml_list(fake("spawner.py"))}
-
-[services.daemonizer]
-command = {toml_list(fake("daemonizer.py"))}
-
-[services.term-ignorer]
-command = {toml_list(fake("term_ignorer.py"))}
-stop_grace = "1s"
-"""
-    (root / "airadev.toml").write_text(toml)
-    twilio = FakeTwilio(SID, TOKEN).start()
-    twilio.add_number(NUMBER, **BEFORE)
-    stack = Stack(root)
-    home = root.parent / "home"
-    home.mkdir()
-    stack.env.update({"NGROK_AUTHTOKEN": "demo-ngrok-token-0000", "PYNGROK_NGROK_PATH": str(FAKES / "bin" / "ngrok"),
-                      "AIRADEV_TWILIO_API_BASE": twilio.base_url, "TWILIO_TEST_NUMBER": NUMBER,
-                      "XDG_CONFIG_HOME": str(home)})
-    demo = Demo(stack, twilio, ports)
-    try:
-        started = demo.run("up", "--detach")
-        assert started.returncode == 0, started.stderr
-        demo.db_before = demo.db_row()
-        assert demo.run("down").returncode == 0
-        yield demo
-    finally:
-        stack.cleanup()
-        twilio.stop()
-
-
-def own_processes(stack: Stack) -> list[int]:
-    """Every live process of the stack: marked ones, recorded groups, pids seen, and any
-    supervisor or watchdog of this workspace (found by their command lines)."""
-    found = set(stack.stack_processes())
-    root, wsid = str(stack.root).encode(), workspace_id(stack.root).encode()
-    for pid in reaper.pids():
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if ((b"airadev.supervisor.daemon" in cmd and root in cmd) or (b"reaper.py" in cmd and wsid in cmd)) \
-                and reaper.alive(pid):
-            found.add(pid)
-    return sorted(found)
-
-
-def supervisors(stack: Stack) -> list[int]:
-    root = str(stack.root).encode()
-    return [pid for pid in reaper.pids() if reaper.alive(pid)
-            and b"airadev.supervisor.daemon" in _cmdline(pid) and root in _cmdline(pid)]
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+    with demo_stack(tmp_path_factory.mktemp("kill") / "ws") as made:
+        yield made
 
 
 def rewritten(original: bytes, now: bytes) -> bool:

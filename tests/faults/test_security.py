@@ -1,0 +1,165 @@
+"""Security: the state folder is private, only the user who started the stack can drive it, no
+secret value reaches anything airadev writes or prints, the tunnel exposes the voice agent's
+port and nothing else, and `doctor`'s report is safe to paste into a public issue."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults.conftest import count
+from tests.faults.demo import NGROK_TOKEN, Demo, demo_stack
+from tests.harness import Stack, fake, toml_list
+
+NOBODY = 65534
+PLANTED = "pl4nted-" + secrets.token_hex(16)  # printed by a service, must never be shown
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    leaky = f"""
+[services.leaky]
+cwd = "voice-agent"
+command = {toml_list(fake("printer.py", "--env", "PLANTED_SECRET_KEY", "--env", "TWILIO_AUTH_TOKEN"))}
+env_files = [".env"]
+health = {{ log = "PLANTED_SECRET_KEY" }}
+"""
+    root = tmp_path_factory.mktemp("security") / "ws"
+    with demo_stack(root, extra=leaky) as made:
+        with open(root / "voice-agent" / ".env", "a") as env:
+            env.write(f"PLANTED_SECRET_KEY={PLANTED}\n")
+        made.env_files[root / "voice-agent" / ".env"] = (root / "voice-agent" / ".env").read_bytes()
+        made.stack.env["FAKE_NGROK_STATE"] = str(root.parent / "ngrok-state.json")
+        yield made
+
+
+def secret_values(demo: Demo) -> dict[str, str]:
+    """Every secret value of the demo: its env files' secrets, the ngrok token, the planted one."""
+    from airadev.integrations import envfile
+
+    found = {"NGROK_AUTHTOKEN": NGROK_TOKEN, "PLANTED_SECRET_KEY": PLANTED}
+    for path in [demo.env_local, *demo.env_files]:
+        found.update(envfile.secrets_of(envfile.read(path)))
+    return found
+
+
+def leaks(text: bytes, values: dict[str, str]) -> list[str]:
+    return [name for name, value in values.items() if value.encode() in text]
+
+
+def test_a_full_run_with_tunnel_writes_and_prints_no_secret_and_keeps_its_state_private(demo: Demo) -> None:
+    values = secret_values(demo)
+    assert len(values) >= 8, values
+    outputs = b""
+    for args in (["up", "--detach"], ["status"], ["status", "--json"], ["tunnel", "--detach"],
+                 ["tunnel", "--status"], ["tunnel", "--status", "--json"], ["logs", "-n", "200"], ["logs", "leaky"],
+                 ["restart", "leaky"], ["logs", "leaky", "--since", "1h"], ["doctor", "--offline"],
+                 ["doctor", "--offline", "--json"], ["tunnel", "--stop"], ["down"]):
+        result = demo.run(*args)
+        assert result.returncode in (0, 1), (args, result.stderr)  # doctor: 1 when a check fails
+        outputs += f"$ airadev {' '.join(args)}\n{result.stdout}{result.stderr}".encode()
+    # The leaky service did print its secrets, and they are hidden.
+    assert b"PLANTED_SECRET_KEY" in outputs and b"TWILIO_AUTH_TOKEN" in outputs
+    assert leaks(outputs, values) == [], "secrets in airadev's output"
+    written = sorted(p for p in (demo.stack.root / ".airadev").rglob("*") if p.is_file())
+    assert any(p.suffix == ".log" for p in written) and (demo.stack.root / ".airadev" / "state.json").exists()
+    for path in written:
+        if "backups" in path.parts:
+            continue  # copies of the user's own env files, made before a rewrite (0600 like all here)
+        found = leaks(path.read_bytes(), values)
+        assert found == [], f"{path}: holds {found}"
+        count("files scanned for secrets")
+    # 0700 folders, 0600 files: no other user reads any of it.
+    for path in [demo.stack.root / ".airadev", *(demo.stack.root / ".airadev").rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if path.is_symlink():
+            continue
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+    # The tunnel exposed one port: the voice agent's.
+    endpoints = json.loads(Path(demo.stack.env["FAKE_NGROK_STATE"]).read_text())
+    upstreams = {e["upstream"]["url"] for e in (endpoints.get("endpoints") or endpoints.values())} \
+        if isinstance(endpoints, dict) else {e["upstream"]["url"] for e in endpoints}
+    assert upstreams <= {f"http://localhost:{demo.ports['voice']}", f"http://127.0.0.1:{demo.ports['voice']}"}, upstreams
+
+
+def test_doctor_is_safe_to_paste_even_when_it_complains(demo: Demo) -> None:
+    values = secret_values(demo)
+    # Secrets with the wrong format are reported by name, never by value.
+    broken = {**demo.env_files}
+    voice_env = demo.stack.root / "voice-agent" / ".env"
+    try:
+        voice_env.write_text(voice_env.read_text().replace("TWILIO_AUTH_TOKEN=", "TWILIO_AUTH_TOKEN=zz-"))
+        values["TWILIO_AUTH_TOKEN"] = "zz-" + values["TWILIO_AUTH_TOKEN"]
+        text = demo.run("doctor", "--offline")
+        as_json = demo.run("doctor", "--offline", "--json")
+        assert text.returncode == 1 and "TWILIO_AUTH_TOKEN" in text.stdout + text.stderr
+        assert leaks((text.stdout + text.stderr + as_json.stdout + as_json.stderr).encode(), values) == []
+    finally:
+        for path, content in broken.items():
+            path.write_bytes(content)
+
+
+NOBODY_SCRIPT = r"""
+import json, os, socket, sys
+state, sock_path = sys.argv[1], sys.argv[2]
+out = {}
+try:
+    os.listdir(state)
+    out["list"] = "allowed"
+except PermissionError:
+    out["list"] = "denied"
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+try:
+    s.connect(sock_path)
+    s.sendall(b'{"op": "down"}\n')
+    out["answer"] = s.recv(4096).decode()
+except PermissionError:
+    out["connect"] = "denied"
+print(json.dumps(out))
+"""
+
+
+def as_nobody(state: Path) -> dict[str, str]:
+    result = subprocess.run(["/usr/bin/python3", "-I", "-c", NOBODY_SCRIPT, str(state), str(state / "control.sock")],
+                            capture_output=True, text=True, user=NOBODY, group=NOBODY, extra_groups=[], timeout=30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_another_user_cannot_drive_the_stack() -> None:
+    """The README's test command runs as root (bootstrap installs packages), which lets this
+    test run a client as `nobody`."""
+    # A workspace other users can walk to: only .airadev/ stands in their way.
+    root = Path(tempfile.mkdtemp(prefix="airadev-other-user-"))
+    os.chmod(root, 0o755)
+    stack = Stack(root)
+    try:
+        stack.write(f"[services.a]\ncommand = {toml_list(fake('printer.py', '--lines', 1, '--tag', 'ready'))}\n")
+        assert stack.up().returncode == 0
+        state = root / ".airadev"
+        socket_path = state / "control.sock"
+        assert socket_path.exists() and stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+        assert as_nobody(state) == {"list": "denied", "connect": "denied"}
+        # Even with the folder and the socket opened to all, the supervisor refuses another uid.
+        os.chmod(state, 0o755)
+        os.chmod(socket_path, 0o666)
+        answer = as_nobody(state)
+        assert json.loads(answer["answer"]) == {"ok": False, "error": "refused: not the user who started the stack",
+                                                "fix": "run airadev as the same user"}
+        assert stack.state()["phase"] == "ready" and stack.service("a")["state"] == "running"
+    finally:
+        if (root / ".airadev").exists():
+            os.chmod(root / ".airadev", 0o700)
+        stack.cleanup()
+        subprocess.run(["rm", "-rf", str(root)], check=False)
