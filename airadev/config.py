@@ -605,16 +605,20 @@ def _parse_depends_on(t: _Table) -> tuple[Dependency, ...]:
     deps = []
     for name, spec in raw.items():
         cond_raw = spec.get("condition", "started") if isinstance(spec, dict) else spec
-        if isinstance(spec, dict) and set(spec) - {"condition"}:
-            extra = next(iter(set(spec) - {"condition"}))
-            raise t.error(f"depends_on.{name}.{extra}", f"unknown key{did_you_mean(extra, ['condition'])}",
-                          'write depends_on = { redis = "healthy" }')
+        if isinstance(spec, dict) and set(spec) - {"condition", "restart"}:
+            extra = next(iter(set(spec) - {"condition", "restart"}))
+            raise t.error(f"depends_on.{name}.{extra}", f"unknown key{did_you_mean(extra, ['condition', 'restart'])}",
+                          'write depends_on = { redis = "healthy" } or { redis = { condition = "healthy", restart = true } }')
+        restart = spec.get("restart", False) if isinstance(spec, dict) else False
+        if not isinstance(restart, bool):
+            raise t.error(f"depends_on.{name}.restart", f"expected true or false, got {_show(restart)}",
+                          "restart = true restarts this service whenever that one was restarted")
         names = [c.value for c in Condition]
         if not isinstance(cond_raw, str) or cond_raw not in names:
             raise t.error(f"depends_on.{name}",
                           f"unknown condition {_show(cond_raw)}{did_you_mean(str(cond_raw), names)}",
                           f"use one of: {', '.join(names)}")
-        deps.append(Dependency(name, Condition(cond_raw)))
+        deps.append(Dependency(name, Condition(cond_raw), restart))
     return tuple(deps)
 
 
@@ -650,7 +654,7 @@ def _resolve_dependencies(services: list[Service], file: Path) -> list[Service]:
             if canonical[dep.name] == service.name:
                 raise ConfigError(f"{file}: services.{service.name}.depends_on: a service cannot depend on itself",
                                   f"remove \"{dep.name}\" from its depends_on")
-            deps.append(Dependency(canonical[dep.name], dep.condition))
+            deps.append(dataclasses.replace(dep, name=canonical[dep.name]))
         resolved.append(dataclasses.replace(service, depends_on=tuple(deps)))
     from airadev.supervisor.graph import find_cycle
 

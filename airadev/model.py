@@ -115,8 +115,13 @@ class Restart:
 
 @dataclass(frozen=True)
 class Dependency:
+    """``condition`` holds every start of the dependent until the dependency meets it;
+    ``restart`` restarts the dependent whenever the dependency was restarted and is ready again
+    (Compose's ``depends_on.restart``)."""
+
     name: str
     condition: Condition = Condition.STARTED
+    restart: bool = False
 
 
 @dataclass(frozen=True)

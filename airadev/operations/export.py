@@ -83,7 +83,8 @@ def _service(service: Service, out_dir: Path, in_compose: dict[str, Service], vo
     if deps:
         out.append("    depends_on:")
         for dep in deps:
-            out.append(f"      {dep.name}: {{condition: {condition(dep, in_compose[dep.name])}}}")
+            restart = ", restart: true" if dep.restart else ""
+            out.append(f"      {dep.name}: {{condition: {condition(dep, in_compose[dep.name])}{restart}}}")
     out.append(f"    extra_hosts: {_list(['host.docker.internal:host-gateway'])}")
     out.append(f"    stop_signal: {_q(_signal_name(service.stop_signal))}")
     out.append(f"    stop_grace_period: {_q(f'{service.stop_grace:g}s')}")

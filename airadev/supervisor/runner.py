@@ -282,9 +282,10 @@ class Supervisor:
     async def _lifecycle(self, unit: Unit) -> None:
         """The one task that starts instances of a service, one after another, until the
         service is stopped or settles (completed, failed, crash-loop, blocked)."""
-        if not await self._wait_for_dependencies(unit):
-            return
         while not unit.stop_requested:
+            # Every start, restarts too, waits for what the service depends on.
+            if not await self._wait_for_dependencies(unit) or unit.stop_requested:
+                return
             try:
                 instance = await self._start_instance(unit)
             except AiradevError as exc:
@@ -388,6 +389,8 @@ class Supervisor:
                     return False
                 if not announced:
                     self._set_state(unit, State.WAITING, f"waiting for {dep.name} ({dep.condition})")
+                    if unit.starts:  # a restart held back: say why it does not come
+                        self.event(unit.name, f"held: waiting for {dep.name} ({dep.condition}), now {other.state}")
                     announced = True
                 await changed.wait()
         return True
@@ -539,6 +542,8 @@ class Supervisor:
             self.event(unit.name, f"unhealthy: {why}", "warning")
 
     def _became_ready(self, unit: Unit) -> None:
+        if unit.starts > 1:
+            self._restart_dependents(unit)
         now = time.monotonic()
         own = now - (unit.started_at or now)
         if unit.ready_at is None:
@@ -688,6 +693,8 @@ class Supervisor:
             unit.message = self.redact.text(message)
         if state.ready and not was_ready:
             self._resume_blocked(unit)
+        elif was_ready and not state.ready:
+            self._tell_dependents(unit)
         if state.failed and self.summary is None and self.failure is None:
             self.failure = {"service": unit.name, "state": str(state), "message": unit.message, "fix": unit.fix}
             self.phase = "failed"
@@ -939,6 +946,35 @@ class Supervisor:
         self._cancel_probe(unit)
         self._set_state(unit, State.STOPPING, why)
         await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
+
+    def _dependents(self, unit: Unit) -> list[tuple[Unit, Any]]:
+        """The services that depend on ``unit``, each with its dependency on it."""
+        found = []
+        for name in graph.dependents(self.graph, unit.name):
+            other = self.units[name]
+            found += [(other, dep) for dep in other.service.depends_on if dep.name == unit.name]
+        return found
+
+    def _tell_dependents(self, unit: Unit) -> None:
+        """A service that needs ``unit`` healthy keeps running when it is not any more (airadev
+        cannot know whether it copes), but the user is told, and its next start is held."""
+        if self._shutdown.is_set() or unit.stop_requested:
+            return
+        for other, dep in self._dependents(unit):
+            if dep.condition is Condition.HEALTHY and other.instance is not None and not other.stop_requested:
+                then = "it is restarted once it is ready again" if dep.restart else "a restart of it waits for it"
+                self.event(other.name, f"{unit.name} is {unit.state} now ({unit.message or 'no reason given'}); {then}",
+                           "warning")
+
+    def _restart_dependents(self, unit: Unit) -> None:
+        """``unit`` was restarted and is ready again: restart those that asked for it."""
+        if self._shutdown.is_set():
+            return
+        for other, dep in self._dependents(unit):
+            started = other.started_at or 0.0
+            if dep.restart and other.instance is not None and not other.stop_requested \
+                    and started < (unit.started_at or 0.0):
+                self.spawn_task(self.restart_unit(other, f"{unit.name} was restarted"), f"restart-{other.name}")
 
     def _resume_blocked(self, ready: Unit) -> None:
         """A service that became ready again unblocks the dependents it had blocked."""

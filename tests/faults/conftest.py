@@ -23,11 +23,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not FIGURES and not PEAKS:
         return
     parts = []
+    shown = ("kills", "survivors", "lost lines", "half-written files")
     if "kills" in FIGURES:
-        parts.append(f"{FIGURES['kills']} kills, {FIGURES['survivors']} survivors, {FIGURES['lost lines']} lost lines, "
-                     f"{FIGURES['half-written files']} half-written files")
-    for name, value in sorted(FIGURES.items()):
-        if name not in ("kills", "survivors", "lost lines", "half-written files"):
-            parts.append(f"{value} {name}")
+        parts.append(", ".join(f"{FIGURES[name]} {name}" for name in shown))
+    parts += [f"{value} {name}" for name, value in sorted(FIGURES.items())
+              if name not in shown or "kills" not in FIGURES and name != "kills"]
     parts += [f"{name} {value:.1f} MB" for name, value in sorted(PEAKS.items())]
     terminalreporter.write_line("faults: " + "; ".join(parts))

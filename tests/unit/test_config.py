@@ -78,6 +78,15 @@ def test_list_depends_on_means_started(tmp_path: Path) -> None:
     assert cfg.get("b").depends_on[0].condition is Condition.STARTED
 
 
+def test_a_dependency_may_ask_to_be_restarted_with_it(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, '[services.a]\ncommand="a"\naliases=["x"]\n[services.b]\ncommand="b"\n'
+                              'depends_on = { x = { condition = "healthy", restart = true } }\n')
+    [dep] = cfg.get("b").depends_on
+    assert (dep.name, dep.condition, dep.restart) == ("a", Condition.HEALTHY, True)
+    assert load_text(tmp_path, '[services.a]\ncommand="a"\n[services.b]\ncommand="b"\ndepends_on=["a"]\n') \
+        .get("b").depends_on[0].restart is False
+
+
 def test_dependencies_may_name_aliases(tmp_path: Path) -> None:
     cfg = load_text(tmp_path, '[services.a]\ncommand="a"\naliases=["x"]\n[services.b]\ncommand="b"\ndepends_on=["x"]\n')
     assert cfg.get("b").depends_on[0].name == "a"
@@ -116,6 +125,7 @@ def test_dependencies_may_name_aliases(tmp_path: Path) -> None:
         ('[services.a]\ncommand = "a"\ndepends_on = ["a"]\n', "services.a.depends_on: a service cannot depend on itself"),
         ('[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = "ready" }\n', "services.b.depends_on.a: unknown condition \"ready\""),
         ('[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = { conditon = "healthy" } }\n', "services.b.depends_on.a.conditon: unknown key; did you mean 'condition'?"),
+        ('[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = { restart = "yes" } }\n', "services.b.depends_on.a.restart: expected true or false"),
         ('[services.a]\ncommand = "a"\nport = 80\n[services.b]\ncommand = "b"\nport = 80\n', "services.b.port: 80 is also the port of services.a"),
         ('[services.a]\ncommand = "a"\naliases = ["b"]\n[services.b]\ncommand = "b"\n', "services.b: the name \"b\" is already used by services.a"),
         ('[services.Voice]\ncommand = "a"\n', "services.Voice: the name must be lowercase"),
