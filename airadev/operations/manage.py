@@ -53,6 +53,8 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
     nothing to do. ``volumes``: the local database's data goes too (Supabase's volumes, or
     airadev's PostgreSQL cluster)."""
     state = read_state(paths)
+    if not supervisor_alive(state):
+        state = _starting_supervisor(paths, timeout) or state
     stopped: list[str] = []
     if supervisor_alive(state):
         try:
@@ -92,6 +94,26 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
     if not stopped and not leftovers and not dead_run and not restored and not dropped:
         raise _not_running(paths)
     return Down(stopped, leftovers, dead_run, restored, dropped)
+
+
+def _starting_supervisor(paths: Paths, timeout: float) -> dict[str, Any] | None:
+    """An `up` holds the lock, but its supervisor is not there yet: wait for it, so that this
+    `down` stops what that `up` is starting (None when no `up` is starting, or it gave up)."""
+    lock = Lock(paths)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = read_state(paths)
+        if supervisor_alive(state):
+            return state
+        try:
+            lock.acquire()
+        except AlreadyRunning:
+            time.sleep(0.05)
+            continue
+        lock.release()
+        return None
+    raise AiradevError(f"an `airadev up` has been starting for {timeout:.0f}s without its supervisor",
+                       "see `airadev logs airadev`; run `airadev down` again once it is up")
 
 
 def _drop_database(paths: Paths) -> list[str]:

@@ -301,6 +301,9 @@ def _wait_ready(paths: Paths, daemon: subprocess.Popen[bytes], marker: str, name
                                        "see `airadev logs airadev`; the stack is still running: "
                                        "`airadev tunnel` tries again, `airadev down` stops it")
                 return Started(list(names), notes, state.get("summary"), daemon.pid, tunnel)
+            if state.get("phase") in ("stopping", "stopped"):
+                raise AiradevError("the stack was stopped before it was ready (by `airadev down`, or a signal)",
+                                   "`airadev up` starts it again")
             if state.get("phase") == "failed":
                 failure = state["failure"]
                 lines = logstore.tail(paths.log(failure["service"]), 15)
