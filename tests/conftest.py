@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import figures
 from tests.harness import Stack
 
 
@@ -17,3 +18,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
     finally:
         s.cleanup()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    figures.summary(terminalreporter)

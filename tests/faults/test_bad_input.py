@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import count
+from tests.figures import count
 from tests.harness import Stack, fake, free_port, toml_list
 
 

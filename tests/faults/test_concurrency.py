@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from tests.faults.conftest import count
+from tests.figures import count
 from tests.harness import PY, Stack, fake, free_port, toml_list, wait_for
 
 

@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.faults.conftest import peak
+from tests.figures import peak
 from tests.harness import PY, Stack, fake, free_port, toml_list, wait_for
 
 FLOOD_MB = 200

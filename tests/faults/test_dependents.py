@@ -11,7 +11,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.faults.conftest import count
+from tests.figures import count
 from tests.harness import PY, Stack, fake, free_port, toml_list, wait_for
 
 

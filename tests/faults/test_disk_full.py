@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import count
+from tests.figures import count
 from tests.fakes.twilio_api import FakeTwilio
 from tests.harness import Stack
 from tests.integration.test_tunnel import BEFORE, ORIGINAL, tunnel_stack, twilio, wiring  # noqa: F401  (fixture)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.conftest import count
+from tests.figures import count
 from tests.faults.demo import BEFORE, Demo, demo_stack, own_processes, supervisors
 from tests.harness import PY, port_free, wait_for
 

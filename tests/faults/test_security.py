@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import count
+from tests.figures import count
 from tests.faults.demo import NGROK_TOKEN, Demo, demo_stack
 from tests.harness import Stack, fake, toml_list
 

@@ -16,6 +16,7 @@ import docker
 import pytest
 
 from airadev.state import workspace_id
+from tests.figures import count
 from tests.harness import FAKES, Stack, free_port, wait_for
 
 IMAGE = "airadev-local/redis:7"
@@ -202,6 +203,7 @@ def test_a_missing_image_and_a_missing_engine_are_clear_errors(engine: docker.Do
     assert "no-such-program" in result.stderr and "Traceback" not in result.stderr
     assert ours(engine, stack) == []
     stack.cli("down")
+    count("bad inputs tried", 4)  # a missing image, no engine, not an engine, a command not in the image
 
 
 def test_a_remote_engine_through_docker_host_works_like_the_local_one(engine: docker.DockerClient, stack: Stack) -> None:

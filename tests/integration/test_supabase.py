@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from airadev.integrations import supabase
+from tests.figures import count
 from tests.harness import FAKES, Stack, fake, free_port, toml_list, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -213,6 +214,7 @@ def test_a_failing_supabase_start_fails_up_with_the_cli_s_words(stack: Stack, po
     assert "`supabase start` failed (exit code 1)" in result.stderr
     assert "public.ecr.aws" in result.stderr  # its last lines are shown
     assert stack.service("voice-agent")["state"] in ("waiting", "blocked")
+    count("bad inputs tried")
 
 
 def test_a_dead_run_s_supabase_is_stopped_by_the_watchdog_and_by_down(stack: Stack, postgres: int, api: int) -> None:

@@ -17,6 +17,7 @@ import pytest
 from airadev.state import workspace_id
 from airadev.supervisor import reaper
 from tests.fakes.twilio_api import FakeTwilio
+from tests.figures import count
 from tests.harness import FAKES, Stack, fake, free_port, toml_list, wait_for
 
 SID = "AC0123456789abcdef0123456789abcdef"
@@ -353,6 +354,7 @@ def test_errors_are_one_clear_line_and_nothing_is_half_rewired(
     try:
         result = stack.cli("tunnel", "-d")
         assert result.returncode == 1, result.stdout + result.stderr
+        count("bad inputs tried")
         assert message in result.stderr
         lines = result.stderr.strip().splitlines()
         assert lines[0].startswith("error: ") and lines[-1].startswith("  fix: ") and fix in lines[-1]

@@ -1,5 +1,6 @@
-"""The fault suite's figures: each scenario adds to them, and the run ends by printing them
-(`faults: 60 kills, 0 survivors, ...`), in CI as anywhere."""
+"""The fault suite's figures: its scenarios (and the error catalogues elsewhere) add to them,
+and the run ends by printing them (`faults: 60 kills, 0 survivors, ...`; tests/conftest.py),
+in CI as anywhere."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def peak(name: str, value: float) -> None:
     PEAKS[name] = max(PEAKS.get(name, 0.0), value)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+def summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not FIGURES and not PEAKS:
         return
     parts = []
