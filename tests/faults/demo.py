@@ -2,7 +2,8 @@
 redis-server and PostgreSQL with the UI repo's migrations) with free ports; the UI is
 tests/fakes/ui_stub.py, which watches .env.local as `next dev` does; misbehaving processes of
 tests/fakes beside them (a grandchild in its own group, a daemon that leaves the session, a
-SIGTERM ignorer); the stand-in ngrok agent and Twilio API for the tunnel."""
+SIGTERM ignorer); a Redis in a container (the local test image), so that containers are
+reaped too; the stand-in ngrok agent and Twilio API for the tunnel."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from airadev.state import workspace_id
 from airadev.supervisor import reaper
 from tests.e2e.test_demo import copy_demo
 from tests.fakes.twilio_api import FakeTwilio
-from tests.harness import FAKES, Stack, fake, toml_list
+from tests.harness import FAKES, Stack, fake, free_port, toml_list
 
 SID = "AC0123456789abcdef0123456789abcdef"  # the demo's fake credentials (voice-agent/.env)
 TOKEN = "fedcba9876543210fedcba9876543210"
@@ -77,6 +78,11 @@ command = {toml_list(fake("daemonizer.py"))}
 [services.term-ignorer]
 command = {toml_list(fake("term_ignorer.py"))}
 stop_grace = "1s"
+
+[services.cache]
+runtime = "docker"
+port = {ports.setdefault("cache", free_port())}
+docker = {{ image = "airadev-local/redis:7", command = "redis-server --save ''", port = 6379 }}
 {extra}"""
     (root / "airadev.toml").write_text(toml)
     twilio = FakeTwilio(SID, TOKEN).start()
@@ -110,6 +116,19 @@ def own_processes(stack: Stack) -> list[int]:
                 and reaper.alive(pid):
             found.add(pid)
     return sorted(found)
+
+
+def containers(stack: Stack) -> list[str]:
+    """The names of the workspace's containers still on the engine."""
+    import json
+    import urllib.parse
+
+    from airadev.supervisor.reaper import engine_host, engine_request
+
+    label = urllib.parse.quote(json.dumps({"label": [f"dev.airadev.workspace={workspace_id(stack.root)}"]}))
+    status, body = engine_request(engine_host(), "GET", f"/containers/json?all=1&filters={label}")
+    assert status == 200, body
+    return [c["Names"][0].lstrip("/") for c in json.loads(body)]
 
 
 def supervisors(stack: Stack) -> list[int]:

@@ -1,7 +1,7 @@
 """Kill anywhere: SIGKILL of the supervisor at random moments of `up`, `restart`, the tunnel's
 rewiring and `down`, over the demo stack plus misbehaving processes of tests/fakes (tests/faults/demo.py).
 
-After each kill, before airadev runs again: no process of the stack survives (the watchdog's
+After each kill, before airadev runs again: no process or container of the stack survives (the watchdog's
 work), every port is free, .env.local is the original or the fully rewritten file, and the
 Twilio stand-in holds the old or the new webhooks, never a mix. After the next `airadev up` or
 `down` (whichever the next kill needs): the journal has put everything back (env file, Twilio,
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.figures import count
-from tests.faults.demo import BEFORE, Demo, demo_stack, own_processes, supervisors
+from tests.faults.demo import BEFORE, Demo, containers, demo_stack, own_processes, supervisors
 from tests.harness import PY, port_free, wait_for
 
 KILLS = int(os.environ.get("AIRADEV_FAULT_KILLS", "60"))
@@ -72,10 +72,11 @@ def kill_during(demo: Demo, phase: str, rng: random.Random, window: float) -> fl
 def check_after_kill(demo: Demo) -> None:
     stack = demo.stack
     try:
-        wait_for(lambda: not own_processes(stack), timeout=30, what="the watchdog to end the stack")
+        wait_for(lambda: not own_processes(stack) and not containers(stack), timeout=30,
+                 what="the watchdog to end the stack")
     except AssertionError:
-        count("survivors", len(own_processes(stack)))
-        raise AssertionError(f"survivors: {own_processes(stack)}") from None
+        count("survivors", len(own_processes(stack)) + len(containers(stack)))
+        raise AssertionError(f"survivors: {own_processes(stack)} {containers(stack)}") from None
     busy = [name for name, port in demo.ports.items() if not wait_for(lambda p=port: port_free(p), timeout=10)]
     assert not busy, f"ports still taken: {busy}"
     now = demo.env_local.read_bytes()
@@ -101,7 +102,8 @@ def check_after_next(demo: Demo, next_command: str) -> None:
         assert stack.state().get("phase") == "ready"
         wait_for(lambda: demo.db_row() == demo.db_before, timeout=20, what="business_numbers to be put back")
     else:
-        wait_for(lambda: not own_processes(stack), timeout=20, what="nothing to run after down")
+        wait_for(lambda: not own_processes(stack) and not containers(stack), timeout=20,
+                 what="nothing to run after down")
 
 
 def test_sigkill_of_the_supervisor_anywhere_leaves_nothing_and_the_journal_restores(demo: Demo) -> None:
@@ -137,4 +139,5 @@ def test_sigkill_of_the_supervisor_anywhere_leaves_nothing_and_the_journal_resto
                                  f"`airadev {' '.join(COMMANDS[killed])}`, then `airadev {next_command[0]}`: {exc}") from None
         running = NEEDS_UP[phase]
     assert demo.run("down").returncode == (0 if running else 3)  # 3: nothing was running
-    wait_for(lambda: not own_processes(demo.stack), timeout=20, what="nothing to run after the last down")
+    wait_for(lambda: not own_processes(demo.stack) and not containers(demo.stack), timeout=20,
+             what="nothing to run after the last down")

@@ -264,6 +264,7 @@ command = {json.dumps(" ".join([sys.executable, str(FAKES / "printer.py"), "--ta
         assert ours(engine, stack)
         stack.cli("down")
         assert ours(engine, stack) == []
+        count("bad inputs tried")  # a Docker engine that disappears mid-run
     finally:
         forwarder.kill()
         forwarder.wait()
