@@ -282,8 +282,11 @@ def _service_command(op: str, name: str, wait: float) -> None:
     render.info(f"{result['service']}: {state}" + (f" ({result['message']})" if result.get("message") else ""))
     wanted = ("stopped",) if op == "stop" else ("healthy", "running", "completed")
     if state not in wanted:
+        if state == "blocked":  # by a dependency: its own last lines are beside the point
+            raise AiradevError(f"{result['service']} is blocked: {result.get('message')}",
+                               "start what it depends on (`airadev start NAME`); it starts by itself then")
         details = "\n".join("  " + line for line in result.get("last_lines", []))
-        problem = f"is {state}" if state in ("crash-loop", "failed", "blocked", "unhealthy") \
+        problem = f"is {state}" if state in ("crash-loop", "failed", "unhealthy") \
             else f"is not ready after {wait:g}s (still {state})"
         raise AiradevError(f"{result['service']} {problem}",
                            f"see `airadev logs {result['service']}` and `airadev status`", details=details)

@@ -89,9 +89,9 @@ def read(path: Path, strict: bool = True) -> dict[str, str]:
 
     from dotenv.parser import parse_stream
 
-    data = path.read_bytes()
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a byte order mark is not part of the text
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8")
         if "\x00" in text:
             raise UnicodeDecodeError("utf-8", data, data.index(b"\x00"), data.index(b"\x00") + 1, "a NUL byte")
     except UnicodeDecodeError as exc:
@@ -101,7 +101,7 @@ def read(path: Path, strict: bool = True) -> dict[str, str]:
                                "an env file holds NAME=value lines of UTF-8 text: fix or remove that line") from None
         text = data.decode("utf-8", errors="replace").replace("\x00", "")
     values: dict[str, str] = {}
-    for binding in parse_stream(io.StringIO(text)):
+    for binding in parse_stream(io.StringIO(text, newline=None)):  # CRLF read as LF, as open() does
         if binding.error:
             if strict:
                 raise AiradevError(f"{path} line {binding.original.line}: not a NAME=value line",
@@ -257,7 +257,8 @@ def plan_undo(data: bytes, edit: EnvEdit) -> bytes | None:
 
 
 def read_value(path: Path, name: str) -> str | None:
-    return read(path).get(name) if path.is_file() else None
+    """One variable's value as python-dotenv reads it (a broken line elsewhere does not matter)."""
+    return read(path, strict=False).get(name) if path.is_file() else None
 
 
 def writable(path: Path) -> Path:
@@ -361,7 +362,7 @@ def set_values(path: Path, values: Mapping[str, str], backup_dir: Path | None = 
     with WRITE_LOCK:
         target = writable(path)
         data = target.read_bytes()
-        current = read(target)
+        current = read(target, strict=False)
         changed = [name for name, value in values.items() if current.get(name) != value]
         if not changed:
             return []

@@ -53,8 +53,9 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
     nothing to do. ``volumes``: the local database's data goes too (Supabase's volumes, or
     airadev's PostgreSQL cluster)."""
     state = read_state(paths)
+    lock = Lock(paths)
     if not supervisor_alive(state):
-        state = _starting_supervisor(paths, timeout) or state
+        state = _starting_supervisor(paths, lock, timeout) or state  # or it holds the lock now
     stopped: list[str] = []
     if supervisor_alive(state):
         try:
@@ -77,9 +78,9 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
     # Whatever is left (a dead run, or strays of this one): end it, under the lock.
     from airadev.operations.up import reap_leftovers
 
-    lock = Lock(paths)
     try:
-        lock.acquire(wait=10 if stopped else 0)
+        if lock.fd < 0:
+            lock.acquire(wait=10 if stopped else 0)
     except AlreadyRunning:
         raise AiradevError("an `airadev up` is starting in this workspace", "wait for it, then run `airadev down` again") from None
     try:
@@ -96,10 +97,10 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
     return Down(stopped, leftovers, dead_run, restored, dropped)
 
 
-def _starting_supervisor(paths: Paths, timeout: float) -> dict[str, Any] | None:
-    """An `up` holds the lock, but its supervisor is not there yet: wait for it, so that this
-    `down` stops what that `up` is starting (None when no `up` is starting, or it gave up)."""
-    lock = Lock(paths)
+def _starting_supervisor(paths: Paths, lock: Lock, timeout: float) -> dict[str, Any] | None:
+    """Someone holds the lock, but no supervisor runs: an `up` starting (or another `down`
+    cleaning up). Wait for that up's supervisor, so that this `down` stops what it is starting;
+    None when the lock came free instead (then ``lock`` is held, for the caller's cleanup)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = read_state(paths)
@@ -107,13 +108,11 @@ def _starting_supervisor(paths: Paths, timeout: float) -> dict[str, Any] | None:
             return state
         try:
             lock.acquire()
+            return None
         except AlreadyRunning:
             time.sleep(0.05)
-            continue
-        lock.release()
-        return None
-    raise AiradevError(f"an `airadev up` has been starting for {timeout:.0f}s without its supervisor",
-                       "see `airadev logs airadev`; run `airadev down` again once it is up")
+    raise AiradevError(f"the workspace has been busy for {timeout:.0f}s (an `airadev up` starting, or another "
+                       "`airadev down`) and no supervisor came", "see `airadev logs airadev`; then run `airadev down` again")
 
 
 def _drop_database(paths: Paths) -> list[str]:

@@ -80,8 +80,9 @@ def preflight(config: Config, names: Sequence[str]) -> None:
                                "create it (clone the repo there), or fix cwd in airadev.toml")
         for path in service.env_files:
             real = path.resolve()
-            if path.is_file() and not real.is_relative_to(config.root.resolve()):
-                # airadev rewrites env files (tunnel, Supabase keys): never a file elsewhere.
+            if path.is_file() and not any(real.is_relative_to(p.resolve()) for p in (config.root, service.cwd)):
+                # airadev rewrites env files (tunnel, Supabase keys): never a file elsewhere. (A
+                # repo folder linked into the workspace is fine: its files are in its cwd.)
                 raise AiradevError(f"services.{name}.env_files: {path} leads outside the workspace, to {real}",
                                    "copy that file into the workspace in place of the link")
         if service.load_env_files:
@@ -118,12 +119,14 @@ def _engine_answers() -> None:
 
     host = engine_host()
     if plain_engine(host):  # TLS and ssh engines: the runtime finds out, through the SDK
-        try:
-            engine_request(host, "GET", "/_ping", timeout=5)
-        except OSError as exc:
-            from airadev.integrations.docker import engine_unreachable
+        from airadev.integrations.docker import engine_unreachable
 
+        try:
+            status, _ = engine_request(host, "GET", "/_ping", timeout=5)
+        except OSError as exc:
             raise engine_unreachable(host, exc) from None
+        if status != 200:
+            raise engine_unreachable(host, OSError(f"it answers HTTP {status} to /_ping: not a Docker engine"))
 
 
 def _local_engine() -> bool:
@@ -301,7 +304,7 @@ def _wait_ready(paths: Paths, daemon: subprocess.Popen[bytes], marker: str, name
                                        "see `airadev logs airadev`; the stack is still running: "
                                        "`airadev tunnel` tries again, `airadev down` stops it")
                 return Started(list(names), notes, state.get("summary"), daemon.pid, tunnel)
-            if state.get("phase") in ("stopping", "stopped"):
+            if state.get("phase") in ("stopping", "stopped") and _ended_cleanly(daemon):
                 raise AiradevError("the stack was stopped before it was ready (by `airadev down`, or a signal)",
                                    "`airadev up` starts it again")
             if state.get("phase") == "failed":
@@ -324,6 +327,15 @@ def _wait_ready(paths: Paths, daemon: subprocess.Popen[bytes], marker: str, name
             raise AiradevError(f"not ready after {timeout:.0f}s: {', '.join(waiting) or 'the supervisor'}",
                                "see `airadev status` and `airadev logs`; the stack keeps running")
         time.sleep(0.02)  # a small file read: polling it this often costs nothing
+
+
+def _ended_cleanly(daemon: subprocess.Popen[bytes]) -> bool:
+    """The supervisor, stopping, ends with 0 (asked to stop) or not (an internal error: the
+    caller then shows its last words)."""
+    try:
+        return daemon.wait(30) == 0
+    except subprocess.TimeoutExpired:
+        return True  # still stopping its services: it was asked to
 
 
 def _show_lines(name: str, lines: list[bytes], stamped: bool = True) -> str:

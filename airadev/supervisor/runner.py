@@ -938,7 +938,7 @@ class Supervisor:
         instance = unit.instance
         if instance is None:
             # Between instances (cleaning up after an exit, or in backoff): the lifecycle sees
-            # the request and starts again at once. Waiting for dependencies: it starts anyway.
+            # the request and starts again at once, once its dependencies allow.
             if unit.state is not State.WAITING:
                 self._set_state(unit, State.RESTARTING, why)
             unit.wake.set()
@@ -962,7 +962,8 @@ class Supervisor:
             return
         for other, dep in self._dependents(unit):
             if dep.condition is Condition.HEALTHY and other.instance is not None and not other.stop_requested:
-                then = "it is restarted once it is ready again" if dep.restart else "a restart of it waits for it"
+                then = (f"it is restarted after {unit.name} restarts" if dep.restart
+                        else f"a restart of it waits for {unit.name}")
                 self.event(other.name, f"{unit.name} is {unit.state} now ({unit.message or 'no reason given'}); {then}",
                            "warning")
 
@@ -972,8 +973,8 @@ class Supervisor:
             return
         for other, dep in self._dependents(unit):
             started = other.started_at or 0.0
-            if dep.restart and other.instance is not None and not other.stop_requested \
-                    and started < (unit.started_at or 0.0):
+            if dep.restart and dep.condition is not Condition.COMPLETED and other.instance is not None \
+                    and not other.stop_requested and not other.restart_requested and started < (unit.started_at or 0.0):
                 self.spawn_task(self.restart_unit(other, f"{unit.name} was restarted"), f"restart-{other.name}")
 
     def _resume_blocked(self, ready: Unit) -> None:
@@ -1098,6 +1099,8 @@ def _dependency_verdict(unit: Unit, condition: Condition) -> bool | None:
         return False
     if condition is Condition.STARTED:
         return True if unit.ever_started else None
+    if state is State.STOPPED:  # stopped by the user: blocked until started again (_resume_blocked)
+        return False
     return True if state.ready else None
 
 

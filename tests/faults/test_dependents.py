@@ -69,8 +69,8 @@ depends_on = {{ dep = {{ condition = "healthy", restart = true }} }}
     stack.wait_state("dep", "unhealthy", timeout=15)
     log = wait_for(lambda: (t := stack.log("airadev")).count("dep is unhealthy now") >= 2 and t, timeout=10,
                    what="both dependents to be told")
-    assert re.search(r"held: dep is unhealthy now \(.*\); a restart of it waits for it", log), log
-    assert re.search(r"follower: dep is unhealthy now \(.*\); it is restarted once it is ready again", log), log
+    assert re.search(r"held: dep is unhealthy now \(.*\); a restart of it waits for dep", log), log
+    assert re.search(r"follower: dep is unhealthy now \(.*\); it is restarted after dep restarts", log), log
     # A restart of `held` meanwhile is held back until dep is healthy again.
     restart = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "restart", "held"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=stack.environment())
@@ -89,6 +89,15 @@ depends_on = {{ dep = {{ condition = "healthy", restart = true }} }}
              and stack.service("follower")["state"] == "running", timeout=15, what="follower to be restarted")
     assert pid_of(stack, "held") == held
     assert "follower: restarting: dep was restarted" in stack.log("airadev")
+
+    # A dependency stopped by the user blocks a restart of its dependents until it is started.
+    assert stack.cli("stop", "dep").returncode == 0
+    blocked = stack.cli("restart", "held")
+    assert blocked.returncode == 1 and "not started: dep is stopped" in blocked.stderr, blocked.stderr
+    assert stack.service("held")["state"] == "blocked"
+    assert stack.cli("start", "dep").returncode == 0
+    stack.wait_state("held", "running", timeout=15)
+    wait_for(lambda: stack.service("follower")["state"] == "running", timeout=15)
 
     # `logs -f` saw the follower's lines of both of its starts.
     wait_for(lambda: follow.text().count("follower 00000000") >= 2, timeout=10, what="logs -f to show both starts")

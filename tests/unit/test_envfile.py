@@ -48,6 +48,40 @@ def test_read_handles_dotenv_syntax(tmp_path: Path) -> None:
     assert envfile.read(path) == {"A": "1", "B": "two words", "C": "x#y", "EMPTY": ""}
 
 
+VALID = [
+    b"A=1\nexport B='two words'\nC=\"esc\\\"aped\\nline\"\n# comment\nD= spaced # note\nE\nF=\n",
+    b"A=1\r\nB=\"l1\r\nl2\"\r\nC='x'\r\n",  # CRLF, a quoted value across lines
+    b"\xef\xbb\xbfA=1\nB=2",  # a byte order mark, no final newline
+    b"PEM=\"-----BEGIN KEY-----\nabc\n-----END KEY-----\"\nA=${B}\n",
+]
+
+
+def test_read_agrees_with_python_dotenv_on_valid_files(tmp_path: Path) -> None:
+    from dotenv import dotenv_values
+
+    path = tmp_path / ".env"
+    for data in VALID:
+        path.write_bytes(data)
+        expected = {k: v for k, v in dotenv_values(path, interpolate=False, encoding="utf-8-sig").items()
+                    if v is not None}
+        assert envfile.read(path) == expected, data
+
+
+def test_read_names_the_line_of_what_it_cannot_read_and_never_shows_it(tmp_path: Path) -> None:
+    import pytest
+
+    from airadev.errors import AiradevError
+
+    path = tmp_path / ".env"
+    for data, line in ((b"A=1\nTOKEN secret-value\n", 2), (b"\xef\xbb\xbfA=1\n\xffB=2", 2), (b"A='open\n", 1),
+                       (b"A=1\nB=x\x00y\n", 2)):
+        path.write_bytes(data)
+        with pytest.raises(AiradevError) as caught:
+            envfile.read(path)
+        assert f"{path} line {line}:" in caught.value.message and "secret-value" not in caught.value.message
+        assert "A" in envfile.read(path, strict=False) or line == 1
+
+
 def test_service_env(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("FROM_FILE=1\nSHARED=file\n")
     venv = tmp_path / ".venv"
