@@ -122,7 +122,10 @@ s = socket.socket(socket.AF_UNIX)
 s.settimeout(5)
 try:
     s.connect(sock_path)
-    s.sendall(b'{"op": "down"}\n')
+    try:
+        s.sendall(b'{"op": "down"}\n')
+    except BrokenPipeError:
+        pass  # refused and closed before the request was even sent: the refusal is still there to read
     out["answer"] = s.recv(4096).decode()
 except PermissionError:
     out["connect"] = "denied"
