@@ -16,7 +16,7 @@ from typing import Any
 
 from airadev.errors import AiradevError, UsageError, did_you_mean
 from airadev.model import Config, Runtime
-from airadev.state import Lock, Paths, new_marker, read_state, workspace_id
+from airadev.state import AlreadyRunning, Lock, Paths, new_marker, read_state, supervisor_alive, workspace_id
 from airadev.supervisor import graph, logstore, reaper
 
 
@@ -216,6 +216,22 @@ class Ground:
                       "`airadev tunnel --stop` or `airadev down` tries again" for line in self.not_restored]
 
 
+def _run_lock(paths: Paths, wait: float = 10.0) -> Lock:
+    """The run lock. Held by a live supervisor, the stack runs: refused at once. Held without
+    one, someone is at it for a moment (a `down` cleaning up, another `up` whose supervisor
+    is coming, and which then wins): waited for, up to ``wait`` seconds."""
+    lock = Lock(paths)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            lock.acquire()
+            return lock
+        except AlreadyRunning:
+            if supervisor_alive(read_state(paths)) or time.monotonic() > deadline:
+                raise AlreadyRunning(read_state(paths)) from None
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def _claim(config: Config, names: Sequence[str]) -> Iterator[Ground]:
     """Take the workspace's run lock, end what a dead run left (processes, and a tunnel's
@@ -223,8 +239,7 @@ def _claim(config: Config, names: Sequence[str]) -> Iterator[Ground]:
     from airadev.operations import tunnel
 
     paths = Paths(config.root)
-    lock = Lock(paths)
-    lock.acquire()
+    lock = _run_lock(paths)
     try:
         reaped = reap_leftovers(paths)
         # Offline after a crash, Twilio may not answer: that must not keep the stack from starting.
