@@ -91,17 +91,20 @@ depends_on = {{ dep = {{ condition = "healthy", restart = true }} }}
     assert "follower: restarting: dep was restarted" in stack.log("airadev")
 
     # A dependency stopped by the user blocks a restart of its dependents until it is started.
+    # (`follower`, restart = true, is restarted once dep is back: a stop and a start is a restart.)
+    follower = pid_of(stack, "follower")
     assert stack.cli("stop", "dep").returncode == 0
     blocked = stack.cli("restart", "held")
     assert blocked.returncode == 1 and "not started: dep is stopped" in blocked.stderr, blocked.stderr
     assert stack.service("held")["state"] == "blocked"
     assert stack.cli("start", "dep").returncode == 0
     stack.wait_state("held", "running", timeout=15)
-    wait_for(lambda: stack.service("follower")["state"] == "running", timeout=15)
+    wait_for(lambda: stack.service("follower").get("pid") not in (None, follower)
+             and stack.service("follower")["state"] == "running", timeout=15, what="follower restarted again")
 
-    # `logs -f` saw the follower's lines of both of its starts.
-    wait_for(lambda: follow.text().count("follower 00000000") >= 2, timeout=10, what="logs -f to show both starts")
-    assert follow.stop().count("follower 00000000") == 2
+    # `logs -f` saw the follower's lines of all three of its starts.
+    wait_for(lambda: follow.text().count("follower 00000000") >= 3, timeout=10, what="logs -f to show every start")
+    assert follow.stop().count("follower 00000000") == 3
     assert stack.cli("down").returncode == 0
     stack.wait_nothing_left()
 
