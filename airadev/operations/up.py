@@ -118,15 +118,17 @@ def _engine_answers() -> None:
     from airadev.supervisor.reaper import engine_host, engine_request, plain_engine
 
     host = engine_host()
-    if plain_engine(host):  # TLS and ssh engines: the runtime finds out, through the SDK
+    if not plain_engine(host):  # TLS and ssh engines: the runtime finds out, through the SDK
+        return
+    try:
+        status, _ = engine_request(host, "GET", "/_ping", timeout=5)
+        why = None if status == 200 else OSError(f"it answers HTTP {status} to /_ping: not a Docker engine")
+    except OSError as exc:
+        why = exc
+    if why is not None:  # only now the runtime's module (it imports asyncio: not for every up)
         from airadev.integrations.docker import engine_unreachable
 
-        try:
-            status, _ = engine_request(host, "GET", "/_ping", timeout=5)
-        except OSError as exc:
-            raise engine_unreachable(host, exc) from None
-        if status != 200:
-            raise engine_unreachable(host, OSError(f"it answers HTTP {status} to /_ping: not a Docker engine"))
+        raise engine_unreachable(host, why)
 
 
 def _local_engine() -> bool:

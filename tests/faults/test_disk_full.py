@@ -58,16 +58,22 @@ def one_clear_line(result: subprocess.CompletedProcess[str]) -> str:
     return said[0]
 
 
+def tunnel_on_a_full_disk(stack: Stack, disk: Path) -> Path:
+    """Start the stack, fill ``disk``, and see `tunnel` fail with one clear line; the filler."""
+    assert stack.up().returncode == 0
+    filler = fill(disk)
+    result = stack.cli("tunnel", "--detach")
+    count("disk-full writes tried")
+    line = one_clear_line(result)
+    assert "No space left on device" in line or "disk is full" in line, line
+    return filler
+
+
 def test_a_full_disk_under_the_env_file_leaves_it_whole(stack: Stack, twilio: FakeTwilio) -> None:  # noqa: F811
     env_local = tunnel_stack(stack, twilio)
     with small_disk(env_local.parent) as disk:
         assert env_local.read_bytes() == ORIGINAL
-        assert stack.up().returncode == 0
-        filler = fill(disk)
-        result = stack.cli("tunnel", "--detach")
-        count("disk-full writes tried")
-        line = one_clear_line(result)
-        assert "No space left on device" in line or "disk is full" in line, line
+        filler = tunnel_on_a_full_disk(stack, disk)
         if env_local.read_bytes() != ORIGINAL:
             count("half-written files")
         assert env_local.read_bytes() == ORIGINAL, "the env file is untouched"
@@ -85,12 +91,7 @@ def test_a_full_disk_under_the_journal_changes_nothing(stack: Stack, twilio: Fak
     env_local = tunnel_stack(stack, twilio)
     state = stack.root / ".airadev"
     with small_disk(state, "2m") as disk:
-        assert stack.up().returncode == 0
-        filler = fill(disk)
-        result = stack.cli("tunnel", "--detach")
-        count("disk-full writes tried")
-        line = one_clear_line(result)
-        assert "No space left on device" in line or "disk is full" in line, line
+        filler = tunnel_on_a_full_disk(stack, disk)
         assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
         assert stack.cli("status").returncode == 0, "the supervisor lives on"
         filler.unlink()
