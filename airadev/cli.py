@@ -443,21 +443,37 @@ def _hold_tunnel(paths: Any) -> None:
     try:
         while True:
             state = read_state(paths)
+            # The tunnel's own state first: a `down` from another terminal closes the tunnel,
+            # puts everything back and ends the supervisor, all within one poll. Only a
+            # supervisor gone while its tunnel still reads open died under it.
+            tunnel_state = (state or {}).get("tunnel") or {}
+            if tunnel_state.get("state") not in ("open", "closing"):
+                _tunnel_ended(tunnel_state)
+                return
             if not supervisor_alive(state):
                 raise AiradevError("the stack stopped under the tunnel",
                                    "`airadev down` puts back whatever the tunnel left rewired")
-            tunnel_state = (state or {}).get("tunnel") or {}
-            if tunnel_state.get("state") != "open":
-                render.info(f"tunnel: {tunnel_state.get('state', 'closed')}"
-                            + (f" ({tunnel_state['message']})" if tunnel_state.get("message") else ""))
-                return
-            time.sleep(0.5)
+            time.sleep(0.2)
     except KeyboardInterrupt:
         result = manage.request(paths, "tunnel", action="close", timeout=120)
         render.tunnel_closed(result)
         if result.get("failed"):
             raise AiradevError("the tunnel is closed, but not everything could be put back",
                                "fix what is said above, then run `airadev down`") from None
+
+
+def _tunnel_ended(tunnel_state: dict[str, Any]) -> None:
+    """Say how a held tunnel ended that this command did not close itself."""
+    how, why = tunnel_state.get("state", "closed"), tunnel_state.get("message", "")
+    if how == "failed":
+        raise AiradevError(f"the tunnel failed: {why}" if why else "the tunnel failed",
+                           "see `airadev logs airadev`; `airadev down` puts back whatever is left rewired")
+    from airadev.state import DOWN_REASON
+
+    if why == DOWN_REASON:
+        render.info("tunnel: closed by `airadev down`; everything is put back")
+    else:
+        render.info(f"tunnel: {how}" + (f" ({why})" if why else ""))
 
 
 # --- doctor ------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Any
 
 from airadev.errors import AiradevError
 
+# Why a stack stopped when `airadev down` stopped it: the foreground tunnel tells it apart.
+DOWN_REASON = "stopped by airadev down"
 SCHEMA = 1
 
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from airadev.errors import AiradevError
 from airadev.model import Condition, Config, ProbeKind, RestartPolicy, Service, State
 from airadev.model import Runtime as RuntimeKind
-from airadev.state import SCHEMA, Paths, write_json_atomic
+from airadev.state import DOWN_REASON, SCHEMA, Paths, write_json_atomic
 from airadev.supervisor import control, graph, logstore, probes, reaper
 from airadev.supervisor.environment import service_env, stack_env, stack_secrets
 from airadev.supervisor.runtime import Context, Fatal, Instance, runtime_for
@@ -789,7 +789,7 @@ class Supervisor:
             return self.status()
         if op == "down":
             self.runtime_context.stop_options["volumes"] = bool(request.get("volumes"))
-            self.request_shutdown("stopped by airadev down")
+            self.request_shutdown(DOWN_REASON)
             return {"stopping": list(self.units)}
         if op == "tunnel":
             return await self._tunnel_op(request)

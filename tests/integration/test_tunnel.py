@@ -426,12 +426,14 @@ def test_foreground_tunnel_is_undone_by_down_from_another_terminal(stack: Stack,
         wait_for(lambda: (stack.state().get("tunnel") or {}).get("state") == "open", timeout=30, what="the tunnel")
         assert env_local.read_bytes() != ORIGINAL
         assert stack.cli("down").returncode == 0
-        assert foreground.wait(30) == 0, "the foreground tunnel ends when the stack stops"
+        out, _ = foreground.communicate(timeout=60)
+        assert foreground.returncode == 0, f"the foreground tunnel ends well when `down` closed it:\n{out}"
+        assert "closed by `airadev down`" in out and "stopped under the tunnel" not in out, out
         assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
     finally:
         if foreground.poll() is None:
             foreground.kill()
-        foreground.communicate()
+            foreground.communicate()
 
 
 def test_ctrl_c_of_a_foreground_tunnel_puts_everything_back(stack: Stack, twilio: FakeTwilio) -> None:
