@@ -4,7 +4,7 @@
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test bootstrap bench
+.PHONY: demo test bootstrap bench flake-hunt
 
 bootstrap:
 	@scripts/bootstrap
@@ -17,3 +17,8 @@ test: bootstrap
 
 bench: bootstrap
 	python bench/run_all.py
+
+# The whole suite N times (the second half with one core kept busy), failures per test.
+N ?= 4
+flake-hunt: bootstrap
+	scripts/flake-hunt -n $(N)
