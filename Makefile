@@ -22,3 +22,14 @@ bench: bootstrap
 N ?= 4
 flake-hunt: bootstrap
 	scripts/flake-hunt -n $(N)
+
+.PHONY: coverage coverage-unit
+
+# Line coverage of airadev/ for the whole suite, the airadev processes the tests start included
+# (.coveragerc: coverage's subprocess patch; their data files are combined at the end).
+coverage: bootstrap
+	pytest --cov --cov-report=term-missing:skip-covered
+
+# The same for tests/unit alone: what the fast tests reach by themselves.
+coverage-unit: bootstrap
+	pytest tests/unit --cov --cov-report=term-missing:skip-covered
