@@ -181,7 +181,8 @@ def test_supabase_starts_keys_are_wired_migrations_applied_and_trigger_pointed_h
            "SUPABASE_SERVICE_ROLE_KEY" in events
     written = "".join(p.read_text(errors="replace") for p in stack.state_dir.rglob("*.log"))
     assert ANON not in written and SERVICE not in written
-    assert "anon key: [redacted:ANON_KEY]" in stack.log("supabase")  # `supabase start` printed it
+    # `supabase start` printed its boxes (2.117.0: publishable and secret keys, not the JWTs).
+    assert "\u2502 Publishable \u2502 [redacted:PUBLISHABLE_KEY]" in stack.log("supabase")
     assert "super-secret-jwt-token" not in written
     status = json.loads(stack.cli("status", "--json").stdout)["services"]["supabase"]
     assert status["runtime"] == "supabase" and status["state"] == "healthy" and status["container"] == "supabase_*_aira"
