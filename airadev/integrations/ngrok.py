@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from airadev.errors import AiradevError
-from typing import Any
 
 INSTALL_HINT = ("install the ngrok agent (https://ngrok.com/download, or `snap install ngrok`), "
                 "or set tunnel.ngrok_path in airadev.toml or PYNGROK_NGROK_PATH")
@@ -102,16 +102,85 @@ def auth_token(env: Mapping[str, str] | None = None, config: Path | None = None)
     return str(token) if token else None
 
 
-def explain(error: str) -> tuple[str, str]:
-    """One line and a fix for an error the agent logged."""
-    if "ERR_NGROK_4018" in error or "ERR_NGROK_105" in error or "authentication failed" in error and "limited" not in error:
-        return ("ngrok refused the auth token (authentication failed)",
-                "set NGROK_AUTHTOKEN, or run `ngrok config add-authtoken TOKEN` (dashboard.ngrok.com)")
-    if "ERR_NGROK_108" in error or "simultaneous ngrok agent sessions" in error:
-        return ("ngrok allows this account one agent session at a time, and another one is running",
-                "stop the other ngrok agent (pkill ngrok; or close its terminal), then try again")
-    first = error.strip().splitlines()[0] if error.strip() else "no reason given"
+TOKEN_FIX = ("set NGROK_AUTHTOKEN to the token at https://dashboard.ngrok.com/get-started/your-authtoken, "
+             "or run `ngrok config add-authtoken TOKEN`")
+DOMAIN_FIX = "reserve it at https://dashboard.ngrok.com/domains with this token's account, or open the tunnel without --domain (tunnel.domain)"
+# What the agent's error codes mean, by the code (https://ngrok.com/docs/errors/): many texts begin
+# with "authentication failed:" whatever the cause (ERR_NGROK_108 does), so the text is not read.
+CODES: dict[int, tuple[str, str]] = {
+    4018: ("ngrok refused to start without the auth token of a verified account", TOKEN_FIX),
+    105: ("ngrok refused the auth token: it is not an ngrok authtoken", TOKEN_FIX),
+    106: ("ngrok refused the auth token: it is an ngrok v1 authtoken", TOKEN_FIX),
+    107: ("ngrok refused the auth token: it is invalid (reset, revoked, or of a team you left)", TOKEN_FIX),
+    300: ("ngrok refused the auth token: it has been revoked", TOKEN_FIX),
+    108: ("ngrok allows this account {sessions} at a time, and another one is running",
+          "stop the other ngrok agent (https://dashboard.ngrok.com/agents lists them), then try again"),
+    120: ("this ngrok agent is too old for the ngrok service", "update it: `ngrok update` (or https://ngrok.com/download)"),
+    121: ("this ngrok agent is too old for the ngrok service", "update it: `ngrok update` (or https://ngrok.com/download)"),
+    123: ("the ngrok account's email address is not verified yet",
+          "verify it at https://dashboard.ngrok.com/user/settings, then try again"),
+    102: ("the ngrok account is suspended (its last payment failed)", "see https://dashboard.ngrok.com/billing"),
+    103: ("the ngrok account is suspended", "see https://dashboard.ngrok.com, or write to support@ngrok.com"),
+    247: ("the ngrok account is suspended for non-payment", "see https://dashboard.ngrok.com/billing"),
+    319: ("ngrok refused the domain {domain}: it is not reserved on this ngrok account", DOMAIN_FIX),
+    320: ("ngrok refused the domain {domain}: it is reserved for another ngrok account", DOMAIN_FIX),
+    305: ("ngrok refused the domain {domain}: custom domains need a paid ngrok plan", DOMAIN_FIX),
+    306: ("ngrok refused the domain {domain}: custom domains need a paid ngrok plan", DOMAIN_FIX),
+    313: ("ngrok refused the domain {domain}: custom domains need a paid ngrok plan", DOMAIN_FIX),
+    314: ("ngrok refused the domain {domain}: custom domains need a paid ngrok plan", DOMAIN_FIX),
+    317: ("ngrok refused the domain {domain}: it is reserved in another region",
+          "open the tunnel with the domain's region (--region, tunnel.region)"),
+    322: ("ngrok refused the domain {domain}: it is reserved in another region",
+          "open the tunnel with the domain's region (--region, tunnel.region)"),
+}
+
+
+def error_lines(error: str) -> list[str]:
+    """The lines of an error the agent logged. pyngrok hands ``err=`` over as logfmt quoted it:
+    the line breaks are still the two characters backslash-n (and backslash-r)."""
+    text = error.replace("\\r\\n", "\n").replace("\\n", "\n").replace("\\r", "\n").replace("\r", "\n")
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def explain(error: str, domain: str = "") -> tuple[str, str]:
+    """One line and a fix for an error the agent reported (its whole multi-line text), read by
+    its ERR_NGROK_<n> code."""
+    import re
+
+    lines = error_lines(error)
+    found = re.search(r"ERR_NGROK_(\d+)", error)  # no \b before it: "\\r\\nERR_..." (escaped) is "nERR_..."
+    code = int(found.group(1)) if found else None
+    if code in CODES:
+        message, fix = CODES[code]
+        limit = re.search(r"limited to (\d+) simultaneous", error)
+        count = int(limit.group(1)) if limit else 1
+        sessions = "one agent session" if count == 1 else f"{count} agent sessions"
+        bound = re.search(r"domain '([^']+)'", error)
+        name = domain.split("://")[-1] if domain else (bound.group(1) if bound else "asked for")
+        return f"{message.format(sessions=sessions, domain=name)} (ERR_NGROK_{code})", fix
+    first = next((line for line in lines if not line.startswith("ERR_NGROK_")), "no reason given")
+    if code is not None:
+        return (f"ngrok failed to start: {first} (ERR_NGROK_{code})",
+                f"see https://ngrok.com/docs/errors/err_ngrok_{code}/ and `airadev logs ngrok`")
     return f"ngrok failed to start: {first}", "see `airadev logs ngrok`"
+
+
+def error_text(exc: BaseException) -> str:
+    """The agent's own text of a pyngrok error: ``ngrok_error`` (the ``err=`` of the line that
+    ended the start), or, for a refused API request (PyngrokNgrokHTTPError, such as a start of
+    an endpoint on a domain that is not the account's), the ``details.err`` of the answer."""
+    import json
+
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return str(body)
+        if isinstance(answer, dict):
+            details = answer.get("details") if isinstance(answer.get("details"), dict) else {}
+            return str(details.get("err") or answer.get("msg") or body)
+    return getattr(exc, "ngrok_error", None) or str(exc)
 
 
 def _stderr_wrapper(binary: Path, folder: Path) -> Path:
@@ -201,8 +270,8 @@ class Agent:
         if failure:
             exc = failure[0]
             self.kill()
-            if isinstance(exc, PyngrokNgrokError):
-                message, fix = explain(exc.ngrok_error or str(exc))
+            if isinstance(exc, PyngrokNgrokError):  # the agent's own error, or its API's refusal
+                message, fix = explain(error_text(exc), domain)
                 raise NgrokError(message, fix) from None
             if isinstance(exc, PyngrokError):
                 raise NgrokError(f"ngrok failed: {exc}", "see `airadev logs ngrok`") from None
