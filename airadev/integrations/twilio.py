@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -56,17 +57,61 @@ class Number:
         return None
 
 
+RETRIES = 3  # answers of 429 retried, at most, per request
+RETRY_WAIT_MAX = 5.0  # seconds: the longest Retry-After honoured (and the backoff's ceiling)
+
+
+def retry_delay(status: int, retry_after: str | None, attempt: int) -> float | None:
+    """How long to wait before sending again a request Twilio answered with ``status``, after
+    ``attempt`` retries already; None: do not send it again.
+
+    Only 429 (error 20429, Too Many Requests) is retried: Twilio processed nothing, so any
+    request, an update included, is safe to send again. Retry-After (seconds, or an HTTP date)
+    is honoured up to RETRY_WAIT_MAX; without it the waits are 0.5 s, 1 s, 2 s."""
+    if status != 429 or attempt >= RETRIES:
+        return None
+    wait = 0.5 * 2 ** attempt
+    if retry_after:
+        try:
+            wait = float(retry_after)
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+
+            try:
+                wait = parsedate_to_datetime(retry_after).timestamp() - time.time()
+            except (TypeError, ValueError):
+                pass
+    return min(RETRY_WAIT_MAX, max(0.0, wait))
+
+
+def _http_client(timeout: float) -> Any:
+    """twilio-python's own HTTP client, with 429 retried (twilio-python retries nothing itself)."""
+    from twilio.http.http_client import TwilioHttpClient
+
+    class RetryingClient(TwilioHttpClient):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            attempt = 0
+            while True:
+                response = super().request(*args, **kwargs)
+                headers = response.headers or {}
+                delay = retry_delay(response.status_code, headers.get("Retry-After"), attempt)
+                if delay is None:
+                    return response
+                time.sleep(delay)
+                attempt += 1
+
+    return RetryingClient(timeout=timeout)
+
+
 class TwilioNumbers:
     """The IncomingPhoneNumbers of one account."""
 
     def __init__(self, account_sid: str, auth_token: str, *, timeout: float = 10.0, base_url: str | None = None) -> None:
-        from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
         self.account_sid = account_sid
         self.timeout = timeout
-        self.client = Client(account_sid, auth_token, environment={},
-                             http_client=TwilioHttpClient(timeout=timeout))
+        self.client = Client(account_sid, auth_token, environment={}, http_client=_http_client(timeout))
         base = base_url or os.environ.get(API_BASE_ENV)
         if base:
             self.client.api.base_url = base.rstrip("/")
@@ -104,20 +149,21 @@ class TwilioNumbers:
         try:
             return action()
         except TwilioRestException as exc:
-            raise _rest_error(exc.status, exc.code, what, self.account_sid) from None
+            raise _rest_error(exc.status, exc.code, what, self.account_sid, exc.msg) from None
         except TwilioException as exc:
             # A failed list call carries the response, not a status.
             response = exc.args[1] if len(exc.args) > 1 else None
             status = getattr(response, "status_code", None)
-            code = None
+            code, message = None, ""
             try:
                 import json
 
-                code = json.loads(getattr(response, "text", "") or "{}").get("code")
-            except ValueError:
+                answer = json.loads(getattr(response, "text", "") or "{}")
+                code, message = answer.get("code"), str(answer.get("message") or "")
+            except (ValueError, AttributeError):
                 pass
             if status:
-                raise _rest_error(status, code, what, self.account_sid) from None
+                raise _rest_error(status, code, what, self.account_sid, message) from None
             raise _network_error(exc, what, self.base, self.timeout) from None
         except OSError as exc:
             raise _network_error(exc, what, self.base, self.timeout) from None
@@ -131,7 +177,22 @@ class TwilioNumbers:
             raise
 
 
-def _rest_error(status: int, code: int | None, what: str, account: str) -> TwilioError:
+INVALID_URL_CODES = (21402, 21502, 21609)  # "Invalid Url", "Invalid callback url", "Invalid StatusCallback"
+
+
+def _rest_error(status: int, code: int | None, what: str, account: str, message: str = "") -> TwilioError:
+    """One line and a fix for an error answer of Twilio's REST API (``message`` is Twilio's own,
+    as twilio-python hands it over: "Unable to update record: VoiceUrl is not a valid URL: ...")."""
+    said = re.sub(r"^Unable to \w+ record: ", "", " ".join(str(message).split()))
+    if status == 400 and (code in INVALID_URL_CODES or "not a valid URL" in said):
+        return TwilioError(f"Twilio refused a webhook URL while trying to {what}: {said or 'not a valid URL'} "
+                           f"(400, error {code or 21402})",
+                           "Twilio takes only full public http(s) URLs: check the tunnel's address (--domain, "
+                           "tunnel.domain) and twilio.voice_path / sms_path / status_path in airadev.toml")
+    if status == 429:
+        return TwilioError(f"Twilio kept answering 429 Too Many Requests while trying to {what} "
+                           f"(error {code or 20429}, {RETRIES} retries)",
+                           "the account sends too many API requests at once; try again in a minute")
     if status == 401:
         return TwilioError(f"Twilio refused the credentials while trying to {what} (401, error 20003)",
                            "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env (console.twilio.com)")
@@ -143,8 +204,9 @@ def _rest_error(status: int, code: int | None, what: str, account: str) -> Twili
                            f"check TWILIO_ACCOUNT_SID ({account}) and the test number")
     if status >= 500:
         return TwilioError(f"Twilio failed while trying to {what} ({status})", "Twilio has a problem; try again in a minute")
-    return TwilioError(f"Twilio answered {status} while trying to {what}{f' (error {code})' if code else ''}",
-                       "see https://www.twilio.com/docs/errors")
+    return TwilioError(f"Twilio answered {status} while trying to {what}{f': {said}' if said else ''}"
+                       f"{f' (error {code})' if code else ''}",
+                       f"see https://www.twilio.com/docs/errors/{code}" if code else "see https://www.twilio.com/docs/errors")
 
 
 def _network_error(exc: BaseException, what: str, base: str, timeout: float) -> TwilioError:
