@@ -365,7 +365,11 @@ def _recover(paths: Paths, config: Config, env: Mapping[str, str] | None) -> Und
 
 def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """POST to the voice webhook through the tunnel, signed like Twilio signs (X-Twilio-Signature
-    over the public URL); report the status, the time and whether the answer is TwiML."""
+    over the public URL); report the status, the time and whether the answer is TwiML.
+
+    The public address is https, and its certificate is checked as Twilio checks it, against
+    the trusted CAs: the system's, or those of SSL_CERT_FILE / SSL_CERT_DIR (httpx's trust_env),
+    which is how a machine behind a TLS-inspecting proxy, or a test run, trusts its own CA."""
     import httpx
 
     from airadev.integrations.twilio import signature
@@ -383,13 +387,30 @@ def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -
     headers = {"X-Twilio-Signature": signature(token, url, params), "User-Agent": "TwilioProxy/1.1 (airadev verify)"}
     started = time.perf_counter()
     try:
-        answer = httpx.post(url, data=params, headers=headers, timeout=15)
+        answer = httpx.post(url, data=params, headers=headers, timeout=15, trust_env=True)
     except httpx.HTTPError as exc:
+        untrusted = _certificate_problem(exc)
+        if untrusted:
+            raise AiradevError(f"the test call to {url} failed: its TLS certificate is not trusted here ({untrusted})",
+                               "if a proxy or a CA of your own signs it, point SSL_CERT_FILE at that CA's "
+                               "certificate (PEM), then try again") from None
         raise AiradevError(f"the test call to {url} failed: {type(exc).__name__}",
                            "see `airadev tunnel --status` and `airadev logs ngrok`") from None
     took = time.perf_counter() - started
     return {"url": url, "status": answer.status_code, "ms": round(took * 1000, 1),
             "twiml": _is_twiml(answer.headers.get("content-type", ""), answer.content)}
+
+
+def _certificate_problem(exc: BaseException) -> str:
+    """OpenSSL's reason, when ``exc`` comes from a certificate that failed verification."""
+    import ssl
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason or "certificate verify failed")
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 
 def _is_twiml(content_type: str, body: bytes) -> bool:
