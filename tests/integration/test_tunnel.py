@@ -1,5 +1,6 @@
 """`airadev tunnel` with the real pyngrok and twilio-python, against stand-ins that speak their
-protocols: tests/fakes/bin/ngrok (an agent that really forwards HTTP) and tests/fakes/twilio_api.py."""
+protocols: tests/fakes/bin/ngrok (an agent that really forwards HTTP, from https public addresses
+whose certificate the test run's CA signed: tests/fakes/tls.py) and tests/fakes/twilio_api.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from airadev.state import workspace_id
 from airadev.supervisor import reaper
+from tests.fakes import tls
 from tests.fakes.twilio_api import FakeTwilio
 from tests.figures import count
 from tests.harness import FAKES, Stack, fake, free_port, toml_list, wait_for
@@ -76,7 +78,7 @@ ngrok_path = "{FAKES / 'bin' / 'ngrok'}"
     home = root.parent / "home"  # no ngrok config of the developer's may leak in
     home.mkdir(exist_ok=True)
     stack.env.update({"NGROK_AUTHTOKEN": NGROK_TOKEN, "AIRADEV_TWILIO_API_BASE": twilio.base_url,
-                      "XDG_CONFIG_HOME": str(home)})
+                      "XDG_CONFIG_HOME": str(home), **tls.env()})
     return env_local
 
 
@@ -127,7 +129,7 @@ def test_tunnel_rewires_verifies_and_puts_everything_back(stack: Stack, twilio: 
     assert opened.returncode == 0, opened.stdout + opened.stderr
     status = json.loads(stack.cli("tunnel", "--status", "--json").stdout)
     address = status["address"]
-    assert status["schema"] == 1 and status["state"] == "open" and address.startswith("http")
+    assert status["schema"] == 1 and status["state"] == "open" and address.startswith("https://127.0.0.1:")
     # The env file: that one value changed, every other byte as it was.
     assert env_local.read_bytes() == ORIGINAL.replace(b"http://localhost:8000", address.encode())
     # Twilio: the three webhooks point at the tunnel, read back.
@@ -136,9 +138,20 @@ def test_tunnel_rewires_verifies_and_puts_everything_back(stack: Stack, twilio: 
                               "status_callback": f"{address}/webhooks/twilio/status",
                               "status_callback_method": "POST"}
     assert [item["kind"] for item in status["rewired"]] == ["envfile", "twilio"]
-    # The signed test call went through the tunnel, and the voice agent found the signature right.
+    # The signed test call went through the tunnel over https (the test CA trusted through
+    # SSL_CERT_FILE), and the voice agent found the signature, over the public https URL, right.
     assert f"verify: POST {address}/webhooks/twilio/call → 200" in opened.stdout and "TwiML" in opened.stdout
-    assert "signature valid" in stack.log("voice-agent")
+    assert "signature valid" in stack.log("voice-agent") and "INVALID" not in stack.log("voice-agent")
+    # Without the test CA, the certificate is refused like any other unknown one: one clear line.
+    trusted = stack.env.pop("SSL_CERT_FILE")
+    untrusted = stack.cli("tunnel", "--verify")
+    stack.env["SSL_CERT_FILE"] = trusted
+    assert untrusted.returncode == 1, untrusted.stdout + untrusted.stderr
+    lines = untrusted.stderr.strip().splitlines()
+    assert lines[0].startswith(f"error: the test call to {address}/webhooks/twilio/call failed: its TLS "
+                               "certificate is not trusted here (") and "SSL_CERT_FILE" in lines[-1], lines
+    assert len(lines) == 2 and stack.log("voice-agent").count("signature valid") == 1, "the call never got through"
+    assert json.loads(stack.cli("tunnel", "--status", "--json").stdout)["state"] == "open", "the tunnel stays"
     # Next.js (here its stand-in) reloaded the file by itself: no restart.
     assert status["ui_reload"] == "reloaded by Next.js"
     assert stack.log("aira-ui").count("ui stub reading") == 1
@@ -285,8 +298,12 @@ def _break_environment(case: str, stack: Stack, monkeypatch: pytest.MonkeyPatch)
     elif case == "no token":
         stack.env.pop("NGROK_AUTHTOKEN")
         monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
+    elif case == "token refused":
+        stack.env["FAKE_NGROK_MODE"] = "auth"
     elif case == "session limit":
         stack.env["FAKE_NGROK_MODE"] = "limit"
+    elif case == "domain not the account's":
+        stack.env["FAKE_NGROK_DOMAINS"] = "aira-dev.ngrok.app"
     elif case == "agent exits":
         stack.env["FAKE_NGROK_MODE"] = "exit"
     elif case == "agent silent":
@@ -302,6 +319,8 @@ def _break(case: str, stack: Stack, twilio: FakeTwilio) -> None:
         twilio.fail_with = 503
     elif case == "twilio timeout":
         twilio.delay = 3.0
+    elif case == "twilio 429 every time":
+        twilio.throttle(100, retry_after="0")
     elif case == "env file missing":
         (stack.root / "ui" / ".env.local").unlink()
     elif case == "env file not writable":
@@ -315,9 +334,14 @@ def _break(case: str, stack: Stack, twilio: FakeTwilio) -> None:
 
 
 ERRORS = [
-    ("bad token", "ngrok refused the auth token", "NGROK_AUTHTOKEN"),
+    ("bad token", "ngrok refused the auth token: it is not an ngrok authtoken (ERR_NGROK_105)", "NGROK_AUTHTOKEN"),
+    ("token refused", ("ngrok refused the auth token: it is invalid (reset, revoked, or of a team you left) "
+                       "(ERR_NGROK_107)"), "NGROK_AUTHTOKEN"),
     ("no token", "no ngrok auth token", "ngrok config add-authtoken"),
-    ("session limit", "one agent session at a time", "stop the other ngrok agent"),
+    ("session limit", ("ngrok allows this account one agent session at a time, and another one is running "
+                       "(ERR_NGROK_108)"), "stop the other ngrok agent"),
+    ("domain not the account's", ("ngrok refused the domain someone-elses.ngrok.app: it is reserved for another "
+                                  "ngrok account (ERR_NGROK_320)"), "dashboard.ngrok.com/domains"),
     ("agent exits", "ngrok failed to start", "airadev logs ngrok"),
     ("agent silent", "did not become ready within 2s", "tunnel.start_timeout"),
     ("missing binary", "the ngrok agent is not installed", "ngrok.com/download"),
@@ -326,6 +350,8 @@ ERRORS = [
     ("twilio 404", f"+15559999999 is not a number of the Twilio account {SID}", "twilio.test_number"),
     ("twilio 5xx", "Twilio failed while trying to look up the number (503)", "try again"),
     ("twilio timeout", "Twilio did not answer within 1s", "check the network"),
+    ("twilio 429 every time", ("Twilio kept answering 429 Too Many Requests while trying to look up the number "
+                               "(error 20429, 3 retries)"), "try again in a minute"),
     ("not E.164", "\"5551234\" is not an E.164 phone number", "+15551234567"),
     ("env file missing", ".env.local not found", "cp .env.local.example"),
     ("env file not writable", ".env.local is not writable", "chmod u+w"),
@@ -337,7 +363,7 @@ ERRORS = [
 def test_errors_are_one_clear_line_and_nothing_is_half_rewired(
         stack: Stack, twilio: FakeTwilio, case: str, message: str, fix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     extra = {"agent silent": 'start_timeout = "2s"', "missing binary": "",
-             "twilio timeout": ""}.get(case, "")
+             "domain not the account's": 'domain = "someone-elses.ngrok.app"'}.get(case, "")
     number = {"twilio 404": "+15559999999", "not E.164": ""}.get(case, NUMBER)
     env_local = tunnel_stack(stack, twilio, tunnel=extra, number=number)
     if case == "missing binary":
@@ -405,6 +431,7 @@ def test_domain_region_and_a_token_from_the_ngrok_config(stack: Stack, twilio: F
     config_dir.mkdir(parents=True)
     (config_dir / "ngrok.yml").write_text(f'version: "3"\nagent:\n  authtoken: {token}\n')
     del stack.env["NGROK_AUTHTOKEN"]
+    stack.env["FAKE_NGROK_DOMAINS"] = "aira-dev.ngrok.app"  # the account's reserved domain
     assert stack.up().returncode == 0
     opened = stack.cli("tunnel", "-d", "--domain", "aira-dev.ngrok.app", "--region", "eu")
     assert opened.returncode == 0, opened.stdout + opened.stderr
@@ -572,6 +599,39 @@ def test_twilio_404_and_a_non_twilio_answer(stack: Stack, twilio: FakeTwilio) ->
     odd = stack.cli("tunnel", "-d")
     assert odd.returncode == 1 and "did not answer like Twilio" in odd.stderr, odd.stderr
     assert env_local.read_bytes() == ORIGINAL
+
+
+def test_twilio_refuses_an_invalid_webhook_url_and_nothing_is_half_done(stack: Stack, twilio: FakeTwilio) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    config = (stack.root / "airadev.toml").read_text()
+    (stack.root / "airadev.toml").write_text(config.replace("[twilio]\n", '[twilio]\nsms_path = "/webhooks/twilio/sms now"\n'))
+    assert stack.up().returncode == 0
+    result = stack.cli("tunnel", "-d")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in result.stderr, lines
+    assert lines[0].startswith("error: Twilio refused a webhook URL while trying to update the number's webhooks: "
+                               "SmsUrl is not a valid URL: https://127.0.0.1:"), lines[0]
+    assert lines[0].endswith("/webhooks/twilio/sms now (400, error 21402)") and "sms_path" in lines[1]
+    # The one update was refused whole: the number is as it was, and so is the env file.
+    assert [a[3] for a in twilio.answers if a[1] == "POST"] == [400]
+    assert wiring(twilio) == BEFORE and env_local.read_bytes() == ORIGINAL
+    assert journal(stack) is None
+    assert json.loads(stack.cli("tunnel", "--status", "--json").stdout)["state"] == "failed"
+
+
+def test_a_429_from_twilio_is_retried_after_its_retry_after(stack: Stack, twilio: FakeTwilio) -> None:
+    tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    twilio.throttle(1, {"POST"}, retry_after="1")  # Twilio's "Too Many Requests" (20429), once
+    opened = stack.cli("tunnel", "-d")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    address = json.loads(stack.cli("tunnel", "--status", "--json").stdout)["address"]
+    assert wiring(twilio)["voice_url"] == f"{address}/webhooks/twilio/call"
+    posts = [(when, status) for when, method, _, status in twilio.answers if method == "POST"]
+    assert [status for _, status in posts] == [429, 200], posts
+    assert posts[1][0] - posts[0][0] >= 1.0, "sent again before Retry-After said"
+    assert stack.cli("tunnel", "--stop").returncode == 0 and wiring(twilio) == BEFORE
 
 
 def _html_server() -> int:
