@@ -22,6 +22,7 @@ import time
 from common import BIN, FAKES, PY, ROOT, env, report, workspace
 
 sys.path.insert(0, str(ROOT))
+from tests.fakes import tls  # noqa: E402
 from tests.fakes.twilio_api import FakeTwilio  # noqa: E402
 
 SID = "AC0123456789abcdef0123456789abcdef"
@@ -70,7 +71,7 @@ test_number = "{NUMBER}"
     (root / "ui" / ".env.local").write_text("VOICE_AGENT_SERVICE_URL=http://localhost:8000\n")
     (root / "home").mkdir()
     run_env = {**env(), "NGROK_AUTHTOKEN": "bench-token-0000", "AIRADEV_TWILIO_API_BASE": twilio.base_url,
-               "XDG_CONFIG_HOME": str(root / "home")}
+               "XDG_CONFIG_HOME": str(root / "home"), **tls.env()}  # https, the run's CA trusted
     airadev = [str(BIN / "airadev"), "--workspace", str(root)]
     up = subprocess.run([*airadev, "up", "-d"], env=run_env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import urllib.request
 
 import pytest
 
 from airadev.integrations.twilio import signature
 from tests.e2e.test_demo import copy_demo, http
+from tests.fakes import tls
 from tests.fakes.twilio_api import FakeTwilio
 from tests.harness import FAKES, Stack, wait_for
 
@@ -33,7 +35,8 @@ def signed_call(address: str) -> tuple[int, str, str]:
     params = {"CallSid": "CAe2etunnel", "From": "+15005550006", "To": NUMBER, "AccountSid": SID}
     body = "&".join(f"{k}={urllib.request.quote(v)}" for k, v in params.items()).encode()
     request = urllib.request.Request(url, data=body, headers={"X-Twilio-Signature": signature(TOKEN, url, params)})
-    with urllib.request.urlopen(request, timeout=30) as answer:
+    trusting = ssl.create_default_context(cafile=str(tls.session_ca().ca_cert))  # the address is https
+    with urllib.request.urlopen(request, timeout=30, context=trusting) as answer:
         return answer.status, answer.headers.get("content-type", ""), answer.read().decode()
 
 
@@ -47,7 +50,7 @@ def test_demo_with_tunnel_end_to_end(stack: Stack, tmp_path) -> None:  # type: i
         (tmp_path / "home").mkdir()
         stack.env.update({"NGROK_AUTHTOKEN": "demo-ngrok-token-0000", "PYNGROK_NGROK_PATH": str(FAKES / "bin" / "ngrok"),
                           "AIRADEV_TWILIO_API_BASE": twilio.base_url, "TWILIO_TEST_NUMBER": NUMBER,
-                          "XDG_CONFIG_HOME": str(tmp_path / "home")})
+                          "XDG_CONFIG_HOME": str(tmp_path / "home"), **tls.env()})
         proc = stack.foreground("--tunnel")
         tunnel = wait_for(lambda: (t := stack.state().get("tunnel") or {}).get("state") in ("open", "failed") and t,
                           timeout=240, what="the tunnel")

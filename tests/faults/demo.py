@@ -15,6 +15,7 @@ from pathlib import Path
 from airadev.state import workspace_id
 from airadev.supervisor import reaper
 from tests.e2e.test_demo import copy_demo
+from tests.fakes import tls
 from tests.fakes.twilio_api import FakeTwilio
 from tests.harness import FAKES, Stack, fake, free_port, toml_list
 
@@ -92,7 +93,7 @@ docker = {{ image = "airadev-local/redis:7", command = "redis-server --save ''",
     home.mkdir(exist_ok=True)
     stack.env.update({"NGROK_AUTHTOKEN": NGROK_TOKEN, "PYNGROK_NGROK_PATH": str(FAKES / "bin" / "ngrok"),
                       "AIRADEV_TWILIO_API_BASE": twilio.base_url, "TWILIO_TEST_NUMBER": NUMBER,
-                      "XDG_CONFIG_HOME": str(home)})
+                      "XDG_CONFIG_HOME": str(home), **tls.env()})  # the agent's https certificate
     demo = Demo(stack, twilio, ports)
     try:
         started = demo.run("up", "--detach")
