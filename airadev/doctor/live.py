@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 from airadev.doctor import Context, Result, check, error, ok, skipped, warning
@@ -37,23 +36,24 @@ def twilio(ctx: Context) -> Result:
 @check("live.supabase", "Supabase runs and the env files hold its keys", live=True, timeout=10,
        requires=("tools.supabase-cli",))
 def supabase(ctx: Context) -> Result:
-    from airadev.operations.tunnel import ui_service
-
     import shutil
+
+    from airadev.operations.tunnel import ui_service
 
     ui = ui_service(ctx.config)
     local = ui.cwd / "node_modules" / ".bin" / "supabase"
     exe = str(local) if local.exists() else shutil.which("supabase", path=ctx.env.get("PATH")) or "supabase"
     try:
         done = subprocess.run([exe, "status", "-o", "json"], cwd=ui.cwd, capture_output=True, text=True, timeout=8,
-                              stdin=subprocess.DEVNULL, env=dict(ctx.env))
+                              stdin=subprocess.DEVNULL, env=dict(ctx.env), check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return error("live.supabase", f"`supabase status` did not run: {exc}", "see `airadev doctor tools`")
     if done.returncode != 0:
         return warning("live.supabase", "local Supabase is not running", "start the stack (`airadev up`)")
-    try:
-        status = json.loads(done.stdout)
-    except ValueError:
+    from airadev.integrations.supabase import parse_status
+
+    status = parse_status(done.stdout)
+    if not status:
         return error("live.supabase", "`supabase status -o json` printed no JSON", "update the Supabase CLI")
     expected = {"NEXT_PUBLIC_SUPABASE_URL": status.get("API_URL"), "SUPABASE_URL": status.get("API_URL"),
                 "NEXT_PUBLIC_SUPABASE_ANON_KEY": {status.get("ANON_KEY"), status.get("PUBLISHABLE_KEY")},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -47,27 +48,82 @@ def status(cli: str, project: Path, timeout: float = 30) -> dict[str, str]:
     not running (the CLI exits 1) or answers something else."""
     try:
         result = subprocess.run([cli, "status", "-o", "json", "--workdir", str(project)], capture_output=True,
-                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                                check=False, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SupabaseError(f"`supabase status` did not answer: {exc}", "see `airadev logs supabase`") from None
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[0]
         raise SupabaseError(f"Supabase is not running: {last[:200]}", "start it: `airadev up supabase`")
-    start = result.stdout.find("{")
-    try:
-        data = json.loads(result.stdout[start:]) if start >= 0 else None
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or "API_URL" not in data:
-        raise SupabaseError("`supabase status -o json` printed no API_URL", "update the Supabase CLI (2.x)")
-    return {k: str(v) for k, v in data.items()}
+    data = parse_status(result.stdout)
+    if "API_URL" not in data:
+        raise SupabaseError("`supabase status -o json` printed no API_URL",
+                            "update the Supabase CLI (2.x), and do not exclude its API gateway (kong)")
+    return data
+
+
+_ENV_LINE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=(?:"((?:[^"\\]|\\.)*)"|([^\s"]*))')
+_ENV_ESCAPES = {"n": "\n", "r": "\r", "t": "\t"}
+
+
+def parse_status(text: str, fmt: str = "json") -> dict[str, str]:
+    """The values of `supabase status -o json` (or ``fmt="env"``: ``-o env``) from its stdout:
+    names to non-empty strings. Anything else in the text (a line of progress, a warning, junk)
+    is passed over; a value that is null, empty or not a string or number is left out, so a
+    missing key is absent, never "None". Nothing found: {}."""
+    found: dict[str, object] = {}
+    if fmt == "env":
+        for line in text.splitlines():
+            match = _ENV_LINE.fullmatch(line.strip())
+            if match:
+                quoted, bare = match.group(2), match.group(3)
+                found[match.group(1)] = bare if quoted is None else re.sub(
+                    r"\\(.)", lambda m: _ENV_ESCAPES.get(m.group(1), m.group(1)), quoted)
+    else:
+        # Each object that begins a line; the one holding API_URL, else the last (what the CLI
+        # prints last: a warning or a JSON log line may come first).
+        decoder, objects = json.JSONDecoder(), []
+        for match in re.finditer(r"^[ \t]*\{", text, re.MULTILINE):
+            try:
+                data, _ = decoder.raw_decode(text, match.end() - 1)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                objects.append(data)
+        found = next((o for o in objects if "API_URL" in o), objects[-1] if objects else {})
+    return {str(k): str(v) for k, v in found.items()
+            if isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v) != ""}
+
+
+# Values of `supabase status` to hide besides those whose names say secret (envfile.is_secret):
+# the S3 access key id is half of a credential pair, printed beside its secret.
+HIDDEN = ("S3_PROTOCOL_ACCESS_KEY_ID",)
+
+
+def secrets(found: Mapping[str, str]) -> dict[str, str]:
+    """The values of `supabase status` that must never be shown: every key, JWT and secret."""
+    return {**secrets_of(found), **{name: found[name] for name in HIDDEN if found.get(name)}}
+
+
+# The keys AiRa's code was written for, and the newer ones that take their place when a CLI no
+# longer prints them (supabase-js 2 accepts either).
+FALLBACKS = {"ANON_KEY": "PUBLISHABLE_KEY", "SERVICE_ROLE_KEY": "SECRET_KEY"}
+SOURCES = {"NEXT_PUBLIC_SUPABASE_ANON_KEY": "ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY": "SERVICE_ROLE_KEY",
+           "SUPABASE_KEY": "SERVICE_ROLE_KEY"}  # the env variables wired with a key, and which
 
 
 def keys(found: Mapping[str, str]) -> tuple[str, str]:
     """(the public key, the server key): the JWT anon/service-role keys the AiRa code uses,
-    else the newer publishable/secret keys."""
+    else the newer publishable/secret keys; "" when neither."""
     return (found.get("ANON_KEY") or found.get("PUBLISHABLE_KEY", ""),
             found.get("SERVICE_ROLE_KEY") or found.get("SECRET_KEY", ""))
+
+
+def substitutions(found: Mapping[str, str]) -> list[str]:
+    """Lines (naming keys, never values) for each older key `supabase status` did not print and
+    whose newer one is wired in its place."""
+    return [f"`supabase status` printed no {old}: its {new} is wired in its place (supabase-js 2 accepts "
+            "it; code that decodes the key as a JWT does not)"
+            for old, new in FALLBACKS.items() if not found.get(old) and found.get(new)]
 
 
 def wiring(config: Config, found: Mapping[str, str]) -> list[tuple[Path, dict[str, str]]]:
@@ -89,8 +145,9 @@ def wiring(config: Config, found: Mapping[str, str]) -> list[tuple[Path, dict[st
 
 
 def wire(config: Config, found: Mapping[str, str], backup_dir: Path) -> tuple[list[str], list[str]]:
-    """Write the values into the env files. Returns (what changed, what was skipped), as lines
-    that name variables, never values."""
+    """Write the values into the env files. Returns (what changed, what was skipped or is
+    missing), as lines that name variables, never values. A value `supabase status` did not
+    give is never written (the variable keeps what it held) and is said so."""
     from airadev.integrations import envfile
 
     changed, skipped = [], []
@@ -102,6 +159,10 @@ def wire(config: Config, found: Mapping[str, str], backup_dir: Path) -> tuple[li
         names = envfile.set_values(path, {k: v for k, v in values.items() if v}, backup_dir)
         if names:
             changed.append(f"{where}: {', '.join(names)}")
+        for name in (k for k, v in values.items() if not v):
+            old = SOURCES.get(name, "SERVICE_ROLE_KEY")
+            skipped.append(f"{where} {name}: `supabase status` printed neither {old} nor {FALLBACKS[old]}; "
+                           "left as it was")
     return changed, skipped
 
 
@@ -214,7 +275,7 @@ class SupabaseInstance:
             found = status(self.cli, self.project)
         except SupabaseError as exc:
             return False, exc.message
-        self.ctx.hide(secrets_of(found))
+        self.ctx.hide(secrets(found))
         self._loop.call_soon_threadsafe(self.held.release)  # after the hiding above: same queue
         self.api_url = found["API_URL"]
         try:
@@ -239,13 +300,15 @@ class SupabaseInstance:
             changed, skipped = wire(config, found, Paths(config.root).dir / "backups")
         except AiradevError as exc:
             raise Fatal(f"wiring Supabase's keys failed: {exc.message}", exc.fix) from None
+        for line in substitutions(found):
+            self.ctx.event(name, line, "warning")
         for line in changed:
             self.ctx.event(name, f"wired Supabase into {line}", "info")
         for line in skipped:
             self.ctx.event(name, f"not wired: {line}", "warning")
         result = subprocess.run([self.cli, "migration", "up", "--local", "--workdir", str(self.project)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=self.env)
+                                env=self.env, check=False)
         self._deliver(result.stdout)
         if result.returncode != 0:
             last = result.stdout.decode("utf-8", "replace").strip().splitlines()[-1:] or ["(no output)"]
@@ -271,10 +334,9 @@ class SupabaseInstance:
 
     async def _stop(self, sig: int, grace: float) -> int:
         found = await self.starter.stop(sig, grace)
-        if self.held.holding:
-            # Stopped before its keys were known: learn them now, or show none of its output.
-            if not await asyncio.to_thread(self._learn_keys):
-                self.held.drop()
+        # Stopped before its keys were known: learn them now, or show none of its output.
+        if self.held.holding and not await asyncio.to_thread(self._learn_keys):
+            self.held.drop()
         self.held.release()
         found += await asyncio.to_thread(self._supabase_stop)
         if not self._exited.done():
@@ -286,7 +348,7 @@ class SupabaseInstance:
             found = status(self.cli, self.project, timeout=15)
         except SupabaseError:
             return False
-        self.ctx.hide(secrets_of(found))
+        self.ctx.hide(secrets(found))
         return True
 
     def _supabase_stop(self) -> int:
@@ -295,7 +357,7 @@ class SupabaseInstance:
             command.append("--no-backup")
         try:
             result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=self.env, timeout=180)
+                                    stderr=subprocess.STDOUT, env=self.env, timeout=180, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             result = subprocess.CompletedProcess(command, -1, str(exc).encode() + b"\n")
         self._deliver(result.stdout)
