@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ import pytest
 
 from airadev.integrations import supabase
 from tests.figures import count
-from tests.harness import FAKES, Stack, fake, free_port, toml_list, wait_for
+from tests.harness import FAKES, PY, Stack, fake, free_port, toml_list, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_CLI = REPO / "examples" / "demo" / "aira-ui" / "node_modules" / ".bin" / "supabase"
@@ -90,7 +92,10 @@ def fresh_database(port: int) -> str:
     return f"postgresql://postgres:postgres@127.0.0.1:{port}/{name}"
 
 
-def supabase_stack(stack: Stack, postgres: int, api: int, *, exclude: str = "") -> dict[str, Path]:
+def supabase_stack(stack: Stack, postgres: int, api: int, *, exclude: str = "", status: dict | None = None,
+                   extra: str = "") -> dict[str, Path]:
+    """The stack; ``status`` replaces values `supabase status` prints (None: leaves one out),
+    ``extra`` is more of airadev.toml."""
     root = stack.root
     ui, voice, kb = root / "aira-ui", root / "voice-agent", root / "kb-updater"
     for folder in (ui / "supabase" / "migrations", voice, kb):
@@ -131,14 +136,14 @@ cwd = "aira-ui"
 command = {toml_list(fake("printer.py", "--env", "NEXT_PUBLIC_SUPABASE_ANON_KEY"))}
 env_files = [".env.local"]
 load_env_files = false
-""")
+{extra}""")
     db_url = fresh_database(postgres)
     stack.env.update({
         "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "FAKE_SUPABASE_STATE": str(root.parent / "supabase-state.json"),
         "FAKE_SUPABASE_CALLS": str(root.parent / "supabase-calls.jsonl"),
         "FAKE_SUPABASE_STATUS": json.dumps({"API_URL": f"http://127.0.0.1:{api}", "DB_URL": db_url,
-                                            "ANON_KEY": ANON, "SERVICE_ROLE_KEY": SERVICE}),
+                                            "ANON_KEY": ANON, "SERVICE_ROLE_KEY": SERVICE, **(status or {})}),
     })
     return {**files, "kb_port": kb_port, "db_url": db_url}  # type: ignore[dict-item]
 
@@ -235,15 +240,15 @@ def test_a_dead_run_s_supabase_is_stopped_by_the_watchdog_and_by_down(stack: Sta
 
 def test_the_real_cli_inits_and_reports_nothing_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert REAL_CLI.exists(), "scripts/bootstrap installs it (npm ci in examples/demo/aira-ui)"
-    version = subprocess.run([str(REAL_CLI), "--version"], capture_output=True, text=True, timeout=60)
+    version = subprocess.run([str(REAL_CLI), "--version"], capture_output=True, text=True, timeout=60, check=False)
     assert version.stdout.strip() == "2.117.0"
     init = subprocess.run([str(REAL_CLI), "init", "--workdir", str(tmp_path)], capture_output=True, text=True,
-                          timeout=60, input="n\nn\n")
+                          timeout=60, input="n\nn\n", check=False)
     assert init.returncode == 0, init.stderr
     assert (tmp_path / "supabase" / "config.toml").is_file()
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
     status = subprocess.run([str(REAL_CLI), "status", "-o", "json", "--workdir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=60, env=env)
+                            capture_output=True, text=True, timeout=60, env=env, check=False)
     assert status.returncode == 1 and status.stdout.strip() == ""
     # airadev reads that as "not running", in one line.
     monkeypatch.setenv("DOCKER_HOST", env["DOCKER_HOST"])
@@ -278,3 +283,131 @@ def test_start_output_is_never_shown_with_keys_airadev_could_not_learn(stack: St
     written = "".join(p.read_text(errors="replace") for p in stack.state_dir.rglob("*.log"))
     assert ANON not in written and SERVICE not in written and "super-secret-jwt-token" not in written
     assert "the output of `supabase start` is not shown: its keys could not be read" in stack.log("supabase")
+
+
+# What 2.117.0 prints besides the JWTs: publishable and secret keys, the S3 protocol's key pair,
+# each unlike any other value here so that a leak is found wherever it goes.
+REAL = {
+    "PUBLISHABLE_KEY": "sb_publishable_" + os.urandom(16).hex()[:22] + "_" + os.urandom(4).hex(),
+    "SECRET_KEY": "sb_secret_" + os.urandom(16).hex()[:22] + "_" + os.urandom(4).hex(),
+    "JWT_SECRET": "jwt-secret-" + os.urandom(20).hex(),
+    "S3_PROTOCOL_ACCESS_KEY_ID": os.urandom(16).hex(),
+    "S3_PROTOCOL_ACCESS_KEY_SECRET": os.urandom(32).hex(),
+}
+SECRETS = {**REAL, "ANON_KEY": ANON, "SERVICE_ROLE_KEY": SERVICE}
+
+
+def reference_start(stack: Stack, tmp: Path) -> str:
+    """What `supabase start` prints (stdout and stderr, in order) for this stack, from the
+    stand-in itself, run apart from airadev."""
+    env = {**os.environ, **stack.env, "FAKE_SUPABASE_STATE": str(tmp / "reference-state.json"),
+           "FAKE_SUPABASE_CALLS": str(tmp / "reference-calls.jsonl")}
+    done = subprocess.run([str(FAKES / "bin" / "supabase"), "start", "--workdir", str(stack.root / "aira-ui")],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stdout
+    return done.stdout
+
+
+def shown(line: str) -> re.Pattern[str]:
+    """A line as airadev must show it: each secret replaced by [redacted:NAME], all else as it was."""
+    pattern = re.escape(line)
+    for value in sorted(SECRETS.values(), key=len, reverse=True):
+        pattern = pattern.replace(re.escape(value), r"\[redacted:[A-Z0-9_]+\]")
+    return re.compile(rf"^(?:supabase +\| )?{pattern}$", re.MULTILINE)
+
+
+def test_the_real_wording_of_supabase_start_goes_through_with_every_secret_hidden(
+        stack: Stack, postgres: int, api: int, tmp_path: Path) -> None:
+    # A service that prints the keys it was given (as an app's debug logging might): none is in
+    # its env files, so only what airadev learnt from `supabase status` can hide them.
+    leaky = stack.root / "leaky"
+    leaky.mkdir()
+    (leaky / "said.txt").write_text("".join(f"{name.lower()}={value}\n" for name, value in SECRETS.items())
+                                    + "all said\n")
+    supabase_stack(stack, postgres, api, status=REAL, extra=f"""
+[services.leaky]
+cwd = "leaky"
+command = "cat said.txt && exec {PY} -c 'import time; time.sleep(3600)'"
+health = {{ log = "all said" }}
+depends_on = {{ supabase = "healthy" }}
+""")
+    reference = reference_start(stack, tmp_path)
+    for value in REAL.values():
+        assert value in reference or value == REAL["JWT_SECRET"], "the stand-in prints the keys 2.117.0 prints"
+    for gone in (ANON, SERVICE, REAL["JWT_SECRET"], "anon key:", "service_role key:", "JWT secret:"):
+        assert gone not in reference, "2.117.0's start shows no JWT and no JWT secret"
+
+    out = tmp_path / "up.out"
+    proc = stack.foreground(out=out)
+    for name in ("supabase", "voice-agent", "kb-updater", "aira-ui", "leaky"):
+        stack.wait_state(name, "healthy", "running", timeout=60)
+    logs = stack.cli("logs", "-n", "1000")
+    assert logs.returncode == 0, logs.stderr
+    supabase_log = stack.cli("logs", "supabase", "--no-prefix", "-n", "1000").stdout
+    leaky_log = stack.cli("logs", "leaky", "--no-prefix").stdout
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    console = out.read_text(errors="replace")
+
+    # Not one secret anywhere: the console, `airadev logs`, every file airadev keeps.
+    kept = {p: p.read_bytes() for p in stack.state_dir.rglob("*")
+            if p.is_file() and "backups" not in p.relative_to(stack.state_dir).parts}
+    assert any(p.suffix == ".log" for p in kept) and (stack.state_dir / "state.json") in kept
+    for name, value in SECRETS.items():
+        for where, text in (("the console of up", console), ("airadev logs", logs.stdout + logs.stderr),
+                            ("airadev logs supabase", supabase_log)):
+            assert value not in text, f"{name} shown in {where}"
+        for path, data in kept.items():
+            assert value.encode() not in data, f"{name} written to {path.relative_to(stack.root)}"
+
+    # Every line `supabase start` printed is there, in its place: URLs and labels unchanged,
+    # each key replaced by [redacted:NAME].
+    lines = [line for line in reference.splitlines() if line.strip()]
+    assert any("Project URL" in line for line in lines) and any("Secret Key" in line for line in lines)
+    for line in lines:
+        for where, text in (("airadev logs supabase", supabase_log), ("the console of up", console)):
+            assert shown(line).search(text), f"not shown as it should be in {where}: {line!r}"
+    assert f"Project URL    \u2502 http://127.0.0.1:{api}" in supabase_log
+    assert "\u2502 Secret Key \u2502 [redacted:S3_PROTOCOL_ACCESS_KEY_SECRET]" in supabase_log
+    assert "\u2502 Publishable \u2502 [redacted:PUBLISHABLE_KEY]" in supabase_log
+    # And what the leaky service printed, every key hidden by what `supabase status` gave.
+    for name in SECRETS:
+        assert re.search(rf"^{name.lower()}=\[redacted:[A-Z0-9_]+\]$", leaky_log, re.MULTILINE), name
+
+
+@pytest.mark.parametrize("gone", [("ANON_KEY",), ("ANON_KEY", "SERVICE_ROLE_KEY")])
+def test_a_cli_without_the_jwt_keys_gets_the_newer_keys_wired_and_says_so(
+        stack: Stack, postgres: int, api: int, gone: tuple[str, ...]) -> None:
+    files = supabase_stack(stack, postgres, api, status={**REAL, **dict.fromkeys(gone)})
+    result = stack.up()
+    assert result.returncode == 0, result.stderr
+    url = f"http://127.0.0.1:{api}"
+    server = SERVICE if "SERVICE_ROLE_KEY" not in gone else REAL["SECRET_KEY"]
+    assert files["ui"].read_bytes() == (
+        f"# AiRa UI\r\nNEXT_PUBLIC_SUPABASE_URL={url}\r\n"
+        f"export NEXT_PUBLIC_SUPABASE_ANON_KEY='{REAL['PUBLISHABLE_KEY']}'  # from supabase status\r\n"
+        f"NEXT_PUBLIC_APP_URL=http://localhost:3000\r\nSUPABASE_SERVICE_ROLE_KEY={server}").encode()
+    assert files["voice"].read_bytes() == f"SUPABASE_URL={url}\nSUPABASE_KEY={server}\nREDIS_HOST=localhost\n".encode()
+    events = stack.log("airadev")
+    assert "`supabase status` printed no ANON_KEY: its PUBLISHABLE_KEY is wired in its place" in events
+    assert ("`supabase status` printed no SERVICE_ROLE_KEY: its SECRET_KEY is wired in its place" in events) == (
+        "SERVICE_ROLE_KEY" in gone)
+    written = "".join(p.read_text(errors="replace") for p in stack.state_dir.rglob("*.log"))
+    for value in (*REAL.values(), SERVICE):
+        assert value not in written
+    assert stack.service("supabase")["state"] == "healthy"
+
+
+def test_a_cli_that_prints_no_public_key_at_all_leaves_the_variable_and_says_which_key_is_missing(
+        stack: Stack, postgres: int, api: int) -> None:
+    files = supabase_stack(stack, postgres, api, status={**REAL, "ANON_KEY": None, "PUBLISHABLE_KEY": None})
+    result = stack.up()
+    assert result.returncode == 0, result.stderr
+    ui = files["ui"].read_bytes()
+    assert b"export NEXT_PUBLIC_SUPABASE_ANON_KEY='your-anon-key'  # from supabase status\r\n" in ui  # as it was
+    assert f"SUPABASE_SERVICE_ROLE_KEY={SERVICE}".encode() in ui and b"None" not in ui
+    assert ("not wired: aira-ui/.env.local NEXT_PUBLIC_SUPABASE_ANON_KEY: `supabase status` printed neither "
+            "ANON_KEY nor PUBLISHABLE_KEY; left as it was") in stack.log("airadev")
+    for name in ("voice-agent", "kb-updater", "aira-ui"):
+        assert stack.service(name)["state"] in ("healthy", "running"), name
