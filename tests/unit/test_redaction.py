@@ -1,0 +1,240 @@
+"""Redaction on the supervisor's own output path, without a process.
+
+Chunks go through ``Supervisor._on_output`` exactly as a pipe's reads do (framing, redaction,
+the log file, the console observer); a pause is the partial-line timer firing
+(``_flush_partial`` once the output has been quiet long enough); an exit is the final flush.
+What must hold: no secret value reaches the console or the log file however the output is cut,
+paused or broken, and nothing but secret values is changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from airadev.model import Config, Service
+from airadev.supervisor import logstore
+from airadev.supervisor.logstore import MIN_SECRET_LEN, LineFramer, Redactor
+from airadev.supervisor.runner import PARTIAL_LINE_PAUSE, Supervisor
+
+SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+PASSWORD = "hunter2-very-long-password"
+MARKER = re.compile(rb"\[redacted:([A-Z0-9_]+)\]")
+
+
+class Console:
+    def __init__(self) -> None:
+        self.out = b""
+        self.events: list[str] = []
+
+    def output(self, service: str, lines: bytes) -> None:
+        assert lines.endswith(b"\n"), "only whole lines reach the console"
+        self.out += lines
+
+    def event(self, service: str | None, message: str, level: str = "info") -> None:
+        self.events.append(message)
+
+    def ready(self, summary: object) -> None:
+        pass
+
+
+def supervisor(tmp_path: Path, secrets: dict[str, str]) -> tuple[Supervisor, Console]:
+    """A supervisor of one service whose env file holds ``secrets``; its logs open."""
+    env = tmp_path / ".env"
+    env.write_text("".join(f'{name}="{value}"\n' for name, value in secrets.items()))
+    service = Service(name="svc", command=("x",), cwd=tmp_path, env_files=(env,))
+    config = Config(root=tmp_path, file=tmp_path / "airadev.toml", services=(service,))
+    console = Console()
+    sup = Supervisor(config, ["svc"], observer=console, marker="test.0")
+    sup.paths.ensure()
+    sup._open_logs()
+    return sup, console
+
+
+def run(sup: Supervisor, steps: list[bytes | None], exit: bool = True) -> None:
+    """Feed ``steps`` (a chunk, or None for a pause long enough to show a partial line), then
+    (``exit``) the final flush of a process that ended, on a loop as the supervisor does."""
+    unit = sup.units["svc"]
+
+    async def main() -> None:
+        for step in steps:
+            if step is None:
+                unit.last_output = time.monotonic() - PARTIAL_LINE_PAUSE  # quiet that long
+                sup._flush_partial(unit)
+            else:
+                sup._on_output(unit, step)
+        if exit:
+            sup._flush_partial(unit, force=True)
+        if unit.flush_handle is not None:
+            unit.flush_handle.cancel()
+
+    asyncio.run(main())
+
+
+def logged(sup: Supervisor) -> bytes:
+    """The service's log file without its timestamps."""
+    raw = sup.paths.log("svc").read_bytes()
+    return b"".join(line[logstore.TS_FIELD:] + b"\n" for line in raw.split(b"\n")[:-1])  # (not splitlines: \r)
+
+
+def unredact(data: bytes, secrets: dict[str, str]) -> bytes:
+    return MARKER.sub(lambda m: secrets[m.group(1).decode()].encode(), data)
+
+
+# --- a secret cut by chunks, pauses and long lines ---------------------------------------------------
+
+@pytest.mark.parametrize("cut", range(1, len(SECRET) + 1))
+def test_a_secret_split_across_two_chunks_is_redacted(tmp_path: Path, cut: int) -> None:
+    sup, console = supervisor(tmp_path, {"STRIPE_SECRET_KEY": SECRET})
+    line = f"using key {SECRET} for payments\n".encode()
+    at = len(b"using key ") + cut - 1  # from just before the secret to its last byte
+    run(sup, [line[:at], line[at:]])
+    expected = b"using key [redacted:STRIPE_SECRET_KEY] for payments\n"
+    assert console.out == expected
+    assert logged(sup) == expected
+
+
+@pytest.mark.parametrize("held", range(1, len(PASSWORD)))
+def test_a_pause_never_shows_the_start_of_a_secret(tmp_path: Path, held: int) -> None:
+    sup, console = supervisor(tmp_path, {"DB_PASSWORD": PASSWORD})
+    run(sup, [b"connecting with " + PASSWORD[:held].encode(), None], exit=False)
+    assert console.out == b"connecting with \n", "what came before is shown; the secret's start is held"
+    (tmp_path / "again").mkdir()
+    sup2, console2 = supervisor(tmp_path / "again", {"DB_PASSWORD": PASSWORD})
+    run(sup2, [b"connecting with " + PASSWORD[:held].encode(), None, PASSWORD[held:].encode() + b" ok\n"])
+    assert console2.out == b"connecting with \n[redacted:DB_PASSWORD] ok\n"
+    assert logged(sup2) == console2.out
+
+
+@pytest.mark.parametrize(("tail", "shown"), [
+    (PASSWORD[:3], b"last words hun\n"),                      # shorter than MIN_SECRET_LEN: too common to hide
+    (PASSWORD[:4], b"last words [redacted:DB_PASSWORD]\n"),
+    (PASSWORD[:-1], b"last words [redacted:DB_PASSWORD]\n"),
+])
+def test_the_start_of_a_secret_left_at_exit_is_redacted(tmp_path: Path, tail: str, shown: bytes) -> None:
+    sup, console = supervisor(tmp_path, {"DB_PASSWORD": PASSWORD})
+    run(sup, [b"last words " + tail.encode()])  # the process ends with no newline
+    assert console.out == shown
+    assert logged(sup) == shown
+
+
+@given(st.integers(0, 120), st.lists(st.integers(1, 50), min_size=1, max_size=6), st.integers(0, 5))
+@settings(max_examples=200, deadline=None)
+def test_a_long_line_is_never_broken_inside_a_secret(prefix: int, sizes: list[int], pause_every: int) -> None:
+    secrets = {"API_KEY": SECRET, "DB_PASSWORD": PASSWORD}
+    redact = Redactor(secrets)
+    framer = LineFramer(max_line=40, redactor=redact)
+    stream = b"x" * prefix + SECRET.encode() + b"-" + PASSWORD.encode() + b"y" * 30 + b"\n"
+    out, pos, i = b"", 0, 0
+    while pos < len(stream):
+        size = sizes[i % len(sizes)]
+        out += redact(framer.feed(stream[pos:pos + size]))
+        if pause_every and i % pause_every == 0:
+            out += redact(framer.flush())
+        pos, i = pos + size, i + 1
+    out += redact(framer.flush(final=True))
+    joined = out.replace(b"\n", b"")
+    assert SECRET.encode() not in joined and PASSWORD.encode() not in joined
+    assert unredact(joined, secrets) == stream.replace(b"\n", b""), "nothing else is lost or changed"
+
+
+# Secrets and text over alphabets that cannot form a marker's letters ("[redacted:NAME]").
+SECRET_CHARS = "0123456789-+/=xyzQWZ"
+TEXT = st.binary(max_size=12).map(lambda b: b.replace(b"[", b"(").replace(b"]", b")"))
+
+
+@given(
+    st.lists(st.text(SECRET_CHARS, min_size=MIN_SECRET_LEN, max_size=20), min_size=1, max_size=3, unique=True),
+    st.lists(st.one_of(TEXT, st.integers(0, 2), st.just(b"\n")), max_size=12),
+    st.lists(st.tuples(st.integers(1, 30), st.booleans()), min_size=1, max_size=8),
+)
+@settings(max_examples=150, deadline=None)
+def test_any_cut_and_any_pause_hides_every_secret_and_changes_nothing_else(
+        tmp_path_factory: pytest.TempPathFactory, values: list[str], parts: list[bytes | int], cuts: list[tuple[int, bool]]) -> None:
+    # Secrets may contain one another (the longest wins) and may be each other's starts.
+    secrets = {f"S{i}_KEY": value for i, value in enumerate(values)}
+    stream = b"".join(values[p % len(values)].encode() if isinstance(p, int) else p for p in parts)
+    steps: list[bytes | None] = []
+    pos, i = 0, 0
+    while pos < len(stream):
+        cut, pause = cuts[i % len(cuts)]  # a read of ``cut`` bytes, then maybe a pause
+        i += 1
+        steps += [stream[pos:pos + cut], None] if pause else [stream[pos:pos + cut]]
+        pos += cut
+    sup, console = supervisor(tmp_path_factory.mktemp("ws"), secrets)
+    run(sup, steps)
+    for out in (console.out, logged(sup)):
+        joined = out.replace(b"\n", b"")
+        for value in values:
+            assert value.encode() not in joined
+        assert unredact(joined, secrets) == stream.replace(b"\n", b"")
+
+
+# --- ordinary text -----------------------------------------------------------------------------------
+
+@given(st.binary(max_size=300), st.lists(st.integers(1, 64), min_size=1, max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_output_without_secrets_passes_byte_for_byte(data: bytes, sizes: list[int]) -> None:
+    secrets = {"API_KEY": SECRET, "DB_PASSWORD": PASSWORD, "PIN_TOKEN": "4242"}
+    assume(all(v.encode() not in data for v in secrets.values()))
+    redact = Redactor(secrets)
+    framer = LineFramer(redactor=redact)
+    out, pos, i = b"", 0, 0
+    while pos < len(data):
+        out += redact(framer.feed(data[pos:pos + sizes[i % len(sizes)]]))
+        pos, i = pos + sizes[i % len(sizes)], i + 1
+    out += redact(framer.flush(final=True))
+    assert out == (data if data.endswith(b"\n") or not data else data + b"\n")
+
+
+def test_short_and_empty_values_are_never_redacted() -> None:
+    redact = Redactor({"PIN_KEY": "123", "EMPTY_SECRET": "", "OTHER_TOKEN": "abc"})
+    assert not redact
+    line = b"listening on 127.0.0.1:8123, abc 123\n"
+    assert redact(line) == line
+    assert LineFramer(redactor=redact).flush(final=True) == b""
+
+
+def test_events_and_state_messages_are_redacted_too(tmp_path: Path) -> None:
+    sup, console = supervisor(tmp_path, {"TWILIO_AUTH_TOKEN": SECRET})
+    unit = sup.units["svc"]
+
+    async def main() -> None:
+        sup.event("svc", f"probe said: bad token {SECRET}")
+        sup._set_state(unit, unit.state, f"exec probe printed {SECRET}")
+
+    asyncio.run(main())
+    assert console.events == ["probe said: bad token [redacted:TWILIO_AUTH_TOKEN]"]
+    assert unit.message == "exec probe printed [redacted:TWILIO_AUTH_TOKEN]"
+    own_log = sup.paths.log("airadev").read_bytes()
+    assert SECRET.encode() not in own_log and b"[redacted:TWILIO_AUTH_TOKEN]" in own_log
+    assert SECRET.encode() not in sup.paths.state.read_bytes()
+
+
+# --- found: reported, not fixed here -------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="a multi-line secret (a quoted PEM key in an env file) cut by a read "
+                   "after one of its newlines is emitted line by line, unredacted: LineFramer.feed cuts at the "
+                   "last newline without holding back a secret's start (airadev/supervisor/logstore.py)")
+def test_a_multi_line_secret_split_across_chunks_is_redacted(tmp_path: Path) -> None:
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nYWJjZGVmZ2hpamtsbW5vcA==\n-----END PRIVATE KEY-----"
+    sup, console = supervisor(tmp_path, {"GOOGLE_PRIVATE_KEY": key})
+    line = f"loaded {key}\n".encode()
+    cut = line.index(b"MIIE") + 10
+    run(sup, [line[:cut], line[cut:]])
+    assert b"MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in console.out
+    assert console.out == b"loaded [redacted:GOOGLE_PRIVATE_KEY]\n"
+
+
+@pytest.mark.xfail(strict=True, reason="a secret value that is part of a marker (here 'redacted') rewrites the "
+                   "marker of a longer secret replaced before it: Redactor.__call__ replaces in one pass "
+                   "over already-replaced text (airadev/supervisor/logstore.py)")
+def test_a_marker_is_never_rewritten_by_another_secret() -> None:
+    redact = Redactor({"A_TOKEN": "abcdefgh1234", "B_KEY": "redacted"})
+    assert redact(b"x abcdefgh1234 y\n") == b"x [redacted:A_TOKEN] y\n"
