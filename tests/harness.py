@@ -145,19 +145,43 @@ class Stack:
             raise AssertionError(f"processes left: {describe(left)}") from None
 
     def cleanup(self) -> None:
+        """End the test's stack the way a user would (`airadev down`), then check it is gone.
+
+        A foreground `up` that ignores SIGTERM, a `down` that hangs, or a process or container
+        of the workspace still there after `down` fails the test that left it (an error at
+        teardown); whatever was left is ended all the same, so the next test starts clean."""
+        problems = []
         for proc in self.foregrounds:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    proc.wait(20)
+                    proc.wait(60)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    problems.append(f"a foreground `airadev up` (pid {proc.pid}) did not end within 60 s of SIGTERM")
         try:
-            self.cli("down", timeout=60)
+            self.cli("down", timeout=120)
         except subprocess.TimeoutExpired:
-            pass  # a hung `down` is the test's failure to report; what it left is ended below
+            problems.append("`airadev down` hung (no answer within 120 s)")
+        try:
+            self.wait_nothing_left(timeout=30)
+        except AssertionError as exc:
+            problems.append(f"after `airadev down`: {exc}")
+        containers = self.containers()
+        if containers:
+            problems.append(f"after `airadev down`: containers left: {', '.join(containers)}")
         reaper.terminate(workspace_id(self.root) + ".", exact=False, grace=2)
         reaper.signal_pids([p for p in self.seen_pids if reaper.alive(p)], signal.SIGKILL)
+        if containers:
+            reaper.remove_containers(reaper.engine_host(), f"{reaper.WORKSPACE_LABEL}={workspace_id(self.root)}", grace=1)
+        if problems:
+            raise AssertionError("the test left its stack behind: " + "; ".join(problems))
+
+    def containers(self) -> list[str]:
+        """Names of the engine's containers labelled with this workspace (none without an engine)."""
+        host = reaper.engine_host()
+        found = reaper._labelled(host, "containers", f"{reaper.WORKSPACE_LABEL}={workspace_id(self.root)}")
+        return sorted(name.lstrip("/") for c in found for name in (c.get("Names") or [c["Id"][:12]])[:1])
 
 
 def describe(pids: list[int]) -> str:
