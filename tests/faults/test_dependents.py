@@ -104,7 +104,10 @@ depends_on = {{ dep = {{ condition = "healthy", restart = true }} }}
 
     # `logs -f` saw the follower's lines of all three of its starts.
     wait_for(lambda: follow.text().count("follower 00000000") >= 3, timeout=10, what="logs -f to show every start")
-    assert follow.stop().count("follower 00000000") == 3
+    seen = follow.stop().count("follower 00000000")
+    count("lines compared", 3)
+    count("lost lines", max(0, 3 - seen))
+    assert seen == 3
     assert stack.cli("down").returncode == 0
     stack.wait_nothing_left()
 
@@ -126,6 +129,7 @@ health = {{ log = "talker 00000002" }}
     out = follow.stop()
     seen = re.findall(r"talker (\d{8}) x", out)
     expected = ["00000000", "00000001", "00000002"] * (restarts + 1)
-    count("lost lines", max(0, len(expected) - len(seen)))
+    count("lines compared", len(expected))
+    count("lost lines", sum(1 for a, b in zip(expected, seen) if a != b) + max(0, len(expected) - len(seen)))
     assert seen == expected, f"{len(seen)} lines of {len(expected)}"
     assert stack.cli("down").returncode == 0

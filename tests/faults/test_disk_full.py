@@ -74,8 +74,8 @@ def test_a_full_disk_under_the_env_file_leaves_it_whole(stack: Stack, twilio: Fa
     with small_disk(env_local.parent) as disk:
         assert env_local.read_bytes() == ORIGINAL
         filler = tunnel_on_a_full_disk(stack, disk)
-        if env_local.read_bytes() != ORIGINAL:
-            count("half-written files")
+        count("files checked")
+        count("half-written files", env_local.read_bytes() != ORIGINAL)
         assert env_local.read_bytes() == ORIGINAL, "the env file is untouched"
         assert wiring(twilio) == BEFORE, "Twilio keeps its old webhooks"
         assert not list(disk.glob(".env.local.*")), "no temporary file is left"
@@ -92,6 +92,8 @@ def test_a_full_disk_under_the_journal_changes_nothing(stack: Stack, twilio: Fak
     state = stack.root / ".airadev"
     with small_disk(state, "2m") as disk:
         filler = tunnel_on_a_full_disk(stack, disk)
+        count("files checked")
+        count("half-written files", env_local.read_bytes() != ORIGINAL)
         assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
         assert stack.cli("status").returncode == 0, "the supervisor lives on"
         filler.unlink()

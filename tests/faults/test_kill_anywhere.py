@@ -24,7 +24,7 @@ import pytest
 
 from tests.figures import count
 from tests.faults.demo import BEFORE, Demo, containers, demo_stack, own_processes, supervisors
-from tests.harness import PY, port_free, wait_for
+from tests.harness import PY, Stack, port_free, wait_for
 
 KILLS = int(os.environ.get("AIRADEV_FAULT_KILLS", "60"))
 SEED = int(os.environ.get("AIRADEV_FAULT_SEED") or random.randrange(1 << 30))
@@ -53,8 +53,10 @@ def rewritten(original: bytes, now: bytes) -> bool:
         and re.fullmatch(rb"VOICE_AGENT_SERVICE_URL=https?://[\w.:-]+\n", changed[0][1]) is not None
 
 
-def kill_during(demo: Demo, phase: str, rng: random.Random, window: float) -> float:
-    """Run the phase's command and SIGKILL the supervisor at a random moment of it; when."""
+def kill_during(demo: Demo, phase: str, rng: random.Random, window: float) -> tuple[float, bool]:
+    """Run the phase's command and SIGKILL the supervisor at a random moment of it; when, and
+    whether the command was still waiting for its operation (mid-operation) rather than done
+    (a kill of an idle supervisor)."""
     stack = demo.stack
     proc = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), *COMMANDS[phase]],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=stack.environment())
@@ -63,30 +65,27 @@ def kill_during(demo: Demo, phase: str, rng: random.Random, window: float) -> fl
     targets = wait_for(lambda: supervisors(stack) or proc.poll() is not None and phase != "up",
                        timeout=30, interval=0.005, what="a supervisor to kill")
     stack._remember()
+    in_flight = proc.poll() is None
     for pid in targets if isinstance(targets, list) else supervisors(stack):
         os.kill(pid, signal.SIGKILL)
     proc.wait(120)
-    return delay
+    return delay, in_flight
 
 
 def check_after_kill(demo: Demo) -> None:
     stack = demo.stack
-    try:
-        wait_for(lambda: not own_processes(stack) and not containers(stack), timeout=30,
-                 what="the watchdog to end the stack")
-    except AssertionError:
-        count("survivors", len(own_processes(stack)) + len(containers(stack)))
-        raise AssertionError(f"survivors: {own_processes(stack)} {containers(stack)}") from None
+    survivors = nothing_survives(stack, "the watchdog to end the stack")
+    if survivors:
+        raise AssertionError(f"survivors: {survivors}")
     busy = [name for name, port in demo.ports.items() if not wait_for(lambda p=port: port_free(p), timeout=10)]
     assert not busy, f"ports still taken: {busy}"
     now = demo.env_local.read_bytes()
-    if now != demo.original and not rewritten(demo.original, now):
-        count("half-written files")
-        raise AssertionError(f".env.local is neither the original nor the rewritten file:\n{now!r}")
-    for path, before in demo.env_files.items():
-        if path.read_bytes() != before:
-            count("half-written files")
-            raise AssertionError(f"{path} changed")
+    whole = [now == demo.original or rewritten(demo.original, now)]
+    whole += [path.read_bytes() == before for path, before in demo.env_files.items()]
+    count("files checked", len(whole))
+    count("half-written files", whole.count(False))
+    assert whole[0], f".env.local is neither the original nor the rewritten file:\n{now!r}"
+    assert all(whole), "a service's env file changed"
     wiring = demo.wiring()
     if wiring != BEFORE:
         address = wiring["voice_url"].removesuffix("/webhooks/twilio/call")
@@ -102,8 +101,21 @@ def check_after_next(demo: Demo, next_command: str) -> None:
         assert stack.state().get("phase") == "ready"
         wait_for(lambda: demo.db_row() == demo.db_before, timeout=20, what="business_numbers to be put back")
     else:
-        wait_for(lambda: not own_processes(stack) and not containers(stack), timeout=20,
-                 what="nothing to run after down")
+        survivors = nothing_survives(stack, "nothing to run after down")
+        assert not survivors, f"survivors of down: {survivors}"
+
+
+def nothing_survives(stack: Stack, what: str) -> list[object]:
+    """Wait (with a generous ceiling) until no process or container of the stack is left; what
+    is left then. Counted on every look, whatever it finds."""
+    try:
+        wait_for(lambda: not own_processes(stack) and not containers(stack), timeout=30, what=what)
+    except AssertionError:
+        pass
+    left: list[object] = [*own_processes(stack), *containers(stack)]
+    count("survivor checks")
+    count("survivors", len(left))
+    return left
 
 
 def test_sigkill_of_the_supervisor_anywhere_leaves_nothing_and_the_journal_restores(demo: Demo) -> None:
@@ -124,8 +136,9 @@ def test_sigkill_of_the_supervisor_anywhere_leaves_nothing_and_the_journal_resto
             assert prepared.returncode == 0, prepared.stderr
         if phase == "down" and rng.random() < 0.5:
             assert demo.run("tunnel", "--detach").returncode == 0  # down then has rewiring to put back
-        delay = kill_during(demo, phase, rng, windows[phase] * 1.1)
+        delay, in_flight = kill_during(demo, phase, rng, windows[phase] * 1.1)
         count("kills")
+        count("kills mid-operation", in_flight)
         killed, phase = phase, rng.choice(PHASES)
         next_command = ["up", "--detach"] if NEEDS_UP[phase] else ["down"]
         try:
@@ -139,5 +152,5 @@ def test_sigkill_of_the_supervisor_anywhere_leaves_nothing_and_the_journal_resto
                                  f"`airadev {' '.join(COMMANDS[killed])}`, then `airadev {next_command[0]}`: {exc}") from None
         running = NEEDS_UP[phase]
     assert demo.run("down").returncode == (0 if running else 3)  # 3: nothing was running
-    wait_for(lambda: not own_processes(demo.stack) and not containers(demo.stack), timeout=20,
-             what="nothing to run after the last down")
+    survivors = nothing_survives(demo.stack, "nothing to run after the last down")
+    assert not survivors, f"survivors of the last down: {survivors}"
