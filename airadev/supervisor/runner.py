@@ -603,7 +603,7 @@ class Supervisor:
         if self.redact:
             lines = self.redact(lines)
         assert unit.log is not None
-        unit.log.write(logstore.prefix_lines(lines, self.clock.stamp()))
+        unit.log.writev(logstore.prefixed(lines, self.clock.stamp()))
         unit.tail = (unit.tail + lines[-TAIL_BYTES:])[-TAIL_BYTES:]
         self.observer.output(unit.name, lines)
         if self._output_waiters:
