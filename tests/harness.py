@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,6 +135,14 @@ class Stack:
         found.discard(os.getpid())
         return sorted(found)
 
+    def left_by_stop(self, pids: list[int]) -> list[int]:
+        """Of ``pids``, the live ones other than the supervisor and its watchdog, which may still be
+        on their way out. Once `down` (or a foreground `up`) has returned, this must be empty at
+        once: they return only when every service's processes are gone."""
+        state = self.state()
+        own = {state.get("supervisor_pid"), state.get("reaper_pid")}
+        return [pid for pid in pids if pid not in own and reaper.alive(pid)]
+
     def wait_nothing_left(self, extra: list[int] = (), timeout: float = 15) -> None:  # type: ignore[assignment]
         def clean() -> bool:
             return not self.stack_processes() and not any(reaper.alive(p) for p in extra)
@@ -182,6 +191,39 @@ class Stack:
         host = reaper.engine_host()
         found = reaper._labelled(host, "containers", f"{reaper.WORKSPACE_LABEL}={workspace_id(self.root)}")
         return sorted(name.lstrip("/") for c in found for name in (c.get("Names") or [c["Id"][:12]])[:1])
+
+
+class Follow:
+    """`airadev logs -f NAME`, its output collected as it comes."""
+
+    def __init__(self, stack: Stack, name: str, *options: str) -> None:
+        self.proc = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "logs", "-f", name, *options],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=stack.environment())
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.decode(errors="replace"))
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self) -> str:
+        """Ctrl-C it (unless it ended by itself); all it printed."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(30)
+        self._reader.join(30)
+        return self.text()
+
+    def ended(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for it to end by itself (the stack stopped); its exit code and output."""
+        self.proc.wait(timeout)
+        self._reader.join(30)
+        return self.proc.returncode, self.text()
 
 
 def describe(pids: list[int]) -> str:

@@ -106,6 +106,7 @@ def test_demo_stack_end_to_end(stack: Stack) -> None:
     tree = stack.stack_processes()
     down = stack.cli("down")
     assert down.returncode == 0, down.stderr
-    stack.wait_nothing_left(tree, timeout=1)
+    assert stack.left_by_stop(tree) == [], "down returned before everything was gone"
+    stack.wait_nothing_left(tree, timeout=60)
     for name, port in ports.items():
         assert port_free(port), f"{name}'s port {port} is still held"

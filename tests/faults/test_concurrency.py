@@ -92,7 +92,7 @@ def test_restart_storms_from_several_terminals(stack: Stack) -> None:
     assert status.returncode == 0
     pids = [stack.service(f"s{i}")["pid"] for i in range(3)]
     assert len(set(pids)) == 3 and all(pids)
-    wait_for(lambda: len(stack.stack_processes()) == 3 + 2, timeout=10,
+    wait_for(lambda: len(stack.stack_processes()) == 3 + 2, timeout=60,
              what="three services, the supervisor and its watchdog, nothing else")
     assert stack.cli("down").returncode == 0
     stack.wait_nothing_left()

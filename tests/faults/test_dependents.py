@@ -6,38 +6,11 @@ its restarts."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
-import threading
 from pathlib import Path
 
 from tests.figures import count
-from tests.harness import PY, Stack, fake, free_port, toml_list, wait_for
-
-
-class Follow:
-    """`airadev logs -f NAME`, its output collected as it comes."""
-
-    def __init__(self, stack: Stack, name: str) -> None:
-        self.proc = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "logs", "-f", name],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=stack.environment())
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.decode(errors="replace"))
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(10)
-        self._reader.join(10)
-        return self.text()
+from tests.harness import PY, Follow, Stack, fake, free_port, toml_list, wait_for
 
 
 def pid_of(stack: Stack, name: str) -> int:
@@ -66,19 +39,19 @@ depends_on = {{ dep = {{ condition = "healthy", restart = true }} }}
 
     # Unhealthy without a restart: both are told, neither is restarted.
     flag.touch()
-    stack.wait_state("dep", "unhealthy", timeout=15)
-    log = wait_for(lambda: (t := stack.log("airadev")).count("dep is unhealthy now") >= 2 and t, timeout=10,
+    stack.wait_state("dep", "unhealthy", timeout=60)
+    log = wait_for(lambda: (t := stack.log("airadev")).count("dep is unhealthy now") >= 2 and t, timeout=60,
                    what="both dependents to be told")
     assert re.search(r"held: dep is unhealthy now \(.*\); a restart of it waits for dep", log), log
     assert re.search(r"follower: dep is unhealthy now \(.*\); it is restarted after dep restarts", log), log
     # A restart of `held` meanwhile is held back until dep is healthy again.
     restart = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "restart", "held"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=stack.environment())
-    stack.wait_state("held", "waiting", timeout=15)
+    stack.wait_state("held", "waiting", timeout=60)
     assert stack.service("held")["message"] == "waiting for dep (healthy)"
-    wait_for(lambda: "held: held: waiting for dep (healthy), now unhealthy" in stack.log("airadev"), timeout=10)
+    wait_for(lambda: "held: held: waiting for dep (healthy), now unhealthy" in stack.log("airadev"), timeout=60)
     flag.unlink()
-    stack.wait_state("dep", "healthy", timeout=15)
+    stack.wait_state("dep", "healthy", timeout=60)
     assert restart.wait(30) == 0, restart.stdout.read() if restart.stdout else ""
     assert pid_of(stack, "held") != held and pid_of(stack, "follower") == follower, "follower: dep did not restart"
 
@@ -86,7 +59,7 @@ depends_on = {{ dep = {{ condition = "healthy", restart = true }} }}
     held = pid_of(stack, "held")
     assert stack.cli("restart", "dep").returncode == 0
     wait_for(lambda: stack.service("follower").get("pid") not in (None, follower)
-             and stack.service("follower")["state"] == "running", timeout=15, what="follower to be restarted")
+             and stack.service("follower")["state"] == "running", timeout=60, what="follower to be restarted")
     assert pid_of(stack, "held") == held
     assert "follower: restarting: dep was restarted" in stack.log("airadev")
 
@@ -98,12 +71,12 @@ depends_on = {{ dep = {{ condition = "healthy", restart = true }} }}
     assert blocked.returncode == 1 and "not started: dep is stopped" in blocked.stderr, blocked.stderr
     assert stack.service("held")["state"] == "blocked"
     assert stack.cli("start", "dep").returncode == 0
-    stack.wait_state("held", "running", timeout=15)
+    stack.wait_state("held", "running", timeout=60)
     wait_for(lambda: stack.service("follower").get("pid") not in (None, follower)
-             and stack.service("follower")["state"] == "running", timeout=15, what="follower restarted again")
+             and stack.service("follower")["state"] == "running", timeout=60, what="follower restarted again")
 
     # `logs -f` saw the follower's lines of all three of its starts.
-    wait_for(lambda: follow.text().count("follower 00000000") >= 3, timeout=10, what="logs -f to show every start")
+    wait_for(lambda: follow.text().count("follower 00000000") >= 3, timeout=60, what="logs -f to show every start")
     seen = follow.stop().count("follower 00000000")
     count("lines compared", 3)
     count("lost lines", max(0, 3 - seen))

@@ -77,7 +77,7 @@ def check_after_kill(demo: Demo) -> None:
     survivors = nothing_survives(stack, "the watchdog to end the stack")
     if survivors:
         raise AssertionError(f"survivors: {survivors}")
-    busy = [name for name, port in demo.ports.items() if not wait_for(lambda p=port: port_free(p), timeout=10)]
+    busy = [name for name, port in demo.ports.items() if not wait_for(lambda p=port: port_free(p), timeout=60)]
     assert not busy, f"ports still taken: {busy}"
     now = demo.env_local.read_bytes()
     whole = [now == demo.original or rewritten(demo.original, now)]
@@ -99,7 +99,7 @@ def check_after_next(demo: Demo, next_command: str) -> None:
     assert demo.wiring() == BEFORE, "the journal did not put Twilio back"
     if next_command == "up":
         assert stack.state().get("phase") == "ready"
-        wait_for(lambda: demo.db_row() == demo.db_before, timeout=20, what="business_numbers to be put back")
+        wait_for(lambda: demo.db_row() == demo.db_before, timeout=60, what="business_numbers to be put back")
     else:
         survivors = nothing_survives(stack, "nothing to run after down")
         assert not survivors, f"survivors of down: {survivors}"
