@@ -81,6 +81,22 @@ def cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def pss(pids: list[int]) -> int:
+    """The proportional set size of ``pids`` together, in bytes: pages shared between them
+    (a forked worker's copy-on-write pages, shared libraries) are counted once, split among
+    their sharers, where a sum of RSS would count them once per process. Gone processes
+    count 0."""
+    import psutil
+
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_full_info().pss
+        except psutil.Error:
+            pass
+    return total
+
+
 def children(pid: int) -> list[int]:
     import psutil
 
@@ -103,13 +119,56 @@ def honcho() -> str | None:
     return shutil.which("honcho", path=str(BIN)) or shutil.which("honcho")
 
 
+def supervisord() -> str | None:
+    return shutil.which("supervisord", path=str(BIN)) or shutil.which("supervisord")
+
+
+def supervisord_config(folder: Path, programs: dict[str, list[str]]) -> Path:
+    """A minimal supervisord.conf in ``folder``: each program started once, never restarted,
+    stdout and stderr into ``folder/NAME.log`` (no rotation below 1 GB), no control socket."""
+    import shlex
+
+    parts = [f"""[supervisord]
+nodaemon = true
+logfile = {folder / 'supervisord.log'}
+pidfile = {folder / 'supervisord.pid'}
+childlogdir = {folder}
+loglevel = warn
+"""]
+    for name, argv in programs.items():
+        parts.append(f"""[program:{name}]
+command = {shlex.join(argv)}
+autorestart = false
+startsecs = 0
+redirect_stderr = true
+stdout_logfile = {folder / (name + '.log')}
+stdout_logfile_maxbytes = 1GB
+""")
+    conf = folder / "supervisord.conf"
+    conf.write_text("\n".join(parts))
+    return conf
+
+
+def spread(values: list[float], fmt: Callable[[float], str]) -> str:
+    """``median (min–max)`` of several runs."""
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{fmt(statistics.median(values))} ({fmt(min(values))}–{fmt(max(values))})"
+
+
+def load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
 def report(title: str, rows: list[tuple[str, str, str]], verdicts: list[tuple[str, bool]]) -> bool:
     """Print a small table (what, airadev, peer) and the target checks; True if all met."""
     print(f"\n== {title} ==")
     width = max(len(r[0]) for r in rows)
-    print(f"{'':{width}}  {'airadev':>16}  {'peer':>16}")
+    ours_w = max(16, *(len(r[1]) for r in rows))
+    peer_w = max(16, *(len(r[2]) for r in rows))
+    print(f"{'':{width}}  {'airadev':>{ours_w}}  {'peer':>{peer_w}}")
     for what, ours, peer in rows:
-        print(f"{what:{width}}  {ours:>16}  {peer:>16}")
+        print(f"{what:{width}}  {ours:>{ours_w}}  {peer:>{peer_w}}")
     ok = True
     for text, met in verdicts:
         print(f"  target: {text}: {'met' if met else 'NOT MET'}")

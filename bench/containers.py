@@ -1,25 +1,25 @@
 """Containers: `airadev up --detach` of Redis in a container until it is healthy, against
-`docker run -d` plus polling the published port by hand, in the same run; and `airadev status`
-with that container running against the same stack run as a process.
+`docker run -d` plus polling the published port by hand, in the same run (interleaved); and
+`airadev status` with that container running against the same stack run as a process.
 
 Both sides wait for the same thing: the published port answering PING (airadev through an exec
-probe of `redis-cli ping`; by hand with a socket). airadev's time is given twice:
-
-- from the supervisor's start to the service's readiness, as bench/startup.py counts: this is
-  what airadev's container handling costs, and what the 1.2 target is held to;
-- from typing `airadev up -d` to its return. That adds a fixed cost of about 450 ms which no
-  container adds: a Python CLI (typer; see bench/cli.py) and the background supervisor's own
-  interpreter. It is shown for the record, not held to the target.
+probe of `redis-cli ping`; by hand with a socket). Both are timed as a user times them, from
+typing the command: `airadev up -d` until it returns (it returns once the service is healthy),
+`docker run -d` until PONG. That is what the 1.2 target is held to. airadev's time includes a
+fixed cost of its own that no container adds (a Python CLI, see bench/cli.py, and the
+background supervisor's interpreter starting); the time from the supervisor's start to the
+service's readiness (as bench/startup.py counts) is printed beside it for the record, and so
+is its ratio.
 
 The docker SDK's import (about 200 ms, as long as the engine's create) is shown too: airadev's
 start path does not wait for it (integrations/docker.py speaks the Engine API there).
 
-Targets: up at most 1.2 times the hand-made peer; status with containers at most 1.5 times
-status without.
+Targets: up, from typing, at most 1.2 times the hand-made peer (medians); status with
+containers at most 1.5 times status without.
 
 Needs a Docker engine and the local image airadev-local/redis:7 (scripts/bootstrap makes both).
 
-usage: python bench/containers.py [--runs 7]
+usage: python bench/containers.py [--runs 9]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import time
 
-from common import BIN, PY, ROOT, median_wall, report, run_airadev, state, workspace
+from common import BIN, PY, ROOT, env, load, median_wall, report, run_airadev, spread, state, workspace
 
 IMAGE = "airadev-local/redis:7"
 
@@ -65,7 +65,7 @@ def free_port() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args()
     compileall.compile_dir(str(ROOT / "airadev"), quiet=1)
     port = free_port()
@@ -80,10 +80,12 @@ image = "{IMAGE}"
 port = 6379
 """
     root = workspace(toml.format(runtime="docker"))
+    print(f"before: {load()}")
     ours, inside, peer = [], [], []
     for i in range(args.runs):
-        start = time.perf_counter()
-        result = run_airadev(root, "up", "--detach")
+        start = time.perf_counter()  # the installed command, as a user types it (not python -m)
+        result = subprocess.run([str(BIN / "airadev"), "--workspace", str(root), "up", "--detach"],
+                                capture_output=True, text=True, env=env())
         took = time.perf_counter() - start
         if result.returncode != 0:
             print(result.stderr)
@@ -107,15 +109,18 @@ port = 6379
     without = median_wall(status_cmd, args.runs * 3)
     run_airadev(root, "down")
 
-    ok = report("containers: Redis in a container, time to healthy; status with containers", [
-        ("up --detach until PONG, from the supervisor's start", f"{up_inside * 1000:.0f} ms", f"{up_peer * 1000:.0f} ms"),
-        (f"up --detach until PONG, from typing (for the record: {up_ours / up_peer:.2f}×)",
-         f"{up_ours * 1000:.0f} ms", f"{up_peer * 1000:.0f} ms"),
+    print(f"after: {load()}")
+    ms = lambda v: f"{v * 1000:.0f} ms"  # noqa: E731
+    ok = report(f"containers: Redis in a container, time to healthy, median (min–max) of {args.runs}; "
+                "status with containers", [
+        ("up --detach until PONG, from typing", spread(ours, ms), "docker run -d + polling " + spread(peer, ms)),
+        (f"up --detach until PONG, from the supervisor's start (for the record: {up_inside / up_peer:.2f}×)",
+         spread(inside, ms), ""),
         ("importing the docker SDK (not on the start path)", f"{sdk * 1000:.0f} ms", ""),
-        ("status: container / process", f"{with_containers * 1000:.0f} ms", f"{without * 1000:.0f} ms"),
+        (f"status: container / process (median of {args.runs * 3})", f"{with_containers * 1000:.0f} ms",
+         f"{without * 1000:.0f} ms"),
     ], [
-        (f"up ≤ 1.2 × docker run + polling, from the supervisor's start ({up_inside / up_peer:.2f}×)",
-         up_inside <= 1.2 * up_peer),
+        (f"up ≤ 1.2 × docker run -d + polling, from typing ({up_ours / up_peer:.2f}×)", up_ours <= 1.2 * up_peer),
         (f"status with containers ≤ 1.5 × without ({with_containers / without:.2f}×)", with_containers <= 1.5 * without),
     ])
     return 0 if ok else 1

@@ -1,4 +1,4 @@
-"""Runs every benchmark in turn (about six minutes with the peers); exit 1 if a target is missed.
+"""Runs every benchmark in turn (about 25 minutes with the peers); exit 1 if a target is missed.
 
 usage: python bench/run_all.py [--quick]   (--quick: fewer lines, shorter idle, no peers)
 """
@@ -17,6 +17,7 @@ def main() -> int:
     runs = [
         ["log_throughput.py"] + (["--lines", "200000", "--no-peer"] if quick else []),
         ["idle.py"] + (["--seconds", "10", "--no-peer"] if quick else []),
+        ["trickle.py"] + (["--seconds", "10", "--runs", "1", "--no-peer"] if quick else []),
         ["cli.py"] + (["--runs", "7"] if quick else []),
         ["startup.py"] + (["--runs", "2"] if quick else []),
         ["tunnel.py"] + (["--runs", "2"] if quick else []),
