@@ -25,6 +25,43 @@ def test_the_committed_compose_file_is_the_current_export() -> None:
         "-o compose/docker-compose.yml`")
 
 
+# What a person would write by hand for the demo's three containers, read off
+# examples/demo/airadev.toml (not produced by the code under test): the images overridable as
+# the tests need, ports on loopback only, Redis's healthcheck, the voice agent waiting for it.
+EXPECTED_DEMO = """
+name: demo
+services:
+  redis:
+    image: ${AIRADEV_REDIS_IMAGE:-redis:7-alpine}
+    command: [redis-server, --save, "", --appendonly, "no"]
+    ports: ["127.0.0.1:6379:6379"]
+    healthcheck: {test: [CMD-SHELL, redis-cli ping], interval: 1s, timeout: 3s, retries: 30}
+    extra_hosts: ["host.docker.internal:host-gateway"]
+    stop_signal: SIGTERM
+    stop_grace_period: 10s
+  voice-agent:
+    image: ${AIRADEV_VOICE_AGENT_IMAGE:-aira/voice-agent:dev}
+    ports: ["127.0.0.1:8000:8000"]
+    env_file: [../examples/demo/voice-agent/.env]
+    depends_on: {redis: {condition: service_healthy}}
+    extra_hosts: ["host.docker.internal:host-gateway"]
+    stop_signal: SIGTERM
+    stop_grace_period: 10s
+  kb-updater:
+    image: ${AIRADEV_KB_UPDATER_IMAGE:-aira/kb-updater:dev}
+    command: [uvicorn, "updater:app", --host, 0.0.0.0, --port, "8080"]
+    ports: ["127.0.0.1:8080:8080"]
+    env_file: [../examples/demo/kb-updater/.env]
+    extra_hosts: ["host.docker.internal:host-gateway"]
+    stop_signal: SIGTERM
+    stop_grace_period: 10s
+"""
+
+
+def test_the_demo_exports_what_a_person_would_write() -> None:
+    assert yaml.safe_load(compose(demo(), COMPOSE.parent)) == yaml.safe_load(EXPECTED_DEMO)
+
+
 def test_compose_and_airadev_toml_agree_service_by_service() -> None:
     config = demo()
     data = yaml.safe_load(COMPOSE.read_text())
