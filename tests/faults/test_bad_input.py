@@ -106,6 +106,12 @@ CASES = [
     # --- nothing running: exit 3 ----------------------------------------------------------------
     Case("restart-nothing-running", "nothing is running", code=3, toml=good(), args=("restart", "a")),
     Case("status-nothing-running", "nothing is running", code=3, toml=good(), args=("status",)),
+    Case("tunnel-status-nothing-running", "nothing is running", code=3, toml=good(), args=("tunnel", "--status")),
+    Case("tunnel-status-json-nothing-running", "nothing is running", code=3, toml=good(),
+         args=("tunnel", "--status", "--json")),
+    Case("tunnel-stop-nothing-running", "nothing is running", code=3, toml=good(), args=("tunnel", "--stop")),
+    Case("logs-follow-nothing-running", "nothing is running", code=3, toml=good(), args=("logs", "-f")),
+    Case("stop-nothing-running", "nothing is running", code=3, toml=good(), args=("stop", "a")),
     # --- the ground: exit 1 ---------------------------------------------------------------------
     Case("cwd-missing", "services.a.cwd: folder", code=1, toml=good() + 'cwd = "missing"\n'),
     Case("program-missing", "services.a.command: no-such-program-xyz not found on PATH", code=1,
