@@ -50,6 +50,12 @@ class LineFramer:
         if self.pending:
             data = self.pending + data
         cut = data.rfind(b"\n") + 1
+        if cut and self.redactor is not None and self.redactor.multiline:
+            # A secret with newlines in it (a PEM key) may have begun before the cut: hold back
+            # from the line it starts on, or its first lines would pass redaction on their own.
+            begins = cut - self.redactor.held(data[:cut], multiline=True)
+            if begins < cut:
+                cut = data.rfind(b"\n", 0, begins) + 1
         if cut:
             out, self.pending = data[:cut], data[cut:]
         else:
@@ -93,7 +99,9 @@ class Redactor:
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
         self._by_value: dict[bytes, bytes] = {}
         self._pairs: list[tuple[bytes, bytes]] = []
+        self._pattern: re.Pattern[bytes] | None = None
         self.longest = 0
+        self.multiline = False  # some secret spans lines: LineFramer must not cut inside one
         self.add(secrets or {})
 
     def add(self, secrets: Mapping[str, str]) -> None:
@@ -105,26 +113,45 @@ class Redactor:
         if changed:
             self._pairs = sorted(self._by_value.items(), key=lambda p: -len(p[0]))
             self.longest = len(self._pairs[0][0])
+            self.multiline = any(b"\n" in secret for secret, _ in self._pairs)
+            # One pass, longest first at each place: a replacement is never searched again, so
+            # a secret that happens to be part of a marker ("redacted") cannot rewrite it.
+            self._pattern = re.compile(b"|".join(re.escape(secret) for secret, _ in self._pairs))
 
     def __bool__(self) -> bool:
         return bool(self._pairs)
 
     def __call__(self, data: bytes) -> bytes:
-        for secret, replacement in self._pairs:
+        # Most output holds no secret: a substring test per secret is far cheaper than a regex
+        # scan, so the pattern only runs over data that holds one.
+        for secret, _ in self._pairs:
             if secret in data:
-                data = data.replace(secret, replacement)
+                assert self._pattern is not None
+                return self._pattern.sub(self._replacement, data)
         return data
+
+    def _replacement(self, found: re.Match[bytes]) -> bytes:
+        return self._by_value[found.group()]
 
     def text(self, text: str) -> str:
         if not self._pairs:
             return text
         return self(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
 
-    def held(self, data: bytes) -> int:
-        """Length of the longest tail of ``data`` that is the start of a secret."""
+    def held(self, data: bytes, multiline: bool = False) -> int:
+        """Length of the longest tail of ``data`` that is the start of a secret. With
+        ``multiline``, of a secret that spans lines only, for ``data`` that ends a line: then
+        only its prefixes ending in a newline can be that tail."""
         best = 0
         for secret, _ in self._pairs:
-            for size in range(min(len(secret) - 1, len(data)), best, -1):
+            if multiline:
+                sizes = [at + 1 for at in range(len(secret) - 1) if secret[at] == 10]  # b"\n"
+                sizes = [size for size in reversed(sizes) if size <= len(data)]
+            else:
+                sizes = range(min(len(secret) - 1, len(data)), 0, -1)
+            for size in sizes:
+                if size <= best:
+                    break
                 if data.endswith(secret[:size]):
                     best = size
                     break

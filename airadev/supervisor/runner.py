@@ -365,10 +365,11 @@ class Supervisor:
                 pass
         if unit.stop_requested:
             return False
-        if unit.restart_requested:
+        if unit.restart_requested:  # asked for during the backoff: counted when it was asked
             unit.restart_requested = False
             unit.streak = 0
-        unit.restarts += 1
+        else:
+            unit.restarts += 1
         return True
 
     async def _wait_for_dependencies(self, unit: Unit) -> bool:

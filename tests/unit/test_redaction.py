@@ -217,11 +217,8 @@ def test_events_and_state_messages_are_redacted_too(tmp_path: Path) -> None:
     assert SECRET.encode() not in sup.paths.state.read_bytes()
 
 
-# --- found: reported, not fixed here -------------------------------------------------------------------
+# --- found by these tests, and fixed ---------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="a multi-line secret (a quoted PEM key in an env file) cut by a read "
-                   "after one of its newlines is emitted line by line, unredacted: LineFramer.feed cuts at the "
-                   "last newline without holding back a secret's start (airadev/supervisor/logstore.py)")
 def test_a_multi_line_secret_split_across_chunks_is_redacted(tmp_path: Path) -> None:
     key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nYWJjZGVmZ2hpamtsbW5vcA==\n-----END PRIVATE KEY-----"
     sup, console = supervisor(tmp_path, {"GOOGLE_PRIVATE_KEY": key})
@@ -232,9 +229,6 @@ def test_a_multi_line_secret_split_across_chunks_is_redacted(tmp_path: Path) -> 
     assert console.out == b"loaded [redacted:GOOGLE_PRIVATE_KEY]\n"
 
 
-@pytest.mark.xfail(strict=True, reason="a secret value that is part of a marker (here 'redacted') rewrites the "
-                   "marker of a longer secret replaced before it: Redactor.__call__ replaces in one pass "
-                   "over already-replaced text (airadev/supervisor/logstore.py)")
 def test_a_marker_is_never_rewritten_by_another_secret() -> None:
     redact = Redactor({"A_TOKEN": "abcdefgh1234", "B_KEY": "redacted"})
     assert redact(b"x abcdefgh1234 y\n") == b"x [redacted:A_TOKEN] y\n"

@@ -270,8 +270,6 @@ def test_a_restart_asked_for_during_the_backoff_starts_a_new_streak(tmp_path: Pa
     assert unit.state is State.CRASH_LOOP
 
 
-@pytest.mark.xfail(strict=True, reason="a restart asked for during the backoff is counted twice: restart_unit "
-                   "and _backoff each add one to restarts (airadev/supervisor/runner.py); reported, not fixed here")
 def test_a_restart_during_the_backoff_counts_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   waits: tuple[list[float], dict[int, Hook]]) -> None:
     sup, _ = make_supervisor(tmp_path, Restart(max_restarts=3, backoff=0.5))
