@@ -110,7 +110,7 @@ port = 6379
     run_airadev(root, "down")
 
     print(f"after: {load()}")
-    ms = lambda v: f"{v * 1000:.0f} ms"  # noqa: E731
+    ms = lambda v: f"{v * 1000:.0f} ms"
     ok = report(f"containers: Redis in a container, time to healthy, median (min–max) of {args.runs}; "
                 "status with containers", [
         ("up --detach until PONG, from typing", spread(ours, ms), "docker run -d + polling " + spread(peer, ms)),

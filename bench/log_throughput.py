@@ -205,8 +205,8 @@ def main() -> int:
     def peers(figure, fmt) -> str:  # type: ignore[no-untyped-def]
         return "; ".join(f"{name} {col(name, figure, fmt)}" for name in results if name != "airadev") or "-"
 
-    rate = lambda v: f"{v:,.0f}"  # noqa: E731
-    secs = lambda v: f"{v:.2f} s"  # noqa: E731
+    rate = lambda v: f"{v:,.0f}"
+    secs = lambda v: f"{v:.2f} s"
     ours = results["airadev"]
     rows = [
         ("lines/s, start → last line stored", col("airadev", lambda r: n / r.elapsed, rate),

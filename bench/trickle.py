@@ -122,7 +122,7 @@ def main() -> int:
     def peers(index: int, fmt) -> str:  # type: ignore[no-untyped-def]
         return "; ".join(f"{name} {col(name, index, fmt)}" for name in results if name != "airadev") or "-"
 
-    pct = lambda v: f"{v:.2f}%"  # noqa: E731
+    pct = lambda v: f"{v:.2f}%"
     rows = [
         ("CPU, % of one core", col("airadev", 0, pct), peers(0, pct)),
         ("PSS (own processes together)", col("airadev", 1, mb), peers(1, mb)),

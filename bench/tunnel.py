@@ -179,7 +179,7 @@ test_number = "{NUMBER}"
         subprocess.run([*airadev, "down"], env=run_env, capture_output=True)
         twilio.stop()
     print(f"after: {load()}")
-    ms = lambda v: f"{v * 1000:.0f} ms"  # noqa: E731
+    ms = lambda v: f"{v * 1000:.0f} ms"
     overhead = statistics.median(overheads)
     rows = [
         ("`tunnel -d --verify`, typing → return", spread(totals, ms), ""),
