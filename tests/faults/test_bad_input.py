@@ -50,13 +50,17 @@ def link_outside(stack: Stack) -> None:
 HELD: list[socket.socket] = []
 
 
-def hold_port(port: int) -> Callable[[Stack], None]:
-    def hold(stack: Stack) -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", port))
-        sock.listen(1)
-        HELD.append(sock)
-    return hold
+def hold_port(stack: Stack) -> int:
+    """Hold a port picked now (one picked at collection could be anyone's by the time the case
+    runs) and make it service a's; the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    HELD.append(sock)
+    port = sock.getsockname()[1]
+    config = stack.root / "airadev.toml"
+    config.write_text(config.read_text().replace(f"port = {PORT}\n", f"port = {port}\n"))
+    return port
 
 
 PORT = free_port()
@@ -124,7 +128,7 @@ CASES = [
     Case("env-file-unterminated-quote", ".env line 1", code=1, toml=good() + 'env_files = [".env"]\n',
          files={".env": b"A='never closed\n"}),
     Case("env-file-outside", "outside the workspace", code=1, toml=good() + 'env_files = [".env"]\n', setup=link_outside),
-    Case("port-held", f"port {PORT} (services.a) is held by pid", code=1, toml=good(PORT), setup=hold_port(PORT)),
+    Case("port-held", "port {held} (services.a) is held by pid", code=1, toml=good(PORT), setup=hold_port),
     Case("docker-engine-missing", "does not answer", code=1,
          toml=good() + 'runtime = "docker"\ndocker = { image = "airadev-local/redis:7" }\n',
          env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}),
@@ -160,8 +164,8 @@ def test_bad_input_is_one_clear_line_and_nothing_written(stack: Stack, case: Cas
     (stack.root / "airadev.toml").write_bytes(case.toml.encode(errors="surrogateescape"))
     for relative, content in case.files.items():
         (stack.root / relative).write_bytes(content)
-    if case.setup:
-        case.setup(stack)
+    held = case.setup(stack) if case.setup else None
+    says = case.says.format(held=held) if held is not None else case.says
     stack.env.update(case.env)
     before = snapshot(stack.root)
     result = stack.cli(*case.args)
@@ -169,7 +173,7 @@ def test_bad_input_is_one_clear_line_and_nothing_written(stack: Stack, case: Cas
     said = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == case.code, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
-    assert said and said[0].startswith("error: ") and case.says in said[0], said
+    assert said and said[0].startswith("error: ") and says in said[0], said
     assert len(said) == 2 and said[1].startswith("  fix: "), f"one line what, one line how to fix: {said}"
     assert snapshot(stack.root) == before, "nothing is written"
     state = stack.root / ".airadev"
