@@ -33,7 +33,10 @@ from airadev.supervisor import control, graph, logstore, probes, reaper
 from airadev.supervisor.environment import service_env, stack_env, stack_secrets
 from airadev.supervisor.runtime import Context, Fatal, Instance, runtime_for
 
-PARTIAL_LINE_PAUSE = 0.1  # a partial line is shown after this long without more output
+# A partial line is shown after this long without more output. Well above the process
+# runtime's pause in a steady trickle (process._HOLD, 0.1 s): a line written in two parts
+# across such a pause must not be cut in two.
+PARTIAL_LINE_PAUSE = 0.25
 TAIL_BYTES = 8192  # recent output kept per service, shown when it crash-loops
 
 
