@@ -9,6 +9,10 @@ airadev's: honcho (console to a file; its own processes: the manager and its wor
 supervisord (the service's output to a log file). Each side's stored lines are counted, so a
 side that relayed less is not mistaken for a cheaper one.
 
+Not quite like for like, said plainly: airadev reads a steady trickle every 100 ms (one chunk of
+about 10 lines; airadev/supervisor/process.py, _HOLD), so its lines reach the log up to 100 ms
+after they were written; honcho and supervisord read each line as it comes.
+
 Target: at most 0.5% of one core at 100 lines/s.
 
 usage: python bench/trickle.py [--runs 3] [--seconds 30] [--rate 100] [--no-peer]
