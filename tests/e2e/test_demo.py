@@ -28,10 +28,9 @@ def copy_demo(target: Path) -> dict[str, int]:
     ports = {name: free_port() for name in DEFAULT_PORTS}
     for relative in ("airadev.toml", "voice-agent/.env", "kb-updater/.env"):
         path = target / relative
-        text = path.read_text()
-        for name, default in DEFAULT_PORTS.items():
-            text = re.sub(rf"\b{default}\b", str(ports[name]), text)
-        path.write_text(text)
+        # One pass: a port written for one service is never taken for another's default.
+        new = {str(default): str(ports[name]) for name, default in DEFAULT_PORTS.items()}
+        path.write_text(re.sub(r"\b(?:" + "|".join(new) + r")\b", lambda m: new[m[0]], path.read_text()))
     return ports
 
 
