@@ -35,12 +35,17 @@ _READ_SIZE = 64 * 1024
 # per line: 100 lines/s cost 0.7-0.8% of a core, however little each wake-up did (a bare
 # epoll/read/write loop in Python costs 30-100 us per wake-up on this kind of machine, more the
 # longer it slept: its caches go cold). Once a service has written _STEADY small chunks in a
-# row, each within _HOLD of the one before, reading pauses for _HOLD and then takes what has
-# gathered in one chunk: 10 wake-ups a second instead of one per line (measured: 0.2% at 100
-# lines/s; 0.4% with 50 ms). Lines of such a stream then wait up to _HOLD, and are stamped when
+# row, each within _HOLD of the one before, at a rate at which a pause would gather less than a
+# read takes, reading pauses and then takes what has gathered in one chunk. The first pause is
+# _FIRST; each pause that gathers under half a read doubles the next, up to _HOLD: 10 wake-ups
+# a second instead of one per line (measured: 0.2% at 100 lines/s; 0.4% with 50 ms). A pause
+# that gathers more, or nothing, ends the pausing. So the pipe (1 MiB) cannot fill during a
+# pause, and a fast stream of small writes taken for a trickle (its writer descheduled for a
+# moment) is held at most _FIRST. Lines of a trickle wait up to _HOLD, and are stamped when
 # read; the first lines after a quiet spell, short bursts (a server's start-up banner) and
 # floods are never held. The runner's partial-line pause must stay well above _HOLD.
 _HOLD = 0.1
+_FIRST = 0.01
 _SMALL = 4096
 _STEADY = 4
 
@@ -84,7 +89,10 @@ class ProcessInstance:
         self._buffer = bytearray(_READ_SIZE)
         self._view = memoryview(self._buffer)
         self._quick = 0  # small chunks in a row, each within _HOLD of the one before
+        self._quick_bytes = 0  # their size together
+        self._quick_since = 0.0  # when the first of them came
         self._last_read = 0.0
+        self._pause = _FIRST
         self._held: asyncio.TimerHandle | None = None
         os.set_blocking(rfd, False)
         with contextlib.suppress(OSError):
@@ -107,24 +115,30 @@ class ProcessInstance:
         now = self._loop.time()
         if size < _SMALL and now - self._last_read < _HOLD:
             self._quick += 1
+            self._quick_bytes += size
         else:
-            self._quick = 0
+            self._quick, self._quick_bytes, self._quick_since = 0, 0, now
         self._last_read = now
-        if self._quick >= _STEADY and self._rfd >= 0:
+        # At this streak's rate, would one pause gather less than one read takes?
+        slow = self._quick_bytes * _HOLD < _READ_SIZE * (now - self._quick_since)
+        if self._quick >= _STEADY and slow and self._rfd >= 0:
             self._loop.remove_reader(self._rfd)
-            self._held = self._loop.call_later(_HOLD, self._resume)
+            self._pause = _FIRST
+            self._held = self._loop.call_later(self._pause, self._resume)
 
     def _resume(self) -> None:
-        """The end of a pause in a steady trickle: take what gathered, then pause again while
-        it stays a trickle; once it stops (or turns into a flood) wait for output as usual."""
+        """The end of a pause in a steady trickle: take what gathered, then pause again (longer,
+        up to _HOLD) while it stays a trickle; once it stops or speeds up, wait for output as
+        usual."""
         self._held = None
         if self._rfd < 0:
             return
         size = self._read_once()
         if self._rfd < 0:
             return
-        if 0 < size < _SMALL:
-            self._held = self._loop.call_later(_HOLD, self._resume)
+        if 0 < size < _READ_SIZE // 2:
+            self._pause = min(self._pause * 2, _HOLD)
+            self._held = self._loop.call_later(self._pause, self._resume)
             return
         self._quick = 0
         self._last_read = self._loop.time()
