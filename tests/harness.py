@@ -31,18 +31,25 @@ def toml_list(items: list[str]) -> str:
     return json.dumps(items)
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
     """A port nobody listens on, below the kernel's ephemeral range: a port the kernel hands out
     (bind to 0) may be given again to any outgoing connection before the test's service binds
-    it, and under load that happened."""
+    it, and under load that happened. Never the same port twice in a run: two random picks
+    for one workspace once drew the same port, and its config was refused (CI failure)."""
     low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     while True:
         port = random.randrange(max(1024, low - 12000), low)
+        if port in _GIVEN:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _GIVEN.add(port)
             return port
 
 
