@@ -20,18 +20,19 @@ loop stays the one owner of state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import re
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from airadev.errors import AiradevError
 from airadev.model import Service
 from airadev.state import workspace_id
-from airadev.supervisor.reaper import (RUN_LABEL, SERVICE_LABEL, WORKSPACE_LABEL, engine_host, engine_hostname,
+from airadev.supervisor.reaper import (CREATED, CREATING, RUN_LABEL, SERVICE_LABEL, WORKSPACE_LABEL, engine_host, engine_hostname,
                                       engine_request, is_local, plain_engine)
 from airadev.supervisor.runtime import Context, OnOutput
 
@@ -219,7 +220,8 @@ class DockerRuntime:
         body = self._config(service, env, image, host)
         # Straight to `create`, the common case; what it refuses says what to do first.
         for _ in range(3):
-            status, answer = engine_call(host, "POST", f"/containers/create?name={name}", body)
+            with announced(self.ctx):
+                status, answer = engine_call(host, "POST", f"/containers/create?name={name}", body)
             if status == 201:
                 return str(answer["Id"])
             if status == 404 and "image" in _message(answer).lower():
@@ -255,7 +257,7 @@ class DockerRuntime:
             host_config["PortBindings"] = {inner: [{"HostIp": "127.0.0.1" if is_local(host) else "",
                                                     "HostPort": str(service.port)}]}
         if len(containers) > 1:  # a network of their own, to find each other by name (a lone one needs none)
-            network = ensure_network(host, root)
+            network = ensure_network(host, root, self.ctx)
             host_config["NetworkMode"] = network
             config["NetworkingConfig"] = {"EndpointsConfig": {network: {"Aliases": list(service.names)}}}
         if spec.healthcheck:
@@ -358,6 +360,17 @@ def _from_inside(value: str, peers: Mapping[int, tuple[str, int]]) -> str:
     return _LOOPBACK.sub(swap, value)
 
 
+@contextlib.contextmanager
+def announced(ctx: Context) -> Iterator[None]:
+    """Around a request that makes a container or a network: should the supervisor die before
+    the answer, the engine still makes it, and its watchdog then looks for it again."""
+    ctx.tell_watchdog(CREATING)
+    try:
+        yield
+    finally:
+        ctx.tell_watchdog(CREATED)
+
+
 def network_name(root: Any) -> str:
     return f"airadev-{workspace_id(root)}"
 
@@ -365,20 +378,22 @@ def network_name(root: Any) -> str:
 _network_lock = threading.Lock()  # services start in parallel: one creates the network
 
 
-def ensure_network(host: str, root: Any) -> str:
+def ensure_network(host: str, root: Any, ctx: Context) -> str:
     """The workspace's own network, on which its containers find each other by service name."""
     with _network_lock:
-        return _ensure_network(host, root)
+        return _ensure_network(host, root, ctx)
 
 
-def _ensure_network(host: str, root: Any) -> str:
+def _ensure_network(host: str, root: Any, ctx: Context) -> str:
     name, ours = network_name(root), workspace_id(root)
     for _ in range(3):
         status, found = engine_call(host, "GET", f"/networks/{name}")
         if status == 404:
             # CheckDuplicate: engines before 25 otherwise make a second network of that name.
-            status, answer = engine_call(host, "POST", "/networks/create", {
-                "Name": name, "Driver": "bridge", "CheckDuplicate": True, "Labels": {WORKSPACE_LABEL: ours}})
+            with announced(ctx):
+                status, answer = engine_call(host, "POST", "/networks/create", {
+                    "Name": name, "Driver": "bridge", "CheckDuplicate": True,
+                    "Labels": {WORKSPACE_LABEL: ours, RUN_LABEL: ctx.marker}})
             if status == 409:  # made meanwhile by another service's start
                 continue
             if status != 201:
@@ -430,6 +445,7 @@ class DockerInstance:
         # On a remote engine the port is published there: airadev's probes go there too.
         self._host = host = engine_host()
         self.probe_host = None if is_local(host) else engine_hostname(host)
+        self.port_proxied = True  # its port is published by the engine (probes.PROXY_SETTLE)
         self.readiness = "the image's HEALTHCHECK" if self._has_healthcheck else "the container to run"
         self._stopped = False
         self._stream: Any = None

@@ -39,7 +39,16 @@ def retarget(probe: Probe, host: str | None) -> Probe:
     return probe
 
 
-async def check(probe: Probe, *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> tuple[bool, str]:
+# A container's published port is held by the engine's port proxy (docker-proxy), which accepts
+# a connection before anything in the container listens, then closes it as soon as its own
+# connection inside is refused (0.3 ms here). A TCP probe of such a port passes only when the
+# connection is still open this long after it was accepted (or the service already spoke).
+PROXY_SETTLE = 0.25
+
+
+async def check(probe: Probe, *, env: Mapping[str, str] | None = None, cwd: str | None = None,
+                proxied: bool = False) -> tuple[bool, str]:
+    """One check. ``proxied``: the TCP port is a container's published port (PROXY_SETTLE)."""
     try:
         if probe.kind is ProbeKind.EXEC:
             return await asyncio.to_thread(_exec, probe.target, probe.timeout, env, cwd)  # type: ignore[arg-type]
@@ -49,7 +58,11 @@ async def check(probe: Probe, *, env: Mapping[str, str] | None = None, cwd: str 
             if probe.kind is ProbeKind.TCP:
                 host, port = probe.target  # type: ignore[misc]
                 sock = await _connect(host, port)
-                sock.close()
+                try:
+                    if proxied and not await _stays_open(sock):
+                        return False, "the engine's port proxy answers, but nothing listens in the container yet"
+                finally:
+                    sock.close()
                 return True, "port open"
     except TimeoutError:
         return False, f"no answer within {probe.timeout:g}s"
@@ -79,6 +92,19 @@ async def _connect(host: str, port: int) -> socket.socket:
             sock.close()
             raise
     raise error
+
+
+async def _stays_open(sock: socket.socket) -> bool:
+    """Whether a just-accepted connection is neither closed nor reset within PROXY_SETTLE
+    (data from the service counts as open)."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(PROXY_SETTLE):
+            return bool(await loop.sock_recv(sock, 1))
+    except TimeoutError:
+        return True
+    except ConnectionError:
+        return False
 
 
 def _literal(host: str, port: int) -> list[tuple[Any, ...]]:

@@ -33,6 +33,12 @@ RUN_LABEL = "dev.airadev.run"
 WORKSPACE_LABEL = "dev.airadev.workspace"  # the workspace id (state.workspace_id)
 SERVICE_LABEL = "dev.airadev.service"
 CLEAN = b"stopped cleanly\n"  # the supervisor's last words to its watchdog
+# Said before and after each request that makes something on the engine (a container, a
+# network). The engine carries out a request whose sender died before the answer (seen every
+# time here: a create cut short shows up after a sweep made at once), so a create still pending
+# when the pipe closes is looked for again (late_sweep).
+CREATING, CREATED = b"+", b"-"
+LATE_LIMIT = 15.0  # how long a pending create is looked for (one that never left is never seen)
 
 
 def pids() -> list[int]:
@@ -361,13 +367,29 @@ def remove_containers(host: str, label: str, grace: float = 10.0) -> int:
     return len(found)
 
 
-def remove_networks(host: str, label: str) -> None:
-    """Remove the networks carrying ``label``, by id (one still in use stays)."""
-    for network in _labelled(host, "networks", label):
+def remove_networks(host: str, label: str) -> int:
+    """Remove the networks carrying ``label``, by id (one still in use stays); how many found."""
+    found = _labelled(host, "networks", label)
+    for network in found:
         try:
             engine_request(host, "DELETE", f"/networks/{network['Id']}")
         except OSError:
             pass
+    return len(found)
+
+
+def late_sweep(host: str, marker: str, pending: int, grace: float, limit: float = LATE_LIMIT) -> int:
+    """Look again, every 0.1 s for at most ``limit`` seconds, for the ``pending`` containers and
+    networks whose creation the supervisor had asked for when it died, and remove them as they
+    appear; how many were found. Networks by this run's label only: an older network of the
+    workspace may already be the next run's."""
+    found = 0
+    deadline = time.monotonic() + limit
+    while found < pending and time.monotonic() < deadline:
+        time.sleep(0.1)
+        found += remove_containers(host, f"{RUN_LABEL}={marker}", grace)
+        found += remove_networks(host, f"{RUN_LABEL}={marker}")
+    return found
 
 
 def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str = "",
@@ -376,6 +398,7 @@ def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     said = b""
+    pending = 0  # creates asked of the engine and not yet answered
     while True:
         try:
             data = os.read(fd, 4096)
@@ -386,6 +409,7 @@ def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str
         if not data:
             break
         said = (said + data)[-16:]
+        pending += data.count(CREATING) - data.count(CREATED)
     # A supervisor that stopped everything itself says so last; one that died did not.
     clean = said.endswith(CLEAN)
     if docker_host and not clean:  # containers first: their stop is not bounded by our grace
@@ -396,6 +420,11 @@ def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str
         except Exception:  # noqa: BLE001  (whatever the engine said, the processes must still go)
             pass
     terminate(marker, pgids=recorded_groups(state_file), grace=grace)
+    if docker_host and not clean and pending > 0:
+        try:
+            late_sweep(docker_host, marker, pending, grace)
+        except Exception:  # noqa: BLE001  (as above)
+            pass
     if finally_run and not clean:  # what stops containers airadev did not make (`supabase stop`)
         import json
         import subprocess

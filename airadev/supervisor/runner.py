@@ -188,7 +188,9 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unclean = False  # a second signal killed everything at once
         self._loop_thread = 0
-        self.runtime_context = Context(config, marker, self._on_loop(self.event), hide=self._on_loop(self.redact.add))
+        self._reaper_lock = threading.Lock()  # the pipe is written from runtimes' threads too
+        self.runtime_context = Context(config, marker, self._on_loop(self.event), hide=self._on_loop(self.redact.add),
+                                       tell_watchdog=self._tell_watchdog)
         self._output_waiters: dict[str, list[tuple[re.Pattern[bytes], asyncio.Future[None]]]] = {}
 
     # --- the run ----------------------------------------------------------------------------
@@ -473,7 +475,8 @@ class Supervisor:
         failures = 0
         healthy_once = False
         while True:
-            ok, message = await probes.check(probe, env=env, cwd=str(unit.service.cwd))
+            ok, message = await probes.check(probe, env=env, cwd=str(unit.service.cwd),
+                                             proxied=getattr(instance, "port_proxied", False))
             if unit.instance is not instance:
                 return
             message = self.redact.text(message)  # an exec probe's output may hold anything
@@ -1051,16 +1054,22 @@ class Supervisor:
         os.close(rfd)
         self._reaper_fd = wfd
 
-    def _stop_reaper(self) -> None:
-        if self._reaper_fd >= 0:
-            left = self.runtime_context.stop_options
-            if not (self._unclean or left.get("supabase_left") or left.get("containers_left")):
+    def _tell_watchdog(self, said: bytes) -> None:
+        with self._reaper_lock:
+            if self._reaper_fd >= 0:
                 try:
-                    os.write(self._reaper_fd, reaper.CLEAN)  # nothing of ours is left: no cleanup to do
+                    os.write(self._reaper_fd, said)
                 except OSError:
                     pass
-            os.close(self._reaper_fd)
-            self._reaper_fd = -1
+
+    def _stop_reaper(self) -> None:
+        left = self.runtime_context.stop_options
+        if not (self._unclean or left.get("supabase_left") or left.get("containers_left")):
+            self._tell_watchdog(reaper.CLEAN)  # nothing of ours is left: no cleanup to do
+        with self._reaper_lock:
+            if self._reaper_fd >= 0:
+                os.close(self._reaper_fd)
+                self._reaper_fd = -1
         if self._reaper is not None:
             try:
                 self._reaper.wait(timeout=5)

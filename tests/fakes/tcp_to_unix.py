@@ -1,14 +1,35 @@
 """Forwards TCP connections on HOST:PORT to a unix socket: a Docker engine reached over
-`tcp://` as a remote one is (`python tcp_to_unix.py HOST PORT /var/run/docker.sock`)."""
+`tcp://` as a remote one is (`python tcp_to_unix.py HOST PORT /var/run/docker.sock`).
+
+With ``--hold-create`` it prints the first line of each request it forwards (`> POST /...`),
+and holds the first container create it sees (printing `held POST /containers/create...`)
+until a line arrives on its stdin: a supervisor can then die with its create still on the way,
+and the create be carried out when the test says (after the watchdog's first look).
+"""
 
 import socket
 import sys
 import threading
 
+_said = threading.Lock()
+_held = threading.Event()  # set once a create has been held (only the first is)
 
-def pump(src: socket.socket, dst: socket.socket) -> None:
+
+def say(line: str) -> None:
+    with _said:
+        print(line, flush=True)
+
+
+def pump(src: socket.socket, dst: socket.socket, watch: bool) -> None:
     try:
         while data := src.recv(65536):
+            first = data.split(b"\r\n", 1)[0].decode(errors="replace")
+            if watch and first.split(" ", 1)[0] in ("GET", "POST", "DELETE", "PUT", "HEAD"):
+                if first.startswith("POST /containers/create") and not _held.is_set():
+                    _held.set()
+                    say(f"held {first}")
+                    sys.stdin.readline()  # released by the test
+                say(f"> {first}")
             dst.sendall(data)
     except OSError:
         pass
@@ -21,15 +42,16 @@ def pump(src: socket.socket, dst: socket.socket) -> None:
 
 
 def main() -> None:
-    host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    server = socket.create_server((host, port))
-    print(f"forwarding {host}:{port} to {path}", flush=True)
+    watch = "--hold-create" in sys.argv
+    host, port, path = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    server = socket.create_server((host, int(port)))
+    say(f"forwarding {host}:{port} to {path}")
     while True:
         client, _ = server.accept()
         engine = socket.socket(socket.AF_UNIX)
         engine.connect(path)
-        for a, b in ((client, engine), (engine, client)):
-            threading.Thread(target=pump, args=(a, b), daemon=True).start()
+        threading.Thread(target=pump, args=(client, engine, watch), daemon=True).start()
+        threading.Thread(target=pump, args=(engine, client, False), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -17,7 +19,7 @@ import pytest
 
 from airadev.state import workspace_id
 from tests.figures import count
-from tests.harness import FAKES, Stack, free_port, wait_for
+from tests.harness import FAKES, PY, Stack, free_port, wait_for
 
 IMAGE = "airadev-local/redis:7"
 
@@ -125,6 +127,74 @@ def test_containers_of_a_dead_run_are_removed(engine: docker.DockerClient, stack
     assert [c.id for c in ours(engine, stack)] != [old] and len(ours(engine, stack)) == 1
 
 
+class Forwarder:
+    """tests/fakes/tcp_to_unix.py in front of the engine, holding the first container create;
+    its lines collected as they come."""
+
+    def __init__(self, port: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(FAKES / "tcp_to_unix.py"), "127.0.0.1", str(port),
+                                      "/var/run/docker.sock", "--hold-create"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def said(self, prefix: str, after: int = 0) -> int:
+        """Wait for a line starting with ``prefix`` (after the first ``after``); its index."""
+        return wait_for(lambda: next((i + 1 for i, line in enumerate(self.lines) if i >= after
+                                      and line.startswith(prefix)), 0), timeout=60, what=f"the forwarder to say {prefix}")
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def test_a_create_still_on_its_way_when_the_supervisor_dies_is_removed_once_it_lands(
+        engine: docker.DockerClient, stack: Stack) -> None:
+    """The engine carries out a create whose sender died before the answer, after a look made at
+    once: CI's fault suite once found the Redis container of a run killed 0.33 s into `up`
+    still there. Here the create is held until the supervisor is dead and its watchdog has
+    looked once, then let through: the watchdog, told that a create was under way, looks again."""
+    forwarder = Forwarder(port := free_port())
+    try:
+        forwarder.said("forwarding")
+        redis_stack(stack, free_port())
+        stack.env["DOCKER_HOST"] = f"tcp://127.0.0.1:{port}"
+        began = int(time.time())
+        up = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "up", "--detach"],
+                              env=stack.environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        held = forwarder.said("held POST /containers/create")
+        state = stack.state()
+        os.kill(state["supervisor_pid"], signal.SIGKILL)
+        # The watchdog's first look (containers, then networks) goes through the forwarder too.
+        forwarder.said("> GET /networks", after=held)
+        forwarder.release()
+        assert up.wait(60) != 0
+
+        def actions() -> list[str]:
+            return [event["Action"] for event in engine.events(
+                since=began, until=int(time.time()) + 1, decode=True,
+                filters={"type": "container", "label": f"dev.airadev.run={state['marker']}"})]
+
+        wait_for(lambda: "create" in actions(), timeout=30, what="the held create to land")
+        wait_for(lambda: not ours(engine, stack), timeout=30, what="the late container to be removed")
+        assert "destroy" in actions()
+        wait_for(lambda: not reaper_alive(state["reaper_pid"]), timeout=30, what="the watchdog to end")
+    finally:
+        forwarder.close()
+        for container in ours(engine, stack):
+            container.remove(force=True)
+
+
 def test_foreign_containers_are_reported_never_touched(engine: docker.DockerClient, stack: Stack) -> None:
     port = free_port()
     redis_stack(stack, port)
@@ -222,12 +292,52 @@ def test_a_remote_engine_through_docker_host_works_like_the_local_one(engine: do
         assert "tcp 127.0.0.2:" in stack.log("airadev")  # the probe went to the engine's host
         [container] = ours(engine, stack)
         assert container.ports["6379/tcp"][0]["HostIp"] == "0.0.0.0"
-        assert "Ready to accept connections" in stack.cli("logs", "redis", "-n", "50").stdout
+        # Its output comes from the engine's log stream, which may trail the probe.
+        wait_for(lambda: "Ready to accept connections" in stack.cli("logs", "redis", "-n", "50").stdout,
+                 timeout=30, what="Redis's banner in `airadev logs redis`")
         assert stack.cli("down").returncode == 0
         assert ours(engine, stack) == []
     finally:
         forwarder.kill()
         forwarder.wait()
+
+
+def test_a_tcp_probe_of_a_container_waits_for_the_service_not_the_engine_s_port_proxy(
+        engine: docker.DockerClient, stack: Stack) -> None:
+    """The published port answers (docker-proxy) before Redis listens inside; Redis here waits
+    for a file the test creates, so the probe is seen failing first."""
+    port = free_port()
+    gate = stack.root / "gate"
+    gate.mkdir()
+    stack.write(f"""
+[services.redis]
+runtime = "docker"
+command = "redis-server"
+port = {port}
+health = {{ tcp = true, start_interval = "50ms" }}
+[services.redis.docker]
+image = "redis:7-alpine"
+port = 6379
+volumes = ["{gate}:/gate"]
+command = ["sh", "-c", "while [ ! -e /gate/open ]; do sleep 0.05; done; exec redis-server --protected-mode no"]
+""")
+    stack.env["AIRADEV_REDIS_IMAGE"] = IMAGE
+    up = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "up", "--detach"],
+                          env=stack.environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def redis() -> dict:
+            status = stack.cli("status", "--json")
+            return json.loads(status.stdout)["services"]["redis"] if status.returncode == 0 else {}
+
+        seen = wait_for(lambda: "nothing listens in the container" in (r := redis()).get("health", "") and r,
+                        timeout=60, what="the probe to see the proxy alone")
+        assert seen["state"] == "starting"
+        (gate / "open").touch()
+        assert up.wait(60) == 0, up.stderr.read() if up.stderr else ""
+        assert ping(port) == b"+PONG\r\n"
+    finally:
+        (gate / "open").touch()
+        up.wait(60)
 
 
 def test_an_engine_that_disappears_mid_run_fails_its_service_not_the_stack(

@@ -58,6 +58,43 @@ def test_tcp(answering: tuple[int, list[bytes]]) -> None:
     assert check(Probe(ProbeKind.TCP, ("127.0.0.1", closed_port()))) == (False, "connection refused")
 
 
+def test_a_container_s_published_port_passes_only_once_the_service_behind_it_listens() -> None:
+    """The engine's port proxy accepts, then closes at once while nothing listens inside; a
+    service that listens keeps the connection open (or speaks first)."""
+    def serving(behaviour: str) -> int:
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            try:
+                if behaviour == "greets":
+                    conn.sendall(b"220 ready\r\n")
+                if behaviour == "resets":  # SO_LINGER 0: a reset, not a close
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                if behaviour not in ("closes", "resets"):
+                    conn.recv(1)  # until the probe goes
+            except OSError:
+                pass
+            finally:
+                conn.close()
+                server.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return server.getsockname()[1]
+
+    def proxied(port: int) -> tuple[bool, str]:
+        return asyncio.run(probes.check(Probe(ProbeKind.TCP, ("127.0.0.1", port)), proxied=True))
+
+    waiting = (False, "the engine's port proxy answers, but nothing listens in the container yet")
+    assert proxied(serving("closes")) == waiting
+    assert not proxied(serving("resets"))[0]  # reset while connecting, or just after
+    assert proxied(serving("listens")) == (True, "port open")
+    assert proxied(serving("greets")) == (True, "port open")
+    assert check(Probe(ProbeKind.TCP, ("127.0.0.1", serving("closes")))) == (True, "port open")  # a process's port
+
+
 @pytest.mark.parametrize(("answer", "verdict"), [
     (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", (True, "HTTP 200")),
     (b"HTTP/1.0 302 Found\r\n\r\n", (True, "HTTP 302")),
