@@ -656,7 +656,7 @@ def _resolve_dependencies(services: list[Service], file: Path) -> list[Service]:
                                   f"remove \"{dep.name}\" from its depends_on")
             deps.append(dataclasses.replace(dep, name=canonical[dep.name]))
         resolved.append(dataclasses.replace(service, depends_on=tuple(deps)))
-    from airadev.supervisor.graph import find_cycle
+    from airadev.graph import find_cycle
 
     cycle = find_cycle({s.name: [d.name for d in s.depends_on] for s in resolved})
     if cycle:

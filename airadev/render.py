@@ -157,7 +157,7 @@ class LogConsole:
 
     def __init__(self, names: Sequence[str], *, colour: bool, fd: int = 1, own: bool = True,
                  buffered: bool = True) -> None:
-        from airadev.supervisor.logstore import prefix_lines, prefixed
+        from airadev.logstore import prefix_lines, prefixed
 
         self.prefix_lines = prefix_lines
         self.prefixed = prefixed
@@ -346,7 +346,7 @@ class LogPrinter:
         self.timestamps = timestamps
 
     def write(self, service: str, raw_lines: list[bytes]) -> bool:
-        from airadev.supervisor.logstore import TS_FIELD, has_stamp
+        from airadev.logstore import TS_FIELD, has_stamp
 
         if not raw_lines:
             return True

@@ -109,7 +109,7 @@ def supervisor_alive(state: dict[str, Any] | None) -> bool:
     """Whether the supervisor recorded in ``state`` is still running the stack: it has not
     recorded that it stopped, and it is still that same process (the pid and its start time
     both match, so a recycled pid is not mistaken for it)."""
-    from airadev.supervisor.reaper import alive, start_time
+    from airadev.reaper import alive, start_time
 
     if not state or state.get("phase") == "stopped":
         return False

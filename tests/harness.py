@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from airadev.state import workspace_id
-from airadev.supervisor import reaper
+from airadev import reaper
+from airadev.integrations import engine
 
 FAKES = Path(__file__).parent / "fakes"
 PY = sys.executable
@@ -199,14 +200,14 @@ class Stack:
         reaper.terminate(workspace_id(self.root) + ".", exact=False, grace=2)
         reaper.signal_pids([p for p in self.seen_pids if reaper.alive(p)], signal.SIGKILL)
         if containers:
-            reaper.remove_containers(reaper.engine_host(), f"{reaper.WORKSPACE_LABEL}={workspace_id(self.root)}", grace=1)
+            engine.remove_containers(engine.engine_host(), f"{engine.WORKSPACE_LABEL}={workspace_id(self.root)}", grace=1)
         if problems:
             raise AssertionError("the test left its stack behind: " + "; ".join(problems))
 
     def containers(self) -> list[str]:
         """Names of the engine's containers labelled with this workspace (none without an engine)."""
-        host = reaper.engine_host()
-        found = reaper._labelled(host, "containers", f"{reaper.WORKSPACE_LABEL}={workspace_id(self.root)}")
+        host = engine.engine_host()
+        found = engine.labelled(host, "containers", f"{engine.WORKSPACE_LABEL}={workspace_id(self.root)}")
         return sorted(name.lstrip("/") for c in found for name in (c.get("Names") or [c["Id"][:12]])[:1])
 
 

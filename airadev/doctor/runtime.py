@@ -17,7 +17,7 @@ def _running_marker(ctx: Context) -> str | None:
 @check("runtime.ports", "each port is free, or held by this stack", requires=("workspace.config",))
 def ports(ctx: Context) -> list[Result]:
     from airadev.operations.up import port_holder, port_in_use
-    from airadev.supervisor import reaper
+    from airadev import reaper
 
     marker = _running_marker(ctx)
     ours = set(reaper.marked(marker)) if marker else set()
@@ -47,7 +47,7 @@ def ports(ctx: Context) -> list[Result]:
 @check("runtime.leftovers", "nothing is left of a dead run", requires=("workspace.config",))
 def leftovers(ctx: Context) -> Result:
     from airadev.state import workspace_id
-    from airadev.supervisor import reaper
+    from airadev import reaper
 
     if _running_marker(ctx):
         return ok("runtime.leftovers", "the stack is running; nothing of an earlier run is left")
@@ -132,7 +132,7 @@ def images(ctx: Context) -> list[Result]:
     import docker as sdk
 
     from airadev.integrations.docker import image_of
-    from airadev.supervisor.reaper import engine_host
+    from airadev.integrations.engine import engine_host
 
     try:
         client = sdk.DockerClient(base_url=engine_host(ctx.env), timeout=4)

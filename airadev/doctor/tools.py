@@ -266,7 +266,7 @@ def docker_engine(ctx: Context) -> Result:
 
 
 def docker_host(ctx: Context) -> str:
-    from airadev.supervisor.reaper import engine_host
+    from airadev.integrations.engine import engine_host
 
     return engine_host(ctx.env)
 
@@ -274,7 +274,7 @@ def docker_host(ctx: Context) -> str:
 def docker_api(host: str, path: str, timeout: float) -> Any:
     """GET ``path`` of the Docker engine's API (unix:// or plain tcp://); OSError unless it
     answers 200 with JSON."""
-    from airadev.supervisor.reaper import engine_request
+    from airadev.integrations.engine import engine_request
 
     status, body = engine_request(host, "GET", path, timeout=timeout)
     if status != 200:

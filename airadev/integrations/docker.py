@@ -32,8 +32,8 @@ from typing import Any
 from airadev.errors import AiradevError
 from airadev.model import Service
 from airadev.state import workspace_id
-from airadev.supervisor.reaper import (CREATED, CREATING, RUN_LABEL, SERVICE_LABEL, WORKSPACE_LABEL, engine_host, engine_hostname,
-                                      engine_request, is_local, plain_engine)
+from airadev.integrations.engine import (RUN_LABEL, SERVICE_LABEL, WORKSPACE_LABEL, engine_host, engine_hostname,
+                                         engine_request, is_local, plain_engine)
 from airadev.supervisor.runtime import Context, OnOutput
 
 HEALTH_INTERVAL_NS = 10**9  # docker.healthcheck's interval (the same in the Compose export)
@@ -364,11 +364,11 @@ def _from_inside(value: str, peers: Mapping[int, tuple[str, int]]) -> str:
 def announced(ctx: Context) -> Iterator[None]:
     """Around a request that makes a container or a network: should the supervisor die before
     the answer, the engine still makes it, and its watchdog then looks for it again."""
-    ctx.tell_watchdog(CREATING)
+    ctx.creating(True)
     try:
         yield
     finally:
-        ctx.tell_watchdog(CREATED)
+        ctx.creating(False)
 
 
 def network_name(root: Any) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from airadev.doctor import Check, Context, Result, Status, exit_code, fixes, run, summary
-from airadev.supervisor.logstore import Redactor
+from airadev.logstore import Redactor
 
 
 def fix(results: Sequence[Result], ctx: Context, *, dry_run: bool, install: bool,

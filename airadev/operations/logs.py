@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from airadev.errors import UsageError, did_you_mean
 from airadev.state import Paths, read_state, supervisor_alive
-from airadev.supervisor import logstore
+from airadev import logstore
 
 OWN_LOG = "airadev"  # the supervisor's own events
 AGENT_LOG = "ngrok"  # the tunnel's ngrok agent

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airadev.errors import AiradevError, NotRunning
 from airadev.state import AlreadyRunning, Lock, Paths, read_state, supervisor_alive, write_json_atomic
-from airadev.supervisor import control
+from airadev import control
 
 if TYPE_CHECKING:
     from airadev.model import Config

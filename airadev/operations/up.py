@@ -17,7 +17,7 @@ from typing import Any
 from airadev.errors import AiradevError, UsageError, did_you_mean
 from airadev.model import Config, Runtime
 from airadev.state import AlreadyRunning, Lock, Paths, new_marker, read_state, supervisor_alive, workspace_id
-from airadev.supervisor import graph, logstore, reaper
+from airadev import graph, logstore, reaper
 
 
 def select(config: Config, names: Sequence[str]) -> list[str]:
@@ -115,7 +115,7 @@ def preflight(config: Config, names: Sequence[str]) -> None:
 
 
 def _engine_answers() -> None:
-    from airadev.supervisor.reaper import engine_host, engine_request, plain_engine
+    from airadev.integrations.engine import engine_host, engine_request, plain_engine
 
     host = engine_host()
     if not plain_engine(host):  # TLS and ssh engines: the runtime finds out, through the SDK
@@ -132,7 +132,7 @@ def _engine_answers() -> None:
 
 
 def _local_engine() -> bool:
-    from airadev.supervisor.reaper import engine_host, is_local
+    from airadev.integrations.engine import engine_host, is_local
 
     return is_local(engine_host())
 
@@ -179,7 +179,7 @@ def port_holder(port: int) -> tuple[int, str] | None:
 
 def port_taken(name: str, port: int, config: Config) -> AiradevError:
     from airadev.supervisor.environment import stack_secrets
-    from airadev.supervisor.logstore import Redactor
+    from airadev.logstore import Redactor
 
     holder = port_holder(port)
     if holder and holder[1].startswith("docker-proxy"):

@@ -9,7 +9,7 @@ from pathlib import Path
 from airadev.errors import AiradevError
 from airadev.integrations import envfile
 from airadev.model import Config, Service
-from airadev.supervisor.reaper import INSTANCE_VAR, MARKER_VAR, MARKER_VARS, SERVICE_VAR
+from airadev.reaper import INSTANCE_VAR, MARKER_VAR, MARKER_VARS, SERVICE_VAR
 
 
 def env_file_values(service: Service) -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from airadev.errors import AiradevError
 from airadev.model import Service
-from airadev.supervisor import reaper
+from airadev import reaper
 from airadev.supervisor.runtime import OnOutput
 
 _F_SETPIPE_SZ = 1031

@@ -16,8 +16,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -29,7 +27,10 @@ from airadev.errors import AiradevError
 from airadev.model import Condition, Config, ProbeKind, RestartPolicy, Service, State
 from airadev.model import Runtime as RuntimeKind
 from airadev.state import DOWN_REASON, SCHEMA, Paths, write_json_atomic
-from airadev.supervisor import control, graph, logstore, probes, reaper
+from airadev import control, graph, logstore, reaper
+from airadev.integrations import engine
+from airadev.supervisor import probes
+from airadev.supervisor.watchdog import CREATED, CREATING, Watchdog
 from airadev.supervisor.environment import service_env, stack_env, stack_secrets
 from airadev.supervisor.runtime import Context, Fatal, Instance, runtime_for
 
@@ -163,8 +164,7 @@ class Supervisor:
         self._signals = 0
         self._server: asyncio.AbstractServer | None = None
         self._watcher: Any = None
-        self._reaper: subprocess.Popen[bytes] | None = None
-        self._reaper_fd = -1
+        self.watchdog = Watchdog()
         self._own_log: logstore.LogFile | None = None
         self.exit_reason = ""
         self.internal_error: str | None = None
@@ -174,7 +174,7 @@ class Supervisor:
         # remove them by label from there.
         self.docker_host = ""
         if any(u.service.runtime is RuntimeKind.DOCKER for u in self.units.values()):
-            self.docker_host = reaper.engine_host()
+            self.docker_host = engine.engine_host()
         # `supabase stop` for the watchdog and the next run, when Supabase is part of this one.
         self.supabase_stop: list[str] = []
         for unit in self.units.values():
@@ -188,9 +188,8 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unclean = False  # a second signal killed everything at once
         self._loop_thread = 0
-        self._reaper_lock = threading.Lock()  # the pipe is written from runtimes' threads too
         self.runtime_context = Context(config, marker, self._on_loop(self.event), hide=self._on_loop(self.redact.add),
-                                       tell_watchdog=self._tell_watchdog)
+                                       creating=lambda begun: self.watchdog.tell(CREATING if begun else CREATED))
         self._output_waiters: dict[str, list[tuple[re.Pattern[bytes], asyncio.Future[None]]]] = {}
 
     # --- the run ----------------------------------------------------------------------------
@@ -212,7 +211,8 @@ class Supervisor:
         self._loop, self._loop_thread = loop, threading.get_ident()
         self.paths.ensure()
         self._open_logs()
-        self._start_reaper()
+        self.watchdog.start(self.marker, max((u.service.stop_grace for u in self.units.values()), default=10.0),
+                            self.paths.state, self.docker_host, self.supabase_stop)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
@@ -279,7 +279,7 @@ class Supervisor:
                 reaper.signal_group(pgid, signal.SIGKILL)
         reaper.signal_pids(reaper.marked(self.marker), signal.SIGKILL)
         if self.docker_host:
-            threading.Thread(target=reaper.remove_containers, args=(self.docker_host, f"{reaper.RUN_LABEL}={self.marker}", 0),
+            threading.Thread(target=engine.remove_containers, args=(self.docker_host, f"{engine.RUN_LABEL}={self.marker}", 0),
                              daemon=True).start()
 
     # --- lifecycle of one service -------------------------------------------------------------
@@ -722,7 +722,7 @@ class Supervisor:
             "marker": self.marker,
             "supervisor_pid": os.getpid(),
             "supervisor_start": reaper.start_time(os.getpid()),
-            "reaper_pid": self._reaper.pid if self._reaper else None,
+            "reaper_pid": self.watchdog.pid,
             "started_at": self.started_wall,
             "phase": self.phase,
             "failure": self.failure,
@@ -1034,47 +1034,10 @@ class Supervisor:
         if self._own_log:
             self._own_log.close()
         self.paths.socket.unlink(missing_ok=True)
-        self._stop_reaper()
-
-    # --- watchdog and watcher ----------------------------------------------------------------
-
-    def _start_reaper(self) -> None:
-        """Start the watchdog that ends this run's processes if the supervisor dies."""
-        rfd, wfd = os.pipe()
-        grace = max((u.service.stop_grace for u in self.units.values()), default=10.0)
-        env = {k: v for k, v in os.environ.items() if k not in reaper.MARKER_VARS}
-        self._reaper = subprocess.Popen(
-            [sys.executable, "-S", reaper.__file__, "--fd", str(rfd), "--marker", self.marker,
-             "--grace", str(grace), "--state", str(self.paths.state),
-             *(["--docker", self.docker_host] if self.docker_host else []),
-             *(["--finally", json.dumps(self.supabase_stop)] if self.supabase_stop else [])],
-            pass_fds=(rfd,), start_new_session=True, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        os.close(rfd)
-        self._reaper_fd = wfd
-
-    def _tell_watchdog(self, said: bytes) -> None:
-        with self._reaper_lock:
-            if self._reaper_fd >= 0:
-                try:
-                    os.write(self._reaper_fd, said)
-                except OSError:
-                    pass
-
-    def _stop_reaper(self) -> None:
         left = self.runtime_context.stop_options
-        if not (self._unclean or left.get("supabase_left") or left.get("containers_left")):
-            self._tell_watchdog(reaper.CLEAN)  # nothing of ours is left: no cleanup to do
-        with self._reaper_lock:
-            if self._reaper_fd >= 0:
-                os.close(self._reaper_fd)
-                self._reaper_fd = -1
-        if self._reaper is not None:
-            try:
-                self._reaper.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        self.watchdog.stop(clean=not (self._unclean or left.get("supabase_left") or left.get("containers_left")))
+
+    # --- watcher ----------------------------------------------------------------
 
     def _start_watcher(self) -> None:
         watched = {u.name: u.service for u in self.units.values() if u.service.watch}

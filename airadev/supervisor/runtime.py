@@ -63,9 +63,9 @@ class Context:
     hide: Callable[[Mapping[str, str]], None] = lambda secrets: None  # new secret values, never shown
     # Set by `down`: {"volumes": True} deletes the database's data with its containers.
     stop_options: dict[str, Any] = field(default_factory=dict)
-    # Tells the watchdog (reaper.CREATING / CREATED) around each request that makes something
-    # on the Docker engine; callable from any thread.
-    tell_watchdog: Callable[[bytes], None] = lambda said: None
+    # Called with True before and False after each request that makes something on the Docker
+    # engine (the watchdog looks again for what a request cut short still makes); any thread.
+    creating: Callable[[bool], None] = lambda begun: None
 
 
 def runtime_for(kind: RuntimeKind, ctx: Context) -> Runtime:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from airadev.errors import AiradevError
 from airadev.integrations import envfile
 from airadev.operations import tunnel as ops
-from airadev.supervisor import logstore, reaper
+from airadev import logstore, reaper
 
 if TYPE_CHECKING:
     from airadev.supervisor.runner import Supervisor

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airadev.supervisor import reaper
+from airadev import reaper
 from tests.harness import Stack, free_port, port_free, wait_for
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"

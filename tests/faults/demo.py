@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from airadev.state import workspace_id
-from airadev.supervisor import reaper
+from airadev import reaper
 from tests.e2e.test_demo import copy_demo
 from tests.fakes import tls
 from tests.fakes.twilio_api import FakeTwilio
@@ -113,7 +113,7 @@ def own_processes(stack: Stack) -> list[int]:
     root, wsid = str(stack.root).encode(), workspace_id(stack.root).encode()
     for pid in reaper.pids():
         cmd = cmdline(pid)
-        if ((b"airadev.supervisor.daemon" in cmd and root in cmd) or (b"reaper.py" in cmd and wsid in cmd)) \
+        if ((b"airadev.supervisor.daemon" in cmd and root in cmd) or (b"watchdog.py" in cmd and wsid in cmd)) \
                 and reaper.alive(pid):
             found.add(pid)
     return sorted(found)
@@ -124,7 +124,7 @@ def containers(stack: Stack) -> list[str]:
     import json
     import urllib.parse
 
-    from airadev.supervisor.reaper import engine_host, engine_request
+    from airadev.integrations.engine import engine_host, engine_request
 
     label = urllib.parse.quote(json.dumps({"label": [f"dev.airadev.workspace={workspace_id(stack.root)}"]}))
     status, body = engine_request(engine_host(), "GET", f"/containers/json?all=1&filters={label}")

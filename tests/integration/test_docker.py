@@ -383,7 +383,7 @@ command = {json.dumps(" ".join([sys.executable, str(FAKES / "printer.py"), "--ta
 
 
 def reaper_alive(pid: int) -> bool:
-    from airadev.supervisor import reaper
+    from airadev import reaper
 
     return reaper.alive(pid)
 

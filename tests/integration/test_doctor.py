@@ -19,7 +19,7 @@ import pytest
 
 from airadev import doctor
 from airadev.state import workspace_id
-from airadev.supervisor import reaper
+from airadev import reaper
 from tests.fakes.docker_engine import FakeEngine
 from tests.fakes.twilio_api import FakeTwilio
 from tests.harness import FAKES, PY, cli_env, free_port

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 
-from airadev.supervisor import reaper
+from airadev import reaper
 from tests.harness import PY, Stack, cli_env, fake, pids_in_log, toml_list, wait_for
 
 

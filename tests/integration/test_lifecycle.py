@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from airadev.supervisor import reaper
+from airadev import reaper
 from tests.harness import Follow, Stack, fake, free_port, port_free, toml_list, wait_for
 
 

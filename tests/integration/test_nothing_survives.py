@@ -13,7 +13,7 @@ import pytest
 
 from airadev import config as config_module
 from airadev.state import new_marker
-from airadev.supervisor import reaper
+from airadev import reaper
 from tests.harness import Stack, fake, free_port, pids_in_log, port_free, toml_list, wait_for
 
 REDIS = shutil.which("redis-server")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from airadev.model import Service
-from airadev.supervisor import reaper
+from airadev import reaper
 from airadev.supervisor.process import ProcessRuntime
 
 WRITER = r"""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from airadev.state import workspace_id
-from airadev.supervisor import reaper
+from airadev import reaper
 from tests.fakes import tls
 from tests.fakes.twilio_api import FakeTwilio
 from tests.figures import count

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from airadev import __version__, cli
-from airadev.supervisor import logstore
+from airadev import logstore
 
 STAMP = 1_700_000_000.0  # 2023-11-14T22:13:20Z: in the past
 

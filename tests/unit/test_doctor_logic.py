@@ -18,7 +18,7 @@ from airadev.doctor.templates import FORMATS, is_placeholder, jwt_payload, servi
 from airadev.errors import UsageError
 from airadev.model import Service
 from airadev.operations import doctor as op
-from airadev.supervisor.logstore import Redactor
+from airadev.logstore import Redactor
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from airadev.supervisor import graph
+from airadev import graph
 from airadev.supervisor.runner import backoff_delay
 
 STACK = {"redis": [], "voice": ["redis"], "kb": [], "ui": ["voice", "kb"]}

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airadev.supervisor import logstore
-from airadev.supervisor.logstore import LineFramer, Redactor
+from airadev import logstore
+from airadev.logstore import LineFramer, Redactor
 
 
 def frame_all(chunks: list[bytes], framer: LineFramer) -> bytes:

@@ -1,6 +1,6 @@
 """The watchdog and the run's state, in-process, over a few `sleep` processes.
 
-The watchdog normally runs as `python -S reaper.py`, which coverage's subprocess hook cannot
+The watchdog normally runs as `python -S watchdog.py`, which coverage's subprocess hook cannot
 reach (-S skips .pth files); here its main() runs in the test process, on a pipe the test closes
 as a dying supervisor's would be closed.
 """
@@ -20,7 +20,8 @@ import pytest
 
 from airadev.state import AlreadyRunning, Lock, Paths, new_marker, read_state, supervisor_alive, workspace_id
 from airadev.state import write_json_atomic
-from airadev.supervisor import reaper
+from airadev import reaper
+from airadev.supervisor import watchdog as watchdog_script
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def watchdog(args: list[str], said: bytes = b"") -> None:
     os.close(wfd)
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)}
     try:
-        assert reaper.main(["--fd", str(rfd), *args]) == 0
+        assert watchdog_script.main(["--fd", str(rfd), *args]) == 0
     finally:
         for sig, handler in saved.items():  # it ignores terminal signals: not in pytest's process
             signal.signal(sig, handler)
@@ -92,7 +93,7 @@ def test_after_a_clean_stop_only_stragglers_go_and_nothing_else_runs(tmp_path: P
     wait_listed(marker, 1)
     done = tmp_path / "finally"
     watchdog(["--marker", marker, "--grace", "5", "--state", str(tmp_path / "none.json"),
-              "--finally", json.dumps(["touch", str(done)])], said=b"noise" + reaper.CLEAN)
+              "--finally", json.dumps(["touch", str(done)])], said=b"noise" + watchdog_script.CLEAN)
     assert straggler.wait(timeout=5) == -signal.SIGTERM
     assert not done.exists(), "a supervisor that stopped cleanly left no Supabase to stop"
 

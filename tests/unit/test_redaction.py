@@ -19,8 +19,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from airadev.model import Config, Service
-from airadev.supervisor import logstore
-from airadev.supervisor.logstore import MIN_SECRET_LEN, LineFramer, Redactor
+from airadev import logstore
+from airadev.logstore import MIN_SECRET_LEN, LineFramer, Redactor
 from airadev.supervisor.runner import PARTIAL_LINE_PAUSE, Supervisor
 
 SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"

@@ -11,7 +11,7 @@ import pytest
 
 from airadev import render
 from airadev.doctor import Result, Status
-from airadev.supervisor.logstore import Redactor
+from airadev.logstore import Redactor
 from airadev.supervisor.runner import ReadySummary
 
 
