@@ -255,6 +255,47 @@ class Config:
                 return service
         raise KeyError(name)
 
+    def find(self, wanted: str, guesses: tuple[str, ...]) -> Service | None:
+        """The service named ``wanted`` (a name or an alias), or, when none is named, the first
+        of ``guesses`` the stack has."""
+        for name in ([wanted] if wanted else list(guesses)):
+            try:
+                return self.get(name)
+            except KeyError:
+                continue
+        return None
+
+    def voice_service(self) -> Service:
+        """The service the tunnel exposes: [tunnel] service, else the one called voice(-agent)."""
+        from airadev.errors import AiradevError
+
+        service = self.find(self.tunnel.service, ("voice", "voice-agent"))
+        if service is None:
+            raise AiradevError("no voice agent service to tunnel to in airadev.toml",
+                               'set [tunnel] service = "NAME", or give the voice agent the alias "voice"')
+        if service.port is None:
+            raise AiradevError(f"services.{service.name} has no port to tunnel to", f"set services.{service.name}.port")
+        return service
+
+    def ui_service(self) -> Service | None:
+        """The UI whose env file the tunnel rewrites: [tunnel] ui_service, else ui / aira-ui."""
+        return self.find(self.tunnel.ui_service, ("ui", "aira-ui"))
+
+    def ui_env_file(self) -> Path:
+        """The env file that gets the tunnel's address: [tunnel] env_file, else the UI's .env.local."""
+        from airadev.errors import AiradevError
+
+        if self.tunnel.env_file is not None:
+            return self.tunnel.env_file
+        ui = self.ui_service()
+        if ui is None:
+            raise AiradevError("no UI service, so no env file for VOICE_AGENT_SERVICE_URL",
+                               'set [tunnel] env_file = "aira-ui/.env.local" in airadev.toml')
+        for path in ui.env_files:
+            if path.name == ".env.local":
+                return path
+        return ui.cwd / ".env.local"
+
     @property
     def state_dir(self) -> Path:
         return self.root / ".airadev"

@@ -413,6 +413,17 @@ def verified(result: dict[str, Any]) -> None:
 MARKS = {"ok": ("✓", GREEN), "warning": ("!", YELLOW), "error": ("✗", RED), "skipped": ("-", DIM)}
 
 
+class TunnelView:
+    """What `airadev tunnel` shows (operations/tunnel.View), on the console."""
+
+    status = staticmethod(tunnel_status)
+    closed = staticmethod(tunnel_closed)
+    verified = staticmethod(verified)
+    json = staticmethod(json_out)
+    info = staticmethod(info)
+    warn = staticmethod(warn)
+
+
 def doctor_report(results: Sequence[Any], ctx: Any, *, verbose: bool, redact: Any) -> None:
     colour = use_colour()
     out = [f"airadev doctor: {ctx.root or ctx.start}" + (" (offline)" if ctx.offline else "")]

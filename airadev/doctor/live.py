@@ -11,7 +11,7 @@ from airadev.doctor import Context, Result, check, error, ok, skipped, warning
        requires=("env.present",))
 def twilio(ctx: Context) -> Result:
     from airadev.integrations.twilio import API_BASE_ENV, TwilioError, TwilioNumbers
-    from airadev.operations.tunnel import test_number, twilio_credentials
+    from airadev.rewiring import test_number, twilio_credentials
 
     credentials = twilio_credentials(ctx.config, ctx.env)
     if credentials is None:
@@ -38,9 +38,8 @@ def twilio(ctx: Context) -> Result:
 def supabase(ctx: Context) -> Result:
     import shutil
 
-    from airadev.operations.tunnel import ui_service
 
-    ui = ui_service(ctx.config)
+    ui = ctx.config.ui_service()
     local = ui.cwd / "node_modules" / ".bin" / "supabase"
     exe = str(local) if local.exists() else shutil.which("supabase", path=ctx.env.get("PATH")) or "supabase"
     try:
@@ -76,10 +75,9 @@ def supabase(ctx: Context) -> Result:
 def voice_url(ctx: Context) -> Result:
     import httpx
 
-    from airadev.operations.tunnel import ui_env_file
 
     try:
-        path = ui_env_file(ctx.config)
+        path = ctx.config.ui_env_file()
     except Exception:  # noqa: BLE001
         return skipped("live.voice-url", "no UI env file")
     from airadev.integrations.envfile import read_value

@@ -65,11 +65,10 @@ TRIGGER = re.compile(r"net\.http_post|notify_kb_updater_webhook", re.IGNORECASE)
 @check("runtime.bind", "the Python services listen where Supabase's containers reach them",
        requires=("workspace.config",))
 def bind(ctx: Context) -> list[Result]:
-    from airadev.operations.tunnel import ui_service
     from airadev.supervisor.environment import env_file_values
 
     config = ctx.config
-    ui = ui_service(config)
+    ui = config.ui_service()
     migrations = ui.cwd / "supabase" / "migrations" if ui else None
     uses_trigger = migrations is not None and migrations.is_dir() and any(
         TRIGGER.search(p.read_text(errors="replace")) for p in migrations.glob("*.sql"))

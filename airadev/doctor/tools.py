@@ -287,10 +287,9 @@ def docker_api(host: str, path: str, timeout: float) -> Any:
 
 @check("tools.supabase-cli", "the Supabase CLI (the UI's devDependency, or on PATH)", timeout=8)
 def supabase_cli(ctx: Context) -> Result:
-    from airadev.operations.tunnel import ui_service
 
     config = ctx.config
-    ui = ui_service(config) if config else None
+    ui = config.ui_service() if config else None
     local = _lock_root(ui.cwd) / "node_modules" / ".bin" / "supabase" if ui else None
     if ui is None or not (ui.cwd / "supabase" / "config.toml").is_file():
         return skipped("tools.supabase-cli", "the UI has no supabase/config.toml: Supabase is not part of this stack")

@@ -57,9 +57,8 @@ def folders(ctx: Context) -> list[Result]:
 
 
 def _supabase_dir(ctx: Context):  # type: ignore[no-untyped-def]
-    from airadev.operations.tunnel import ui_service
 
-    ui = ui_service(ctx.config) if ctx.config else None
+    ui = ctx.config.ui_service() if ctx.config else None
     folder = ui.cwd / "supabase" if ui else None
     return folder if folder is not None and (folder / "config.toml").is_file() else None
 

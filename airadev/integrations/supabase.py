@@ -130,15 +130,14 @@ def wiring(config: Config, found: Mapping[str, str]) -> list[tuple[Path, dict[st
     """Which env file gets which values: the UI's .env.local its public URL and anon key and the
     service-role key; the voice agent's and KB updater's env file the URL and service-role key."""
     from airadev.integrations.database import kb_service
-    from airadev.operations.tunnel import _find, ui_env_file, ui_service
 
     public, server = keys(found)
     url = found["API_URL"]
     plan: list[tuple[Path, dict[str, str]]] = []
-    if ui_service(config) is not None or config.tunnel.env_file is not None:
-        plan.append((ui_env_file(config), {"NEXT_PUBLIC_SUPABASE_URL": url, "NEXT_PUBLIC_SUPABASE_ANON_KEY": public,
+    if config.ui_service() is not None or config.tunnel.env_file is not None:
+        plan.append((config.ui_env_file(), {"NEXT_PUBLIC_SUPABASE_URL": url, "NEXT_PUBLIC_SUPABASE_ANON_KEY": public,
                                            "SUPABASE_SERVICE_ROLE_KEY": server}))
-    for service in (_find(config, config.tunnel.service, ("voice", "voice-agent")), kb_service(config)):
+    for service in (config.find(config.tunnel.service, ("voice", "voice-agent")), kb_service(config)):
         if service is not None and service.env_files:
             plan.append((service.env_files[0], {"SUPABASE_URL": url, "SUPABASE_KEY": server}))
     return plan

@@ -157,7 +157,7 @@ def _drop_database(paths: Paths) -> list[str]:
 
 def _recover_tunnel(paths: Paths) -> list[str]:
     """Put back what a dead run's tunnel left rewired (the journal says what)."""
-    from airadev.operations import tunnel
+    from airadev import rewiring as tunnel
 
     if not tunnel.Journal.path_of(paths).exists():
         return []

@@ -1,367 +1,193 @@
-"""`airadev tunnel`: what gets rewired to the tunnel's address, the journal that makes it undoable,
-and the signed test call.
-
-Every change is written to the journal (``.airadev/tunnel.json``) before it is made, and marked
-once it is made and read back. Undoing walks the journal backwards; after a crash or a SIGKILL
-the next `airadev tunnel`, `up` or `down` finds the journal and puts everything back. A value
-that someone else changed since is left alone (and said so), never overwritten.
+"""`airadev tunnel`: the signed test call through the tunnel (``verify``), and the foreground
+session that holds a tunnel open until Ctrl-C or `airadev down` (``hold``). What is rewired,
+and the journal that undoes it, are in airadev/rewiring.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from airadev.errors import AiradevError
-from airadev.integrations import envfile
-from airadev.model import Config, Service, TwilioSettings
-from airadev.state import Paths, write_json_atomic
+from airadev.errors import AiradevError, NotRunning, UsageError
+from airadev.model import Config
+from airadev.rewiring import ENV_KEYS, Journal, recover, test_number, twilio_credentials
+from airadev.state import Paths
 
 
-# --- which services and files ------------------------------------------------------------------
+class View(Protocol):
+    """How the session shows what happens (the CLI's renderer)."""
 
-def _find(config: Config, wanted: str, guesses: tuple[str, ...]) -> Service | None:
-    for name in ([wanted] if wanted else list(guesses)):
+    def status(self, status: dict[str, Any]) -> None: ...
+    def closed(self, result: dict[str, Any]) -> None: ...
+    def verified(self, result: dict[str, Any]) -> None: ...
+    def json(self, obj: dict[str, Any]) -> None: ...
+    def info(self, line: str) -> None: ...
+    def warn(self, line: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Options:
+    domain: str = ""
+    region: str = ""
+    keep: bool = False
+    verify: bool = False
+    stop: bool = False
+    show: bool = False
+    as_json: bool = False
+    detach: bool = False
+
+
+def session(paths: Paths, config: Callable[[], Config], options: Options, view: View) -> None:
+    """`airadev tunnel` with its options: show, close, or open (then verify, then hold it open in
+    the foreground unless detached). What this command opened, it closes on a failure or Ctrl-C
+    (KeyboardInterrupt is raised again once it is closed)."""
+    from airadev.operations import manage
+
+    try:
+        status = manage.request(paths, "tunnel", action="status")
+    except NotRunning:
+        _leftovers(paths, config, view)
+        raise
+    if options.show:
+        if options.as_json:
+            view.json({"schema": 1, **status})
+        else:
+            view.status(status)
+        return
+    if options.stop:
+        result = manage.request(paths, "tunnel", action="close", keep=options.keep if options.keep else None,
+                                timeout=120)
+        view.closed(result)
+        if result.get("failed"):
+            raise AiradevError("the tunnel is closed, but not everything could be put back",
+                               "fix what is said above, then run `airadev tunnel --stop` (or `airadev down`) again")
+        return
+    opened_here = status.get("state") != "open"
+    if opened_here:
+        env = {key: os.environ[key] for key in ENV_KEYS if key in os.environ}
         try:
-            return config.get(name)
-        except KeyError:
-            continue
-    return None
-
-
-def voice_service(config: Config) -> Service:
-    service = _find(config, config.tunnel.service, ("voice", "voice-agent"))
-    if service is None:
-        raise AiradevError("no voice agent service to tunnel to in airadev.toml",
-                           'set [tunnel] service = "NAME", or give the voice agent the alias "voice"')
-    if service.port is None:
-        raise AiradevError(f"services.{service.name} has no port to tunnel to", f"set services.{service.name}.port")
-    return service
-
-
-def ui_service(config: Config) -> Service | None:
-    return _find(config, config.tunnel.ui_service, ("ui", "aira-ui"))
-
-
-def ui_env_file(config: Config) -> Path:
-    if config.tunnel.env_file is not None:
-        return config.tunnel.env_file
-    ui = ui_service(config)
-    if ui is None:
-        raise AiradevError("no UI service, so no env file for VOICE_AGENT_SERVICE_URL",
-                           'set [tunnel] env_file = "aira-ui/.env.local" in airadev.toml')
-    for path in ui.env_files:
-        if path.name == ".env.local":
-            return path
-    return ui.cwd / ".env.local"
-
-
-# What of the environment the tunnel reads. The `tunnel` command sends its own values of these
-# to the supervisor, so that `NGROK_AUTHTOKEN=... airadev tunnel` works on a stack started
-# without them.
-ENV_KEYS = ("NGROK_AUTHTOKEN", "PYNGROK_NGROK_PATH", "PATH", "XDG_CONFIG_HOME", "TWILIO_ACCOUNT_SID",
-            "TWILIO_AUTH_TOKEN", "TWILIO_TEST_NUMBER", "AIRADEV_TWILIO_API_BASE")
-
-
-def tunnel_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    return {**os.environ, **(overrides or {})}
-
-
-def twilio_credentials(config: Config, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
-    """TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: from the voice agent's env files (or the service
-    named in twilio.credentials_from), else from the environment."""
-    env = os.environ if env is None else env
-    name = config.twilio.credentials_from
-    service = config.get(name) if name else _find(config, "", ("voice", "voice-agent"))
-    values: dict[str, str] = {}
-    for path in service.env_files if service else ():
-        if path.is_file():
-            values.update(envfile.read(path))
-    sid = values.get("TWILIO_ACCOUNT_SID") or env.get("TWILIO_ACCOUNT_SID", "")
-    token = values.get("TWILIO_AUTH_TOKEN") or env.get("TWILIO_AUTH_TOKEN", "")
-    return (sid, token) if sid and token else None
-
-
-def test_number(config: Config, env: Mapping[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    return config.twilio.test_number or env.get("TWILIO_TEST_NUMBER", "")
-
-
-def webhook_urls(address: str, settings: TwilioSettings) -> dict[str, str]:
-    base = address.rstrip("/")
-    return {"voice_url": base + settings.voice_path, "voice_method": "POST",
-            "sms_url": base + settings.sms_path, "sms_method": "POST",
-            "status_callback": base + settings.status_path, "status_callback_method": "POST"}
-
-
-# --- the journal -------------------------------------------------------------------------------
-
-# Within one supervisor, the tunnel and the database's runtime (putting back a dead run's rows)
-# may both reach for the journal from worker threads: one at a time.
-JOURNAL_LOCK = threading.RLock()
-
-
-class Journal:
-    """The write-ahead record of a tunnel's rewiring. One owner at a time (the supervisor, or
-    a CLI holding the run lock when no supervisor runs)."""
-
-    def __init__(self, paths: Paths, data: dict[str, Any]) -> None:
-        self.paths = paths
-        self.data = data
-
-    @staticmethod
-    def path_of(paths: Paths) -> Path:
-        return paths.dir / "tunnel.json"
-
-    @classmethod
-    def new(cls, paths: Paths, public_url: str, agent_pid: int | None, keep: bool, marker: str = "") -> Journal:
-        with JOURNAL_LOCK:
-            return cls._new(paths, public_url, agent_pid, keep, marker)
-
-    @classmethod
-    def _new(cls, paths: Paths, public_url: str, agent_pid: int | None, keep: bool, marker: str) -> Journal:
-        old = cls.load(paths)
-        if old is not None and old.pending() and all(step["kind"] == "db" for step in old.pending()):
-            raise AiradevError("an earlier tunnel's business_numbers row waits for the local database to be "
-                               "put back", "start the database (`airadev up`); it puts the row back by itself")
-        if old is not None and old.pending():
-            # Never drop what an earlier tunnel could not put back: it is the only record.
-            raise AiradevError("an earlier tunnel's rewiring is still in the journal, not put back",
-                               "run `airadev tunnel --stop` (or `airadev down`) once Twilio answers again")
-        journal = cls(paths, {"schema": 1, "public_url": public_url, "agent_pid": agent_pid, "marker": marker,
-                              "opened_at": time.time(), "keep": keep, "steps": []})
-        journal.save()
-        return journal
-
-    @classmethod
-    def load(cls, paths: Paths) -> Journal | None:
-        try:
-            data = json.loads(cls.path_of(paths).read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return cls(paths, data) if isinstance(data, dict) and data.get("schema") == 1 else None
-
-    @property
-    def steps(self) -> list[dict[str, Any]]:
-        return self.data["steps"]
-
-    def save(self) -> None:
-        self.paths.ensure()
-        write_json_atomic(self.path_of(self.paths), self.data, durable=True)
-
-    def add(self, step: dict[str, Any]) -> dict[str, Any]:
-        step["status"] = "planned"
-        self.steps.append(step)
-        self.save()
-        return step
-
-    def mark(self, step: dict[str, Any], status: str, **extra: Any) -> None:
-        step["status"] = status
-        step.update(extra)
-        self.save()
-
-    def pending(self) -> list[dict[str, Any]]:
-        """Steps that may have changed something and are not undone yet."""
-        return [s for s in self.steps if s["status"] in ("planned", "applied")]
-
-    def remove(self) -> None:
-        self.path_of(self.paths).unlink(missing_ok=True)
-
-    def detach(self) -> None:
-        """Mark it as no live tunnel's: what is left in it, the database's runtime puts back."""
-        with JOURNAL_LOCK:
-            if self.path_of(self.paths).exists():
-                self.data["marker"] = ""
-                self.save()
-
-
-# --- applying and undoing --------------------------------------------------------------------------
-
-def rewire_env_file(journal: Journal, path: Path, variable: str, address: str) -> bool:
-    """Set ``variable`` to ``address`` in ``path``, journaled first, read back after. Returns
-    whether the file changed (it may already hold the address: a reserved domain)."""
-    with envfile.WRITE_LOCK:  # no other rewrite of the file between the plan and the write
-        planned = envfile.plan_file(path, variable, address)
-        step = journal.add({"kind": "envfile", "edit": planned.edit.as_json()})
-        envfile.apply(planned, journal.paths.dir / "backups")
-        if envfile.read_value(path, variable) != address:
-            raise AiradevError(f"{path}: {variable} does not read back as the tunnel address",
-                               "look at the file; it is put back as it was")
-    journal.mark(step, "applied")
-    return planned.changes
-
-
-def rewire_twilio(journal: Journal, numbers: Any, number: Any, wanted: dict[str, str]) -> dict[str, Any]:
-    from airadev.integrations.twilio import Wiring
-
-    step = journal.add({"kind": "twilio", "account_sid": numbers.account_sid, "number_sid": number.sid,
-                        "phone_number": number.phone_number, "api_base": numbers.base,
-                        "before": number.wiring.as_dict(), "after": wanted})
-    numbers.update(number.sid, Wiring(**wanted))  # reads back, raises if it differs
-    journal.mark(step, "applied")
-    return step
-
-
-def rewire_database(journal: Journal, dsn: str, number: str, wanted: dict[str, str]) -> str:
-    """The test number's row in the local database's ``business_numbers`` gets the same three
-    URLs as Twilio. Returns why it was not touched, or "" when it was."""
-    from airadev.integrations import database
-
-    with database.connect(dsn) as conn:
-        before = database.number_urls(conn, number)
-        if before is None:
-            return f"no business_numbers row for {number}: not touched"
-        after = {"voice_url": wanted["voice_url"], "sms_url": wanted["sms_url"],
-                 "status_callback_url": wanted["status_callback"]}
-        step = journal.add({"kind": "db", "dsn": dsn, "phone_number": number, "before": before, "after": after})
-        with conn.transaction():
-            database.set_number_urls(conn, number, after)  # reads back, raises (and rolls back) if it differs
-        journal.mark(step, "applied")
-    return ""
-
-
-@dataclass
-class Undone:
-    restored: list[str]
-    left: list[str]  # changed by someone else since: left alone
-    failed: list[str]  # could not be put back now (Twilio unreachable, ...): still in the journal
-    # The local database is not running (it went down with a dead run): its row is put back when
-    # it runs again (its runtime does that once it is ready). Still in the journal.
-    waiting: list[str] = field(default_factory=list)
-
-
-def undo(journal: Journal, config: Config, env: Mapping[str, str] | None = None) -> Undone:
-    """Put back every pending step, newest first. Steps that cannot be put back now stay in the
-    journal for the next try; the journal goes once nothing is pending."""
-    with JOURNAL_LOCK:
-        return _undo(journal, config, env)
-
-
-def _undo(journal: Journal, config: Config, env: Mapping[str, str] | None) -> Undone:
-    result = Undone([], [], [])
-    for step in reversed(journal.pending()):
-        try:
-            outcome, what = _undo_step(step, config, env)
-        except AiradevError as exc:
-            if step["kind"] == "db" and exc.message.startswith("cannot connect"):
-                result.waiting.append(f"{_describe(step)}: put back once the database runs again "
-                                      "(the next `airadev up` does it)")
-                continue
-            result.failed.append(f"{_describe(step)}: {exc.message} ({exc.fix})")
-            continue
-        journal.mark(step, outcome)
-        (result.restored if outcome == "restored" else result.left).append(what)
-    if not journal.pending():
-        journal.remove()
-    return result
-
-
-def _describe(step: dict[str, Any]) -> str:
-    if step["kind"] == "envfile":
-        return f"{step['edit']['path']} ({step['edit']['name']})"
-    if step["kind"] == "db":
-        return f"business_numbers {step['phone_number']}"
-    return f"Twilio {step['phone_number']}"
-
-
-def _undo_step(step: dict[str, Any], config: Config, env: Mapping[str, str] | None) -> tuple[str, str]:
-    if step["kind"] == "envfile":
-        edit = envfile.EnvEdit.from_json(step["edit"])
-        if envfile.undo(edit):
-            return "restored", f"{edit.path}: {edit.name} put back"
-        if step["status"] == "planned":  # journaled, but the write never happened
-            return "restored", f"{edit.path}: {edit.name} was never changed"
-        return "left", f"{edit.path}: {edit.name} was changed since; left as it is"
-    if step["kind"] == "db":
-        if config.database() is None:  # it can never run again here: nothing to put back into
-            return "left", f"business_numbers {step['phone_number']}: the local database is no longer " \
-                           "part of the stack; its row is left as it is"
-        return _undo_database(step)
-    from airadev.integrations.twilio import Wiring
-
-    from airadev.integrations.twilio import TwilioNumbers
-
-    credentials = twilio_credentials(config, env)
-    if credentials is None or credentials[0] != step["account_sid"]:
-        raise AiradevError(f"no credentials for the Twilio account {step['account_sid']}",
-                           "put TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN back in the voice agent's .env")
-    numbers = TwilioNumbers(*credentials, timeout=config.twilio.timeout, base_url=step.get("api_base"))
-    current = numbers.fetch(step["number_sid"]).wiring.as_dict()
-    if current == step["before"]:
-        return "restored", f"Twilio {step['phone_number']}: already as it was"
-    if current != step["after"]:
-        return "left", f"Twilio {step['phone_number']}: changed since; left as it is"
-    numbers.update(step["number_sid"], Wiring(**step["before"]))
-    return "restored", f"Twilio {step['phone_number']}: webhooks put back"
-
-
-def _undo_database(step: dict[str, Any]) -> tuple[str, str]:
-    from airadev.integrations import database
-
-    what = f"business_numbers {step['phone_number']}"
-    with database.connect(step["dsn"]) as conn:
-        current = database.number_urls(conn, step["phone_number"])
-        if current == step["before"]:
-            return "restored", f"{what}: already as it was"
-        if current != step["after"]:
-            return "left", f"{what}: changed since; left as it is"
-        with conn.transaction():
-            database.set_number_urls(conn, step["phone_number"], step["before"])
-    return "restored", f"{what}: webhook URLs put back"
-
-
-def recover_database_rows(paths: Paths, marker: str) -> list[str]:
-    """Put back the business_numbers rows a dead run's tunnel left rewired: called by the
-    database's runtime once it is ready again. A journal of this run (``marker``) is its live
-    tunnel's, and left alone."""
-    with JOURNAL_LOCK:
-        journal = Journal.load(paths)
-        if journal is None or journal.data.get("marker") == marker or journal.data.get("keep"):
-            return []
-        return _recover_rows(journal)
-
-
-def _recover_rows(journal: Journal) -> list[str]:
-    done = []
-    for step in reversed(journal.pending()):
-        if step["kind"] != "db":
-            continue
-        try:
-            outcome, what = _undo_database(step)
-        except AiradevError:
-            continue
-        journal.mark(step, outcome)
-        done.append(what)
-    if not journal.pending():
-        journal.remove()
-    return done
-
-
-def recover(paths: Paths, config: Config, env: Mapping[str, str] | None = None) -> Undone | None:
-    """After a crash: put back what a dead run's tunnel left rewired. Call only under the run
-    lock, or from the supervisor that owns the journal."""
-    with JOURNAL_LOCK:
-        return _recover(paths, config, env)
-
-
-def _recover(paths: Paths, config: Config, env: Mapping[str, str] | None) -> Undone | None:
-    journal = Journal.load(paths)
-    if journal is None:
-        return None
-    if journal.data.get("keep"):
-        journal.remove()
-        return None
-    return undo(journal, config, env)
-
-
-# --- the signed test call ------------------------------------------------------------------------
+            status = manage.request(paths, "tunnel", action="open", domain=options.domain, region=options.region,
+                                    keep=options.keep, env=env, timeout=180)
+        except KeyboardInterrupt:
+            # The supervisor opens it anyway: close it again, so that Ctrl-C leaves nothing rewired.
+            view.closed(manage.request(paths, "tunnel", action="close", timeout=120))
+            raise
+    elif options.domain and options.domain.split("://")[-1] not in status.get("address", ""):
+        raise UsageError(f"a tunnel is already open at {status['address']}",
+                         "close it first (`airadev tunnel --stop`) to open one on another domain")
+    closes = opened_here and not options.detach  # what this command opened, it closes on failure
+    try:
+        if not options.as_json or not options.verify:
+            view.status(status)
+        if options.verify:
+            _verify(paths, status, config, options, view, closes)
+        if options.detach or not opened_here:
+            return
+        hold(paths, view)
+    except KeyboardInterrupt:
+        # Ctrl-C before the hold took over: what this command opened, it still closes.
+        if closes:
+            view.closed(manage.request(paths, "tunnel", action="close", timeout=120))
+            return
+        raise
+
+
+def _verify(paths: Paths, status: dict[str, Any], config: Callable[[], Config], options: Options, view: View,
+            closes: bool) -> None:
+    from airadev.operations import manage
+
+    try:
+        result = verify(status["address"], config())
+    except AiradevError:
+        if closes:
+            manage.request(paths, "tunnel", action="close", timeout=120)
+        raise
+    failed = not (200 <= result["status"] < 300 and result["twiml"])
+    if options.as_json:
+        view.json({"schema": 1, **result})
+    else:
+        view.verified(result)
+    if failed:
+        if closes:
+            view.closed(manage.request(paths, "tunnel", action="close", timeout=120))
+        raise AiradevError(f"the test call got {result['status']}" + ("" if result["twiml"] else ", and no TwiML"),
+                           "see `airadev logs voice` and `airadev logs ngrok`")
+
+
+def _leftovers(paths: Paths, config: Callable[[], Config], view: View) -> None:
+    """With nothing running, `airadev tunnel` still puts back what a crashed run's tunnel left."""
+    from airadev.state import AlreadyRunning, Lock
+
+    if not Journal.path_of(paths).exists():
+        return
+    lock = Lock(paths)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        return
+    try:
+        undone = recover(paths, config())
+    finally:
+        lock.release()
+    for line in (undone.restored + undone.left) if undone else []:
+        view.info(f"put back what the last tunnel left: {line}")
+    for line in undone.failed if undone else []:
+        view.warn(f"could not put back what the last tunnel left: {line}")
+
+
+def hold(paths: Paths, view: View) -> None:
+    """Keep the tunnel open until Ctrl-C (or SIGTERM, or the terminal closing), then close it."""
+    import signal
+
+    from airadev.operations import manage
+    from airadev.state import read_state, supervisor_alive
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+    view.info("the tunnel is open; Ctrl-C closes it and puts everything back")
+    try:
+        while True:
+            state = read_state(paths)
+            # The tunnel's own state first: a `down` from another terminal closes the tunnel,
+            # puts everything back and ends the supervisor, all within one poll. Only a
+            # supervisor gone while its tunnel still reads open died under it.
+            tunnel_state = (state or {}).get("tunnel") or {}
+            if tunnel_state.get("state") not in ("open", "closing"):
+                _ended(tunnel_state, view)
+                return
+            if not supervisor_alive(state):
+                raise AiradevError("the stack stopped under the tunnel",
+                                   "`airadev down` puts back whatever the tunnel left rewired")
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        result = manage.request(paths, "tunnel", action="close", timeout=120)
+        view.closed(result)
+        if result.get("failed"):
+            raise AiradevError("the tunnel is closed, but not everything could be put back",
+                               "fix what is said above, then run `airadev down`") from None
+
+
+def _ended(tunnel_state: dict[str, Any], view: View) -> None:
+    """Say how a held tunnel ended that this command did not close itself."""
+    from airadev.state import DOWN_REASON
+
+    how, why = tunnel_state.get("state", "closed"), tunnel_state.get("message", "")
+    if how == "failed":
+        raise AiradevError(f"the tunnel failed: {why}" if why else "the tunnel failed",
+                           "see `airadev logs airadev`; `airadev down` puts back whatever is left rewired")
+    if why == DOWN_REASON:
+        view.info("tunnel: closed by `airadev down`; everything is put back")
+    else:
+        view.info(f"tunnel: {how}" + (f" ({why})" if why else ""))
+
+
 
 def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """POST to the voice webhook through the tunnel, signed like Twilio signs (X-Twilio-Signature
@@ -389,7 +215,7 @@ def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -
     try:
         answer = httpx.post(url, data=params, headers=headers, timeout=15, trust_env=True)
     except httpx.HTTPError as exc:
-        untrusted = _certificate_problem(exc)
+        untrusted = certificate_problem(exc)
         if untrusted:
             raise AiradevError(f"the test call to {url} failed: its TLS certificate is not trusted here ({untrusted})",
                                "if a proxy or a CA of your own signs it, point SSL_CERT_FILE at that CA's "
@@ -398,10 +224,10 @@ def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -
                            "see `airadev tunnel --status` and `airadev logs ngrok`") from None
     took = time.perf_counter() - started
     return {"url": url, "status": answer.status_code, "ms": round(took * 1000, 1),
-            "twiml": _is_twiml(answer.headers.get("content-type", ""), answer.content)}
+            "twiml": is_twiml(answer.headers.get("content-type", ""), answer.content)}
 
 
-def _certificate_problem(exc: BaseException) -> str:
+def certificate_problem(exc: BaseException) -> str:
     """OpenSSL's reason, when ``exc`` comes from a certificate that failed verification."""
     import ssl
 
@@ -413,7 +239,7 @@ def _certificate_problem(exc: BaseException) -> str:
     return ""
 
 
-def _is_twiml(content_type: str, body: bytes) -> bool:
+def is_twiml(content_type: str, body: bytes) -> bool:
     if "xml" not in content_type:
         return False
     from xml.etree import ElementTree

@@ -238,7 +238,7 @@ def _run_lock(paths: Paths, wait: float = 10.0) -> Lock:
 def _claim(config: Config, names: Sequence[str]) -> Iterator[Ground]:
     """Take the workspace's run lock, end what a dead run left (processes, and a tunnel's
     rewiring), and check the ground. The lock is released on exit."""
-    from airadev.operations import tunnel
+    from airadev import rewiring as tunnel
 
     paths = Paths(config.root)
     lock = _run_lock(paths)

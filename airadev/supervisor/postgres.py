@@ -177,7 +177,7 @@ def prepare_database(ctx: Context, service: Service, conn: Any) -> None:
     changed = None if kb is None else database.set_trigger_url(conn, database.local_trigger_url(kb))
     if changed:
         ctx.event(service.name, f"{database.TRIGGER_FUNCTION}() now posts to {changed[1]} (was {changed[0]})", "info")
-    from airadev.operations.tunnel import recover_database_rows
+    from airadev.rewiring import recover_database_rows
     from airadev.state import Paths
 
     for line in recover_database_rows(Paths(ctx.config.root), ctx.marker):

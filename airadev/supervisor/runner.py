@@ -150,9 +150,7 @@ class Supervisor:
         self.units = {n: Unit(config.get(n)) for n in self.graph}
         self.redact = logstore.Redactor(stack_secrets(config))
         self.clock = logstore.Clock()
-        from airadev.operations.tunnel import ui_service
-
-        ui = ui_service(config)
+        ui = config.ui_service()
         self._tunnel_ui = ui.name if ui else None  # never given the variable the tunnel rewrites
         self.t0 = time.monotonic()
         self.started_wall = time.time()
@@ -839,10 +837,8 @@ class Supervisor:
 
     async def _tunnel_when_ready(self, options: dict[str, Any]) -> None:
         """`up --tunnel`: open the tunnel once the voice agent is ready (never, if it fails)."""
-        from airadev.operations.tunnel import voice_service
-
         try:
-            name = voice_service(self.config).name
+            name = self.config.voice_service().name
         except AiradevError as exc:
             self.tunnel_controller().mark("failed", exc.message)
             self.event(None, f"tunnel: {exc.message} ({exc.fix})", "error")

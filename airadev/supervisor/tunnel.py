@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from airadev.errors import AiradevError
 from airadev.integrations import envfile
-from airadev.operations import tunnel as ops
+from airadev import rewiring as ops
 from airadev import logstore, reaper
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class TunnelController:
                                "fix that, then open the tunnel again")
         if stale and (stale.restored or stale.left):
             sup.event(None, "tunnel: put back what an earlier tunnel left: " + "; ".join(stale.restored + stale.left))
-        voice = ops.voice_service(config)
+        voice = config.voice_service()
         unit = sup.units.get(voice.name)
         if unit is None or not unit.state.ready:
             state = unit.state if unit else "not part of this stack"
@@ -165,9 +165,9 @@ class TunnelController:
 
     async def _rewire_env_file(self) -> None:
         sup = self.sup
-        path = ops.ui_env_file(self.config)
+        path = self.config.ui_env_file()
         variable = self.config.tunnel.variable
-        ui = ops.ui_service(self.config)
+        ui = self.config.ui_service()
         ui_unit = sup.units.get(ui.name) if ui else None
         if ui_unit is not None and ui_unit.instance is not None and not ui_unit.state.ready:
             # A UI still starting may or may not have read the file yet; once it is ready, a

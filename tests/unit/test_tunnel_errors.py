@@ -197,7 +197,7 @@ def test_the_twilio_client_sends_a_throttled_request_again(monkeypatch: pytest.M
 def test_an_untrusted_certificate_is_recognised_through_httpx_s_exception_chain() -> None:
     import httpx
 
-    from airadev.operations.tunnel import _certificate_problem
+    from airadev.operations.tunnel import certificate_problem
 
     cause = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
     cause.verify_message = "unable to get local issuer certificate"
@@ -207,5 +207,5 @@ def test_an_untrusted_certificate_is_recognised_through_httpx_s_exception_chain(
         except ssl.SSLError as exc:
             raise httpx.ConnectError(str(exc)) from exc
     except httpx.ConnectError as wrapped:
-        assert _certificate_problem(wrapped) == "unable to get local issuer certificate"
-    assert _certificate_problem(httpx.ConnectError("[Errno 111] Connection refused")) == ""
+        assert certificate_problem(wrapped) == "unable to get local issuer certificate"
+    assert certificate_problem(httpx.ConnectError("[Errno 111] Connection refused")) == ""

@@ -18,8 +18,9 @@ from airadev.errors import AiradevError
 from airadev.integrations import envfile
 from airadev.integrations.twilio import TwilioNumbers
 from airadev.model import Config, DatabaseSpec, Runtime, Service, TunnelSettings, TwilioSettings
-from airadev.operations import tunnel
-from airadev.operations.tunnel import Journal, recover, recover_database_rows, rewire_env_file, rewire_twilio, undo
+from airadev import rewiring as tunnel
+from airadev.operations.tunnel import is_twiml
+from airadev.rewiring import Journal, recover, recover_database_rows, rewire_env_file, rewire_twilio, undo
 from airadev.state import Paths
 from tests.fakes.twilio_api import FakeTwilio
 
@@ -316,10 +317,10 @@ def test_detach_hands_the_journal_to_the_next_run(tmp_path: Path) -> None:
 
 def test_services_and_files_are_found_by_name_or_alias(tmp_path: Path) -> None:
     config, _, env_local = workspace(tmp_path)
-    assert tunnel.voice_service(config).name == "voice-agent"
-    ui = tunnel.ui_service(config)
+    assert config.voice_service().name == "voice-agent"
+    ui = config.ui_service()
     assert ui is not None and ui.name == "aira-ui"
-    assert tunnel.ui_env_file(config) == env_local
+    assert config.ui_env_file() == env_local
     assert tunnel.twilio_credentials(config, ENV) == (SID, TOKEN)
     assert tunnel.twilio_credentials(config, NO_ENV) is None
     assert tunnel.test_number(config, NO_ENV) == NUMBER
@@ -334,18 +335,18 @@ def test_what_is_missing_is_said_with_its_fix(tmp_path: Path) -> None:
     portless = Config(root=tmp_path, file=config.file, services=(
         Service(name="voice", command=("x",), cwd=tmp_path),))
     with pytest.raises(AiradevError, match="services.voice has no port") as caught:
-        tunnel.voice_service(portless)
+        portless.voice_service()
     assert caught.value.fix == "set services.voice.port"
     with pytest.raises(AiradevError, match="no voice agent service"):
-        tunnel.voice_service(Config(root=tmp_path, file=config.file, services=()))
+        Config(root=tmp_path, file=config.file, services=()).voice_service()
     with pytest.raises(AiradevError, match="no UI service"):
-        tunnel.ui_env_file(portless)
+        portless.ui_env_file()
     explicit = Config(root=tmp_path, file=config.file, services=(),
                       tunnel=TunnelSettings(env_file=tmp_path / "x.env"))
-    assert tunnel.ui_env_file(explicit) == tmp_path / "x.env"
+    assert explicit.ui_env_file() == tmp_path / "x.env"
     no_local = Config(root=tmp_path, file=config.file, services=(
         Service(name="ui", command=("x",), cwd=tmp_path / "web"),))
-    assert tunnel.ui_env_file(no_local) == tmp_path / "web" / ".env.local"
+    assert no_local.ui_env_file() == tmp_path / "web" / ".env.local"
 
 
 @pytest.mark.parametrize(("content_type", "body", "twiml"), [
@@ -356,4 +357,4 @@ def test_what_is_missing_is_said_with_its_fix(tmp_path: Path) -> None:
     ("application/json", b"<Response/>", False),
 ])
 def test_a_twiml_answer_is_recognised(content_type: str, body: bytes, twiml: bool) -> None:
-    assert tunnel._is_twiml(content_type, body) is twiml
+    assert is_twiml(content_type, body) is twiml
