@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 class Runtime(enum.StrEnum):
-    """How a service is run; each plugs in behind `airadev.supervisor.runtime.Runtime`."""
+    """How a service is run; each plugs in behind `airadev.runtimes.Runtime`."""
 
     PROCESS = "process"      # a child process group
     DOCKER = "docker"        # a container, through the docker SDK

@@ -77,3 +77,15 @@ def parse_duration(value: str | int | float) -> float | None:
     if not match:
         return None
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def ensure_ignored(gitignore: Path, entry: str) -> bool:
+    """Add ``entry`` to a .gitignore unless a line already ignores it."""
+    text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+    wanted = {entry, entry.rstrip("/"), "/" + entry, "/" + entry.rstrip("/")}
+    if any(line.strip() in wanted for line in text.splitlines()):
+        return False
+    if text and not text.endswith("\n"):
+        text += "\n"
+    gitignore.write_text(text + entry + "\n", encoding="utf-8")
+    return True

@@ -46,7 +46,7 @@ def _create_env(action: Action, root: Path) -> str:
 
 
 def _gitignore(action: Action, root: Path) -> str:
-    from airadev.operations.init import ensure_ignored
+    from airadev.workspace import ensure_ignored
 
     added = ensure_ignored(root / action.target, action.detail)  # (target may be absolute: another repo's)
     return f"added {action.detail} to {action.target}" if added else f"{action.target} already ignores {action.detail}"
@@ -59,7 +59,7 @@ def _chmod(action: Action, root: Path) -> str:
 
 
 def _reap(action: Action, root: Path) -> str:
-    from airadev.operations.up import reap_leftovers
+    from airadev.supervisor.leftovers import reap_leftovers
     from airadev.state import AlreadyRunning, Lock, Paths
 
     paths = Paths(root)

@@ -16,7 +16,7 @@ def _running_marker(ctx: Context) -> str | None:
 
 @check("runtime.ports", "each port is free, or held by this stack", requires=("workspace.config",))
 def ports(ctx: Context) -> list[Result]:
-    from airadev.operations.up import port_holder, port_in_use
+    from airadev.ports import port_holder, port_in_use
     from airadev import reaper
 
     marker = _running_marker(ctx)
@@ -65,7 +65,7 @@ TRIGGER = re.compile(r"net\.http_post|notify_kb_updater_webhook", re.IGNORECASE)
 @check("runtime.bind", "the Python services listen where Supabase's containers reach them",
        requires=("workspace.config",))
 def bind(ctx: Context) -> list[Result]:
-    from airadev.supervisor.environment import env_file_values
+    from airadev.runtimes.environment import env_file_values
 
     config = ctx.config
     ui = config.ui_service()
@@ -106,7 +106,7 @@ def database(ctx: Context) -> Result:
     if db.runtime is Runtime.SUPABASE:
         return ok(rid, f"{db.name}: local Supabase through its CLI (API on :{db.port}, database on "
                        f":{db.database.db_port if db.database else '?'})")
-    from airadev.supervisor.postgres import cluster_dir, find_binary
+    from airadev.runtimes.postgres import cluster_dir, find_binary
 
     server = find_binary("postgres")
     if server is None or find_binary("initdb") is None:

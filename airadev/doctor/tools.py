@@ -190,7 +190,7 @@ def _requirements(path: Path, seen: set[Path] | None = None) -> list[str]:
 def _interpreter(service: Any, ctx: Context) -> tuple[str | None, str]:
     """(the python the service runs with, how to call it): its virtualenv, else the python its
     command names (directly, or through a script's #! line, as with uvicorn), else python3."""
-    from airadev.supervisor.environment import find_venv
+    from airadev.runtimes.environment import find_venv
 
     venv = find_venv(service)  # raises for an explicit venv that is not there
     if venv:

@@ -1,42 +1,22 @@
-"""The ``docker`` runtime: a service as a container, through the docker SDK.
-
-A container is created with a stable name (``airadev-<workspace id>-<service>``) and labels
-for the workspace, the service and the run, so airadev finds its own and never touches anyone
-else's. Its output, read from the engine from its first byte, flows into the same framing,
-redaction and log files as a process's. ``DOCKER_HOST`` (and the SDK's TLS variables) choose
-the engine, as for the docker CLI.
-
-The start path (network, create, start, inspect) and the health checks speak the Engine API
-themselves (``engine_call``): the SDK's import takes a fifth of a second, as long as creating
-a container, so it is left to the threads that follow a started container (logs, waiting,
-stop, removal) and to what is rare (pulls, names to clear). Importing it in the background
-from the supervisor's start was tried: it slowed the start path by 30 ms (the GIL).
-
-Threads: the SDK is blocking. Each instance has a reader thread (the log stream) and a
-waiter thread (``wait``); both hand results to the loop with ``call_soon_threadsafe``, so the
-loop stays the one owner of state.
+"""The Docker engine through the docker SDK: the client (DOCKER_HOST, TLS, ssh), calls to the
+Engine API that work on any engine (``engine_call``), images, and what a dead run left. The
+``docker`` runtime (a service as a container) is airadev/runtimes/docker.py; the standard
+library's client of plain engines, which the watchdog uses too, is integrations/engine.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import os
-import re
-import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from airadev.errors import AiradevError
 from airadev.model import Service
 from airadev.state import workspace_id
-from airadev.integrations.engine import (RUN_LABEL, SERVICE_LABEL, WORKSPACE_LABEL, engine_host, engine_hostname,
-                                         engine_request, is_local, plain_engine)
-from airadev.supervisor.runtime import Context, OnOutput
+from airadev.integrations.engine import (WORKSPACE_LABEL, engine_host, engine_request, plain_engine)
 
-HEALTH_INTERVAL_NS = 10**9  # docker.healthcheck's interval (the same in the Compose export)
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -73,7 +53,7 @@ def client(timeout: float = 60, host: str = "") -> Any:
         return made
 
 
-def _why(exc: BaseException, limit: int = 200) -> str:
+def why_of(exc: BaseException, limit: int = 200) -> str:
     """What the engine said (its explanation when it gave one), cut to ``limit``."""
     return str(getattr(exc, "explanation", None) or exc)[:limit]
 
@@ -110,7 +90,7 @@ def engine_call(host: str, method: str, path: str, body: Any = None) -> tuple[in
     return status, answer if isinstance(answer, dict) else {}
 
 
-def _message(answer: Mapping[str, Any], limit: int = 200) -> str:
+def message_of(answer: Mapping[str, Any], limit: int = 200) -> str:
     return str(answer.get("message") or "no reason given")[:limit]
 
 
@@ -139,12 +119,12 @@ def ensure_image(api: Any, service: Service, image: str) -> None:
         api.images.pull(image)
     except failures() as exc:
         raise DockerError(
-            f"services.{service.name}: image {image} is not on the engine and cannot be pulled: {_why(exc, 160)}",
+            f"services.{service.name}: image {image} is not on the engine and cannot be pulled: {why_of(exc, 160)}",
             f"build it (docker build -t {image} .), or name a local image with "
             f"{service.docker.image_variable(service.name)} or docker.image in airadev.toml") from None
 
 
-def _ours(container: Any, root: Any) -> bool:
+def ours(container: Any, root: Any) -> bool:
     return container.labels.get(WORKSPACE_LABEL) == workspace_id(root)
 
 
@@ -164,7 +144,7 @@ def remove_leftovers(root: Any, grace: float = 10.0, host: str = "") -> list[str
         try:
             if container.status == "running":
                 container.stop(timeout=math.ceil(grace))
-            _remove_and_wait(api, container)
+            remove_and_wait(api, container)
             names.append(container.name)
         except docker.errors.NotFound:
             continue
@@ -187,109 +167,7 @@ def port_holder(port: int) -> str | None:
     return None
 
 
-class DockerRuntime:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-
-    async def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> DockerInstance:
-        loop = asyncio.get_running_loop()
-        container = await asyncio.to_thread(self._run, service, env)
-        return DockerInstance(container, service, loop, on_output, self.ctx)
-
-    def _run(self, service: Service, env: Mapping[str, str]) -> dict[str, Any]:
-        """Create and start the service's container; the engine's inspection of it."""
-        host = engine_host()
-        cid = self._create(service, env, host)
-        try:
-            status, answer = engine_call(host, "POST", f"/containers/{cid}/start")
-            if status not in (204, 304):  # 304: started already
-                raise DockerError(f"services.{service.name}: its container does not start: {_message(answer)}",
-                                  "is the port taken (`airadev doctor`), or the command wrong?")
-            status, attrs = engine_call(host, "GET", f"/containers/{cid}/json")
-            if status != 200:
-                raise DockerError(f"services.{service.name}: its container is gone after its start: "
-                                  f"{_message(attrs)}", "see `docker ps -a` and `docker events`")
-            return attrs
-        except DockerError:
-            self._discard(host, cid)  # a container that is not watched must not stay
-            raise
-
-    def _create(self, service: Service, env: Mapping[str, str], host: str) -> str:
-        image = image_of(service, env)
-        name = container_name(self.ctx.config.root, service)
-        body = self._config(service, env, image, host)
-        # Straight to `create`, the common case; what it refuses says what to do first.
-        for _ in range(3):
-            with announced(self.ctx):
-                status, answer = engine_call(host, "POST", f"/containers/create?name={name}", body)
-            if status == 201:
-                return str(answer["Id"])
-            if status == 404 and "image" in _message(answer).lower():
-                ensure_image(client(), service, image)  # pulls it, or explains why not
-            elif status == 409:  # the name is taken
-                self._clear_name(client(), service, name)
-            else:
-                raise DockerError(f"services.{service.name}: cannot create its container: {_message(answer)}",
-                                  "check docker.image, docker.volumes and the port in airadev.toml")
-        raise DockerError(f"services.{service.name}: its container could not be created",
-                          "see `docker ps -a`; `airadev down` removes this workspace's containers")
-
-    def _config(self, service: Service, env: Mapping[str, str], image: str, host: str) -> dict[str, Any]:
-        """The engine's container configuration (the body of ``POST /containers/create``)."""
-        spec = service.docker
-        assert spec is not None
-        root = self.ctx.config.root
-        containers = [s for s in self.ctx.config.services if s.runtime.value == "docker" and s.docker]
-        peers = {s.port: (s.name, s.docker.port or s.port) for s in containers
-                 if s.port and s.docker and s.name != service.name}
-        host_config: dict[str, Any] = {"Binds": list(spec.volumes), "ExtraHosts": ["host.docker.internal:host-gateway"]}
-        config: dict[str, Any] = {
-            "Image": image, "Cmd": list(spec.command) or None,
-            "Env": [f"{key}={value}" for key, value in container_env(service, env, peers).items()],
-            "Labels": {WORKSPACE_LABEL: workspace_id(root), SERVICE_LABEL: service.name, RUN_LABEL: self.ctx.marker,
-                       "dev.airadev.root": str(root)},
-            "StopSignal": signal.Signals(service.stop_signal).name, "HostConfig": host_config,
-        }
-        if service.port is not None:
-            inner = f"{spec.port or service.port}/tcp"
-            config["ExposedPorts"] = {inner: {}}
-            # Loopback only on this machine; on a remote engine, where this machine must reach it.
-            host_config["PortBindings"] = {inner: [{"HostIp": "127.0.0.1" if is_local(host) else "",
-                                                    "HostPort": str(service.port)}]}
-        if len(containers) > 1:  # a network of their own, to find each other by name (a lone one needs none)
-            network = ensure_network(host, root, self.ctx)
-            host_config["NetworkMode"] = network
-            config["NetworkingConfig"] = {"EndpointsConfig": {network: {"Aliases": list(service.names)}}}
-        if spec.healthcheck:
-            config["Healthcheck"] = {"Test": ["CMD-SHELL", spec.healthcheck], "Interval": HEALTH_INTERVAL_NS,
-                                     "Timeout": 3 * 10**9, "Retries": 30}
-        return config
-
-    def _discard(self, host: str, cid: str) -> None:
-        try:
-            status, _ = engine_call(host, "DELETE", f"/containers/{cid}?force=1")
-        except DockerError:
-            status = 0
-        if status not in (204, 404):
-            # It may still be there: the state says so, and the next `up` or `down` removes it.
-            self.ctx.stop_options["containers_left"] = True
-
-    def _clear_name(self, api: Any, service: Service, name: str) -> None:
-        """The name is taken: by an old container of ours (a new one replaces it), or by someone
-        else's (never touched)."""
-        import docker
-
-        try:
-            existing = api.containers.get(name)
-        except docker.errors.NotFound:
-            return
-        if not _ours(existing, self.ctx.config.root):
-            raise DockerError(f"services.{service.name}: the container name {name} is taken by a container "
-                              "airadev did not make", f"remove it if it is yours to remove (docker rm -f {name})")
-        _remove_and_wait(api, existing)
-
-
-def _remove_and_wait(api: Any, container: Any, timeout: float = 15.0) -> None:
+def remove_and_wait(api: Any, container: Any, timeout: float = 15.0) -> None:
     """Remove a container and return once its name is free (a removal already under way, by
     this run's waiter thread say, is waited for rather than fought)."""
     import time
@@ -314,98 +192,8 @@ def _remove_and_wait(api: Any, container: Any, timeout: float = 15.0) -> None:
                       f"remove it by hand (docker rm -f {container.name})")
 
 
-def container_env(service: Service, env: Mapping[str, str], peers: Mapping[int, tuple[str, int]]) -> dict[str, str]:
-    """What the container gets: not this machine's environment (PATH, HOME, ... are the
-    image's business), only what is the service's: its env files and tables, the stack's, the
-    markers; with addresses on this machine's loopback as the container reaches them.
-
-    ``peers``: host port → (name, container port) of the stack's other containers."""
-    from airadev.supervisor.environment import env_file_values
-
-    values = env_file_values(service) if service.load_env_files else {}
-    values.update(dict(service.env))
-    values.update(dict(service.docker.env if service.docker else ()))
-    for key in ("DATABASE_URL", "PYTHONUNBUFFERED", "AIRADEV_RUN", "AIRADEV_SERVICE", "AIRADEV_INSTANCE"):
-        if key in env and key not in values:
-            values[key] = env[key]
-    out = {key: _from_inside(value, peers) for key, value in values.items()}
-    # A bare host (REDIS_HOST=localhost) goes with its port (REDIS_PORT=6379): when that port is
-    # another container's, both become that container's name and port on the stack's network.
-    for key, value in values.items():
-        port_key = key[: -len("_HOST")] + "_PORT" if key.endswith("_HOST") else ""
-        if value in _LOOPBACK_NAMES and values.get(port_key, "").isdigit() and int(values[port_key]) in peers:
-            name, inner = peers[int(values[port_key])]
-            out[key], out[port_key] = name, str(inner)
-    return out
-
-
-_LOOPBACK_NAMES = ("127.0.0.1", "localhost")
-_LOOPBACK = re.compile(r"(?:(?<=//)|(?<=@))(127\.0\.0\.1|localhost)(?::(\d+))?(?=[:/?#]|$)")
-
-
-def _from_inside(value: str, peers: Mapping[int, tuple[str, int]]) -> str:
-    """This machine's loopback as a container sees it: another container of the stack by its
-    name (when the port is one it publishes), else host.docker.internal. A service of the host
-    must listen on more than 127.0.0.1 for a container to reach it."""
-    if value in _LOOPBACK_NAMES:
-        return "host.docker.internal"
-
-    def swap(match: re.Match[str]) -> str:
-        port = match.group(2)
-        if port and int(port) in peers:
-            name, inner = peers[int(port)]
-            return f"{name}:{inner}"
-        return "host.docker.internal" + (f":{port}" if port else "")
-
-    return _LOOPBACK.sub(swap, value)
-
-
-@contextlib.contextmanager
-def announced(ctx: Context) -> Iterator[None]:
-    """Around a request that makes a container or a network: should the supervisor die before
-    the answer, the engine still makes it, and its watchdog then looks for it again."""
-    ctx.creating(True)
-    try:
-        yield
-    finally:
-        ctx.creating(False)
-
-
 def network_name(root: Any) -> str:
     return f"airadev-{workspace_id(root)}"
-
-
-_network_lock = threading.Lock()  # services start in parallel: one creates the network
-
-
-def ensure_network(host: str, root: Any, ctx: Context) -> str:
-    """The workspace's own network, on which its containers find each other by service name."""
-    with _network_lock:
-        return _ensure_network(host, root, ctx)
-
-
-def _ensure_network(host: str, root: Any, ctx: Context) -> str:
-    name, ours = network_name(root), workspace_id(root)
-    for _ in range(3):
-        status, found = engine_call(host, "GET", f"/networks/{name}")
-        if status == 404:
-            # CheckDuplicate: engines before 25 otherwise make a second network of that name.
-            with announced(ctx):
-                status, answer = engine_call(host, "POST", "/networks/create", {
-                    "Name": name, "Driver": "bridge", "CheckDuplicate": True,
-                    "Labels": {WORKSPACE_LABEL: ours, RUN_LABEL: ctx.marker}})
-            if status == 409:  # made meanwhile by another service's start
-                continue
-            if status != 201:
-                raise DockerError(f"cannot create the network {name}: {_message(answer)}",
-                                  "see `docker network ls`; `airadev down` removes this workspace's networks")
-            return name
-        if status != 200:
-            raise DockerError(f"cannot look up the network {name}: {_message(found)}", "see `docker network ls`")
-        if (found.get("Labels") or {}).get(WORKSPACE_LABEL) != ours:
-            raise DockerError(f"the network {name} is not airadev's", f"remove it (docker network rm {name})")
-        return name
-    return name
 
 
 def remove_network(root: Any, api: Any = None) -> None:
@@ -423,165 +211,3 @@ def remove_network(root: Any, api: Any = None) -> None:
             pass
 
 
-class DockerInstance:
-    """One container of a service. Owned by the loop that created it; its two threads only
-    post to that loop."""
-
-    pid = None
-
-    def __init__(self, attrs: dict[str, Any], service: Service, loop: asyncio.AbstractEventLoop, on_output: OnOutput,
-                 ctx: Context) -> None:
-        self._attrs = attrs  # the engine's inspection of the started container
-        self._model: Any = None
-        self.id = str(attrs["Id"])
-        self.ctx = ctx
-        self.service = service
-        self.name = str(attrs.get("Name", "")).lstrip("/")
-        self.image = attrs.get("Config", {}).get("Image", "")
-        self._loop = loop
-        self._on_output = on_output
-        self._exited: asyncio.Future[int] = loop.create_future()
-        self._has_healthcheck = bool(attrs.get("Config", {}).get("Healthcheck"))
-        # On a remote engine the port is published there: airadev's probes go there too.
-        self._host = host = engine_host()
-        self.probe_host = None if is_local(host) else engine_hostname(host)
-        self.port_proxied = True  # its port is published by the engine (probes.PROXY_SETTLE)
-        self.readiness = "the image's HEALTHCHECK" if self._has_healthcheck else "the container to run"
-        self._stopped = False
-        self._stream: Any = None
-        self._model_lock = threading.Lock()
-        self._streaming = threading.Event()  # the reader holds its stream: the container may go
-        # Its output from its first byte (the engine keeps it), however soon after the start.
-        self._reader = threading.Thread(target=self._read, name=f"docker-logs-{service.name}", daemon=True)
-        self._reader.start()
-        threading.Thread(target=self._wait, name=f"docker-wait-{service.name}", daemon=True).start()
-
-    @property
-    def container(self) -> Any:
-        """The SDK's model of the container, made on first use: only the worker threads use it
-        (the first of them imports the SDK)."""
-        with self._model_lock:
-            if self._model is None:
-                self._model = client().containers.prepare_model(self._attrs)
-            return self._model
-
-    @property
-    def exited(self) -> asyncio.Future[int]:
-        return self._exited
-
-    def describe(self) -> str:
-        return f"container {self.name}"
-
-    def info(self) -> dict[str, Any]:
-        return {"container": self.name, "image": self.image, "id": self.id[:12]}
-
-    def _read(self) -> None:
-        try:
-            self._stream = self._open_stream()
-        except Exception:  # noqa: BLE001  (gone already, or the engine went away)
-            return
-        finally:
-            self._streaming.set()
-        try:
-            for chunk in self._stream:
-                if chunk:
-                    self._loop.call_soon_threadsafe(self._on_output, chunk)
-        except Exception:  # noqa: BLE001  (the stream ends however the container ends)
-            pass
-
-    def _open_stream(self) -> Any:
-        import docker
-
-        try:
-            return self.container.logs(stdout=True, stderr=True, stream=True, follow=True)
-        except docker.errors.APIError as exc:
-            if exc.status_code == 404:
-                raise
-            # A log driver that cannot be read back (`none`, or a remote one without Docker's
-            # local cache): what the container prints from now on, and say so.
-            self.ctx.event(self.service.name, f"its engine cannot give back its output ({_why(exc, 120)}): "
-                           "only what it prints from now on is shown", "warning")
-            return self.container.attach(stdout=True, stderr=True, stream=True, logs=False)
-
-    def _wait(self) -> None:
-        """Wait for the container's end, however it comes; take the rest of its output, remove
-        it, and only then report the exit: the next start finds its name free."""
-        try:
-            code = int(self.container.wait().get("StatusCode", -1))
-        except Exception:  # noqa: BLE001  (removed under us, or the engine went away)
-            code = -1
-        self._streaming.wait(30)
-        self._reader.join(10)  # the stream ends with the container: the rest of its output first
-        self._close_stream()
-        self._remove()
-        self._loop.call_soon_threadsafe(self._set_exit, code)
-
-    def _set_exit(self, code: int) -> None:
-        if not self._exited.done():
-            # Exit statuses 128+N mean "killed by signal N", as a process's negative code does.
-            self._exited.set_result(-(code - 128) if 128 < code < 160 else code)
-
-    async def check(self) -> tuple[bool, str]:
-        state = await asyncio.to_thread(self._state)
-        if state is None:
-            return False, "the container is gone"
-        health = (state.get("Health") or {}).get("Status")
-        if self._has_healthcheck:
-            if health == "healthy":
-                return True, "healthy (the image's HEALTHCHECK)"
-            log = (state.get("Health") or {}).get("Log") or []
-            last = (log[-1].get("Output") or "").strip().splitlines()[-1:] if log else []
-            return False, f"HEALTHCHECK {health or 'not run yet'}" + (f": {last[0][:120]}" if last else "")
-        return (state.get("Status") == "running"), state.get("Status", "")
-
-    def _state(self) -> dict[str, Any] | None:
-        try:
-            status, found = engine_call(self._host, "GET", f"/containers/{self.id}/json")
-        except DockerError:
-            return None
-        return found.get("State") if status == 200 else None
-
-    async def stop(self, sig: int, grace: float) -> int:
-        found = await asyncio.to_thread(self._stop, sig, grace)
-        if not self._exited.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._exited), grace + 15)
-            except asyncio.TimeoutError:
-                self._set_exit(-1)
-        return found
-
-    def _stop(self, sig: int, grace: float) -> int:
-        import docker
-
-        if self._stopped:
-            return 0
-        self._stopped = True
-        try:
-            self.container.reload()
-            running = self.container.status == "running"
-            if running:
-                if sig != self.service.stop_signal:
-                    self.container.kill(signal=signal.Signals(sig).name)
-                self.container.stop(timeout=max(0, math.ceil(grace)))
-        except docker.errors.NotFound:
-            return 0
-        except (DockerError, *failures()):
-            running = True  # the engine went away: nothing more to do here; the next up or down
-        self._remove()  # the waiter does it too; whichever is first, the other waits for it
-        return 1 if running else 0
-
-    def _remove(self) -> None:
-        # Not before the reader holds its stream: the engine gives no output of a removed container.
-        self._streaming.wait(30)
-        try:
-            _remove_and_wait(self.container.client, self.container)
-        except Exception:  # noqa: BLE001  (the engine went away)
-            # It may still be there: the state says so, and the next `up` or `down` removes it.
-            self.ctx.stop_options["containers_left"] = True
-
-    def _close_stream(self) -> None:
-        try:
-            if self._stream is not None:
-                self._stream.close()
-        except Exception:  # noqa: BLE001
-            pass

@@ -49,7 +49,7 @@ def fix_rounds(selected: Sequence[Check], results: Sequence[Result], ctx: Contex
 
 def redactor(ctx: Context) -> Redactor:
     """Secret values of the workspace: a last guard on everything doctor prints."""
-    from airadev.supervisor.environment import stack_secrets
+    from airadev.runtimes.environment import stack_secrets
 
     config = ctx.config
     return Redactor(stack_secrets(config)) if config is not None else Redactor({})

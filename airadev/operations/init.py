@@ -7,6 +7,7 @@ from pathlib import Path
 
 from airadev.config import CONFIG_NAME
 from airadev.errors import AiradevError
+from airadev.workspace import ensure_ignored
 
 STANDARD_FOLDERS = ("aira-ui", "voice-agent", "kb-updater")
 
@@ -112,15 +113,3 @@ def _env_files(root: Path) -> list[Path]:
             os.close(fd)
         created.append(target)
     return created
-
-
-def ensure_ignored(gitignore: Path, entry: str) -> bool:
-    """Add ``entry`` to a .gitignore unless a line already ignores it."""
-    text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
-    wanted = {entry, entry.rstrip("/"), "/" + entry, "/" + entry.rstrip("/")}
-    if any(line.strip() in wanted for line in text.splitlines()):
-        return False
-    if text and not text.endswith("\n"):
-        text += "\n"
-    gitignore.write_text(text + entry + "\n", encoding="utf-8")
-    return True

@@ -76,7 +76,7 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
             raise AiradevError(f"the supervisor (pid {pid}) did not stop within {timeout:.0f}s",
                                f"kill it (kill -9 {pid}); its watchdog then ends the services")
     # Whatever is left (a dead run, or strays of this one): end it, under the lock.
-    from airadev.operations.up import reap_leftovers
+    from airadev.supervisor.leftovers import reap_leftovers
 
     try:
         if lock.fd < 0:
@@ -127,7 +127,7 @@ def _drop_database(paths: Paths) -> list[str]:
     if db is None or db.database is None:
         return []
     if db.runtime is Runtime.POSTGRES:
-        from airadev.supervisor.postgres import cluster_dir
+        from airadev.runtimes.postgres import cluster_dir
 
         folder = cluster_dir(paths.root, db)
         if folder.exists():

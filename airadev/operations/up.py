@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,8 +14,10 @@ from typing import Any
 
 from airadev.errors import AiradevError, UsageError, did_you_mean
 from airadev.model import Config, Runtime
-from airadev.state import AlreadyRunning, Lock, Paths, new_marker, read_state, supervisor_alive, workspace_id
-from airadev import graph, logstore, reaper
+from airadev.state import AlreadyRunning, Lock, Paths, new_marker, read_state, supervisor_alive
+from airadev import graph, logstore
+from airadev.ports import port_holder, port_in_use
+from airadev.supervisor.leftovers import reap_leftovers
 
 
 def select(config: Config, names: Sequence[str]) -> list[str]:
@@ -42,36 +42,10 @@ def _with_aliases(config: Config) -> list[str]:
 
 # --- preflight ------------------------------------------------------------------------------
 
-def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
-    """End processes left by earlier runs of this workspace whose supervisor died: the process
-    groups the last state file records, and whatever carries this workspace's marker. Call only
-    while holding the run lock: then no live run of this workspace exists."""
-    groups = reaper.recorded_groups(str(paths.state)) if paths.state.exists() else []
-    last = read_state(paths) or {}
-    containers = 0
-    # Only after a run that had containers and did not stop cleanly is the docker SDK imported
-    # and the engine asked (a clean stop removed them; this keeps `up` fast).
-    if last.get("docker_host") and (last.get("phase") != "stopped" or last.get("containers_left")):
-        from airadev.integrations import docker
-
-        containers = len(docker.remove_leftovers(paths.root, grace, host=last["docker_host"]))
-    ended = containers + reaper.terminate(workspace_id(paths.root) + ".", pgids=groups, exact=False, grace=grace)
-    if last.get("supabase_stop") and (last.get("phase") != "stopped" or last.get("supabase_left")):
-        # A dead run's Supabase containers are the CLI's: it stops them (data kept). A CLI that
-        # is gone or hangs must not keep every later up and down from working.
-        try:
-            subprocess.run(last["supabase_stop"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=120, check=False)
-            ended += 1
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    return ended
-
-
 def preflight(config: Config, names: Sequence[str]) -> None:
     """Refuse to start when something would fail at once: a missing folder, env file or program,
     or a port that another process holds. Nothing has been started when this raises."""
-    from airadev.supervisor.environment import env_file_values, find_venv
+    from airadev.runtimes.environment import env_file_values, find_venv
 
     for name in names:
         service = config.get(name)
@@ -137,48 +111,8 @@ def _local_engine() -> bool:
     return is_local(engine_host())
 
 
-def port_in_use(port: int) -> bool:
-    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-        try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:
-            continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((address, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-        finally:
-            sock.close()
-    return False
-
-
-def port_holder(port: int) -> tuple[int, str] | None:
-    import psutil
-
-    try:
-        connections = psutil.net_connections(kind="inet")
-    except psutil.Error:
-        return None
-    for conn in connections:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-            try:
-                argv = psutil.Process(conn.pid).cmdline()
-                # Paths shortened to their last part: where the workspace lives must not push the
-                # program's name out of the line when it is cut.
-                cmdline = " ".join(os.path.basename(a) if a.startswith("/") else a for a in argv)
-                cmdline = cmdline or psutil.Process(conn.pid).name()
-            except psutil.Error:
-                cmdline = "?"
-            return conn.pid, cmdline
-    return None
-
-
 def port_taken(name: str, port: int, config: Config) -> AiradevError:
-    from airadev.supervisor.environment import stack_secrets
+    from airadev.runtimes.environment import stack_secrets
     from airadev.logstore import Redactor
 
     holder = port_holder(port)

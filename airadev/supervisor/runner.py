@@ -31,8 +31,8 @@ from airadev import control, graph, logstore, reaper
 from airadev.integrations import engine
 from airadev.supervisor import probes
 from airadev.supervisor.watchdog import CREATED, CREATING, Watchdog
-from airadev.supervisor.environment import service_env, stack_env, stack_secrets
-from airadev.supervisor.runtime import Context, Fatal, Instance, runtime_for
+from airadev.runtimes.environment import service_env, stack_env, stack_secrets
+from airadev.runtimes import Context, Fatal, Instance, runtime_for
 
 # A partial line is shown after this long without more output. Well above the process
 # runtime's pause in a steady trickle (process._HOLD, 0.1 s): a line written in two parts

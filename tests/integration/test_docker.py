@@ -432,8 +432,8 @@ def run_talker(stack: Stack, command: str, stop_after: float) -> tuple[bytes, in
     import asyncio
 
     from airadev import config as config_module
-    from airadev.integrations import docker as runtime
-    from airadev.supervisor.runtime import Context
+    from airadev.runtimes import Context
+    from airadev.runtimes import docker as runtime
 
     stack.write(f"""
 [services.talker]
@@ -463,7 +463,7 @@ def test_a_container_stopped_at_once_still_gives_its_output(
     container is not removed before it has, or its output would be gone with it."""
     import time
 
-    from airadev.integrations.docker import DockerInstance
+    from airadev.runtimes.docker import DockerInstance
 
     opened = DockerInstance._open_stream
 
@@ -479,7 +479,7 @@ def test_a_container_stopped_at_once_still_gives_its_output(
 
 def test_an_engine_that_cannot_give_back_output_is_attached_and_said(
         engine: docker.DockerClient, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airadev.integrations.docker import DockerRuntime
+    from airadev.runtimes.docker import DockerRuntime
 
     made = DockerRuntime._config
 

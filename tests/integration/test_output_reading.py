@@ -13,7 +13,7 @@ from pathlib import Path
 
 from airadev.model import Service
 from airadev import reaper
-from airadev.supervisor.process import ProcessRuntime
+from airadev.runtimes.process import ProcessRuntime
 
 WRITER = r"""
 import os, sys, time

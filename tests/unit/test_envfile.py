@@ -4,7 +4,7 @@ from pathlib import Path
 
 from airadev.integrations import envfile
 from airadev.model import Service
-from airadev.supervisor.environment import service_env
+from airadev.runtimes.environment import service_env
 
 
 def test_secret_rules() -> None:

@@ -1,4 +1,4 @@
-"""The seam between the supervisor and the things that run a service.
+"""The seam between the supervisor and the things that run a service: the protocol.
 
 A runtime starts one instance of a service and hands back an :class:`Instance`; the supervisor
 neither knows nor cares whether that is a process group (`process`), a container (`docker`),
@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from airadev.errors import AiradevError
 from airadev.model import Config, Service
-from airadev.model import Runtime as RuntimeKind
 
 OnOutput = Callable[[bytes], None]
 
@@ -66,24 +65,3 @@ class Context:
     # Called with True before and False after each request that makes something on the Docker
     # engine (the watchdog looks again for what a request cut short still makes); any thread.
     creating: Callable[[bool], None] = lambda begun: None
-
-
-def runtime_for(kind: RuntimeKind, ctx: Context) -> Runtime:
-    if kind is RuntimeKind.PROCESS:
-        from airadev.supervisor.process import ProcessRuntime
-
-        return ProcessRuntime(ctx.marker)
-    if kind is RuntimeKind.DOCKER:
-        from airadev.integrations.docker import DockerRuntime
-
-        return DockerRuntime(ctx)
-    if kind is RuntimeKind.POSTGRES:
-        from airadev.supervisor.postgres import PostgresRuntime
-
-        return PostgresRuntime(ctx)
-    if kind is RuntimeKind.SUPABASE:
-        from airadev.integrations.supabase import SupabaseRuntime
-
-        return SupabaseRuntime(ctx)
-    # Config validation admits only the runtimes above; reaching this is a bug in airadev.
-    raise AiradevError(f"airadev has no '{kind}' runtime", "report this: the config validation let it through")

@@ -20,7 +20,7 @@ from typing import Any
 from airadev.errors import AiradevError
 from airadev.model import Service
 from airadev import reaper
-from airadev.supervisor.runtime import OnOutput
+from airadev.runtimes.base import OnOutput
 
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1 << 20

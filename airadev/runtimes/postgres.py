@@ -27,8 +27,8 @@ from typing import Any
 from airadev.errors import AiradevError
 from airadev.model import Service
 from airadev.state import Paths
-from airadev.supervisor.process import ProcessInstance, ProcessRuntime
-from airadev.supervisor.runtime import Context, Fatal, OnOutput
+from airadev.runtimes.process import ProcessInstance, ProcessRuntime
+from airadev.runtimes.base import Context, Fatal, OnOutput
 
 
 def find_binary(name: str) -> str | None:
