@@ -220,11 +220,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object (
     """Each service's state, pid, port, health, uptime, restarts, CPU and memory. Exit 3 if nothing runs."""
     from airadev.operations import manage
 
-    data = manage.status(_paths())
+    status = manage.status(_paths())
     if as_json:
-        render.json_out(data)
+        render.json_out(status.to_json())
     else:
-        render.status(data)
+        render.status(status)
 
 
 @app.command()
@@ -277,7 +277,9 @@ def logs(
 def _service_command(op: str, name: str, wait: float) -> None:
     from airadev.operations import manage
 
-    result = manage.service_op(_config(), op, name, wait)
+    from airadev.control import Op
+
+    result = manage.service_op(_config(), Op(op), name, wait)
     state = result["state"]
     render.info(f"{result['service']}: {state}" + (f" ({result['message']})" if result.get("message") else ""))
     wanted = ("stopped",) if op == "stop" else ("healthy", "running", "completed")

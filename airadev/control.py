@@ -12,6 +12,7 @@ which the kernel resolves like the real path.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import socket
@@ -22,6 +23,23 @@ from typing import Any
 from airadev.errors import AiradevError, NotRunning
 
 _MAX_PATH = 107
+
+
+class Op(enum.StrEnum):
+    """What a request asks of the supervisor (``{"op": ...}``)."""
+
+    STATUS = "status"
+    DOWN = "down"
+    TUNNEL = "tunnel"  # with "action": TunnelAction
+    RESTART = "restart"  # with "service" and "wait"
+    STOP = "stop"
+    START = "start"
+
+
+class TunnelAction(enum.StrEnum):
+    STATUS = "status"
+    OPEN = "open"  # with "domain", "region", "keep", "env"
+    CLOSE = "close"  # with "keep"
 
 
 @contextlib.contextmanager
@@ -59,7 +77,7 @@ def peer_uid(sock: socket.socket) -> int:
     return struct.unpack("3i", creds)[1]
 
 
-def request(path: Path, op: str, *, timeout: float = 10.0, **args: Any) -> Any:
+def request(path: Path, op: Op, *, timeout: float = 10.0, **args: Any) -> Any:
     """Send one request and return its result. Raises NotRunning when nothing listens, and
     AiradevError with the supervisor's message when it refuses."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from airadev.errors import AiradevError
+from airadev.status import ServiceStatus, StackStatus, TunnelStatus
 
 RESET = "\x1b[0m"
 BOLD = "\x1b[1m"
@@ -282,31 +283,32 @@ def _state_markup(cell: str) -> str:
     return f"[{style}]{escape(cell)}[/{style}]" if style else escape(cell)
 
 
-def status(data: dict[str, Any]) -> None:
-    services = data["services"]
-    containers = any(svc.get("container") for svc in services.values())
+def status(data: StackStatus) -> None:
+    services = data.services
+    containers = any(svc.container for svc in services.values())
     rows = []
     for name, svc in services.items():
+        usage = svc.usage
         rows.append([
-            name, svc.get("runtime", "process"), svc["state"], str(svc.get("pid") or "-"), str(svc.get("port") or "-"),
-            _health(svc), duration(svc.get("uptime")), str(svc.get("restarts", 0)),
-            _cpu(svc.get("cpu_percent")), size(svc.get("rss_bytes")),
-            *([svc.get("container") or "-", svc.get("image") or "-"] if containers else []),
+            name, svc.runtime, svc.state, str(svc.pid or "-"), str(svc.port or "-"),
+            _health(svc), duration(svc.uptime), str(svc.restarts),
+            _cpu(usage.cpu_percent if usage else None), size(usage.rss_bytes if usage else None),
+            *([svc.container or "-", svc.image or "-"] if containers else []),
         ])
-    started = time.strftime("%H:%M:%S", time.localtime(data.get("started_at", 0)))
-    title = f"airadev: {data['workspace']} (supervisor pid {data['supervisor_pid']}, up since {started})"
+    started = time.strftime("%H:%M:%S", time.localtime(data.started_at))
+    title = f"airadev: {data.workspace} (supervisor pid {data.supervisor_pid}, up since {started})"
     table(["service", "runtime", "state", "pid", "port", "health", "uptime", "restarts", "cpu", "mem",
            *(["container", "image"] if containers else [])], rows, title=title)
     for name, svc in services.items():
-        if svc.get("runtime") == "postgres":
+        if svc.runtime == "postgres":
             info(f"{name}: plain PostgreSQL (runtime postgres), not Supabase: no REST API, no auth; SQL only")
-    failure = data.get("failure")
-    if failure and data.get("phase") == "failed":
-        warn(f"{failure['service']}: {failure['message']}")
+    failure = data.failure
+    if failure and data.phase == "failed":
+        warn(f"{failure.service}: {failure.message}")
 
 
-def _health(svc: dict[str, Any]) -> str:
-    text = svc.get("health") or (svc.get("message") if svc["state"] != "healthy" else "") or "-"
+def _health(svc: ServiceStatus) -> str:
+    text = svc.health or (svc.message if svc.state != "healthy" else "") or "-"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -362,14 +364,12 @@ class LogPrinter:
 
 # --- the tunnel --------------------------------------------------------------------------------
 
-def tunnel_status(status: dict[str, Any]) -> None:
-    state = status.get("state", "closed")
-    if state != "open":
-        line = f"tunnel: {state}" + (f" ({status['message']})" if status.get("message") else "")
-        info(line)
+def tunnel_status(status: TunnelStatus) -> None:
+    if status.state != "open":
+        info(f"tunnel: {status.state}" + (f" ({status.message})" if status.message else ""))
         return
-    info(f"tunnel: {status['address']}")
-    for item in status.get("rewired", []):
+    info(f"tunnel: {status.address}")
+    for item in status.rewired:
         if item["kind"] == "envfile":
             info(f"  {item['path']}: {item['variable']}={item['value']}")
         elif item["kind"] == "db":
@@ -378,16 +378,16 @@ def tunnel_status(status: dict[str, Any]) -> None:
             hooks = item["webhooks"]
             info(f"  Twilio {item['phone_number']}: voice {hooks['voice_url']}, sms {hooks['sms_url']}, "
                  f"status {hooks['status_callback']}")
-    reload_note = status.get("ui_reload")
+    reload_note = status.detail("ui_reload")
     if reload_note:
         info(f"  UI: {reload_note}")
-    twilio = status.get("twilio")
-    if twilio and not any(i["kind"] == "twilio" for i in status.get("rewired", [])):
+    twilio = status.detail("twilio")
+    if twilio and not any(i["kind"] == "twilio" for i in status.rewired):
         info(f"  Twilio: {twilio}")
-    database = status.get("database")
-    if database and not any(i["kind"] == "db" for i in status.get("rewired", [])):
+    database = status.detail("database")
+    if database and not any(i["kind"] == "db" for i in status.rewired):
         info(f"  database: {database}")
-    if status.get("keep"):
+    if status.keep:
         info("  (--keep: the rewiring stays when the tunnel closes)")
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from airadev.errors import AiradevError, NotRunning
 from airadev.state import AlreadyRunning, Lock, Paths, read_state, supervisor_alive, write_json_atomic
 from airadev import control
+from airadev.status import StackStatus
 
 if TYPE_CHECKING:
     from airadev.model import Config
@@ -23,18 +24,18 @@ def _not_running(paths: Paths) -> NotRunning:
     return NotRunning("nothing is running in this workspace", "start the stack with `airadev up`")
 
 
-def request(paths: Paths, op: str, **args: Any) -> Any:
+def request(paths: Paths, op: control.Op, **args: Any) -> Any:
     try:
         return control.request(paths.socket, op, **args)
     except NotRunning:
         raise _not_running(paths) from None
 
 
-def status(paths: Paths) -> dict[str, Any]:
-    return request(paths, "status")
+def status(paths: Paths) -> StackStatus:
+    return StackStatus.from_json(request(paths, control.Op.STATUS))
 
 
-def service_op(config: Config, op: str, name: str, wait: float) -> dict[str, Any]:
+def service_op(config: Config, op: control.Op, name: str, wait: float) -> dict[str, Any]:
     from airadev.operations.up import resolve
 
     return request(Paths(config.root), op, service=resolve(config, name), wait=wait, timeout=wait + 15)
@@ -59,7 +60,7 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
     stopped: list[str] = []
     if supervisor_alive(state):
         try:
-            stopped = control.request(paths.socket, "down", volumes=volumes)["stopping"]
+            stopped = control.request(paths.socket, control.Op.DOWN, volumes=volumes)["stopping"]
         except NotRunning:
             pass
         pid = state["supervisor_pid"]  # type: ignore[index]

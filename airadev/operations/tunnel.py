@@ -12,16 +12,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from airadev.control import Op, TunnelAction
 from airadev.errors import AiradevError, NotRunning, UsageError
 from airadev.model import Config
 from airadev.rewiring import ENV_KEYS, Journal, recover, test_number, twilio_credentials
 from airadev.state import Paths
+from airadev.status import TunnelStatus
 
 
 class View(Protocol):
     """How the session shows what happens (the CLI's renderer)."""
 
-    def status(self, status: dict[str, Any]) -> None: ...
+    def status(self, status: TunnelStatus) -> None: ...
     def closed(self, result: dict[str, Any]) -> None: ...
     def verified(self, result: dict[str, Any]) -> None: ...
     def json(self, obj: dict[str, Any]) -> None: ...
@@ -48,36 +50,37 @@ def session(paths: Paths, config: Callable[[], Config], options: Options, view: 
     from airadev.operations import manage
 
     try:
-        status = manage.request(paths, "tunnel", action="status")
+        status = TunnelStatus.from_json(manage.request(paths, Op.TUNNEL, action=TunnelAction.STATUS))
     except NotRunning:
         _leftovers(paths, config, view)
         raise
     if options.show:
         if options.as_json:
-            view.json({"schema": 1, **status})
+            view.json({"schema": 1, **status.to_json()})
         else:
             view.status(status)
         return
     if options.stop:
-        result = manage.request(paths, "tunnel", action="close", keep=options.keep if options.keep else None,
+        result = manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, keep=options.keep if options.keep else None,
                                 timeout=120)
         view.closed(result)
         if result.get("failed"):
             raise AiradevError("the tunnel is closed, but not everything could be put back",
                                "fix what is said above, then run `airadev tunnel --stop` (or `airadev down`) again")
         return
-    opened_here = status.get("state") != "open"
+    opened_here = status.state != "open"
     if opened_here:
         env = {key: os.environ[key] for key in ENV_KEYS if key in os.environ}
         try:
-            status = manage.request(paths, "tunnel", action="open", domain=options.domain, region=options.region,
-                                    keep=options.keep, env=env, timeout=180)
+            status = TunnelStatus.from_json(manage.request(
+                paths, Op.TUNNEL, action=TunnelAction.OPEN, domain=options.domain, region=options.region,
+                keep=options.keep, env=env, timeout=180))
         except KeyboardInterrupt:
             # The supervisor opens it anyway: close it again, so that Ctrl-C leaves nothing rewired.
-            view.closed(manage.request(paths, "tunnel", action="close", timeout=120))
+            view.closed(manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120))
             raise
-    elif options.domain and options.domain.split("://")[-1] not in status.get("address", ""):
-        raise UsageError(f"a tunnel is already open at {status['address']}",
+    elif options.domain and options.domain.split("://")[-1] not in status.address:
+        raise UsageError(f"a tunnel is already open at {status.address}",
                          "close it first (`airadev tunnel --stop`) to open one on another domain")
     closes = opened_here and not options.detach  # what this command opened, it closes on failure
     try:
@@ -91,20 +94,20 @@ def session(paths: Paths, config: Callable[[], Config], options: Options, view: 
     except KeyboardInterrupt:
         # Ctrl-C before the hold took over: what this command opened, it still closes.
         if closes:
-            view.closed(manage.request(paths, "tunnel", action="close", timeout=120))
+            view.closed(manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120))
             return
         raise
 
 
-def _verify(paths: Paths, status: dict[str, Any], config: Callable[[], Config], options: Options, view: View,
+def _verify(paths: Paths, status: TunnelStatus, config: Callable[[], Config], options: Options, view: View,
             closes: bool) -> None:
     from airadev.operations import manage
 
     try:
-        result = verify(status["address"], config())
+        result = verify(status.address, config())
     except AiradevError:
         if closes:
-            manage.request(paths, "tunnel", action="close", timeout=120)
+            manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120)
         raise
     failed = not (200 <= result["status"] < 300 and result["twiml"])
     if options.as_json:
@@ -113,7 +116,7 @@ def _verify(paths: Paths, status: dict[str, Any], config: Callable[[], Config], 
         view.verified(result)
     if failed:
         if closes:
-            view.closed(manage.request(paths, "tunnel", action="close", timeout=120))
+            view.closed(manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120))
         raise AiradevError(f"the test call got {result['status']}" + ("" if result["twiml"] else ", and no TwiML"),
                            "see `airadev logs voice` and `airadev logs ngrok`")
 
@@ -167,7 +170,7 @@ def hold(paths: Paths, view: View) -> None:
                                    "`airadev down` puts back whatever the tunnel left rewired")
             time.sleep(0.2)
     except KeyboardInterrupt:
-        result = manage.request(paths, "tunnel", action="close", timeout=120)
+        result = manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120)
         view.closed(result)
         if result.get("failed"):
             raise AiradevError("the tunnel is closed, but not everything could be put back",

@@ -16,6 +16,7 @@ from airadev.errors import AiradevError, UsageError, did_you_mean
 from airadev.model import Config, Runtime
 from airadev.state import AlreadyRunning, Lock, Paths, new_marker, read_state, supervisor_alive
 from airadev import graph, logstore
+from airadev.status import TunnelStatus
 from airadev.ports import port_holder, port_in_use
 from airadev.supervisor.leftovers import reap_leftovers
 
@@ -193,7 +194,7 @@ class Started:
     notes: list[str]
     summary: dict[str, Any] | None = None
     supervisor_pid: int | None = None
-    tunnel: dict[str, Any] | None = None
+    tunnel: TunnelStatus | None = None
 
 
 def run_foreground(config: Config, names: Sequence[str], *, observer: Any, colour: bool,
@@ -254,7 +255,8 @@ def _wait_ready(paths: Paths, daemon: subprocess.Popen[bytes], marker: str, name
                     raise AiradevError(f"the stack is ready, but the tunnel failed: {tunnel.get('message')}",
                                        "see `airadev logs airadev`; the stack is still running: "
                                        "`airadev tunnel` tries again, `airadev down` stops it")
-                return Started(list(names), notes, state.get("summary"), daemon.pid, tunnel)
+                return Started(list(names), notes, state.get("summary"), daemon.pid,
+                               TunnelStatus.from_json(tunnel) if tunnel else None)
             if state.get("phase") in ("stopping", "stopped") and _ended_cleanly(daemon):
                 raise AiradevError("the stack was stopped before it was ready (by `airadev down`, or a signal)",
                                    "`airadev up` starts it again")

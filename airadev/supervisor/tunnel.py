@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airadev.errors import AiradevError
+from airadev.status import TunnelStatus
 from airadev.integrations import envfile
 from airadev import rewiring as ops
 from airadev import logstore, reaper
@@ -50,11 +51,11 @@ class TunnelController:
 
     # --- status ----------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> TunnelStatus:
         steps = self.journal.steps if self.journal else []
-        return {"state": self.state, "message": self.message, "address": self.address, "keep": self.keep,
-                "agent_pid": self.agent.tunnel.agent_pid if self.agent and self.agent.tunnel else None,
-                **self.details, "rewired": [_shown(s) for s in steps if s["status"] == "applied"]}
+        return TunnelStatus(self.state, self.message, self.address, self.keep,
+                            self.agent.tunnel.agent_pid if self.agent and self.agent.tunnel else None,
+                            tuple(self.details.items()), tuple(_shown(s) for s in steps if s["status"] == "applied"))
 
     def mark(self, state: str, message: str = "") -> None:
         self.state, self.message = state, message
@@ -70,7 +71,7 @@ class TunnelController:
                 if domain and domain.split("://")[-1] not in self.address:
                     raise AiradevError(f"a tunnel is already open at {self.address}",
                                        "close it first (`airadev tunnel --stop`) to open one on another domain")
-                return self.status()
+                return self.status().to_json()
             self.mark("opening")
             try:
                 await self._open(domain, region or self.config.tunnel.region, keep, env or {})
@@ -88,7 +89,7 @@ class TunnelController:
                     self.sup.event(None, f"tunnel: {exc.message} ({exc.fix}); nothing is left rewired", "error")
                 raise
             self.mark("open")
-            return self.status()
+            return self.status().to_json()
 
     def _check(self) -> None:
         """Give up the open if the stack is stopping or the agent has died meanwhile."""
@@ -174,7 +175,7 @@ class TunnelController:
             # change is one it will notice (or be restarted for).
             await sup.wait_until(lambda: ui_unit.state.ready or ui_unit.state.failed or ui_unit.instance is None)
             self._check()
-        reloaded = sup.wait_for_output(ui_unit, RELOAD_ENV) if ui_unit and ui_unit.instance else None
+        reloaded = sup.output.wait_for(ui_unit, RELOAD_ENV) if ui_unit and ui_unit.instance else None
         assert self.journal is not None
         changed = await asyncio.to_thread(ops.rewire_env_file, self.journal, path, variable, self.address)
         sup.event(None, f"tunnel: {_relative(path, self.config.root)}: {variable}={self.address}")
@@ -249,7 +250,7 @@ class TunnelController:
                 # for what was down when it was last tried (the local database, Twilio).
                 stale = ops.Journal.load(self.sup.paths)
                 if stale is None or not stale.pending():
-                    return self.status()
+                    return self.status().to_json()
                 self.journal = stale
             keep = self.keep if keep is None else keep
             self.mark("closing", why)
@@ -258,7 +259,7 @@ class TunnelController:
             failed = undone.failed if undone else []
             self.mark("failed" if failed else "closed",
                       ("could not put back: " + "; ".join(failed)) if failed else why)
-            result = self.status()
+            result = self.status().to_json()
             result.update({"restored": undone.restored if undone else [], "left": undone.left if undone else [],
                            "waiting": undone.waiting if undone else [], "failed": failed, "kept": keep})
             self.address = ""
@@ -352,3 +353,23 @@ def _shown(step: dict[str, Any]) -> dict[str, Any]:
         return {"kind": "db", "phone_number": step["phone_number"], "webhooks": step["after"]}
     return {"kind": "twilio", "phone_number": step["phone_number"], "number_sid": step["number_sid"],
             "webhooks": step["after"]}
+
+
+async def open_when_ready(sup: Supervisor, options: dict[str, Any]) -> None:
+    """`up --tunnel`: open the tunnel once the voice agent is ready (never, if it fails)."""
+    try:
+        name = sup.config.voice_service().name
+    except AiradevError as exc:
+        sup.tunnel_controller().mark("failed", exc.message)
+        sup.event(None, f"tunnel: {exc.message} ({exc.fix})", "error")
+        return
+    unit = sup.units.get(name)
+    if unit is not None:
+        await sup.wait_until(lambda: unit.state.ready or unit.state.failed)
+    if sup.stopping:
+        return
+    try:
+        await sup.tunnel_controller().open(options.get("domain", ""), options.get("region", ""),
+                                            bool(options.get("keep")))
+    except AiradevError:
+        pass  # reported by the controller; the stack keeps running

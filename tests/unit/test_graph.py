@@ -5,7 +5,7 @@ import random
 import pytest
 
 from airadev import graph
-from airadev.supervisor.runner import backoff_delay
+from airadev.supervisor.unit import backoff_delay
 
 STACK = {"redis": [], "voice": ["redis"], "kb": [], "ui": ["voice", "kb"]}
 

@@ -1,8 +1,8 @@
 """Redaction on the supervisor's own output path, without a process.
 
-Chunks go through ``Supervisor._on_output`` exactly as a pipe's reads do (framing, redaction,
+Chunks go through ``Output.feed`` exactly as a pipe's reads do (framing, redaction,
 the log file, the console observer); a pause is the partial-line timer firing
-(``_flush_partial`` once the output has been quiet long enough); an exit is the final flush.
+(``Output.flush_partial`` once the output has been quiet long enough); an exit is the final flush.
 What must hold: no secret value reaches the console or the log file however the output is cut,
 paused or broken, and nothing but secret values is changed.
 """
@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from airadev.model import Config, Service
 from airadev import logstore
 from airadev.logstore import MIN_SECRET_LEN, LineFramer, Redactor
-from airadev.supervisor.runner import PARTIAL_LINE_PAUSE, Supervisor
+from airadev.supervisor.runner import Supervisor
+from airadev.supervisor.unit import PARTIAL_LINE_PAUSE
 
 SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 PASSWORD = "hunter2-very-long-password"
@@ -53,7 +54,7 @@ def supervisor(tmp_path: Path, secrets: dict[str, str]) -> tuple[Supervisor, Con
     console = Console()
     sup = Supervisor(config, ["svc"], observer=console, marker="test.0")
     sup.paths.ensure()
-    sup._open_logs()
+    sup.open_logs()
     return sup, console
 
 
@@ -66,11 +67,11 @@ def run(sup: Supervisor, steps: list[bytes | None], exit: bool = True) -> None:
         for step in steps:
             if step is None:
                 unit.last_output = time.monotonic() - PARTIAL_LINE_PAUSE  # quiet that long
-                sup._flush_partial(unit)
+                sup.output.flush_partial(unit)
             else:
-                sup._on_output(unit, step)
+                sup.output.feed(unit, step)
         if exit:
-            sup._flush_partial(unit, force=True)
+            sup.output.flush_partial(unit, force=True)
         if unit.flush_handle is not None:
             unit.flush_handle.cancel()
 

@@ -12,7 +12,7 @@ import pytest
 from airadev import render
 from airadev.doctor import Result, Status
 from airadev.logstore import Redactor
-from airadev.supervisor.runner import ReadySummary
+from airadev.status import ReadySummary, StackStatus, TunnelStatus
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def snapshot(**extra: object) -> dict:  # type: ignore[type-arg]
 
 
 def test_status_is_a_plain_aligned_table_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
-    render.status(snapshot(phase="failed", failure={"service": "voice-agent", "message": "it crash-loops"}))
+    render.status(StackStatus.from_json(snapshot(phase="failed", failure={"service": "voice-agent", "message": "it crash-loops"})))
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0].startswith("airadev: /home/dev/aira (supervisor pid 4242, up since ")
@@ -57,7 +57,7 @@ def test_status_is_a_plain_aligned_table_when_piped(capsys: pytest.CaptureFixtur
 def test_containers_add_their_columns(capsys: pytest.CaptureFixture[str]) -> None:
     data = snapshot()
     data["services"]["redis"].update(runtime="docker", container="airadev-abc-redis", image="redis:7-alpine")
-    render.status(data)
+    render.status(StackStatus.from_json(data))
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[-2:] == ["CONTAINER", "IMAGE"]
     assert lines[2].split()[-2:] == ["airadev-abc-redis", "redis:7-alpine"]
@@ -170,21 +170,21 @@ def test_stored_lines_lose_their_stamp_unless_asked(capfd: pytest.CaptureFixture
 # --- the tunnel -------------------------------------------------------------------------------------
 
 def test_tunnel_status_lists_what_is_rewired(capsys: pytest.CaptureFixture[str]) -> None:
-    render.tunnel_status({"state": "open", "address": "https://a.ngrok.app", "keep": True, "ui_reload": "reloaded",
+    render.tunnel_status(TunnelStatus.from_json({"state": "open", "address": "https://a.ngrok.app", "keep": True, "ui_reload": "reloaded",
                           "rewired": [
                               {"kind": "envfile", "path": "aira-ui/.env.local", "variable": "V", "value": "https://a.ngrok.app"},
                               {"kind": "twilio", "phone_number": "+1555", "webhooks": {
                                   "voice_url": "v", "sms_url": "s", "status_callback": "c"}},
-                              {"kind": "db", "phone_number": "+1555"}]})
+                              {"kind": "db", "phone_number": "+1555"}]}))
     assert capsys.readouterr().out.splitlines() == [
         "tunnel: https://a.ngrok.app", "  aira-ui/.env.local: V=https://a.ngrok.app",
         "  Twilio +1555: voice v, sms s, status c", "  database business_numbers +1555: the same three URLs",
         "  UI: reloaded", "  (--keep: the rewiring stays when the tunnel closes)"]
-    render.tunnel_status({"state": "open", "address": "https://b", "rewired": [], "twilio": "no test number",
-                          "database": "no row"})
+    render.tunnel_status(TunnelStatus.from_json({"state": "open", "address": "https://b", "rewired": [], "twilio": "no test number",
+                          "database": "no row"}))
     assert capsys.readouterr().out.splitlines() == ["tunnel: https://b", "  Twilio: no test number", "  database: no row"]
-    render.tunnel_status({"state": "failed", "message": "no token"})
-    render.tunnel_status({})
+    render.tunnel_status(TunnelStatus.from_json({"state": "failed", "message": "no token"}))
+    render.tunnel_status(TunnelStatus.from_json({}))
     assert capsys.readouterr().out == "tunnel: failed (no token)\ntunnel: closed\n"
 
 

@@ -20,7 +20,8 @@ import pytest
 
 from airadev.model import Config, Restart, RestartPolicy, Service, State
 from airadev.supervisor import runner
-from airadev.supervisor.runner import Supervisor, Unit, backoff_delay
+from airadev.supervisor.runner import Supervisor
+from airadev.supervisor.unit import Unit, backoff_delay
 
 
 class FixedRandom(random.Random):
