@@ -5,7 +5,7 @@ Messages name variables, never values: a doctor report must be safe to paste int
 
 from __future__ import annotations
 
-from airadev.doctor import Action, Context, Result, check, error, ok, skipped
+from airadev.doctor.base import Action, Context, Result, check, error, ok, skipped
 from airadev.doctor.templates import FORMATS, is_placeholder, jwt_payload, service_role_problem
 from airadev.integrations import envfile
 

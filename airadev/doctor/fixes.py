@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from airadev.doctor import Action, Context
+from airadev.doctor.base import Action, Context
 
 
 def plan(actions: Sequence[Action]) -> list[Action]:

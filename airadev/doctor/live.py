@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from airadev.doctor import Context, Result, check, error, ok, skipped, warning
+from airadev.doctor.base import Context, Result, check, error, ok, skipped, warning
 
 
 @check("live.twilio", "the Twilio credentials work and the test number takes webhooks", live=True, timeout=8,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from airadev.doctor import Action, Context, Result, check, error, ok, skipped, warning
+from airadev.doctor.base import Action, Context, Result, check, error, ok, skipped, warning
 
 
 def _running_marker(ctx: Context) -> str | None:

@@ -8,7 +8,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from airadev.doctor import Action, Context, Result, check, error, ok, skipped, warning
+from airadev.doctor.base import Action, Context, Result, check, error, ok, skipped, warning
 from airadev.doctor.envfiles import known_secret_values
 from airadev.doctor.templates import jwt_payload
 from airadev.integrations import envfile

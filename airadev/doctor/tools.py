@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from airadev.doctor import Action, Context, Result, check, error, ok, skipped, warning
+from airadev.doctor.base import Action, Context, Result, check, error, ok, skipped, warning
 
 
 def _version(argv: list[str], ctx: Context, timeout: float = 2.5) -> tuple[str | None, str]:

@@ -7,7 +7,7 @@ import tomllib
 
 import subprocess
 
-from airadev.doctor import Action, Context, Result, check, error, ok, skipped, warning
+from airadev.doctor.base import Action, Context, Result, check, error, ok, skipped, warning
 from airadev.errors import AiradevError
 
 MIGRATION = re.compile(r"^\d+_[A-Za-z0-9_.-]+\.sql$")
