@@ -4,7 +4,7 @@
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test bootstrap bench flake-hunt
+.PHONY: demo test bootstrap bench flake-hunt lint
 
 bootstrap:
 	@scripts/bootstrap
@@ -14,6 +14,13 @@ demo: bootstrap
 
 test: bootstrap
 	pytest
+
+# Lint and format (ruff), types (mypy), the layers (import-linter; pyproject.toml). CI runs it.
+lint: bootstrap
+	ruff check airadev tests bench scripts/flake-hunt
+	ruff format --check airadev tests bench
+	mypy
+	lint-imports
 
 bench: bootstrap
 	python bench/run_all.py

@@ -85,13 +85,13 @@ def _root() -> Path:
     return find_root(explicit=Options.workspace)
 
 
-def _config():  # type: ignore[no-untyped-def]
+def _config():
     from airadev.config import load
 
     return load(_root())
 
 
-def _paths():  # type: ignore[no-untyped-def]
+def _paths():
     from airadev.state import Paths
 
     return Paths(_root())

@@ -16,7 +16,7 @@ import heapq
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ class Redactor:
         best = 0
         for secret, _ in self._pairs:
             if multiline:
-                sizes = [at + 1 for at in range(len(secret) - 1) if secret[at] == 10]  # b"\n"
+                sizes: Sequence[int] = [at + 1 for at in range(len(secret) - 1) if secret[at] == 10]  # b"\n"
                 sizes = [size for size in reversed(sizes) if size <= len(data)]
             else:
                 sizes = range(min(len(secret) - 1, len(data)), 0, -1)
@@ -339,7 +339,7 @@ def offset_since(path: Path, since: bytes) -> int:
         return _line_start_after(f, lo) if lo else 0
 
 
-def _line_start_after(f, offset: int) -> int:  # type: ignore[no-untyped-def]
+def _line_start_after(f, offset: int) -> int:
     """The start of the first line that begins at or after ``offset``."""
     if offset == 0:
         return 0
@@ -472,7 +472,7 @@ class Follower:
         """Whole files rotated out after ours and before the current one (several rotations
         between two reads)."""
         files = log_files(self.path)[:-1]  # rotated ones, oldest first
-        inodes = []
+        inodes: list[int | None] = []
         for file in files:
             try:
                 inodes.append(os.stat(file).st_ino)
@@ -480,7 +480,7 @@ class Follower:
                 inodes.append(None)
         if self._ino not in inodes:
             return []
-        out = []
+        out: list[bytes] = []
         for file in files[inodes.index(self._ino) + 1:]:
             try:
                 data = file.read_bytes()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 
 class Runtime(enum.StrEnum):
@@ -86,7 +87,7 @@ class Probe:
 
     def describe(self) -> str:
         if self.kind is ProbeKind.TCP:
-            host, port = self.target  # type: ignore[misc]
+            host, port = cast("tuple[str, int]", self.target)  # a TCP probe's target is (host, port)
             return f"tcp {host}:{port}"
         if self.kind is ProbeKind.EXEC:
             return "exec " + " ".join(self.target)  # type: ignore[arg-type]

@@ -40,7 +40,7 @@ def use_colour(stream: Any = None) -> bool:
         return False
 
 
-def _write(fd: int, data: bytes) -> bool:
+def _write(fd: int, data: bytes | memoryview) -> bool:
     """Write all of ``data``; False when the reader has gone (a closed pipe, a terminal that
     hung up: EPIPE, EIO)."""
     view = memoryview(data)
@@ -173,8 +173,8 @@ class LogConsole:
             if colour:
                 label = f"{PALETTE[index % len(PALETTE)]}{label}{RESET}"
             self.prefixes[name] = (label + " ").encode()
-        own = f"{'airadev'.ljust(width)} |"
-        self.own_prefix = ((f"{BOLD}{own}{RESET}" if colour else own) + " ").encode()
+        own_label = f"{'airadev'.ljust(width)} |"
+        self.own_prefix = ((f"{BOLD}{own_label}{RESET}" if colour else own_label) + " ").encode()
 
     @property
     def alive(self) -> bool:

@@ -180,8 +180,8 @@ def rewire_database(journal: Journal, dsn: str, number: str, wanted: dict[str, s
         before = database.number_urls(conn, number)
         if before is None:
             return f"no business_numbers row for {number}: not touched"
-        after = {"voice_url": wanted["voice_url"], "sms_url": wanted["sms_url"],
-                 "status_callback_url": wanted["status_callback"]}
+        after: dict[str, str | None] = {"voice_url": wanted["voice_url"], "sms_url": wanted["sms_url"],
+                                         "status_callback_url": wanted["status_callback"]}
         step = journal.add({"kind": "db", "dsn": dsn, "phone_number": number, "before": before, "after": after})
         with conn.transaction():
             database.set_number_urls(conn, number, after)  # reads back, raises (and rolls back) if it differs

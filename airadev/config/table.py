@@ -22,6 +22,7 @@ class Table:
     """Typed reads from one TOML table, remembering which keys were used."""
 
     def __init__(self, data: Mapping[str, Any], file: Path, where: str) -> None:
+        self.used: set[str]
         self.data, self.file, self.where, self.used = data, file, where, set()
 
     def error(self, key: str, problem: str, fix: str) -> ConfigError:

@@ -40,7 +40,7 @@ def present(ctx: Context) -> list[Result]:
     return results
 
 
-def _with_template(ctx: Context) -> list:  # type: ignore[type-arg]
+def _with_template(ctx: Context) -> list:
     return [f for f in ctx.env_files if f.path.is_file() and f.template is not None]
 
 

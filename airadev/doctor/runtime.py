@@ -51,6 +51,7 @@ def leftovers(ctx: Context) -> Result:
 
     if _running_marker(ctx):
         return ok("runtime.leftovers", "the stack is running; nothing of an earlier run is left")
+    assert ctx.root is not None  # it requires workspace.config, which fails without a root
     found = reaper.marked(workspace_id(ctx.root) + ".", exact=False)
     if found:
         return warning("runtime.leftovers", f"{len(found)} processes of a run that did not stop are still running",
@@ -112,6 +113,7 @@ def database(ctx: Context) -> Result:
     if server is None or find_binary("initdb") is None:
         return error(rid, f"{db.name}: the PostgreSQL server binaries (initdb, postgres) are missing",
                      "apt-get install postgresql, or use runtime = \"supabase\" (Docker and the Supabase CLI)")
+    assert ctx.root is not None  # there is a config (db is of it): it was found under a root
     data = cluster_dir(ctx.root, db) / "data"
     if data.exists() and not (data / "PG_VERSION").is_file():
         return error(rid, f"{db.name}: {ctx.relative(data)} exists but is not a PostgreSQL cluster",

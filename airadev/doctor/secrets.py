@@ -17,7 +17,7 @@ LIVE_PREFIXES = ("sk_live_", "rk_live_")
 SECRET_SHAPES = ("sk_test_", "sk_live_", "rk_", "whsec_", "sk-", "pcsk_", "sk_car_", "sb_secret_")
 
 
-def _existing(ctx: Context) -> list:  # type: ignore[type-arg]
+def _existing(ctx: Context) -> list:
     return [f for f in ctx.env_files if f.path.is_file()]
 
 

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def deps(ctx: Context) -> list[Result]:
         return [skipped("tools.deps", "no valid airadev.toml")]
     from concurrent.futures import ThreadPoolExecutor
 
-    jobs = []
+    jobs: list[tuple[Callable[[str, Any, Context], Result], str, Any]] = []
     for service in config.services:
         rid = f"tools.deps:{service.name}"
         if (service.cwd / "package.json").is_file():

@@ -56,7 +56,7 @@ def folders(ctx: Context) -> list[Result]:
     return results
 
 
-def _supabase_dir(ctx: Context):  # type: ignore[no-untyped-def]
+def _supabase_dir(ctx: Context):
 
     ui = ctx.config.ui_service() if ctx.config else None
     folder = ui.cwd / "supabase" if ui else None

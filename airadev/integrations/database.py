@@ -102,11 +102,13 @@ def apply_migrations(conn: Any, folder: Path | None, *, shim: bool) -> list[str]
             sql = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise DatabaseError(f"migration {path.name}: cannot read it ({exc})", f"save {path} as UTF-8 text") from None
+        name = MIGRATION_NAME.match(path.name)
+        assert name is not None  # migration_files lists only the files whose names match
         try:
             with conn.transaction():
                 conn.execute(sql)  # several statements: psycopg sends them in one simple query
                 conn.execute("INSERT INTO supabase_migrations.schema_migrations (version, name, statements) "
-                             "VALUES (%s, %s, %s)", (version, MIGRATION_NAME.match(path.name).group(2), [sql]))
+                             "VALUES (%s, %s, %s)", (version, name.group(2), [sql]))
         except psycopg.Error as exc:
             where = f" (line {_line_of(sql, exc)})" if _line_of(sql, exc) else ""
             raise DatabaseError(f"migration {path.name} failed{where}: {_first_line(exc)}",

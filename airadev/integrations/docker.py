@@ -25,7 +25,7 @@ class DockerError(AiradevError):
     pass
 
 
-def failures() -> tuple[type[BaseException], ...]:
+def failures() -> tuple[type[Exception], ...]:
     """What a call through the SDK raises when the engine refuses or is not there: its own
     errors, and requests' (a vanished socket is a requests ConnectionError, not a DockerException)."""
     import docker
@@ -118,6 +118,7 @@ def ensure_image(api: Any, service: Service, image: str) -> None:
     try:
         api.images.pull(image)
     except failures() as exc:
+        assert service.docker is not None  # only a docker service has an image (image_of asserts it)
         raise DockerError(
             f"services.{service.name}: image {image} is not on the engine and cannot be pulled: {why_of(exc, 160)}",
             f"build it (docker build -t {image} .), or name a local image with "
@@ -137,7 +138,7 @@ def remove_leftovers(root: Any, grace: float = 10.0, host: str = "") -> list[str
     try:
         api = client(timeout=30, host=host)
         found = api.containers.list(all=True, filters={"label": f"{WORKSPACE_LABEL}={workspace_id(root)}"})
-    except (DockerError, *failures()):
+    except (DockerError, *failures()):  # type: ignore[misc]  # mypy cannot check a starred tuple of classes
         return []
     names = []
     for container in found:
@@ -148,7 +149,7 @@ def remove_leftovers(root: Any, grace: float = 10.0, host: str = "") -> list[str
             names.append(container.name)
         except docker.errors.NotFound:
             continue
-        except (DockerError, *failures()):
+        except (DockerError, *failures()):  # type: ignore[misc]  # mypy cannot check a starred tuple of classes
             continue  # the next up or down tries again
     remove_network(root, api)
     return names

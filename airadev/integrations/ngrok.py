@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from airadev.errors import AiradevError
 
@@ -178,7 +178,7 @@ def error_text(exc: BaseException) -> str:
         except ValueError:
             return str(body)
         if isinstance(answer, dict):
-            details = answer.get("details") if isinstance(answer.get("details"), dict) else {}
+            details = cast("dict[Any, Any]", answer.get("details")) if isinstance(answer.get("details"), dict) else {}
             return str(details.get("err") or answer.get("msg") or body)
     return getattr(exc, "ngrok_error", None) or str(exc)
 
@@ -205,7 +205,7 @@ class Agent:
     _env_lock = threading.Lock()
 
     def __init__(self, binary: Path, *, config_path: Path | None, region: str, timeout: float,
-                 on_log: Callable[[str], None], marker_env: Mapping[str, str], wrapper_dir: Path) -> None:
+                 on_log: Callable[[str], object], marker_env: Mapping[str, str], wrapper_dir: Path) -> None:
         import logging
 
         from pyngrok import conf

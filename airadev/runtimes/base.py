@@ -58,7 +58,7 @@ class Context:
 
     config: Config
     marker: str
-    event: Callable[[str, str, str], None]
+    event: Callable[[str | None, str, str], None]
     hide: Callable[[Mapping[str, str]], None] = lambda secrets: None  # new secret values, never shown
     # Set by `down`: {"volumes": True} deletes the database's data with its containers.
     stop_options: dict[str, Any] = field(default_factory=dict)

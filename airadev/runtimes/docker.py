@@ -234,7 +234,7 @@ class DockerInstance:
     """One container of a service. Owned by the loop that created it; its two threads only
     post to that loop."""
 
-    pid = None
+    pid: int | None = None
 
     def __init__(self, attrs: dict[str, Any], service: Service, loop: asyncio.AbstractEventLoop, on_output: OnOutput,
                  ctx: Context) -> None:
@@ -372,7 +372,7 @@ class DockerInstance:
                 self.container.stop(timeout=max(0, math.ceil(grace)))
         except docker.errors.NotFound:
             return 0
-        except (DockerError, *failures()):
+        except (DockerError, *failures()):  # type: ignore[misc]  # mypy cannot check a starred tuple of classes
             running = True  # the engine went away: nothing more to do here; the next up or down
         self._remove()  # the waiter does it too; whichever is first, the other waits for it
         return 1 if running else 0

@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airadev import control
 from airadev.control import Op, TunnelAction
@@ -100,7 +100,7 @@ class ControlServer:
         if self.sup.stopping:
             raise AiradevError("the stack is stopping", "start it again with `airadev up`")
         if action is TunnelAction.OPEN:
-            env = request.get("env") if isinstance(request.get("env"), dict) else {}
+            env = cast("dict[Any, Any]", request.get("env")) if isinstance(request.get("env"), dict) else {}
             return await self.sup.tunnel_controller().open(str(request.get("domain") or ""),
                                                            str(request.get("region") or ""), bool(request.get("keep")),
                                                            {str(k): str(v) for k, v in env.items()})

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import SplitResult, urlsplit
 
 from airadev.model import Probe, ProbeKind
@@ -29,8 +29,9 @@ def retarget(probe: Probe, host: str | None) -> Probe:
 
     if not host:
         return probe
-    if probe.kind is ProbeKind.TCP and probe.target[0] in LOOPBACK:  # type: ignore[index]
-        return replace(probe, target=(host, probe.target[1]))  # type: ignore[index]
+    if probe.kind is ProbeKind.TCP and probe.target[0] in LOOPBACK:
+        # A TCP probe's target is (host, port).
+        return replace(probe, target=(host, cast("tuple[str, int]", probe.target)[1]))
     if probe.kind is ProbeKind.HTTP:
         parts = urlsplit(str(probe.target))
         if parts.hostname in LOOPBACK:
@@ -56,7 +57,7 @@ async def check(probe: Probe, *, env: Mapping[str, str] | None = None, cwd: str 
             if probe.kind is ProbeKind.HTTP:
                 return await _http(str(probe.target))
             if probe.kind is ProbeKind.TCP:
-                host, port = probe.target  # type: ignore[misc]
+                host, port = cast("tuple[str, int]", probe.target)  # a TCP probe's target is (host, port)
                 sock = await _connect(host, port)
                 try:
                     if proxied and not await _stays_open(sock):

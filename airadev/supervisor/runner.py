@@ -302,7 +302,9 @@ class Supervisor:
             unit.awaiting_log_match, unit.matched_early = True, False
         runtime = runtime_for(service.runtime, self.runtime_context)
         try:
-            started = runtime.start(service, env, lambda data, u=unit, feed=self.output.feed: feed(u, data))
+            # The lambda is an OnOutput: mypy cannot infer the type of a lambda with default arguments.
+            started = runtime.start(service, env,
+                                    lambda data, u=unit, feed=self.output.feed: feed(u, data))  # type: ignore[misc]
             instance = await started if inspect.isawaitable(started) else started
         except AiradevError:
             raise
@@ -330,9 +332,10 @@ class Supervisor:
             if probe.kind is ProbeKind.LOG and unit.matched_early:
                 self._log_matched(unit)
             elif probe.kind is not ProbeKind.LOG:
-                env = (service_env(service, self.marker, colour=False, instance=unit.starts)
-                       if probe.kind is ProbeKind.EXEC else None)
-                unit.probe_task = self.spawn_task(health.probe_loop(unit, instance, probe, env, self), f"probe-{unit.name}")
+                probe_env = (service_env(service, self.marker, colour=False, instance=unit.starts)
+                             if probe.kind is ProbeKind.EXEC else None)
+                unit.probe_task = self.spawn_task(health.probe_loop(unit, instance, probe, probe_env, self),
+                                                  f"probe-{unit.name}")
         return instance
 
     # --- health -----------------------------------------------------------------------------
@@ -563,8 +566,8 @@ class Supervisor:
         if self._own_log:
             self._own_log.close()
         self.paths.socket.unlink(missing_ok=True)
-        left = self.runtime_context.stop_options
-        self.watchdog.stop(clean=not (self.unclean or left.get("supabase_left") or left.get("containers_left")))
+        options = self.runtime_context.stop_options
+        self.watchdog.stop(clean=not (self.unclean or options.get("supabase_left") or options.get("containers_left")))
 
     # --- watcher ----------------------------------------------------------------
 

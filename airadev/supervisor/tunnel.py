@@ -183,6 +183,7 @@ class TunnelController:
         if reloaded is None or not changed:
             self.details["ui_reload"] = "no UI running" if reloaded is None else "not needed (the value was already there)"
             return
+        assert ui_unit is not None  # reloaded is None without it
         if await sup.wait_or_stop(reloaded, RELOAD_WAIT):
             self.details["ui_reload"] = "reloaded by Next.js"
             sup.event(ui_unit.name, f"reloaded {path.name} by itself")

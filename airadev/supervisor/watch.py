@@ -150,7 +150,7 @@ class _Inotify:
         if not recursive:
             self._add(top)
             return []
-        found = []
+        found: list[Path] = []
         for folder, subdirs, files in os.walk(top):
             subdirs[:] = [d for d in subdirs if d not in IGNORED_DIRS]
             if not self._add(Path(folder)):
