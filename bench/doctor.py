@@ -24,7 +24,7 @@ from pathlib import Path
 from common import BIN, ROOT, env, report
 
 sys.path.insert(0, str(ROOT))
-from airadev import doctor as dr  # noqa: E402
+from airadev import doctor as dr
 
 DEMO = ROOT / "examples" / "demo"
 
@@ -60,7 +60,7 @@ def main() -> int:
         times.append(time.perf_counter() - start)
     offline = statistics.median(times)
 
-    dr._load_all()  # noqa: SLF001
+    dr._load_all()
     limit = max(c.timeout for c in dr.REGISTRY.values())
     port = silent_port()
     live_env = {**env(), "AIRADEV_TWILIO_API_BASE": f"http://127.0.0.1:{port}", "TWILIO_TEST_NUMBER": "+15551230000",

@@ -34,8 +34,8 @@ from pathlib import Path
 from common import BIN, FAKES, PY, ROOT, env, load, report, spread, state, workspace
 
 sys.path.insert(0, str(ROOT))
-from tests.fakes import tls  # noqa: E402
-from tests.fakes.twilio_api import FakeTwilio  # noqa: E402
+from tests.fakes import tls
+from tests.fakes.twilio_api import FakeTwilio
 
 SID = "AC0123456789abcdef0123456789abcdef"
 TOKEN = "fedcba9876543210fedcba9876543210"

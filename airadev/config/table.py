@@ -139,7 +139,7 @@ def valid_url(raw: str) -> bool:
 
     try:
         parts = urlsplit(raw)
-        parts.port  # noqa: B018  (raises ValueError on a bad port)
+        parts.port  # (raises ValueError on a bad port)
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -117,7 +117,7 @@ def database(ctx: Context) -> Result:
     data = cluster_dir(ctx.root, db) / "data"
     if data.exists() and not (data / "PG_VERSION").is_file():
         return error(rid, f"{db.name}: {ctx.relative(data)} exists but is not a PostgreSQL cluster",
-                     f"move it away (or delete it: `airadev down --volumes`); the next `airadev up` makes a new one")
+                     "move it away (or delete it: `airadev down --volumes`); the next `airadev up` makes a new one")
     return ok(rid, f"{db.name}: plain PostgreSQL ({server}), not Supabase: no REST API, no auth; "
                    "SQL, migrations and the tunnel's business_numbers only")
 

@@ -99,7 +99,7 @@ FORMATS = {
 def _is_url(value: str) -> bool:
     try:
         parts = urlsplit(value)
-        parts.port  # noqa: B018  (raises on a bad port)
+        parts.port  # (raises ValueError on a bad port)
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -286,7 +286,7 @@ class Agent:
     def alive(self) -> bool:
         from pyngrok import process
 
-        proc = process._current_processes.get(self.config.ngrok_path)  # noqa: SLF001
+        proc = process._current_processes.get(self.config.ngrok_path)
         return proc is not None and proc.proc.poll() is None
 
     def kill(self) -> None:
@@ -297,13 +297,13 @@ class Agent:
 
         from pyngrok import ngrok, process
 
-        current = process._current_processes.get(self.config.ngrok_path)  # noqa: SLF001
+        current = process._current_processes.get(self.config.ngrok_path)
         if current is not None:
             try:
                 os.killpg(current.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        lock = process._current_processes_lock  # noqa: SLF001
+        lock = process._current_processes_lock
         if lock.acquire(timeout=5):
             try:
                 ngrok.kill(self.config)

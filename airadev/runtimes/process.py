@@ -203,7 +203,7 @@ def _spawn_error(service: Service, exc: OSError) -> AiradevError:
     program = service.command[0]
     if exc.errno == errno.ENOENT:
         return AiradevError(f"services.{service.name}.command: {program} not found",
-                            f"install it, or put its folder on PATH, or fix command in airadev.toml")
+                            "install it, or put its folder on PATH, or fix command in airadev.toml")
     if exc.errno == errno.EACCES:
         return AiradevError(f"services.{service.name}.command: {program} is not executable",
                             f"chmod +x {program}, or run it through its interpreter")

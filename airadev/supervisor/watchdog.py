@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 if __name__ == "__main__":  # run as a script without site-packages: find the package by path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from airadev import reaper  # noqa: E402
-from airadev.integrations.engine import RUN_LABEL, WORKSPACE_LABEL, remove_containers, remove_networks  # noqa: E402
+from airadev import reaper
+from airadev.integrations.engine import RUN_LABEL, WORKSPACE_LABEL, remove_containers, remove_networks
 
 CLEAN = b"stopped cleanly\n"  # the supervisor's last words to its watchdog
 # Said before and after each request that makes something on the engine (a container, a

@@ -1,7 +1,6 @@
 """Starts a daemon that leaves the process group and session (double fork + setsid), then waits."""
 
 import os
-import sys
 import time
 
 read_end, write_end = os.pipe()

@@ -72,7 +72,7 @@ def api() -> Iterator[int]:
     """Supabase's API gateway, as far as readiness goes: /rest/v1/ answers."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200 if self.path.startswith("/rest/v1/") else 404)
             self.end_headers()
 
