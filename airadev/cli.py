@@ -46,8 +46,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     workspace: Optional[str] = typer.Option(
-        None, "--workspace", "-w", metavar="DIR",
-        help="Workspace folder holding airadev.toml (default: $AIRADEV_WORKSPACE, else found from here upwards)."),
+        None,
+        "--workspace",
+        "-w",
+        metavar="DIR",
+        help="Workspace folder holding airadev.toml (default: $AIRADEV_WORKSPACE, else found from here upwards).",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
@@ -72,8 +76,12 @@ def handled(fn: F) -> F:
         except Exception as exc:
             if Options.debug:
                 raise
-            render.error(AiradevError(f"airadev failed unexpectedly: {type(exc).__name__}: {exc}",
-                                      "run again with --debug for the traceback, and report it"))
+            render.error(
+                AiradevError(
+                    f"airadev failed unexpectedly: {type(exc).__name__}: {exc}",
+                    "run again with --debug for the traceback, and report it",
+                )
+            )
             raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper  # type: ignore[return-value]
@@ -99,17 +107,22 @@ def _paths():
 
 # --- up / down ---------------------------------------------------------------------------------
 
+
 @app.command()
 @handled
 def up(
-    services: list[str] = typer.Argument(None, help="Services to start (aliases work); with what they depend on. Default: all."),
+    services: list[str] = typer.Argument(
+        None, help="Services to start (aliases work); with what they depend on. Default: all."
+    ),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; return once all are ready."),
     timeout: float = typer.Option(300, "--timeout", help="With --detach: give up waiting after this many seconds."),
     tunnel: bool = typer.Option(False, "--tunnel", help="Also open the ngrok tunnel once the voice agent is ready."),
     domain: Optional[str] = typer.Option(None, "--domain", help="With --tunnel: a reserved ngrok domain."),
     region: Optional[str] = typer.Option(None, "--region", help="With --tunnel: the ngrok region."),
     keep: bool = typer.Option(False, "--keep", help="With --tunnel: leave the rewiring in place when it closes."),
-    runtime: Optional[str] = typer.Option(None, "--runtime", help="docker: run every service that has a [services.X.docker] image as a container."),
+    runtime: Optional[str] = typer.Option(
+        None, "--runtime", help="docker: run every service that has a [services.X.docker] image as a container."
+    ),
 ) -> None:
     """Start the stack in dependency order, health-checked, with one log stream; Ctrl-C stops it all."""
     from airadev.model import Runtime
@@ -131,8 +144,10 @@ def up(
         _print_summary(started.summary)
         if started.tunnel:
             render.tunnel_status(started.tunnel)
-        render.info(f"running in the background (supervisor pid {started.supervisor_pid}); "
-                    "`airadev logs -f` to follow, `airadev down` to stop")
+        render.info(
+            f"running in the background (supervisor pid {started.supervisor_pid}); "
+            "`airadev logs -f` to follow, `airadev down` to stop"
+        )
         return
     colour = render.use_colour()
     console = render.LogConsole(names, colour=colour)
@@ -142,8 +157,9 @@ def up(
             console.event(None, note, "warning")
 
     try:
-        op.run_foreground(config, names, observer=console, colour=colour, tunnel=tunnel_options,
-                          on_ready_to_start=announce)
+        op.run_foreground(
+            config, names, observer=console, colour=colour, tunnel=tunnel_options, on_ready_to_start=announce
+        )
     finally:
         console.close()
 
@@ -152,7 +168,9 @@ def up(
 @handled
 def export(
     what: str = typer.Argument(..., help="What to export: compose."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file (atomically) instead of standard output."),
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o", help="Write to this file (atomically) instead of standard output."
+    ),
 ) -> None:
     """Export the stack's containers as a Compose file, generated from airadev.toml."""
     from pathlib import Path
@@ -176,7 +194,9 @@ def _print_summary(summary: dict[str, Any] | None) -> None:
         return
     render.info(f"all {len(summary['services'])} services ready in {summary['total']:.2f}s")
     for item in summary["services"]:
-        render.info(f"  {item['name']:<14} ready after {item['ready_after']:6.2f}s  (own start {item['own_time']:.2f}s)")
+        render.info(
+            f"  {item['name']:<14} ready after {item['ready_after']:6.2f}s  (own start {item['own_time']:.2f}s)"
+        )
     if summary.get("critical_path"):
         own = {item["name"]: item["own_time"] for item in summary["services"]}
         render.info("  critical path: " + " → ".join(f"{n} {own[n]:.2f}s" for n in summary["critical_path"]))
@@ -214,6 +234,7 @@ def down(
 
 # --- status / logs -----------------------------------------------------------------------------
 
+
 @app.command()
 @handled
 def status(as_json: bool = typer.Option(False, "--json", help="One JSON object (schema 1).")) -> None:
@@ -230,7 +251,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object (
 @app.command()
 @handled
 def logs(
-    services: list[str] = typer.Argument(None, help="Services (aliases work; 'airadev' is the supervisor). Default: all."),
+    services: list[str] = typer.Argument(
+        None, help="Services (aliases work; 'airadev' is the supervisor). Default: all."
+    ),
     lines: int = typer.Option(100, "-n", "--lines", help="How many of the last lines of each service."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines, across restarts."),
     since: Optional[str] = typer.Option(None, "--since", help="Only lines newer than this, e.g. 10m, 90s, 2h."),
@@ -264,8 +287,10 @@ def logs(
     if not op.running(paths):
         from airadev.errors import NotRunning
 
-        raise NotRunning("nothing is running, so there is nothing to follow (the lines above are stored ones)",
-                         "start the stack with `airadev up`")
+        raise NotRunning(
+            "nothing is running, so there is nothing to follow (the lines above are stored ones)",
+            "start the stack with `airadev up`",
+        )
     for batch in op.follow(paths, followers):
         for line in batch:
             if not printer.write(line.service, [line.raw]):
@@ -273,6 +298,7 @@ def logs(
 
 
 # --- one service -------------------------------------------------------------------------------
+
 
 def _service_command(op: str, name: str, wait: float) -> None:
     from airadev.operations import manage
@@ -285,13 +311,21 @@ def _service_command(op: str, name: str, wait: float) -> None:
     wanted = ("stopped",) if op == "stop" else ("healthy", "running", "completed")
     if state not in wanted:
         if state == "blocked":  # by a dependency: its own last lines are beside the point
-            raise AiradevError(f"{result['service']} is blocked: {result.get('message')}",
-                               "start what it depends on (`airadev start NAME`); it starts by itself then")
+            raise AiradevError(
+                f"{result['service']} is blocked: {result.get('message')}",
+                "start what it depends on (`airadev start NAME`); it starts by itself then",
+            )
         details = "\n".join("  " + line for line in result.get("last_lines", []))
-        problem = f"is {state}" if state in ("crash-loop", "failed", "unhealthy") \
+        problem = (
+            f"is {state}"
+            if state in ("crash-loop", "failed", "unhealthy")
             else f"is not ready after {wait:g}s (still {state})"
-        raise AiradevError(f"{result['service']} {problem}",
-                           f"see `airadev logs {result['service']}` and `airadev status`", details=details)
+        )
+        raise AiradevError(
+            f"{result['service']} {problem}",
+            f"see `airadev logs {result['service']}` and `airadev status`",
+            details=details,
+        )
 
 
 @app.command()
@@ -323,6 +357,7 @@ def start(
 
 # --- tunnel ------------------------------------------------------------------------------------
 
+
 @app.command()
 @handled
 def tunnel(
@@ -339,12 +374,21 @@ def tunnel(
     number, and put back when it closes (Ctrl-C, `tunnel --stop`, `down`). Needs a running stack."""
     from airadev.operations import tunnel as op
 
-    options = op.Options(domain=domain or "", region=region or "", keep=keep, verify=verify, stop=stop, show=show,
-                         as_json=as_json, detach=detach)
+    options = op.Options(
+        domain=domain or "",
+        region=region or "",
+        keep=keep,
+        verify=verify,
+        stop=stop,
+        show=show,
+        as_json=as_json,
+        detach=detach,
+    )
     op.session(_paths(), _config, options, render.TunnelView())
 
 
 # --- doctor ------------------------------------------------------------------------------------
+
 
 @app.command()
 @handled
@@ -372,6 +416,7 @@ def doctor(
         return
     if (dry_run or install) and not fix:
         raise UsageError("--dry-run and --install go with --fix", "add --fix")
+
     def context() -> dr.Context:
         return dr.Context(Path.cwd(), Options.workspace, offline=offline, debug=Options.debug)
 
@@ -382,8 +427,15 @@ def doctor(
     if fix:
         # Ask only a person at a terminal, and never into JSON.
         interactive = sys.stdin.isatty() and sys.stdout.isatty() and not as_json and not install
-        results, fixes, ctx = op.fix_rounds(selected, results, ctx, context, dry_run=dry_run, install=install,
-                                            ask=render.confirm if interactive else None)
+        results, fixes, ctx = op.fix_rounds(
+            selected,
+            results,
+            ctx,
+            context,
+            dry_run=dry_run,
+            install=install,
+            ask=render.confirm if interactive else None,
+        )
         if not as_json:
             render.doctor_fixes(fixes, dry_run)
     redact = op.redactor(ctx)
@@ -398,10 +450,13 @@ def doctor(
 
 # --- init --------------------------------------------------------------------------------------
 
+
 @app.command()
 @handled
 def init(
-    directory: Path = typer.Argument(Path("."), help="The workspace folder (holding aira-ui/, voice-agent/, kb-updater/)."),
+    directory: Path = typer.Argument(
+        Path("."), help="The workspace folder (holding aira-ui/, voice-agent/, kb-updater/)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing airadev.toml."),
 ) -> None:
     """Write a commented airadev.toml for the standard AiRa layout and git-ignore .airadev/."""

@@ -94,16 +94,19 @@ def request(path: Path, op: Op, *, timeout: float = 10.0, **args: Any) -> Any:
             try:
                 chunk = sock.recv(65536)
             except socket.timeout:
-                raise AiradevError(f"the supervisor did not answer '{op}' within {timeout:.0f}s",
-                                   "see `airadev logs airadev`; `airadev down` stops the stack") from None
+                raise AiradevError(
+                    f"the supervisor did not answer '{op}' within {timeout:.0f}s",
+                    "see `airadev logs airadev`; `airadev down` stops the stack",
+                ) from None
             if not chunk:
                 break
             data += chunk
     finally:
         sock.close()
     if not data:
-        raise AiradevError(f"the supervisor closed the connection during '{op}'",
-                           "it may be stopping; run `airadev status`")
+        raise AiradevError(
+            f"the supervisor closed the connection during '{op}'", "it may be stopping; run `airadev status`"
+        )
     answer = json.loads(data)
     if not answer.get("ok"):
         raise AiradevError(answer.get("error", "the supervisor refused"), answer.get("fix", ""))

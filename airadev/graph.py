@@ -21,7 +21,7 @@ def find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
         stack.append(node)
         for dep in graph.get(node, ()):
             if colour.get(dep) == GREY:
-                return stack[stack.index(dep):] + [dep]
+                return stack[stack.index(dep) :] + [dep]
             if colour.get(dep) == WHITE:
                 found = visit(dep)
                 if found:

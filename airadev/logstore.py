@@ -28,6 +28,7 @@ _BLOCK = 64 * 1024
 
 # --- framing -----------------------------------------------------------------------------------
 
+
 class LineFramer:
     """Cuts a byte stream into whole lines.
 
@@ -82,11 +83,12 @@ class LineFramer:
         if self.redactor:
             data = self.redactor(data)
             hold = self.redactor.held(data)
-        out, self.pending = data[: len(data) - hold], data[len(data) - hold:]
+        out, self.pending = data[: len(data) - hold], data[len(data) - hold :]
         return out + b"\n" if out else b""
 
 
 # --- redaction ---------------------------------------------------------------------------------
+
 
 class Redactor:
     """Replaces secret values with ``[redacted:NAME]`` in bytes and text.
@@ -172,6 +174,7 @@ class Redactor:
 
 # --- prefixing ---------------------------------------------------------------------------------
 
+
 def prefix_lines(lines: bytes, prefix: bytes) -> bytes:
     """``prefix`` before every line of ``lines`` (whole lines, ending in ``\\n``)."""
     return prefix + lines[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
@@ -206,6 +209,7 @@ class Clock:
 
 
 # --- writing -----------------------------------------------------------------------------------
+
 
 class LogFile:
     """An append-only log file that rotates by size: ``name.log`` → ``name.log.1`` → ... keeping
@@ -275,6 +279,7 @@ def log_files(path: Path) -> list[Path]:
 
 
 # --- reading -----------------------------------------------------------------------------------
+
 
 def tail(path: Path, count: int, end: int | None = None) -> list[bytes]:
     """The last ``count`` lines of a log and its rotated files, read from the end: a 1 GB file
@@ -379,6 +384,7 @@ def since_stamp(seconds_ago: float, now: float | None = None) -> bytes:
 
 # --- merging and following ---------------------------------------------------------------------
 
+
 class Line:
     """One stored line of one service (timestamp included, ending in a newline)."""
 
@@ -406,6 +412,7 @@ def has_stamp(raw: bytes) -> bool:
 
 def merge(streams: Mapping[str, Iterable[bytes]]) -> Iterator[Line]:
     """Lines of several services in time order (ties keep each file's own order)."""
+
     def lines_of(name: str, raw_lines: Iterable[bytes]) -> Iterator[Line]:
         for raw in raw_lines:
             yield Line(name, raw)
@@ -481,7 +488,7 @@ class Follower:
         if self._ino not in inodes:
             return []
         out: list[bytes] = []
-        for file in files[inodes.index(self._ino) + 1:]:
+        for file in files[inodes.index(self._ino) + 1 :]:
             try:
                 data = file.read_bytes()
             except FileNotFoundError:

@@ -14,10 +14,10 @@ from typing import cast
 class Runtime(enum.StrEnum):
     """How a service is run; each plugs in behind `airadev.runtimes.Runtime`."""
 
-    PROCESS = "process"      # a child process group
-    DOCKER = "docker"        # a container, through the docker SDK
-    POSTGRES = "postgres"    # a local PostgreSQL cluster in .airadev/, from the server binaries
-    SUPABASE = "supabase"    # the Supabase CLI's containers (`supabase start`)
+    PROCESS = "process"  # a child process group
+    DOCKER = "docker"  # a container, through the docker SDK
+    POSTGRES = "postgres"  # a local PostgreSQL cluster in .airadev/, from the server binaries
+    SUPABASE = "supabase"  # the Supabase CLI's containers (`supabase start`)
 
 
 class Condition(enum.StrEnum):
@@ -37,16 +37,16 @@ class RestartPolicy(enum.StrEnum):
 class State(enum.StrEnum):
     """Where a service is in its life. ``ready`` states satisfy dependents and ``up``."""
 
-    WAITING = "waiting"          # for its dependencies
-    STARTING = "starting"        # process started, health probe not passed yet
-    HEALTHY = "healthy"          # health probe passed
-    RUNNING = "running"          # no health probe: running is all we know
-    UNHEALTHY = "unhealthy"      # probe failed `retries` times in a row after start_period
-    RESTARTING = "restarting"    # exited; waiting out the backoff before starting again
-    CRASH_LOOP = "crash-loop"    # exited max_restarts times in a row; left stopped
-    COMPLETED = "completed"      # exited 0 and not restarted (a one-shot task)
-    FAILED = "failed"            # exited non-zero and not restarted
-    BLOCKED = "blocked"          # a dependency failed, so it was never started
+    WAITING = "waiting"  # for its dependencies
+    STARTING = "starting"  # process started, health probe not passed yet
+    HEALTHY = "healthy"  # health probe passed
+    RUNNING = "running"  # no health probe: running is all we know
+    UNHEALTHY = "unhealthy"  # probe failed `retries` times in a row after start_period
+    RESTARTING = "restarting"  # exited; waiting out the backoff before starting again
+    CRASH_LOOP = "crash-loop"  # exited max_restarts times in a row; left stopped
+    COMPLETED = "completed"  # exited 0 and not restarted (a one-shot task)
+    FAILED = "failed"  # exited non-zero and not restarted
+    BLOCKED = "blocked"  # a dependency failed, so it was never started
     STOPPING = "stopping"
     STOPPED = "stopped"
 
@@ -155,9 +155,9 @@ class DatabaseSpec:
     database: str = "postgres"
     user: str = "postgres"
     exclude: tuple[str, ...] = ()  # `supabase start -x`: containers not started
-    trigger_service: str = ""      # whose URL the KB trigger function gets ("" = derive: kb)
-    db_port: int = 54322           # PostgreSQL's port (postgres: the service's port)
-    project_id: str = ""           # supabase/config.toml's project_id (its containers' suffix)
+    trigger_service: str = ""  # whose URL the KB trigger function gets ("" = derive: kb)
+    db_port: int = 54322  # PostgreSQL's port (postgres: the service's port)
+    project_id: str = ""  # supabase/config.toml's project_id (its containers' suffix)
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ class Service:
     # configured (venv_explicit), these are .venv/ and venv/ in the service's folder.
     venv: tuple[Path, ...] = ()
     venv_explicit: bool = False
-    docker: DockerSpec | None = None      # set: the service can run as a container
+    docker: DockerSpec | None = None  # set: the service can run as a container
     database: DatabaseSpec | None = None  # set for the postgres and supabase runtimes
 
     @property
@@ -259,7 +259,7 @@ class Config:
     def find(self, wanted: str, guesses: tuple[str, ...]) -> Service | None:
         """The service named ``wanted`` (a name or an alias), or, when none is named, the first
         of ``guesses`` the stack has."""
-        for name in ([wanted] if wanted else list(guesses)):
+        for name in [wanted] if wanted else list(guesses):
             try:
                 return self.get(name)
             except KeyError:
@@ -272,8 +272,10 @@ class Config:
 
         service = self.find(self.tunnel.service, ("voice", "voice-agent"))
         if service is None:
-            raise AiradevError("no voice agent service to tunnel to in airadev.toml",
-                               'set [tunnel] service = "NAME", or give the voice agent the alias "voice"')
+            raise AiradevError(
+                "no voice agent service to tunnel to in airadev.toml",
+                'set [tunnel] service = "NAME", or give the voice agent the alias "voice"',
+            )
         if service.port is None:
             raise AiradevError(f"services.{service.name} has no port to tunnel to", f"set services.{service.name}.port")
         return service
@@ -290,8 +292,10 @@ class Config:
             return self.tunnel.env_file
         ui = self.ui_service()
         if ui is None:
-            raise AiradevError("no UI service, so no env file for VOICE_AGENT_SERVICE_URL",
-                               'set [tunnel] env_file = "aira-ui/.env.local" in airadev.toml')
+            raise AiradevError(
+                "no UI service, so no env file for VOICE_AGENT_SERVICE_URL",
+                'set [tunnel] env_file = "aira-ui/.env.local" in airadev.toml',
+            )
         for path in ui.env_files:
             if path.name == ".env.local":
                 return path

@@ -35,7 +35,7 @@ def stat(pid: int) -> tuple[str, int, int, int] | None:
     except OSError:
         return None
     # The command name may hold spaces and parentheses: fields start after the last ')'.
-    fields = data[data.rfind(b")") + 2:].split()
+    fields = data[data.rfind(b")") + 2 :].split()
     try:
         return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
     except (IndexError, ValueError):
@@ -56,7 +56,7 @@ def usage(marker: str, groups: dict[int, str]) -> dict[str, tuple[int, float, in
                 data = f.read()
         except OSError:
             continue
-        fields = data[data.rfind(b")") + 2:].split()
+        fields = data[data.rfind(b")") + 2 :].split()
         if fields[0] in (b"Z", b"X"):
             continue
         service = groups.get(int(fields[2]))
@@ -68,7 +68,7 @@ def usage(marker: str, groups: dict[int, str]) -> dict[str, tuple[int, float, in
             if start < 0:
                 continue
             start += len(prefix)
-            service = env[start:env.index(b"\0", start)].decode(errors="replace")
+            service = env[start : env.index(b"\0", start)].decode(errors="replace")
         entry = totals.setdefault(service, [0, 0.0, 0])
         entry[0] += 1
         entry[1] += (int(fields[11]) + int(fields[12])) / tick
@@ -94,8 +94,7 @@ def environ(pid: int) -> bytes:
         return b""
 
 
-def marked(marker: str, service: str | None = None, *, instance: str | None = None,
-           exact: bool = True) -> list[int]:
+def marked(marker: str, service: str | None = None, *, instance: str | None = None, exact: bool = True) -> list[int]:
     """Live processes carrying the run marker (and the service name or instance, if given).
 
     With ``exact=False``, ``marker`` is a prefix: ``"<workspace id>."`` finds every run of a
@@ -177,8 +176,17 @@ def signal_pids(targets: list[int], sig: int) -> None:
             pass
 
 
-def terminate(marker: str | None, *, pgids: Iterable[int] = (), service: str | None = None,
-              instance: str | None = None, exact: bool = True, sig: int = signal.SIGTERM, grace: float = 10.0, poll: float = 0.02) -> int:
+def terminate(
+    marker: str | None,
+    *,
+    pgids: Iterable[int] = (),
+    service: str | None = None,
+    instance: str | None = None,
+    exact: bool = True,
+    sig: int = signal.SIGTERM,
+    grace: float = 10.0,
+    poll: float = 0.02,
+) -> int:
     """End process groups and every process carrying the run marker (of one service or one
     instance, if given): send ``sig``, wait until all are gone, SIGKILL what is left after ``grace`` seconds.
     Blocking; returns how many processes were found."""

@@ -46,7 +46,7 @@ def _write(fd: int, data: bytes | memoryview) -> bool:
     view = memoryview(data)
     try:
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     except OSError:
         return False
     return True
@@ -135,8 +135,10 @@ class ConsoleOutput:
                 self._size = 0
                 dropped, self._dropped = self._dropped, 0
             if dropped:
-                chunk += (f"[airadev: {dropped} bytes of output were left off the console while it was not "
-                          "reading; `airadev logs` has them]\n").encode()
+                chunk += (
+                    f"[airadev: {dropped} bytes of output were left off the console while it was not "
+                    "reading; `airadev logs` has them]\n"
+                ).encode()
             if not _write(self.fd, chunk):
                 self.alive = False
                 return
@@ -151,13 +153,15 @@ class ConsoleOutput:
 
 # --- the log stream of `up` -----------------------------------------------------------------
 
+
 class LogConsole:
     """The foreground ``up`` view: every service's lines behind an aligned ``name |`` prefix,
     supervisor events behind ``airadev |``, then the ready summary. Implements the
     supervisor's Observer protocol; called on the supervisor's loop thread only."""
 
-    def __init__(self, names: Sequence[str], *, colour: bool, fd: int = 1, own: bool = True,
-                 buffered: bool = True) -> None:
+    def __init__(
+        self, names: Sequence[str], *, colour: bool, fd: int = 1, own: bool = True, buffered: bool = True
+    ) -> None:
         from airadev.logstore import prefix_lines, prefixed
 
         self.prefix_lines = prefix_lines
@@ -220,6 +224,7 @@ class LogConsole:
 
 # --- messages and errors --------------------------------------------------------------------
 
+
 def error(exc: AiradevError) -> None:
     colour = use_colour(sys.stderr)
     head = f"{RED}error:{RESET} " if colour else "error: "
@@ -250,6 +255,7 @@ def json_out(data: Any) -> None:
 
 # --- tables ---------------------------------------------------------------------------------
 
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, title: str = "") -> None:
     rows = [list(map(str, row)) for row in rows]
     if use_colour():
@@ -271,9 +277,20 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, title: str =
     sys.stdout.write("\n".join(out) + "\n")
 
 
-_STATE_STYLE = {"healthy": "green", "running": "green", "completed": "green", "starting": "yellow",
-                "waiting": "yellow", "restarting": "yellow", "stopping": "yellow", "unhealthy": "red",
-                "crash-loop": "red", "failed": "red", "blocked": "red", "stopped": "dim"}
+_STATE_STYLE = {
+    "healthy": "green",
+    "running": "green",
+    "completed": "green",
+    "starting": "yellow",
+    "waiting": "yellow",
+    "restarting": "yellow",
+    "stopping": "yellow",
+    "unhealthy": "red",
+    "crash-loop": "red",
+    "failed": "red",
+    "blocked": "red",
+    "stopped": "dim",
+}
 
 
 def _state_markup(cell: str) -> str:
@@ -289,16 +306,40 @@ def status(data: StackStatus) -> None:
     rows = []
     for name, svc in services.items():
         usage = svc.usage
-        rows.append([
-            name, svc.runtime, svc.state, str(svc.pid or "-"), str(svc.port or "-"),
-            _health(svc), duration(svc.uptime), str(svc.restarts),
-            _cpu(usage.cpu_percent if usage else None), size(usage.rss_bytes if usage else None),
-            *([svc.container or "-", svc.image or "-"] if containers else []),
-        ])
+        rows.append(
+            [
+                name,
+                svc.runtime,
+                svc.state,
+                str(svc.pid or "-"),
+                str(svc.port or "-"),
+                _health(svc),
+                duration(svc.uptime),
+                str(svc.restarts),
+                _cpu(usage.cpu_percent if usage else None),
+                size(usage.rss_bytes if usage else None),
+                *([svc.container or "-", svc.image or "-"] if containers else []),
+            ]
+        )
     started = time.strftime("%H:%M:%S", time.localtime(data.started_at))
     title = f"airadev: {data.workspace} (supervisor pid {data.supervisor_pid}, up since {started})"
-    table(["service", "runtime", "state", "pid", "port", "health", "uptime", "restarts", "cpu", "mem",
-           *(["container", "image"] if containers else [])], rows, title=title)
+    table(
+        [
+            "service",
+            "runtime",
+            "state",
+            "pid",
+            "port",
+            "health",
+            "uptime",
+            "restarts",
+            "cpu",
+            "mem",
+            *(["container", "image"] if containers else []),
+        ],
+        rows,
+        title=title,
+    )
     for name, svc in services.items():
         if svc.runtime == "postgres":
             info(f"{name}: plain PostgreSQL (runtime postgres), not Supabase: no REST API, no auth; SQL only")
@@ -339,6 +380,7 @@ def size(value: int | None) -> str:
 
 # --- log lines for `airadev logs` --------------------------------------------------------------
 
+
 class LogPrinter:
     """Writes stored log lines (timestamp field included) with optional prefix and timestamp."""
 
@@ -364,6 +406,7 @@ class LogPrinter:
 
 # --- the tunnel --------------------------------------------------------------------------------
 
+
 def tunnel_status(status: TunnelStatus) -> None:
     if status.state != "open":
         info(f"tunnel: {status.state}" + (f" ({status.message})" if status.message else ""))
@@ -376,8 +419,10 @@ def tunnel_status(status: TunnelStatus) -> None:
             info(f"  database business_numbers {item['phone_number']}: the same three URLs")
         else:
             hooks = item["webhooks"]
-            info(f"  Twilio {item['phone_number']}: voice {hooks['voice_url']}, sms {hooks['sms_url']}, "
-                 f"status {hooks['status_callback']}")
+            info(
+                f"  Twilio {item['phone_number']}: voice {hooks['voice_url']}, sms {hooks['sms_url']}, "
+                f"status {hooks['status_callback']}"
+            )
     reload_note = status.detail("ui_reload")
     if reload_note:
         info(f"  UI: {reload_note}")
@@ -404,8 +449,9 @@ def tunnel_closed(result: dict[str, Any]) -> None:
 def verified(result: dict[str, Any]) -> None:
     ok = 200 <= result["status"] < 300 and result["twiml"]
     verdict = "TwiML" if result["twiml"] else "not TwiML"
-    info(f"verify: POST {result['url']} → {result['status']} in {result['ms']:.0f} ms, {verdict}"
-         + ("" if ok else "  ✗"))
+    info(
+        f"verify: POST {result['url']} → {result['status']} in {result['ms']:.0f} ms, {verdict}" + ("" if ok else "  ✗")
+    )
 
 
 # --- doctor --------------------------------------------------------------------------------------
@@ -461,8 +507,9 @@ def doctor_report(results: Sequence[Any], ctx: Any, *, verbose: bool, redact: An
 
 
 def doctor_checks(checks: Sequence[Any]) -> None:
-    table(["check", "group", "what it checks"],
-          [[c.id, c.group + (" (live)" if c.live else ""), c.title] for c in checks])
+    table(
+        ["check", "group", "what it checks"], [[c.id, c.group + (" (live)" if c.live else ""), c.title] for c in checks]
+    )
 
 
 def doctor_fixes(done: Sequence[tuple[str, str]], dry_run: bool) -> None:

@@ -28,8 +28,16 @@ from airadev.state import Paths, write_json_atomic
 # What of the environment the tunnel reads. The `tunnel` command sends its own values of these
 # to the supervisor, so that `NGROK_AUTHTOKEN=... airadev tunnel` works on a stack started
 # without them.
-ENV_KEYS = ("NGROK_AUTHTOKEN", "PYNGROK_NGROK_PATH", "PATH", "XDG_CONFIG_HOME", "TWILIO_ACCOUNT_SID",
-            "TWILIO_AUTH_TOKEN", "TWILIO_TEST_NUMBER", "AIRADEV_TWILIO_API_BASE")
+ENV_KEYS = (
+    "NGROK_AUTHTOKEN",
+    "PYNGROK_NGROK_PATH",
+    "PATH",
+    "XDG_CONFIG_HOME",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_TEST_NUMBER",
+    "AIRADEV_TWILIO_API_BASE",
+)
 
 
 def tunnel_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -58,9 +66,14 @@ def test_number(config: Config, env: Mapping[str, str] | None = None) -> str:
 
 def webhook_urls(address: str, settings: TwilioSettings) -> dict[str, str]:
     base = address.rstrip("/")
-    return {"voice_url": base + settings.voice_path, "voice_method": "POST",
-            "sms_url": base + settings.sms_path, "sms_method": "POST",
-            "status_callback": base + settings.status_path, "status_callback_method": "POST"}
+    return {
+        "voice_url": base + settings.voice_path,
+        "voice_method": "POST",
+        "sms_url": base + settings.sms_path,
+        "sms_method": "POST",
+        "status_callback": base + settings.status_path,
+        "status_callback_method": "POST",
+    }
 
 
 # --- the journal -------------------------------------------------------------------------------
@@ -91,14 +104,28 @@ class Journal:
     def _new(cls, paths: Paths, public_url: str, agent_pid: int | None, keep: bool, marker: str) -> Journal:
         old = cls.load(paths)
         if old is not None and old.pending() and all(step["kind"] == "db" for step in old.pending()):
-            raise AiradevError("an earlier tunnel's business_numbers row waits for the local database to be "
-                               "put back", "start the database (`airadev up`); it puts the row back by itself")
+            raise AiradevError(
+                "an earlier tunnel's business_numbers row waits for the local database to be put back",
+                "start the database (`airadev up`); it puts the row back by itself",
+            )
         if old is not None and old.pending():
             # Never drop what an earlier tunnel could not put back: it is the only record.
-            raise AiradevError("an earlier tunnel's rewiring is still in the journal, not put back",
-                               "run `airadev tunnel --stop` (or `airadev down`) once Twilio answers again")
-        journal = cls(paths, {"schema": 1, "public_url": public_url, "agent_pid": agent_pid, "marker": marker,
-                              "opened_at": time.time(), "keep": keep, "steps": []})
+            raise AiradevError(
+                "an earlier tunnel's rewiring is still in the journal, not put back",
+                "run `airadev tunnel --stop` (or `airadev down`) once Twilio answers again",
+            )
+        journal = cls(
+            paths,
+            {
+                "schema": 1,
+                "public_url": public_url,
+                "agent_pid": agent_pid,
+                "marker": marker,
+                "opened_at": time.time(),
+                "keep": keep,
+                "steps": [],
+            },
+        )
         journal.save()
         return journal
 
@@ -146,6 +173,7 @@ class Journal:
 
 # --- applying and undoing --------------------------------------------------------------------------
 
+
 def rewire_env_file(journal: Journal, path: Path, variable: str, address: str) -> bool:
     """Set ``variable`` to ``address`` in ``path``, journaled first, read back after. Returns
     whether the file changed (it may already hold the address: a reserved domain)."""
@@ -154,8 +182,10 @@ def rewire_env_file(journal: Journal, path: Path, variable: str, address: str) -
         step = journal.add({"kind": "envfile", "edit": planned.edit.as_json()})
         envfile.apply(planned, journal.paths.dir / "backups")
         if envfile.read_value(path, variable) != address:
-            raise AiradevError(f"{path}: {variable} does not read back as the tunnel address",
-                               "look at the file; it is put back as it was")
+            raise AiradevError(
+                f"{path}: {variable} does not read back as the tunnel address",
+                "look at the file; it is put back as it was",
+            )
     journal.mark(step, "applied")
     return planned.changes
 
@@ -163,9 +193,17 @@ def rewire_env_file(journal: Journal, path: Path, variable: str, address: str) -
 def rewire_twilio(journal: Journal, numbers: Any, number: Any, wanted: dict[str, str]) -> dict[str, Any]:
     from airadev.integrations.twilio import Wiring
 
-    step = journal.add({"kind": "twilio", "account_sid": numbers.account_sid, "number_sid": number.sid,
-                        "phone_number": number.phone_number, "api_base": numbers.base,
-                        "before": number.wiring.as_dict(), "after": wanted})
+    step = journal.add(
+        {
+            "kind": "twilio",
+            "account_sid": numbers.account_sid,
+            "number_sid": number.sid,
+            "phone_number": number.phone_number,
+            "api_base": numbers.base,
+            "before": number.wiring.as_dict(),
+            "after": wanted,
+        }
+    )
     numbers.update(number.sid, Wiring(**wanted))  # reads back, raises if it differs
     journal.mark(step, "applied")
     return step
@@ -180,8 +218,11 @@ def rewire_database(journal: Journal, dsn: str, number: str, wanted: dict[str, s
         before = database.number_urls(conn, number)
         if before is None:
             return f"no business_numbers row for {number}: not touched"
-        after: dict[str, str | None] = {"voice_url": wanted["voice_url"], "sms_url": wanted["sms_url"],
-                                         "status_callback_url": wanted["status_callback"]}
+        after: dict[str, str | None] = {
+            "voice_url": wanted["voice_url"],
+            "sms_url": wanted["sms_url"],
+            "status_callback_url": wanted["status_callback"],
+        }
         step = journal.add({"kind": "db", "dsn": dsn, "phone_number": number, "before": before, "after": after})
         with conn.transaction():
             database.set_number_urls(conn, number, after)  # reads back, raises (and rolls back) if it differs
@@ -213,8 +254,9 @@ def _undo(journal: Journal, config: Config, env: Mapping[str, str] | None) -> Un
             outcome, what = _undo_step(step, config, env)
         except AiradevError as exc:
             if step["kind"] == "db" and exc.message.startswith("cannot connect"):
-                result.waiting.append(f"{_describe(step)}: put back once the database runs again "
-                                      "(the next `airadev up` does it)")
+                result.waiting.append(
+                    f"{_describe(step)}: put back once the database runs again (the next `airadev up` does it)"
+                )
                 continue
             result.failed.append(f"{_describe(step)}: {exc.message} ({exc.fix})")
             continue
@@ -243,8 +285,11 @@ def _undo_step(step: dict[str, Any], config: Config, env: Mapping[str, str] | No
         return "left", f"{edit.path}: {edit.name} was changed since; left as it is"
     if step["kind"] == "db":
         if config.database() is None:  # it can never run again here: nothing to put back into
-            return "left", f"business_numbers {step['phone_number']}: the local database is no longer " \
-                           "part of the stack; its row is left as it is"
+            return (
+                "left",
+                f"business_numbers {step['phone_number']}: the local database is no longer "
+                "part of the stack; its row is left as it is",
+            )
         return _undo_database(step)
     from airadev.integrations.twilio import Wiring
 
@@ -252,8 +297,10 @@ def _undo_step(step: dict[str, Any], config: Config, env: Mapping[str, str] | No
 
     credentials = twilio_credentials(config, env)
     if credentials is None or credentials[0] != step["account_sid"]:
-        raise AiradevError(f"no credentials for the Twilio account {step['account_sid']}",
-                           "put TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN back in the voice agent's .env")
+        raise AiradevError(
+            f"no credentials for the Twilio account {step['account_sid']}",
+            "put TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN back in the voice agent's .env",
+        )
     numbers = TwilioNumbers(*credentials, timeout=config.twilio.timeout, base_url=step.get("api_base"))
     current = numbers.fetch(step["number_sid"]).wiring.as_dict()
     if current == step["before"]:

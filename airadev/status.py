@@ -34,8 +34,11 @@ class ReadySummary:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ReadySummary:
-        return cls(services=tuple((s["name"], s["ready_after"], s["own_time"]) for s in data.get("services", ())),
-                   critical_path=tuple(data.get("critical_path", ())), total=data.get("total", 0.0))
+        return cls(
+            services=tuple((s["name"], s["ready_after"], s["own_time"]) for s in data.get("services", ())),
+            critical_path=tuple(data.get("critical_path", ())),
+            total=data.get("total", 0.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,12 @@ class Failure:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Failure:
-        return cls(str(data.get("service", "")), str(data.get("state", "")), str(data.get("message", "")),
-                   str(data.get("fix", "")))
+        return cls(
+            str(data.get("service", "")),
+            str(data.get("state", "")),
+            str(data.get("message", "")),
+            str(data.get("fix", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -84,25 +91,52 @@ class ServiceStatus:
     usage: Usage | None = None  # only in `status` answers, not in the state file
 
     def to_json(self) -> dict[str, Any]:
-        out = {"state": self.state, "message": self.message, "pid": self.pid, "pgid": self.pgid,
-               "pgid_start": self.pgid_start, "port": self.port, "health": self.health, "started_at": self.started_at,
-               "uptime": self.uptime, "restarts": self.restarts, "exit_code": self.exit_code, "runtime": self.runtime,
-               "container": self.container, "image": self.image}
+        out = {
+            "state": self.state,
+            "message": self.message,
+            "pid": self.pid,
+            "pgid": self.pgid,
+            "pgid_start": self.pgid_start,
+            "port": self.port,
+            "health": self.health,
+            "started_at": self.started_at,
+            "uptime": self.uptime,
+            "restarts": self.restarts,
+            "exit_code": self.exit_code,
+            "runtime": self.runtime,
+            "container": self.container,
+            "image": self.image,
+        }
         if self.usage is not None:
-            out.update(cpu_percent=self.usage.cpu_percent, rss_bytes=self.usage.rss_bytes,
-                       processes=self.usage.processes)
+            out.update(
+                cpu_percent=self.usage.cpu_percent, rss_bytes=self.usage.rss_bytes, processes=self.usage.processes
+            )
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ServiceStatus:
-        usage = (Usage(data.get("cpu_percent"), data.get("rss_bytes"), int(data.get("processes") or 0))
-                 if any(key in data for key in ("cpu_percent", "rss_bytes", "processes")) else None)
-        return cls(state=str(data.get("state", "")), message=str(data.get("message") or ""), pid=data.get("pid"),
-                   pgid=data.get("pgid"), pgid_start=data.get("pgid_start"), port=data.get("port"),
-                   health=str(data.get("health") or ""), started_at=data.get("started_at"), uptime=data.get("uptime"),
-                   restarts=int(data.get("restarts") or 0), exit_code=data.get("exit_code"),
-                   runtime=str(data.get("runtime") or "process"), container=data.get("container"),
-                   image=data.get("image"), usage=usage)
+        usage = (
+            Usage(data.get("cpu_percent"), data.get("rss_bytes"), int(data.get("processes") or 0))
+            if any(key in data for key in ("cpu_percent", "rss_bytes", "processes"))
+            else None
+        )
+        return cls(
+            state=str(data.get("state", "")),
+            message=str(data.get("message") or ""),
+            pid=data.get("pid"),
+            pgid=data.get("pgid"),
+            pgid_start=data.get("pgid_start"),
+            port=data.get("port"),
+            health=str(data.get("health") or ""),
+            started_at=data.get("started_at"),
+            uptime=data.get("uptime"),
+            restarts=int(data.get("restarts") or 0),
+            exit_code=data.get("exit_code"),
+            runtime=str(data.get("runtime") or "process"),
+            container=data.get("container"),
+            image=data.get("image"),
+            usage=usage,
+        )
 
 
 # What a tunnel's status may say beyond its state, in the order it learns them while opening.
@@ -129,17 +163,29 @@ class TunnelStatus:
     def to_json(self) -> dict[str, Any]:
         if self.brief:
             return {"state": self.state}
-        return {"state": self.state, "message": self.message, "address": self.address, "keep": self.keep,
-                "agent_pid": self.agent_pid, **dict(self.details), "rewired": [dict(r) for r in self.rewired]}
+        return {
+            "state": self.state,
+            "message": self.message,
+            "address": self.address,
+            "keep": self.keep,
+            "agent_pid": self.agent_pid,
+            **dict(self.details),
+            "rewired": [dict(r) for r in self.rewired],
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TunnelStatus:
         if set(data) <= {"state"}:
             return cls(state=str(data.get("state", "closed")), brief=True)
-        return cls(state=str(data.get("state", "closed")), message=str(data.get("message") or ""),
-                   address=str(data.get("address") or ""), keep=bool(data.get("keep")), agent_pid=data.get("agent_pid"),
-                   details=tuple((key, data[key]) for key in _TUNNEL_DETAILS if key in data),
-                   rewired=tuple(data.get("rewired") or ()))
+        return cls(
+            state=str(data.get("state", "closed")),
+            message=str(data.get("message") or ""),
+            address=str(data.get("address") or ""),
+            keep=bool(data.get("keep")),
+            agent_pid=data.get("agent_pid"),
+            details=tuple((key, data[key]) for key in _TUNNEL_DETAILS if key in data),
+            rewired=tuple(data.get("rewired") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -162,13 +208,20 @@ class StackStatus:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA, "workspace": self.workspace, "marker": self.marker,
-            "supervisor_pid": self.supervisor_pid, "supervisor_start": self.supervisor_start,
-            "reaper_pid": self.reaper_pid, "started_at": self.started_at, "phase": self.phase,
+            "schema": SCHEMA,
+            "workspace": self.workspace,
+            "marker": self.marker,
+            "supervisor_pid": self.supervisor_pid,
+            "supervisor_start": self.supervisor_start,
+            "reaper_pid": self.reaper_pid,
+            "started_at": self.started_at,
+            "phase": self.phase,
             "failure": self.failure.to_json() if self.failure else None,
             "summary": self.summary.to_json() if self.summary else None,
-            "docker_host": self.docker_host, "containers_left": self.containers_left,
-            "supabase_left": self.supabase_left, "supabase_stop": list(self.supabase_stop),
+            "docker_host": self.docker_host,
+            "containers_left": self.containers_left,
+            "supabase_left": self.supabase_left,
+            "supabase_stop": list(self.supabase_stop),
             "tunnel": self.tunnel.to_json() if self.tunnel else None,
             "services": {name: service.to_json() for name, service in self.services.items()},
         }
@@ -177,13 +230,19 @@ class StackStatus:
     def from_json(cls, data: Mapping[str, Any]) -> StackStatus:
         failure, summary, tunnel = data.get("failure"), data.get("summary"), data.get("tunnel")
         return cls(
-            workspace=str(data.get("workspace", "")), marker=str(data.get("marker", "")),
-            supervisor_pid=int(data.get("supervisor_pid") or 0), supervisor_start=data.get("supervisor_start"),
-            reaper_pid=data.get("reaper_pid"), started_at=float(data.get("started_at") or 0.0),
-            phase=str(data.get("phase", "")), failure=Failure.from_json(failure) if failure else None,
+            workspace=str(data.get("workspace", "")),
+            marker=str(data.get("marker", "")),
+            supervisor_pid=int(data.get("supervisor_pid") or 0),
+            supervisor_start=data.get("supervisor_start"),
+            reaper_pid=data.get("reaper_pid"),
+            started_at=float(data.get("started_at") or 0.0),
+            phase=str(data.get("phase", "")),
+            failure=Failure.from_json(failure) if failure else None,
             summary=ReadySummary.from_json(summary) if summary else None,
-            docker_host=str(data.get("docker_host") or ""), containers_left=bool(data.get("containers_left")),
-            supabase_left=bool(data.get("supabase_left")), supabase_stop=tuple(data.get("supabase_stop") or ()),
+            docker_host=str(data.get("docker_host") or ""),
+            containers_left=bool(data.get("containers_left")),
+            supabase_left=bool(data.get("supabase_left")),
+            supabase_stop=tuple(data.get("supabase_stop") or ()),
             tunnel=TunnelStatus.from_json(tunnel) if tunnel else None,
             services={name: ServiceStatus.from_json(svc) for name, svc in (data.get("services") or {}).items()},
         )

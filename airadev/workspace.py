@@ -48,8 +48,10 @@ def service_names(root: Path) -> dict[str, tuple[str, ...]]:
     try:
         raw = tomllib.loads((root / CONFIG_NAME).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{root / CONFIG_NAME}: cannot read the service names: {exc}",
-                          "fix the file (`airadev up` shows what is wrong)") from None
+        raise ConfigError(
+            f"{root / CONFIG_NAME}: cannot read the service names: {exc}",
+            "fix the file (`airadev up` shows what is wrong)",
+        ) from None
     services = raw.get("services")
     if not isinstance(services, dict):
         return {}

@@ -39,13 +39,13 @@ def main() -> int:
     root = workspace(f"""
 [services.voice-agent]
 aliases = ["voice"]
-command = ["{PY}", "{FAKES / 'printer.py'}", "--lines", "100000", "--tag", "voice"]
+command = ["{PY}", "{FAKES / "printer.py"}", "--lines", "100000", "--tag", "voice"]
 [services.kb]
-command = ["{PY}", "{FAKES / 'printer.py'}"]
+command = ["{PY}", "{FAKES / "printer.py"}"]
 [services.redis]
-command = ["{PY}", "{FAKES / 'printer.py'}"]
+command = ["{PY}", "{FAKES / "printer.py"}"]
 [services.big]
-command = ["{PY}", "{FAKES / 'printer.py'}"]
+command = ["{PY}", "{FAKES / "printer.py"}"]
 """)
     result = run_airadev(root, "up", "--detach")
     assert result.returncode == 0, result.stderr
@@ -73,20 +73,29 @@ command = ["{PY}", "{FAKES / 'printer.py'}"]
             for name, argv in commands.items():
                 samples[name].append(median_wall(argv, 1))
         base, status, logs, python, big_logs = (
-            statistics.median(samples[n]) for n in ("base", "status", "logs", "python", "big"))
+            statistics.median(samples[n]) for n in ("base", "status", "logs", "python", "big")
+        )
     finally:
         run_airadev(root, "down")
     rows = [
-        ('python -c pass', f"{python * 1000:.0f} ms", ""),
+        ("python -c pass", f"{python * 1000:.0f} ms", ""),
         ('python -c "import typer"', "", f"{base * 1000:.0f} ms"),
         ("airadev status", f"{status * 1000:.0f} ms", f"{status / base:.2f}x"),
         ("airadev logs voice -n 100", f"{logs * 1000:.0f} ms", f"{logs / base:.2f}x"),
         ("... on a 1 GB log file", f"{big_logs * 1000:.0f} ms", f"{big_logs / base:.2f}x"),
     ]
-    return 0 if report(f"CLI latency, median of {args.runs} runs (peer column: import typer, ratio)", rows, [
-        ("status at most 1.3x import typer", status <= 1.3 * base),
-        ("logs -n 100 at most 1.3x import typer", logs <= 1.3 * base),
-    ]) else 1
+    return (
+        0
+        if report(
+            f"CLI latency, median of {args.runs} runs (peer column: import typer, ratio)",
+            rows,
+            [
+                ("status at most 1.3x import typer", status <= 1.3 * base),
+                ("logs -n 100 at most 1.3x import typer", logs <= 1.3 * base),
+            ],
+        )
+        else 1
+    )
 
 
 if __name__ == "__main__":

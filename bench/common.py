@@ -128,20 +128,22 @@ def supervisord_config(folder: Path, programs: dict[str, list[str]]) -> Path:
     stdout and stderr into ``folder/NAME.log`` (no rotation below 1 GB), no control socket."""
     import shlex
 
-    parts = [f"""[supervisord]
+    parts = [
+        f"""[supervisord]
 nodaemon = true
-logfile = {folder / 'supervisord.log'}
-pidfile = {folder / 'supervisord.pid'}
+logfile = {folder / "supervisord.log"}
+pidfile = {folder / "supervisord.pid"}
 childlogdir = {folder}
 loglevel = warn
-"""]
+"""
+    ]
     for name, argv in programs.items():
         parts.append(f"""[program:{name}]
 command = {shlex.join(argv)}
 autorestart = false
 startsecs = 0
 redirect_stderr = true
-stdout_logfile = {folder / (name + '.log')}
+stdout_logfile = {folder / (name + ".log")}
 stdout_logfile_maxbytes = 1GB
 """)
     conf = folder / "supervisord.conf"

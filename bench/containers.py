@@ -48,8 +48,11 @@ def pong(port: int) -> bool:
 def by_hand(port: int, name: str) -> float:
     """`docker run -d -p` and poll until Redis answers: what a developer's script does."""
     start = time.perf_counter()
-    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:6379", IMAGE],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:6379", IMAGE],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     while not pong(port):
         time.sleep(0.02)
     took = time.perf_counter() - start
@@ -84,8 +87,12 @@ port = 6379
     ours, inside, peer = [], [], []
     for i in range(args.runs):
         start = time.perf_counter()  # the installed command, as a user types it (not python -m)
-        result = subprocess.run([str(BIN / "airadev"), "--workspace", str(root), "up", "--detach"],
-                                capture_output=True, text=True, env=env())
+        result = subprocess.run(
+            [str(BIN / "airadev"), "--workspace", str(root), "up", "--detach"],
+            capture_output=True,
+            text=True,
+            env=env(),
+        )
         took = time.perf_counter() - start
         if result.returncode != 0:
             print(result.stderr)
@@ -96,9 +103,16 @@ port = 6379
         run_airadev(root, "down")
         peer.append(by_hand(port, f"airadev-bench-peer-{i}"))
     up_ours, up_inside, up_peer = statistics.median(ours), statistics.median(inside), statistics.median(peer)
-    sdk = statistics.median(float(subprocess.run(
-        [PY, "-c", "import time; t = time.perf_counter(); import docker; print(time.perf_counter() - t)"],
-        capture_output=True, text=True).stdout) for _ in range(5))
+    sdk = statistics.median(
+        float(
+            subprocess.run(
+                [PY, "-c", "import time; t = time.perf_counter(); import docker; print(time.perf_counter() - t)"],
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        for _ in range(5)
+    )
 
     status_cmd = [str(BIN / "airadev"), "--workspace", str(root), "status"]
     run_airadev(root, "up", "--detach")
@@ -110,19 +124,34 @@ port = 6379
     run_airadev(root, "down")
 
     print(f"after: {load()}")
-    ms = lambda v: f"{v * 1000:.0f} ms"
-    ok = report(f"containers: Redis in a container, time to healthy, median (min–max) of {args.runs}; "
-                "status with containers", [
-        ("up --detach until PONG, from typing", spread(ours, ms), "docker run -d + polling " + spread(peer, ms)),
-        (f"up --detach until PONG, from the supervisor's start (for the record: {up_inside / up_peer:.2f}×)",
-         spread(inside, ms), ""),
-        ("importing the docker SDK (not on the start path)", f"{sdk * 1000:.0f} ms", ""),
-        (f"status: container / process (median of {args.runs * 3})", f"{with_containers * 1000:.0f} ms",
-         f"{without * 1000:.0f} ms"),
-    ], [
-        (f"up ≤ 1.2 × docker run -d + polling, from typing ({up_ours / up_peer:.2f}×)", up_ours <= 1.2 * up_peer),
-        (f"status with containers ≤ 1.5 × without ({with_containers / without:.2f}×)", with_containers <= 1.5 * without),
-    ])
+
+    def ms(v: float) -> str:
+        return f"{v * 1000:.0f} ms"
+
+    ok = report(
+        f"containers: Redis in a container, time to healthy, median (min–max) of {args.runs}; status with containers",
+        [
+            ("up --detach until PONG, from typing", spread(ours, ms), "docker run -d + polling " + spread(peer, ms)),
+            (
+                f"up --detach until PONG, from the supervisor's start (for the record: {up_inside / up_peer:.2f}×)",
+                spread(inside, ms),
+                "",
+            ),
+            ("importing the docker SDK (not on the start path)", f"{sdk * 1000:.0f} ms", ""),
+            (
+                f"status: container / process (median of {args.runs * 3})",
+                f"{with_containers * 1000:.0f} ms",
+                f"{without * 1000:.0f} ms",
+            ),
+        ],
+        [
+            (f"up ≤ 1.2 × docker run -d + polling, from typing ({up_ours / up_peer:.2f}×)", up_ours <= 1.2 * up_peer),
+            (
+                f"status with containers ≤ 1.5 × without ({with_containers / without:.2f}×)",
+                with_containers <= 1.5 * without,
+            ),
+        ],
+    )
     return 0 if ok else 1
 
 

@@ -63,9 +63,13 @@ def main() -> int:
     dr._load_all()
     limit = max(c.timeout for c in dr.REGISTRY.values())
     port = silent_port()
-    live_env = {**env(), "AIRADEV_TWILIO_API_BASE": f"http://127.0.0.1:{port}", "TWILIO_TEST_NUMBER": "+15551230000",
-                "TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef",
-                "TWILIO_AUTH_TOKEN": "fedcba9876543210fedcba9876543210"}
+    live_env = {
+        **env(),
+        "AIRADEV_TWILIO_API_BASE": f"http://127.0.0.1:{port}",
+        "TWILIO_TEST_NUMBER": "+15551230000",
+        "TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef",
+        "TWILIO_AUTH_TOKEN": "fedcba9876543210fedcba9876543210",
+    }
     # The voice URL too: in a copy of the demo whose .env.local points at the silent port.
     import shutil
     import tempfile
@@ -76,8 +80,13 @@ def main() -> int:
     env_local = copy / "aira-ui" / ".env.local"
     env_local.write_text(env_local.read_text().replace("http://localhost:8000", f"http://127.0.0.1:{port}"))
     start = time.perf_counter()
-    done = subprocess.run([str(BIN / "airadev"), "--workspace", str(copy), "doctor"], env=live_env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(BIN / "airadev"), "--workspace", str(copy), "doctor"],
+        env=live_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     live = time.perf_counter() - start
     assert "Twilio did not answer" in done.stdout or "did not finish within" in done.stdout, done.stdout[-800:]
     assert "does not answer" in done.stdout, done.stdout[-800:]  # the voice URL
@@ -86,10 +95,18 @@ def main() -> int:
         ("doctor, live checks unreachable", f"{live:.2f} s", ""),
         ("longest check time limit", f"{limit:g} s", ""),
     ]
-    return 0 if report(f"doctor on examples/demo, {args.runs} runs", rows, [
-        ("offline median at most 1.0 s", offline <= 1.0),
-        ("unreachable live checks within the longest limit + 0.5 s", live <= limit + 0.5),
-    ]) else 1
+    return (
+        0
+        if report(
+            f"doctor on examples/demo, {args.runs} runs",
+            rows,
+            [
+                ("offline median at most 1.0 s", offline <= 1.0),
+                ("unreachable live checks within the longest limit + 0.5 s", live <= limit + 0.5),
+            ],
+        )
+        else 1
+    )
 
 
 if __name__ == "__main__":

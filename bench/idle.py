@@ -21,8 +21,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (FAKES, PY, children, cpu_seconds, env, honcho, load, mb, pss, report, run_airadev, spread, state,
-                    supervisord, supervisord_config, workspace)
+from common import (
+    FAKES,
+    PY,
+    children,
+    cpu_seconds,
+    env,
+    honcho,
+    load,
+    mb,
+    pss,
+    report,
+    run_airadev,
+    spread,
+    state,
+    supervisord,
+    supervisord_config,
+    workspace,
+)
 
 N = 5
 WATCHED = int(__import__("os").environ.get("BENCH_WATCHED", "2"))
@@ -44,10 +60,10 @@ def run_ours(seconds: float) -> tuple[float, float]:
     src = Path(tempfile.mkdtemp(prefix="airadev-src-"))
     body = []
     for i, port in enumerate(ports):
-        watch = f"\nwatch = [\"{src}\"]" if i < WATCHED else ""
+        watch = f'\nwatch = ["{src}"]' if i < WATCHED else ""
         body.append(f"""
 [services.s{i}]
-command = ["{PY}", "{FAKES / 'slow_starter.py'}", "{port}", "0"]
+command = ["{PY}", "{FAKES / "slow_starter.py"}", "{port}", "0"]
 port = {port}
 health = {{ tcp = true }}{watch}
 """)
@@ -71,7 +87,9 @@ def run_honcho(seconds: float) -> tuple[float, float]:
     (folder / "Procfile").write_text("\n".join(lines) + "\n")
     proc = subprocess.Popen([exe, "start"], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
     time.sleep(5)
-    services = {p for p in children(proc.pid) if "slow_starter" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")}
+    services = {
+        p for p in children(proc.pid) if "slow_starter" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+    }
     own = [proc.pid] + [p for p in children(proc.pid) if p not in services]
     try:
         return sampled(own, seconds)
@@ -84,12 +102,16 @@ def run_supervisord(seconds: float) -> tuple[float, float]:
     exe = supervisord()
     assert exe, "supervisord is not installed: pip install -e '.[bench]'"
     folder = Path(tempfile.mkdtemp(prefix="supervisord-idle-"))
-    conf = supervisord_config(folder, {f"s{i}": [PY, str(FAKES / "slow_starter.py"), str(_free_port()), "0"]
-                                       for i in range(N)})
-    proc = subprocess.Popen([exe, "-n", "-c", str(conf)], cwd=folder, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env())
+    conf = supervisord_config(
+        folder, {f"s{i}": [PY, str(FAKES / "slow_starter.py"), str(_free_port()), "0"] for i in range(N)}
+    )
+    proc = subprocess.Popen(
+        [exe, "-n", "-c", str(conf)], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
+    )
     time.sleep(5)
-    services = {p for p in children(proc.pid) if "slow_starter" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")}
+    services = {
+        p for p in children(proc.pid) if "slow_starter" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+    }
     assert len(services) == N, "supervisord did not start the services"
     own = [proc.pid] + [p for p in children(proc.pid) if p not in services]
     try:
@@ -114,8 +136,11 @@ def main() -> int:
     parser.add_argument("--no-peer", action="store_true")
     args = parser.parse_args()
     print(f"before: {load()}")
-    sides = {"airadev": run_ours} if args.no_peer else {
-        "airadev": run_ours, "honcho": run_honcho, "supervisord": run_supervisord}
+    sides = (
+        {"airadev": run_ours}
+        if args.no_peer
+        else {"airadev": run_ours, "honcho": run_honcho, "supervisord": run_supervisord}
+    )
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
     for _ in range(args.runs):  # interleaved: a drift in the machine touches every side
         for name, run in sides.items():
@@ -128,17 +153,28 @@ def main() -> int:
     def peers(index: int, fmt) -> str:  # type: ignore[no-untyped-def]
         return "; ".join(f"{name} {col(name, index, fmt)}" for name in results if name != "airadev") or "-"
 
-    pct = lambda v: f"{v:.3f}%"
+    def pct(v: float) -> str:
+
+        return f"{v:.3f}%"
+
     rows = [
         ("CPU, % of one core", col("airadev", 0, pct), peers(0, pct)),
         ("PSS (own processes together)", col("airadev", 1, mb), peers(1, mb)),
     ]
     cpu = statistics.median(r[0] for r in results["airadev"])
     memory = statistics.median(r[1] for r in results["airadev"])
-    return 0 if report(f"idle: {N} services for {args.seconds:.0f} s, median (min–max) of {args.runs} runs", rows, [
-        ("CPU at most 0.05% of a core (median)", cpu <= 0.05),
-        ("PSS at most 50 MB (median)", memory <= 50e6),
-    ]) else 1
+    return (
+        0
+        if report(
+            f"idle: {N} services for {args.seconds:.0f} s, median (min–max) of {args.runs} runs",
+            rows,
+            [
+                ("CPU at most 0.05% of a core (median)", cpu <= 0.05),
+                ("PSS at most 50 MB (median)", memory <= 50e6),
+            ],
+        )
+        else 1
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (FAKES, PY, airadev, children, env, honcho, load, mb, pss, report, spread, state, status_field,
-                    supervisord, supervisord_config, workspace)
+from common import (
+    FAKES,
+    PY,
+    airadev,
+    children,
+    env,
+    honcho,
+    load,
+    mb,
+    pss,
+    report,
+    spread,
+    state,
+    status_field,
+    supervisord,
+    supervisord_config,
+    workspace,
+)
 
 LINE = b"flood %010d " + b"." * 82 + b"\n"
 
@@ -52,7 +68,7 @@ def check_lines(data: bytes, count: int, prefix: bytes) -> bool:
         print(f"  {len(body)} flood lines found, {count} expected")
         return False
     for i, line in enumerate(body):
-        if line[len(prefix):] != LINE % i:
+        if line[len(prefix) :] != LINE % i:
             print(f"  line {i} wrong: {line[:60]!r}")
             return False
     return True
@@ -104,7 +120,7 @@ def run_airadev(count: int) -> Run:
 [logs]
 max_size = "1GB"
 [services.flood]
-command = ["{PY}", "{FAKES / 'flood.py'}", "{count}"]
+command = ["{PY}", "{FAKES / "flood.py"}", "{count}"]
 restart = "no"
 """)
     console = root / "console.txt"
@@ -118,7 +134,8 @@ restart = "no"
             return [proc.pid, reaper] if reaper else [proc.pid]
 
         end, first, peak = _watch(
-            lambda: state(root).get("services", {}).get("flood", {}).get("state") == "completed", own, log)
+            lambda: state(root).get("services", {}).get("flood", {}).get("state") == "completed", own, log
+        )
         peak = max(peak, pss(own()))
         peak_rss = status_field(proc.pid, "VmHWM")
         proc.terminate()
@@ -139,8 +156,11 @@ def run_honcho(count: int) -> Run:
     with open(console, "wb") as out:
         start = time.perf_counter()
         proc = subprocess.Popen([exe, "start"], cwd=folder, stdout=out, stderr=subprocess.STDOUT, env=env())
-        end, _, peak = _watch(lambda: proc.poll() is not None,
-                              lambda: [proc.pid, *(c for c in children(proc.pid) if not _is_flood(c))], None)
+        end, _, peak = _watch(
+            lambda: proc.poll() is not None,
+            lambda: [proc.pid, *(c for c in children(proc.pid) if not _is_flood(c))],
+            None,
+        )
     data = console.read_bytes()
     found = re.findall(rb"flood (\d{10}) ", data)
     ok = len(found) == count and all(int(n) == i for i, n in enumerate(found))
@@ -162,11 +182,11 @@ def run_supervisord(count: int) -> Run:
             return False
 
     start = time.perf_counter()
-    proc = subprocess.Popen([exe, "-n", "-c", str(conf)], cwd=folder, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env())
+    proc = subprocess.Popen(
+        [exe, "-n", "-c", str(conf)], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
+    )
     try:
-        end, first, peak = _watch(stored, lambda: [proc.pid, *(c for c in children(proc.pid) if not _is_flood(c))],
-                                  log)
+        end, first, peak = _watch(stored, lambda: [proc.pid, *(c for c in children(proc.pid) if not _is_flood(c))], log)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -188,8 +208,11 @@ def main() -> int:
     args = parser.parse_args()
     n = args.lines
     print(f"before: {load()}")
-    sides = {"airadev": run_airadev} if args.no_peer else {
-        "airadev": run_airadev, "honcho": run_honcho, "supervisord": run_supervisord}
+    sides = (
+        {"airadev": run_airadev}
+        if args.no_peer
+        else {"airadev": run_airadev, "honcho": run_honcho, "supervisord": run_supervisord}
+    )
     results: dict[str, list[Run]] = {name: [] for name in sides}
     gen, pipe = [], []
     for _ in range(args.runs):  # interleaved: a drift in the machine touches every side
@@ -205,29 +228,55 @@ def main() -> int:
     def peers(figure, fmt) -> str:  # type: ignore[no-untyped-def]
         return "; ".join(f"{name} {col(name, figure, fmt)}" for name in results if name != "airadev") or "-"
 
-    rate = lambda v: f"{v:,.0f}"
-    secs = lambda v: f"{v:.2f} s"
+    def rate(v: float) -> str:
+
+        return f"{v:,.0f}"
+
+    def secs(v: float) -> str:
+        return f"{v:.2f} s"
+
     ours = results["airadev"]
     rows = [
-        ("lines/s, start → last line stored", col("airadev", lambda r: n / r.elapsed, rate),
-         peers(lambda r: n / r.elapsed, rate)),
+        (
+            "lines/s, start → last line stored",
+            col("airadev", lambda r: n / r.elapsed, rate),
+            peers(lambda r: n / r.elapsed, rate),
+        ),
         ("wall time", col("airadev", lambda r: r.elapsed, secs), peers(lambda r: r.elapsed, secs)),
-        ("lines/s, first → last line stored", col("airadev", lambda r: n / r.relay, rate),
-         "; ".join(f"{name} {col(name, lambda r: n / r.relay, rate)}" for name in results
-                   if name == "supervisord") or "-"),
+        (
+            "lines/s, first → last line stored",
+            col("airadev", lambda r: n / r.relay, rate),
+            "; ".join(f"{name} {col(name, lambda r: n / r.relay, rate)}" for name in results if name == "supervisord")
+            or "-",
+        ),
         ("peak RSS (the supervisor)", col("airadev", lambda r: r.peak_rss, mb), ""),
-        ("peak PSS (own processes together)", col("airadev", lambda r: r.peak_pss, mb), peers(lambda r: r.peak_pss, mb)),
-        ("all lines once, in order (every run)", str(all(r.ok for r in ours)),
-         "; ".join(f"{name} {all(r.ok for r in results[name])}" for name in results if name != "airadev") or "-"),
+        (
+            "peak PSS (own processes together)",
+            col("airadev", lambda r: r.peak_pss, mb),
+            peers(lambda r: r.peak_pss, mb),
+        ),
+        (
+            "all lines once, in order (every run)",
+            str(all(r.ok for r in ours)),
+            "; ".join(f"{name} {all(r.ok for r in results[name])}" for name in results if name != "airadev") or "-",
+        ),
         ("generator alone, to /dev/null", spread(gen, secs), spread([n / g for g in gen], rate) + " lines/s"),
         ("generator | cat > file", spread(pipe, secs), spread([n / p for p in pipe], rate) + " lines/s"),
     ]
     median_rate = statistics.median(n / r.elapsed for r in ours)
-    return 0 if report(f"log throughput, {n:,} lines of 100 bytes, median (min–max) of {args.runs} runs", rows, [
-        (f"at least 1,000,000 lines/s, median ({median_rate:,.0f})", median_rate >= 1_000_000),
-        ("every line present once and in order, every run", all(r.ok for r in ours)),
-        ("peak RSS at most 60 MB, every run", max(r.peak_rss for r in ours) <= 60e6),
-    ]) else 1
+    return (
+        0
+        if report(
+            f"log throughput, {n:,} lines of 100 bytes, median (min–max) of {args.runs} runs",
+            rows,
+            [
+                (f"at least 1,000,000 lines/s, median ({median_rate:,.0f})", median_rate >= 1_000_000),
+                ("every line present once and in order, every run", all(r.ok for r in ours)),
+                ("peak RSS at most 60 MB, every run", max(r.peak_rss for r in ours) <= 60e6),
+            ],
+        )
+        else 1
+    )
 
 
 if __name__ == "__main__":

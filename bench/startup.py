@@ -42,8 +42,10 @@ def config(kind: str) -> str:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
-            cmd = (f'command = ["{PY}", "{FAKES / "slow_starter.py"}", "{port}", "{delay}"]\n'
-                   f"port = {port}\nhealth = {{ tcp = true }}")
+            cmd = (
+                f'command = ["{PY}", "{FAKES / "slow_starter.py"}", "{port}", "{delay}"]\n'
+                f"port = {port}\nhealth = {{ tcp = true }}"
+            )
         parts.append(f"[services.{name}]\n{cmd}\ndepends_on = {{ {deps} }}\n")
     return "\n".join(parts)
 
@@ -76,9 +78,17 @@ def main() -> int:
         ("overhead, from typing `up -d`", f"{command * 1000:.0f} ms", ""),
         ("overhead with TCP probes (sup.)", f"{tcp_supervisor * 1000:.0f} ms", ""),
     ]
-    return 0 if report(f"start-up: 5 services, dependency chain, median of {args.runs}", rows, [
-        ("all-ready minus critical path at most 150 ms", supervisor <= 0.150),
-    ]) else 1
+    return (
+        0
+        if report(
+            f"start-up: 5 services, dependency chain, median of {args.runs}",
+            rows,
+            [
+                ("all-ready minus critical path at most 150 ms", supervisor <= 0.150),
+            ],
+        )
+        else 1
+    )
 
 
 if __name__ == "__main__":

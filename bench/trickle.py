@@ -27,8 +27,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (PY, children, cpu_seconds, env, honcho, load, mb, pss, report, run_airadev, spread, state,
-                    supervisord, supervisord_config, wait_for, workspace)
+from common import (
+    PY,
+    children,
+    cpu_seconds,
+    env,
+    honcho,
+    load,
+    mb,
+    pss,
+    report,
+    run_airadev,
+    spread,
+    state,
+    supervisord,
+    supervisord_config,
+    wait_for,
+    workspace,
+)
 
 SOURCE = Path(__file__).resolve().parent / "trickle_source.py"
 SETTLE = 3.0
@@ -84,8 +100,9 @@ def run_supervisord(seconds: float, rate: float) -> tuple[float, int, float]:
     assert exe, "supervisord is not installed: pip install -e '.[bench]'"
     folder = Path(tempfile.mkdtemp(prefix="supervisord-trickle-"))
     conf = supervisord_config(folder, {"trickle": [PY, str(SOURCE), str(rate)]})
-    proc = subprocess.Popen([exe, "-n", "-c", str(conf)], cwd=folder, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env())
+    proc = subprocess.Popen(
+        [exe, "-n", "-c", str(conf)], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
+    )
     try:
         log = folder / "trickle.log"
         wait_for(log.exists, 10)
@@ -112,8 +129,11 @@ def main() -> int:
     parser.add_argument("--no-peer", action="store_true")
     args = parser.parse_args()
     print(f"before: {load()}")
-    sides = {"airadev": run_ours} if args.no_peer else {
-        "airadev": run_ours, "honcho": run_honcho, "supervisord": run_supervisord}
+    sides = (
+        {"airadev": run_ours}
+        if args.no_peer
+        else {"airadev": run_ours, "honcho": run_honcho, "supervisord": run_supervisord}
+    )
     results: dict[str, list[tuple[float, int, float]]] = {name: [] for name in sides}
     for _ in range(args.runs):
         for name, run in sides.items():  # interleaved: a drift in the machine touches all sides
@@ -126,7 +146,10 @@ def main() -> int:
     def peers(index: int, fmt) -> str:  # type: ignore[no-untyped-def]
         return "; ".join(f"{name} {col(name, index, fmt)}" for name in results if name != "airadev") or "-"
 
-    pct = lambda v: f"{v:.2f}%"
+    def pct(v: float) -> str:
+
+        return f"{v:.2f}%"
+
     rows = [
         ("CPU, % of one core", col("airadev", 0, pct), peers(0, pct)),
         ("PSS (own processes together)", col("airadev", 1, mb), peers(1, mb)),
@@ -134,11 +157,18 @@ def main() -> int:
     ]
     cpu = statistics.median(r[0] for r in results["airadev"])
     stored = min(r[2] for r in results["airadev"])
-    return 0 if report(f"trickle: {args.rate:.0f} lines/s for {args.seconds:.0f} s, median (min–max) of "
-                       f"{args.runs} runs", rows, [
-        ("CPU at most 0.5% of a core (median)", cpu <= 0.5),
-        ("every line stored (at least 95% of the rate in every run)", stored >= 0.95 * args.rate),
-    ]) else 1
+    return (
+        0
+        if report(
+            f"trickle: {args.rate:.0f} lines/s for {args.seconds:.0f} s, median (min–max) of {args.runs} runs",
+            rows,
+            [
+                ("CPU at most 0.5% of a core (median)", cpu <= 0.5),
+                ("every line stored (at least 95% of the rate in every run)", stored >= 0.95 * args.rate),
+            ],
+        )
+        else 1
+    )
 
 
 if __name__ == "__main__":

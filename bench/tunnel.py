@@ -64,7 +64,7 @@ class AgentWatch(threading.Thread):
         # Field 22 of /proc/PID/stat: the start, in clock ticks since boot. (psutil's
         # create_time adds the boot time, which /proc/stat gives in whole seconds only.)
         stat = Path(f"/proc/{pid}/stat").read_bytes()
-        self.created = int(stat[stat.rfind(b")") + 2:].split()[19]) / os.sysconf("SC_CLK_TCK")
+        self.created = int(stat[stat.rfind(b")") + 2 :].split()[19]) / os.sysconf("SC_CLK_TCK")
         port = 0
         while not port:
             for conn in psutil.Process(pid).net_connections(kind="tcp"):
@@ -121,7 +121,7 @@ def main() -> int:
 [services.voice-agent]
 aliases = ["voice"]
 cwd = "voice"
-command = ["{PY}", "{FAKES / 'voice_stub.py'}", "{port}"]
+command = ["{PY}", "{FAKES / "voice_stub.py"}", "{port}"]
 env_files = [".env"]
 port = {port}
 health = {{ http = "/health" }}
@@ -129,13 +129,13 @@ health = {{ http = "/health" }}
 [services.aira-ui]
 aliases = ["ui"]
 cwd = "ui"
-command = ["{PY}", "{FAKES / 'ui_stub.py'}", ".env.local"]
+command = ["{PY}", "{FAKES / "ui_stub.py"}", ".env.local"]
 env_files = [".env.local"]
 load_env_files = false
 health = {{ log = "ui stub reading" }}
 
 [tunnel]
-ngrok_path = "{FAKES / 'bin' / 'ngrok'}"
+ngrok_path = "{FAKES / "bin" / "ngrok"}"
 
 [twilio]
 test_number = "{NUMBER}"
@@ -145,8 +145,13 @@ test_number = "{NUMBER}"
     (root / "ui").mkdir()
     (root / "ui" / ".env.local").write_text("VOICE_AGENT_SERVICE_URL=http://localhost:8000\n")
     (root / "home").mkdir()
-    run_env = {**env(), "NGROK_AUTHTOKEN": "bench-token-0000", "AIRADEV_TWILIO_API_BASE": twilio.base_url,
-               "XDG_CONFIG_HOME": str(root / "home"), **tls.env()}  # https, the run's CA trusted
+    run_env = {
+        **env(),
+        "NGROK_AUTHTOKEN": "bench-token-0000",
+        "AIRADEV_TWILIO_API_BASE": twilio.base_url,
+        "XDG_CONFIG_HOME": str(root / "home"),
+        **tls.env(),
+    }  # https, the run's CA trusted
     airadev = [str(BIN / "airadev"), "--workspace", str(root)]
     up = subprocess.run([*airadev, "up", "-d"], env=run_env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr
@@ -165,8 +170,11 @@ test_number = "{NUMBER}"
             assert "TwiML" in opened.stdout and twilio.number(NUMBER)["voice_url"].endswith("/webhooks/twilio/call")
             assert watch.done.wait(10), "the agent was not seen"
             assert watch.created >= start_boot - 0.02, "an older agent was seen"
-            status = json.loads(subprocess.run([*airadev, "tunnel", "--status", "--json"], env=run_env,
-                                               capture_output=True, text=True).stdout)
+            status = json.loads(
+                subprocess.run(
+                    [*airadev, "tunnel", "--status", "--json"], env=run_env, capture_output=True, text=True
+                ).stdout
+            )
             agent = watch.listed - watch.created
             totals.append(total)
             outside.append(agent)
@@ -179,7 +187,10 @@ test_number = "{NUMBER}"
         subprocess.run([*airadev, "down"], env=run_env, capture_output=True)
         twilio.stop()
     print(f"after: {load()}")
-    ms = lambda v: f"{v * 1000:.0f} ms"
+
+    def ms(v: float) -> str:
+        return f"{v * 1000:.0f} ms"
+
     overhead = statistics.median(overheads)
     rows = [
         ("`tunnel -d --verify`, typing → return", spread(totals, ms), ""),
@@ -188,8 +199,15 @@ test_number = "{NUMBER}"
         ("  the agent's start as airadev reports it (for the record)", spread(own, ms), ""),
         ("rewired and verified, minus the agent's start", spread(overheads, ms), ""),
     ]
-    return 0 if report(f"tunnel, median (min–max) of {args.runs}", rows,
-                       [(f"at most 1 s, median ({overhead * 1000:.0f} ms)", overhead <= 1.0)]) else 1
+    return (
+        0
+        if report(
+            f"tunnel, median (min–max) of {args.runs}",
+            rows,
+            [(f"at most 1 s, median ({overhead * 1000:.0f} ms)", overhead <= 1.0)],
+        )
+        else 1
+    )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,12 @@ def peak(name: str, value: float) -> None:
 
 
 # Figures that are a count of failures next to what was looked at: "0 survivors in 120 checks".
-MEASURED = (("kills", "kills mid-operation", "{n} kills ({of} mid-operation)"),
-            ("survivors", "survivor checks", "{n} survivors in {of} checks"),
-            ("lost lines", "lines compared", "{n} lost lines of {of} compared"),
-            ("half-written files", "files checked", "{n} half-written files of {of} checked"))
+MEASURED = (
+    ("kills", "kills mid-operation", "{n} kills ({of} mid-operation)"),
+    ("survivors", "survivor checks", "{n} survivors in {of} checks"),
+    ("lost lines", "lines compared", "{n} lost lines of {of} compared"),
+    ("half-written files", "files checked", "{n} half-written files of {of} checked"),
+)
 
 
 def summary(terminalreporter: pytest.TerminalReporter) -> None:

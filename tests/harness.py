@@ -90,8 +90,14 @@ class Stack:
         (self.root / "airadev.toml").write_text(text)
 
     def cli(self, *args: str, timeout: float = 90, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([PY, "-m", "airadev", "--workspace", str(self.root), *args],
-                              capture_output=True, text=True, timeout=timeout, env=self.environment(), input=input)
+        return subprocess.run(
+            [PY, "-m", "airadev", "--workspace", str(self.root), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.environment(),
+            input=input,
+        )
 
     def up(self, *services: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         result = self.cli("up", "--detach", *services, timeout=timeout)
@@ -101,8 +107,13 @@ class Stack:
     def foreground(self, *args: str, out: Path | None = None) -> subprocess.Popen[bytes]:
         """`airadev up` in the foreground, its console going to a file (or a pipe)."""
         stdout = open(out, "wb") if out else subprocess.DEVNULL
-        proc = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(self.root), "up", *args],
-                                stdout=stdout, stderr=subprocess.STDOUT, env=self.environment(), start_new_session=True)
+        proc = subprocess.Popen(
+            [PY, "-m", "airadev", "--workspace", str(self.root), "up", *args],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            env=self.environment(),
+            start_new_session=True,
+        )
         self.foregrounds.append(proc)
         return proc
 
@@ -120,8 +131,11 @@ class Stack:
         return self.state().get("services", {}).get(name, {})
 
     def wait_state(self, name: str, *states: str, timeout: float = 30) -> dict[str, Any]:
-        return wait_for(lambda: (s := self.service(name)).get("state") in states and s,
-                        timeout, what=f"{name} to be {'/'.join(states)} (now {self.service(name).get('state')})")
+        return wait_for(
+            lambda: (s := self.service(name)).get("state") in states and s,
+            timeout,
+            what=f"{name} to be {'/'.join(states)} (now {self.service(name).get('state')})",
+        )
 
     def wait_phase(self, phase: str, timeout: float = 30) -> dict[str, Any]:
         result = wait_for(lambda: (s := self.state()).get("phase") == phase and s, timeout, what=f"phase {phase}")
@@ -200,7 +214,9 @@ class Stack:
         reaper.terminate(workspace_id(self.root) + ".", exact=False, grace=2)
         reaper.signal_pids([p for p in self.seen_pids if reaper.alive(p)], signal.SIGKILL)
         if containers:
-            engine.remove_containers(engine.engine_host(), f"{engine.WORKSPACE_LABEL}={workspace_id(self.root)}", grace=1)
+            engine.remove_containers(
+                engine.engine_host(), f"{engine.WORKSPACE_LABEL}={workspace_id(self.root)}", grace=1
+            )
         if problems:
             raise AssertionError("the test left its stack behind: " + "; ".join(problems))
 
@@ -215,8 +231,12 @@ class Follow:
     """`airadev logs -f NAME`, its output collected as it comes."""
 
     def __init__(self, stack: Stack, name: str, *options: str) -> None:
-        self.proc = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "logs", "-f", name, *options],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=stack.environment())
+        self.proc = subprocess.Popen(
+            [PY, "-m", "airadev", "--workspace", str(stack.root), "logs", "-f", name, *options],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=stack.environment(),
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -47,8 +47,10 @@ def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
     top.finish(TOP_KEYS)  # an unknown key first: [service.x] is a typo of [services.x]
     services_raw = top.get("services", dict)
     if not services_raw:
-        raise ConfigError(f"{file}: no services are defined",
-                          "add a [services.NAME] table with its command (`airadev init` writes one for the AiRa repos)")
+        raise ConfigError(
+            f"{file}: no services are defined",
+            "add a [services.NAME] table with its command (`airadev init` writes one for the AiRa repos)",
+        )
     logs = _parse_logs(top.table("logs"))
     tunnel_table, twilio_table = top.table("tunnel"), top.table("twilio")
 
@@ -60,8 +62,10 @@ def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
     _check_names(services, file)
     databases = [s.name for s in services if s.database is not None]
     if len(databases) > 1:
-        raise ConfigError(f"{file}: services {', '.join(databases)}: a stack has one local database",
-                          "keep one service with runtime = \"postgres\" or \"supabase\"")
+        raise ConfigError(
+            f"{file}: services {', '.join(databases)}: a stack has one local database",
+            'keep one service with runtime = "postgres" or "supabase"',
+        )
     services = _resolve_dependencies(services, file)
     _check_ports(services, file)
     names = {n for s in services for n in s.names}
@@ -75,7 +79,7 @@ def _parse_tunnel(t: Table, root: Path, names: set[str]) -> TunnelSettings:
     ngrok_path = t.get("ngrok_path", str, default="")
     variable = t.get("variable", str, default=TunnelSettings.variable)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
-        raise t.error("variable", f"\"{variable}\" is not a variable name", 'write variable = "VOICE_AGENT_SERVICE_URL"')
+        raise t.error("variable", f'"{variable}" is not a variable name', 'write variable = "VOICE_AGENT_SERVICE_URL"')
     settings = TunnelSettings(
         service=service_ref(t, "service", names),
         ui_service=service_ref(t, "ui_service", names),
@@ -93,15 +97,21 @@ def _parse_tunnel(t: Table, root: Path, names: set[str]) -> TunnelSettings:
 def _parse_twilio(t: Table, names: set[str]) -> TwilioSettings:
     number = t.get("test_number", str, default="")
     if number and not E164.match(number):
-        raise t.error("test_number", f"\"{number}\" is not an E.164 number", 'write it like "+15551234567"')
+        raise t.error("test_number", f'"{number}" is not an E.164 number', 'write it like "+15551234567"')
     paths = {}
     for key in ("voice_path", "sms_path", "status_path"):
         value = t.get(key, str, default=getattr(TwilioSettings, key))
         if not value.startswith("/"):
-            raise t.error(key, f"expected a path starting with /, got {show(value)}", f'write {key} = "/webhooks/twilio/..."')
+            raise t.error(
+                key, f"expected a path starting with /, got {show(value)}", f'write {key} = "/webhooks/twilio/..."'
+            )
         paths[key] = value
-    settings = TwilioSettings(test_number=number, credentials_from=service_ref(t, "credentials_from", names),
-                              timeout=t.duration("timeout", TwilioSettings.timeout), **paths)
+    settings = TwilioSettings(
+        test_number=number,
+        credentials_from=service_ref(t, "credentials_from", names),
+        timeout=t.duration("timeout", TwilioSettings.timeout),
+        **paths,
+    )
     t.finish(TWILIO_KEYS)
     return settings
 
@@ -112,8 +122,9 @@ def _parse_logs(table: Table) -> LogSettings:
     if size_raw is not None:
         max_size = parse_size(size_raw) or 0
         if max_size < 64 * 1024:
-            raise table.error("max_size", f"expected a size of at least 64KB, got {show(size_raw)}",
-                              'write max_size = "20MB"')
+            raise table.error(
+                "max_size", f"expected a size of at least 64KB, got {show(size_raw)}", 'write max_size = "20MB"'
+            )
     keep = table.positive_int("keep", LogSettings.keep, minimum=1)
     table.finish(LOG_KEYS)
     return LogSettings(max_size=max_size, keep=keep)
@@ -121,18 +132,22 @@ def _parse_logs(table: Table) -> LogSettings:
 
 # --- whole-stack checks ----------------------------------------------------------------------
 
+
 def _check_names(services: list[Service], file: Path) -> None:
     owner: dict[str, str] = {}
     for service in services:
         for alias in service.aliases:
             if not NAME_RE.match(alias) or alias in RESERVED_NAMES:
-                raise ConfigError(f"{file}: services.{service.name}.aliases: \"{alias}\" is not a valid name",
-                                  "use lowercase letters, digits, - or _")
+                raise ConfigError(
+                    f'{file}: services.{service.name}.aliases: "{alias}" is not a valid name',
+                    "use lowercase letters, digits, - or _",
+                )
         for name in service.names:
             if name in owner and owner[name] != service.name:
                 raise ConfigError(
-                    f"{file}: services.{service.name}: the name \"{name}\" is already used by services.{owner[name]}",
-                    "give each service and alias a name of its own")
+                    f'{file}: services.{service.name}: the name "{name}" is already used by services.{owner[name]}',
+                    "give each service and alias a name of its own",
+                )
             owner[name] = service.name
 
 
@@ -146,19 +161,21 @@ def _resolve_dependencies(services: list[Service], file: Path) -> list[Service]:
             if dep.name not in canonical:
                 raise ConfigError(
                     f"{file}: services.{service.name}.depends_on: unknown service "
-                    f"\"{dep.name}\"{did_you_mean(dep.name, canonical)}",
-                    f"services are: {', '.join(s.name for s in services)}")
+                    f'"{dep.name}"{did_you_mean(dep.name, canonical)}',
+                    f"services are: {', '.join(s.name for s in services)}",
+                )
             if canonical[dep.name] == service.name:
-                raise ConfigError(f"{file}: services.{service.name}.depends_on: a service cannot depend on itself",
-                                  f"remove \"{dep.name}\" from its depends_on")
+                raise ConfigError(
+                    f"{file}: services.{service.name}.depends_on: a service cannot depend on itself",
+                    f'remove "{dep.name}" from its depends_on',
+                )
             deps.append(dataclasses.replace(dep, name=canonical[dep.name]))
         resolved.append(dataclasses.replace(service, depends_on=tuple(deps)))
     from airadev.graph import find_cycle
 
     cycle = find_cycle({s.name: [d.name for d in s.depends_on] for s in resolved})
     if cycle:
-        raise ConfigError(f"{file}: dependency cycle: {' → '.join(cycle)}",
-                          "remove one of these depends_on entries")
+        raise ConfigError(f"{file}: dependency cycle: {' → '.join(cycle)}", "remove one of these depends_on entries")
     return resolved
 
 
@@ -170,9 +187,9 @@ def _check_ports(services: list[Service], file: Path) -> None:
         if service.port in seen:
             raise ConfigError(
                 f"{file}: services.{service.name}.port: {service.port} is also the port of services.{seen[service.port]}",
-                "give each service its own port")
+                "give each service its own port",
+            )
         seen[service.port] = service.name
 
 
-
-#END
+# END

@@ -13,55 +13,110 @@ from typing import Any
 
 from airadev.config.table import NAME_RE, RESERVED_NAMES, Table, command, show, slug, valid_url
 from airadev.errors import ConfigError, did_you_mean
-from airadev.model import (Condition, DatabaseSpec, Dependency, DockerSpec, Probe, ProbeKind, Restart, RestartPolicy,
-                           Runtime, Service)
+from airadev.model import (
+    Condition,
+    DatabaseSpec,
+    Dependency,
+    DockerSpec,
+    Probe,
+    ProbeKind,
+    Restart,
+    RestartPolicy,
+    Runtime,
+    Service,
+)
 
 SERVICE_KEYS = (
-    "aliases", "runtime", "command", "cwd", "env_files", "load_env_files", "env", "port",
-    "health", "depends_on", "restart", "stop_signal", "stop_grace", "watch", "watch_ignore",
-    "watch_debounce", "venv", "description", "docker", "project", "migrations", "exclude",
+    "aliases",
+    "runtime",
+    "command",
+    "cwd",
+    "env_files",
+    "load_env_files",
+    "env",
+    "port",
+    "health",
+    "depends_on",
+    "restart",
+    "stop_signal",
+    "stop_grace",
+    "watch",
+    "watch_ignore",
+    "watch_debounce",
+    "venv",
+    "description",
+    "docker",
+    "project",
+    "migrations",
+    "exclude",
 )
 DB_KEYS = ("project", "migrations", "exclude")
 # `supabase start -x`: the containers it may leave out (Supabase CLI 2.x).
-SUPABASE_CONTAINERS = ("gotrue", "realtime", "storage-api", "imgproxy", "kong", "mailpit", "inbucket", "postgrest",
-                       "postgres-meta", "studio", "edge-runtime", "logflare", "vector", "supavisor")
+SUPABASE_CONTAINERS = (
+    "gotrue",
+    "realtime",
+    "storage-api",
+    "imgproxy",
+    "kong",
+    "mailpit",
+    "inbucket",
+    "postgrest",
+    "postgres-meta",
+    "studio",
+    "edge-runtime",
+    "logflare",
+    "vector",
+    "supavisor",
+)
 DOCKER_KEYS = ("image", "command", "port", "volumes", "env", "healthcheck")
 DB_DEFAULT_PORT = {Runtime.POSTGRES: 54322, Runtime.SUPABASE: 54321}
-HEALTH_KEYS = ("http", "tcp", "exec", "log", "interval", "start_interval", "timeout",
-               "start_period", "retries")
+HEALTH_KEYS = ("http", "tcp", "exec", "log", "interval", "start_interval", "timeout", "start_period", "retries")
 RESTART_KEYS = ("policy", "max_restarts", "backoff", "backoff_max", "jitter", "reset_after")
 
 
 def parse_service(name: str, t: Table, root: Path) -> Service:
     if not NAME_RE.match(name) or name in RESERVED_NAMES:
         why = "is reserved" if name in RESERVED_NAMES else "must be lowercase letters, digits, - or _"
-        raise ConfigError(f"{t.file}: services.{name}: the name {why}",
-                          f"rename [services.{name}], for example to [services.{slug(name)}]")
+        raise ConfigError(
+            f"{t.file}: services.{name}: the name {why}",
+            f"rename [services.{name}], for example to [services.{slug(name)}]",
+        )
     runtime_raw = t.get("runtime", str, default="process")
     try:
         runtime = Runtime(runtime_raw)
     except ValueError:
         runtime_names = [r.value for r in Runtime]
-        raise t.error("runtime", f"unknown runtime \"{runtime_raw}\"{did_you_mean(runtime_raw, runtime_names)}",
-                      f"use one of: {', '.join(runtime_names)}") from None
+        raise t.error(
+            "runtime",
+            f'unknown runtime "{runtime_raw}"{did_you_mean(runtime_raw, runtime_names)}',
+            f"use one of: {', '.join(runtime_names)}",
+        ) from None
 
     cwd = (root / t.get("cwd", str, default=".")).resolve()
     docker = _parse_docker(t, root)
     database = _parse_database(t, runtime, cwd)
     if database is not None:
         # A database's command, readiness and container are its runtime's own.
-        for key, what in (("command", "its command"), ("health", "its readiness (connections, then migrations)"),
-                          ("docker", "how it runs")):
+        for key, what in (
+            ("command", "its command"),
+            ("health", "its readiness (connections, then migrations)"),
+            ("docker", "how it runs"),
+        ):
             if t.has(key):
-                raise t.error(key, f"does not apply: runtime \"{runtime}\" decides {what}", f"remove {key}")
+                raise t.error(key, f'does not apply: runtime "{runtime}" decides {what}', f"remove {key}")
     # A database runtime builds its own command; a container may leave it to the image.
     command_needed = runtime is Runtime.PROCESS or (runtime is Runtime.DOCKER and docker is None)
     command = _command_value(t, "command", required=command_needed and runtime is Runtime.PROCESS)
     if runtime is Runtime.DOCKER and docker is None:
-        raise t.error("runtime", "is \"docker\" but the service has no image",
-                      f'add [services.{name}.docker] with image = "NAME:TAG"')
+        raise t.error(
+            "runtime",
+            'is "docker" but the service has no image',
+            f'add [services.{name}.docker] with image = "NAME:TAG"',
+        )
     if runtime is Runtime.PROCESS and not command:
-        raise t.error("command", "is empty", 'write the command that runs the service, e.g. command = "python server.py"')
+        raise t.error(
+            "command", "is empty", 'write the command that runs the service, e.g. command = "python server.py"'
+        )
 
     default_port = None
     if database is not None:  # postgres: the DB port; supabase: the API's, from its config.toml
@@ -70,8 +125,9 @@ def parse_service(name: str, t: Table, root: Path) -> Service:
     if port is not None and not 1 <= port <= 65535:
         raise t.error("port", f"{port} is not a port number (1-65535)", "set port to the port the service listens on")
     if docker is not None and docker.port is not None and port is None:
-        raise t.error("port", "is missing: docker.port needs a host port to be published on",
-                      f"set services.{name}.port")
+        raise t.error(
+            "port", "is missing: docker.port needs a host port to be published on", f"set services.{name}.port"
+        )
 
     env_raw = t.get("env", dict, default={})
     env = []
@@ -142,8 +198,11 @@ def _parse_docker(t: Table, root: Path) -> DockerSpec | None:
     for volume in d.str_list("volumes"):
         parts = volume.split(":")
         if len(parts) not in (2, 3) or not all(parts[:2]) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            raise d.error("volumes", f"{show(volume)} is not SOURCE:TARGET[:ro]",
-                          'write volumes = ["redis-data:/data"] or ["./data:/data:ro"]')
+            raise d.error(
+                "volumes",
+                f"{show(volume)} is not SOURCE:TARGET[:ro]",
+                'write volumes = ["redis-data:/data"] or ["./data:/data:ro"]',
+            )
         if not parts[1].startswith("/"):
             raise d.error("volumes", f"the target of {show(volume)} is not an absolute path", 'write "SOURCE:/data"')
         if parts[0].startswith((".", "/", "~")):  # a folder of the host, not a named volume
@@ -154,13 +213,22 @@ def _parse_docker(t: Table, root: Path) -> DockerSpec | None:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise d.error(f"env.{key}", f"expected a string, got {show(value)}", f'write {key} = "value"')
         env.append((key, str(value)))
-    return DockerSpec(image=image, command=_command_value(d, "command", required=False), port=port,
-                      volumes=tuple(volumes), env=tuple(env), healthcheck=d.get("healthcheck", str, default="").strip())
+    return DockerSpec(
+        image=image,
+        command=_command_value(d, "command", required=False),
+        port=port,
+        volumes=tuple(volumes),
+        env=tuple(env),
+        healthcheck=d.get("healthcheck", str, default="").strip(),
+    )
 
 
 def _parse_database(t: Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | None:
-    applies = {"project": (Runtime.POSTGRES, Runtime.SUPABASE), "migrations": (Runtime.POSTGRES, Runtime.SUPABASE),
-               "exclude": (Runtime.SUPABASE,)}
+    applies = {
+        "project": (Runtime.POSTGRES, Runtime.SUPABASE),
+        "migrations": (Runtime.POSTGRES, Runtime.SUPABASE),
+        "exclude": (Runtime.SUPABASE,),
+    }
     for key, runtimes in applies.items():
         if t.has(key) and runtime not in runtimes:
             names = " or ".join(f'runtime = "{r}"' for r in runtimes)
@@ -169,17 +237,25 @@ def _parse_database(t: Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | Non
         return None
     project = (cwd / t.get("project", str, default=".")).resolve()
     if runtime is Runtime.SUPABASE and not (project / "supabase" / "config.toml").is_file():
-        raise t.error("project", f"{project / 'supabase' / 'config.toml'} not found",
-                      "point project at the folder holding supabase/ (the UI repo), or run `supabase init` there")
+        raise t.error(
+            "project",
+            f"{project / 'supabase' / 'config.toml'} not found",
+            "point project at the folder holding supabase/ (the UI repo), or run `supabase init` there",
+        )
     migrations_raw = t.get("migrations", str, default="")
     migrations = (project / migrations_raw).resolve() if migrations_raw else project / "supabase" / "migrations"
     if migrations_raw and not migrations.is_dir():
-        raise t.error("migrations", f"folder {migrations} does not exist", "create it, or fix the path (relative to project)")
+        raise t.error(
+            "migrations", f"folder {migrations} does not exist", "create it, or fix the path (relative to project)"
+        )
     exclude = t.str_list("exclude")
     for name in exclude:
         if name not in SUPABASE_CONTAINERS:
-            raise t.error("exclude", f"{show(name)} is not a Supabase container{did_you_mean(name, SUPABASE_CONTAINERS)}",
-                          f"use some of: {', '.join(SUPABASE_CONTAINERS)}")
+            raise t.error(
+                "exclude",
+                f"{show(name)} is not a Supabase container{did_you_mean(name, SUPABASE_CONTAINERS)}",
+                f"use some of: {', '.join(SUPABASE_CONTAINERS)}",
+            )
     db_port, project_id = DB_DEFAULT_PORT[Runtime.POSTGRES], ""
     if runtime is Runtime.SUPABASE:
         settings = _supabase_settings(t, project)
@@ -202,8 +278,10 @@ def _section_port(settings: Mapping[str, Any], section: str, default: int, proje
     table = settings.get(section, {})
     port = table.get("port", default) if isinstance(table, dict) else None
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ConfigError(f"{project / 'supabase' / 'config.toml'}: [{section}] port: expected a port number",
-                          f'write [{section}] port = {default}')
+        raise ConfigError(
+            f"{project / 'supabase' / 'config.toml'}: [{section}] port: expected a port number",
+            f"write [{section}] port = {default}",
+        )
     return port
 
 
@@ -264,8 +342,9 @@ def _restart_policy(t: Table, key: str, raw: str) -> RestartPolicy:
         return RestartPolicy(raw)
     except ValueError:
         names = [p.value for p in RestartPolicy]
-        raise t.error(key, f"unknown restart policy \"{raw}\"{did_you_mean(raw, names)}",
-                      f"use one of: {', '.join(names)}") from None
+        raise t.error(
+            key, f'unknown restart policy "{raw}"{did_you_mean(raw, names)}', f"use one of: {', '.join(names)}"
+        ) from None
 
 
 def _parse_health(t: Table, port: int | None) -> Probe | None:
@@ -277,8 +356,10 @@ def _parse_health(t: Table, port: int | None) -> Probe | None:
     kinds = [k for k in ("http", "tcp", "exec", "log") if h.has(k)]
     if len(kinds) != 1:
         problem = "has no probe" if not kinds else f"has {len(kinds)} probes ({', '.join(kinds)})"
-        raise ConfigError(f"{t.file}: {h.where}: {problem}",
-                          'give exactly one of http = "/health", tcp = true, exec = "cmd", log = "regex"')
+        raise ConfigError(
+            f"{t.file}: {h.where}: {problem}",
+            'give exactly one of http = "/health", tcp = true, exec = "cmd", log = "regex"',
+        )
     kind = ProbeKind(kinds[0])
     target: Any
     if kind is ProbeKind.HTTP:
@@ -290,8 +371,11 @@ def _parse_health(t: Table, port: int | None) -> Probe | None:
         elif valid_url(raw):
             target = raw
         else:
-            raise h.error("http", f"expected a path such as \"/health\" or an URL, got {show(raw)}",
-                          'write http = "/health" or http = "http://127.0.0.1:8000/health"')
+            raise h.error(
+                "http",
+                f'expected a path such as "/health" or an URL, got {show(raw)}',
+                'write http = "/health" or http = "http://127.0.0.1:8000/health"',
+            )
     elif kind is ProbeKind.TCP:
         raw = h.get("tcp", (bool, int, str))
         target = _tcp_target(h, raw, port)
@@ -350,16 +434,24 @@ def _parse_depends_on(t: Table) -> tuple[Dependency, ...]:
         cond_raw = spec.get("condition", "started") if isinstance(spec, dict) else spec
         if isinstance(spec, dict) and set(spec) - {"condition", "restart"}:
             extra = next(iter(set(spec) - {"condition", "restart"}))
-            raise t.error(f"depends_on.{name}.{extra}", f"unknown key{did_you_mean(extra, ['condition', 'restart'])}",
-                          'write depends_on = { redis = "healthy" } or { redis = { condition = "healthy", restart = true } }')
+            raise t.error(
+                f"depends_on.{name}.{extra}",
+                f"unknown key{did_you_mean(extra, ['condition', 'restart'])}",
+                'write depends_on = { redis = "healthy" } or { redis = { condition = "healthy", restart = true } }',
+            )
         restart = spec.get("restart", False) if isinstance(spec, dict) else False
         if not isinstance(restart, bool):
-            raise t.error(f"depends_on.{name}.restart", f"expected true or false, got {show(restart)}",
-                          "restart = true restarts this service whenever that one was restarted")
+            raise t.error(
+                f"depends_on.{name}.restart",
+                f"expected true or false, got {show(restart)}",
+                "restart = true restarts this service whenever that one was restarted",
+            )
         names = [c.value for c in Condition]
         if not isinstance(cond_raw, str) or cond_raw not in names:
-            raise t.error(f"depends_on.{name}",
-                          f"unknown condition {show(cond_raw)}{did_you_mean(str(cond_raw), names)}",
-                          f"use one of: {', '.join(names)}")
+            raise t.error(
+                f"depends_on.{name}",
+                f"unknown condition {show(cond_raw)}{did_you_mean(str(cond_raw), names)}",
+                f"use one of: {', '.join(names)}",
+            )
         deps.append(Dependency(name, Condition(cond_raw), restart))
     return tuple(deps)

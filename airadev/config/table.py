@@ -46,8 +46,9 @@ class Table:
         else:
             value_ok = isinstance(value, kind)
         if not value_ok:
-            raise self.error(key, f"expected {_kind_name(kind)}, got {show(value)}",
-                             f"write {key} as {_kind_name(kind)}")
+            raise self.error(
+                key, f"expected {_kind_name(kind)}, got {show(value)}", f"write {key} as {_kind_name(kind)}"
+            )
         return value
 
     def table(self, key: str) -> Table:
@@ -59,8 +60,11 @@ class Table:
             return default
         seconds = parse_duration(value)
         if seconds is None or seconds < 0:
-            raise self.error(key, f"expected a duration such as \"2s\" or \"500ms\", got {show(value)}",
-                             f"write {key} = \"2s\" (units: ms, s, m, h)")
+            raise self.error(
+                key,
+                f'expected a duration such as "2s" or "500ms", got {show(value)}',
+                f'write {key} = "2s" (units: ms, s, m, h)',
+            )
         return seconds
 
     def positive_int(self, key: str, default: int, *, minimum: int = 0) -> int:
@@ -81,16 +85,21 @@ class Table:
         valid = list(valid)
         for key in self.data:
             if key not in valid:
-                raise self.error(key, f"unknown key{did_you_mean(key, valid)}",
-                                 f"valid keys here: {', '.join(valid)}")
+                raise self.error(key, f"unknown key{did_you_mean(key, valid)}", f"valid keys here: {', '.join(valid)}")
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               list: "a list", dict: "a table"}
+_KIND_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -105,6 +114,7 @@ def show(value: Any) -> str:
 # --- values ------------------------------------------------------------------------------------
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")
+
 
 def parse_size(value: str | int) -> int | None:
     """Bytes from ``1048576``, ``"20MB"``, ``"512k"``, ``"1GiB"`` (powers of 1024); None if invalid."""
@@ -130,8 +140,11 @@ def command(t: Table, key: str, raw: str) -> tuple[str, ...]:
     try:
         return split_command(raw)
     except ValueError as exc:  # shlex: "No closing quotation"
-        raise t.error(key, f"cannot be split into words: {str(exc).lower()}",
-                      "close the quote, or write it as a list: [\"prog\", \"arg\"]") from None
+        raise t.error(
+            key,
+            f"cannot be split into words: {str(exc).lower()}",
+            'close the quote, or write it as a list: ["prog", "arg"]',
+        ) from None
 
 
 def valid_url(raw: str) -> bool:
@@ -148,8 +161,9 @@ def valid_url(raw: str) -> bool:
 def service_ref(t: Table, key: str, names: set[str]) -> str:
     value = t.get(key, str, default="")
     if value and value not in names:
-        raise t.error(key, f"unknown service \"{value}\"{did_you_mean(value, names)}",
-                      f"services are: {', '.join(sorted(names))}")
+        raise t.error(
+            key, f'unknown service "{value}"{did_you_mean(value, names)}', f"services are: {', '.join(sorted(names))}"
+        )
     return value
 
 

@@ -15,10 +15,46 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from airadev.doctor.base import (FIX_TEXT, GROUPS, REGISTRY, Action, Check, Context, EnvFile, Result, Status,  # noqa: F401
-                                 check, error, ok, skipped, warning)
+from airadev.doctor.base import (
+    FIX_TEXT,
+    GROUPS,
+    REGISTRY,
+    Action,
+    Check,
+    Context,
+    EnvFile,
+    Result,
+    Status,
+    check,
+    error,
+    ok,
+    skipped,
+    warning,
+)
+
+__all__ = [
+    "FIX_TEXT",
+    "GROUPS",
+    "REGISTRY",
+    "Action",
+    "Check",
+    "Context",
+    "EnvFile",
+    "Result",
+    "Status",
+    "check",
+    "error",
+    "exit_code",
+    "ok",
+    "run",
+    "select",
+    "skipped",
+    "summary",
+    "warning",
+]
 
 # --- running ----------------------------------------------------------------------------------------
+
 
 def select(names: Iterable[str], offline: bool) -> list[Check]:
     """The checks to run: all (without live ones when offline), or those named (an id or a
@@ -33,8 +69,9 @@ def select(names: Iterable[str], offline: bool) -> list[Check]:
         if not matches:
             from airadev.errors import UsageError, did_you_mean
 
-            raise UsageError(f"no check named '{name}'{did_you_mean(name, REGISTRY)}",
-                             "`airadev doctor --list-checks` lists them")
+            raise UsageError(
+                f"no check named '{name}'{did_you_mean(name, REGISTRY)}", "`airadev doctor --list-checks` lists them"
+            )
         chosen.extend(m for m in matches if m not in chosen)
     # What the named checks need runs too: a check is only meaningful after its prerequisites.
     todo = list(chosen)
@@ -116,9 +153,16 @@ def run(checks: Sequence[Check], ctx: Context) -> list[Result]:
                 if now >= deadline:
                     del running[cid]
                     limit = REGISTRY[cid].timeout
-                    results[cid] = [replace(error(cid, f"did not finish within its time limit ({limit:g}s)",
-                                                  "run it alone (`airadev doctor " + cid + " -v`) to see what hangs"),
-                                            duration=limit)]
+                    results[cid] = [
+                        replace(
+                            error(
+                                cid,
+                                f"did not finish within its time limit ({limit:g}s)",
+                                "run it alone (`airadev doctor " + cid + " -v`) to see what hangs",
+                            ),
+                            duration=limit,
+                        )
+                    ]
     order = {c.id: (GROUPS.index(c.group), i) for i, c in enumerate(REGISTRY.values())}
     return [r for cid in sorted(results, key=lambda c: order.get(c, (0, 0))) for r in results[cid]]
 

@@ -56,8 +56,14 @@ class Result:
     action: Action | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "group": self.group, "status": str(self.status), "message": self.message,
-                "fix": self.fix, "duration": round(self.duration, 4)}
+        return {
+            "id": self.id,
+            "group": self.group,
+            "status": str(self.status),
+            "message": self.message,
+            "fix": self.fix,
+            "duration": round(self.duration, 4),
+        }
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,9 @@ REGISTRY: dict[str, Check] = {}
 GROUPS = ("tools", "workspace", "env", "secrets", "runtime", "live")
 
 
-def check(id: str, title: str, *, requires: Sequence[str] = (), timeout: float = 3.0,
-          live: bool = False) -> Callable[[Callable[[Context], Result | list[Result]]], Callable[..., Any]]:
+def check(
+    id: str, title: str, *, requires: Sequence[str] = (), timeout: float = 3.0, live: bool = False
+) -> Callable[[Callable[[Context], Result | list[Result]]], Callable[..., Any]]:
     def register(fn: Callable[[Context], Result | list[Result]]) -> Callable[..., Any]:
         group = id.split(".", 1)[0]
         REGISTRY[id] = Check(id, group, title, fn, tuple(requires), timeout, live)
@@ -102,6 +109,7 @@ def skipped(id: str, message: str) -> Result:
 
 
 # --- what checks look at ----------------------------------------------------------------------------
+
 
 @dataclass
 class Context:

@@ -31,12 +31,22 @@ def present(ctx: Context) -> list[Result]:
         elif f.path.is_file():
             results.append(ok(rid, f"{ctx.relative(f.path)} ({len(f.values)} variables)"))
         elif f.template is not None:
-            results.append(error(rid, f"{ctx.relative(f.path)} is missing",
-                                 f"airadev doctor --fix creates it from {ctx.relative(f.template.path)}; then fill it in",
-                                 Action("create-env", ctx.relative(f.path), ctx.relative(f.template.path))))
+            results.append(
+                error(
+                    rid,
+                    f"{ctx.relative(f.path)} is missing",
+                    f"airadev doctor --fix creates it from {ctx.relative(f.template.path)}; then fill it in",
+                    Action("create-env", ctx.relative(f.path), ctx.relative(f.template.path)),
+                )
+            )
         else:
-            results.append(error(rid, f"{ctx.relative(f.path)} is missing",
-                                 f"create it, or remove it from services.{f.service}.env_files"))
+            results.append(
+                error(
+                    rid,
+                    f"{ctx.relative(f.path)} is missing",
+                    f"create it, or remove it from services.{f.service}.env_files",
+                )
+            )
     return results
 
 
@@ -49,24 +59,42 @@ def required(ctx: Context) -> list[Result]:
     results = _files(ctx, "env.required") or []
     for f in ctx.env_files:
         if f.path.is_file() and f.template is None:
-            results.append(skipped(f"env.required:{ctx.relative(f.path)}",
-                                   f"no template for {ctx.relative(f.path)} (templates fit services named "
-                                   "aira-ui/ui, voice-agent/voice, kb-updater/kb, and .env.local/.env)"))
+            results.append(
+                skipped(
+                    f"env.required:{ctx.relative(f.path)}",
+                    f"no template for {ctx.relative(f.path)} (templates fit services named "
+                    "aira-ui/ui, voice-agent/voice, kb-updater/kb, and .env.local/.env)",
+                )
+            )
     for f in _with_template(ctx):
         rid = f"env.required:{ctx.relative(f.path)}"
         missing = [v.name for v in f.template.vars if v.required and v.name not in f.values]
         empty = [v.name for v in f.template.vars if v.required and v.name in f.values and not f.values[v.name].strip()]
-        placeholder = [v.name for v in f.template.vars if v.required and f.values.get(v.name, "").strip()
-                       and is_placeholder(f.values[v.name])]
-        problems = ([f"missing: {', '.join(missing)}"] if missing else []) + \
-                   ([f"empty: {', '.join(empty)}"] if empty else []) + \
-                   ([f"placeholders: {', '.join(placeholder)}"] if placeholder else [])
+        placeholder = [
+            v.name
+            for v in f.template.vars
+            if v.required and f.values.get(v.name, "").strip() and is_placeholder(f.values[v.name])
+        ]
+        problems = (
+            ([f"missing: {', '.join(missing)}"] if missing else [])
+            + ([f"empty: {', '.join(empty)}"] if empty else [])
+            + ([f"placeholders: {', '.join(placeholder)}"] if placeholder else [])
+        )
         if problems:
-            results.append(error(rid, f"{ctx.relative(f.path)}: " + "; ".join(problems),
-                                 f"fill them in (what each is for: {ctx.relative(f.template.path)})"))
+            results.append(
+                error(
+                    rid,
+                    f"{ctx.relative(f.path)}: " + "; ".join(problems),
+                    f"fill them in (what each is for: {ctx.relative(f.template.path)})",
+                )
+            )
         else:
-            results.append(ok(rid, f"{ctx.relative(f.path)}: all {sum(v.required for v in f.template.vars)} "
-                                   "required variables set"))
+            results.append(
+                ok(
+                    rid,
+                    f"{ctx.relative(f.path)}: all {sum(v.required for v in f.template.vars)} required variables set",
+                )
+            )
     return results
 
 
@@ -86,8 +114,13 @@ def formats(ctx: Context) -> list[Result]:
             elif var.name in ("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY") and service_role_problem(value):
                 wrong.append(f"{var.name} (it is {service_role_problem(value)}; the service-role key belongs here)")
         if wrong:
-            results.append(error(rid, f"{ctx.relative(f.path)}: malformed {'; '.join(wrong)}",
-                                 "copy the values again from their consoles (Twilio, Stripe, OpenAI, ...)"))
+            results.append(
+                error(
+                    rid,
+                    f"{ctx.relative(f.path)}: malformed {'; '.join(wrong)}",
+                    "copy the values again from their consoles (Twilio, Stripe, OpenAI, ...)",
+                )
+            )
         else:
             results.append(ok(rid, f"{ctx.relative(f.path)}: every value has its format"))
     return results
@@ -110,13 +143,18 @@ def consistent(ctx: Context) -> Result:
         return skip[0]
     disagree = []
     for what, names in SAME:
-        seen = {(ctx.relative(f.path), name): f.values[name].strip() for f in ctx.env_files for name in names
-                if f.values.get(name, "").strip() and not is_placeholder(f.values[name])}
+        seen = {
+            (ctx.relative(f.path), name): f.values[name].strip()
+            for f in ctx.env_files
+            for name in names
+            if f.values.get(name, "").strip() and not is_placeholder(f.values[name])
+        }
         if len({_comparable(v) for v in seen.values()}) > 1 and len({_kind(v) for v in seen.values()}) == 1:
             disagree.append(f"{what} ({', '.join(f'{p} {n}' for p, n in seen)})")
     if disagree:
-        return error("env.consistent", "different values for " + "; ".join(disagree),
-                     "make them the same in every env file")
+        return error(
+            "env.consistent", "different values for " + "; ".join(disagree), "make them the same in every env file"
+        )
     return ok("env.consistent", "shared settings agree across services")
 
 

@@ -80,8 +80,12 @@ def _npm_ci(action: Action, root: Path) -> str:
     if npm is None:
         return "npm is not installed: nothing done"
     # Its output goes to stderr: stdout is doctor's report (or its JSON).
-    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=root / action.target, stdin=subprocess.DEVNULL,
-                          stdout=sys.stderr.fileno())
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"],
+        cwd=root / action.target,
+        stdin=subprocess.DEVNULL,
+        stdout=sys.stderr.fileno(),
+    )
     return f"npm ci in {action.target}: " + ("done" if done.returncode == 0 else f"failed (exit {done.returncode})")
 
 
@@ -92,16 +96,26 @@ def _pip_install(action: Action, root: Path) -> str:
     python = Path(action.detail) if action.detail else None
     if python is None or not python.exists():
         venv = folder / ".venv"
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=False, stdin=subprocess.DEVNULL,
-                       stdout=sys.stderr.fileno())
+        subprocess.run(
+            [sys.executable, "-m", "venv", str(venv)], check=False, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno()
+        )
         python = venv / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
-                          cwd=folder, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno())
-    return f"installed {action.target}/requirements.txt with {python}: " + \
-        ("done" if done.returncode == 0 else f"failed (exit {done.returncode})")
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
+        cwd=folder,
+        stdin=subprocess.DEVNULL,
+        stdout=sys.stderr.fileno(),
+    )
+    return f"installed {action.target}/requirements.txt with {python}: " + (
+        "done" if done.returncode == 0 else f"failed (exit {done.returncode})"
+    )
 
 
 FIXERS: dict[str, Callable[[Action, Path], str]] = {
-    "create-env": _create_env, "gitignore": _gitignore, "chmod": _chmod, "reap": _reap,
-    "npm-ci": _npm_ci, "pip-install": _pip_install,
+    "create-env": _create_env,
+    "gitignore": _gitignore,
+    "chmod": _chmod,
+    "reap": _reap,
+    "npm-ci": _npm_ci,
+    "pip-install": _pip_install,
 }

@@ -7,8 +7,13 @@ import subprocess
 from airadev.doctor.base import Context, Result, check, error, ok, skipped, warning
 
 
-@check("live.twilio", "the Twilio credentials work and the test number takes webhooks", live=True, timeout=8,
-       requires=("env.present",))
+@check(
+    "live.twilio",
+    "the Twilio credentials work and the test number takes webhooks",
+    live=True,
+    timeout=8,
+    requires=("env.present",),
+)
 def twilio(ctx: Context) -> Result:
     from airadev.integrations.twilio import API_BASE_ENV, TwilioError, TwilioNumbers
     from airadev.rewiring import test_number, twilio_credentials
@@ -28,23 +33,38 @@ def twilio(ctx: Context) -> Result:
     except Exception as exc:  # noqa: BLE001  (twilio-python's account fetch raises its own)
         return error("live.twilio", f"Twilio refused: {type(exc).__name__}", "check the credentials")
     if found.routed_elsewhere:
-        return warning("live.twilio", f"{number}: {found.routed_elsewhere}, so Twilio ignores its webhook URLs",
-                       "in the Twilio console, set the number's calls to a webhook instead")
+        return warning(
+            "live.twilio",
+            f"{number}: {found.routed_elsewhere}, so Twilio ignores its webhook URLs",
+            "in the Twilio console, set the number's calls to a webhook instead",
+        )
     return ok("live.twilio", f"{number} is on the account and takes webhooks")
 
 
-@check("live.supabase", "Supabase runs and the env files hold its keys", live=True, timeout=10,
-       requires=("tools.supabase-cli",))
+@check(
+    "live.supabase",
+    "Supabase runs and the env files hold its keys",
+    live=True,
+    timeout=10,
+    requires=("tools.supabase-cli",),
+)
 def supabase(ctx: Context) -> Result:
     import shutil
-
 
     ui = ctx.config.ui_service()
     local = ui.cwd / "node_modules" / ".bin" / "supabase"
     exe = str(local) if local.exists() else shutil.which("supabase", path=ctx.env.get("PATH")) or "supabase"
     try:
-        done = subprocess.run([exe, "status", "-o", "json"], cwd=ui.cwd, capture_output=True, text=True, timeout=8,
-                              stdin=subprocess.DEVNULL, env=dict(ctx.env), check=False)
+        done = subprocess.run(
+            [exe, "status", "-o", "json"],
+            cwd=ui.cwd,
+            capture_output=True,
+            text=True,
+            timeout=8,
+            stdin=subprocess.DEVNULL,
+            env=dict(ctx.env),
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return error("live.supabase", f"`supabase status` did not run: {exc}", "see `airadev doctor tools`")
     if done.returncode != 0:
@@ -54,10 +74,13 @@ def supabase(ctx: Context) -> Result:
     status = parse_status(done.stdout)
     if not status:
         return error("live.supabase", "`supabase status -o json` printed no JSON", "update the Supabase CLI")
-    expected = {"NEXT_PUBLIC_SUPABASE_URL": status.get("API_URL"), "SUPABASE_URL": status.get("API_URL"),
-                "NEXT_PUBLIC_SUPABASE_ANON_KEY": {status.get("ANON_KEY"), status.get("PUBLISHABLE_KEY")},
-                "SUPABASE_SERVICE_ROLE_KEY": {status.get("SERVICE_ROLE_KEY"), status.get("SECRET_KEY")},
-                "SUPABASE_KEY": {status.get("SERVICE_ROLE_KEY"), status.get("SECRET_KEY")}}
+    expected = {
+        "NEXT_PUBLIC_SUPABASE_URL": status.get("API_URL"),
+        "SUPABASE_URL": status.get("API_URL"),
+        "NEXT_PUBLIC_SUPABASE_ANON_KEY": {status.get("ANON_KEY"), status.get("PUBLISHABLE_KEY")},
+        "SUPABASE_SERVICE_ROLE_KEY": {status.get("SERVICE_ROLE_KEY"), status.get("SECRET_KEY")},
+        "SUPABASE_KEY": {status.get("SERVICE_ROLE_KEY"), status.get("SECRET_KEY")},
+    }
     stale = []
     for f in ctx.env_files:
         for name, want in expected.items():
@@ -66,15 +89,17 @@ def supabase(ctx: Context) -> Result:
             if have is not None and have not in wanted:
                 stale.append(f"{ctx.relative(f.path)} {name}")
     if stale:
-        return error("live.supabase", f"not what the running Supabase reports: {', '.join(stale)}",
-                     "copy them from `supabase status -o env` (airadev wires them in when it starts Supabase)")
+        return error(
+            "live.supabase",
+            f"not what the running Supabase reports: {', '.join(stale)}",
+            "copy them from `supabase status -o env` (airadev wires them in when it starts Supabase)",
+        )
     return ok("live.supabase", f"Supabase runs at {status.get('API_URL')}; the env files hold its keys")
 
 
 @check("live.voice-url", "VOICE_AGENT_SERVICE_URL answers", live=True, timeout=6, requires=("env.present",))
 def voice_url(ctx: Context) -> Result:
     import httpx
-
 
     try:
         path = ctx.config.ui_env_file()
@@ -88,9 +113,15 @@ def voice_url(ctx: Context) -> Result:
     try:
         answer = httpx.get(url.rstrip("/") + "/health", timeout=4)
     except httpx.HTTPError as exc:
-        return warning("live.voice-url", f"{url} does not answer ({type(exc).__name__})",
-                       "start the voice agent (`airadev up`), or open the tunnel (`airadev tunnel`)")
+        return warning(
+            "live.voice-url",
+            f"{url} does not answer ({type(exc).__name__})",
+            "start the voice agent (`airadev up`), or open the tunnel (`airadev tunnel`)",
+        )
     if answer.status_code >= 400:  # an ngrok endpoint that is gone answers 404 (ERR_NGROK_3200)
-        return warning("live.voice-url", f"{url}/health answers {answer.status_code}",
-                       "open the tunnel again (`airadev tunnel`), or see `airadev logs voice`")
+        return warning(
+            "live.voice-url",
+            f"{url}/health answers {answer.status_code}",
+            "open the tunnel again (`airadev tunnel`), or see `airadev logs voice`",
+        )
     return ok("live.voice-url", f"{url} answers ({answer.status_code})")

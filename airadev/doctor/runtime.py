@@ -34,13 +34,23 @@ def ports(ctx: Context) -> list[Result]:
             results.append(ok(rid, f"port {service.port} is held by this stack ({service.name})"))
         elif holder:
             pid, cmdline = holder  # (whole: cut before redaction, a secret's start would show)
-            results.append(error(rid, f"port {service.port} ({service.name}) is held by pid {pid}: {cmdline}",
-                                 f"stop it (kill {pid}), or give services.{service.name} another port"))
+            results.append(
+                error(
+                    rid,
+                    f"port {service.port} ({service.name}) is held by pid {pid}: {cmdline}",
+                    f"stop it (kill {pid}), or give services.{service.name} another port",
+                )
+            )
         elif marker:
             results.append(ok(rid, f"port {service.port} is in use while this stack runs"))
         else:
-            results.append(error(rid, f"port {service.port} ({service.name}) is held by another user's process",
-                                 f"find it with `ss -ltnp 'sport = :{service.port}'`, or change the port"))
+            results.append(
+                error(
+                    rid,
+                    f"port {service.port} ({service.name}) is held by another user's process",
+                    f"find it with `ss -ltnp 'sport = :{service.port}'`, or change the port",
+                )
+            )
     return results or [skipped("runtime.ports", "no service has a port")]
 
 
@@ -54,25 +64,32 @@ def leftovers(ctx: Context) -> Result:
     assert ctx.root is not None  # it requires workspace.config, which fails without a root
     found = reaper.marked(workspace_id(ctx.root) + ".", exact=False)
     if found:
-        return warning("runtime.leftovers", f"{len(found)} processes of a run that did not stop are still running",
-                       "`airadev down` ends them (so does airadev doctor --fix)",
-                       Action("reap", str(ctx.root), str(len(found))))
+        return warning(
+            "runtime.leftovers",
+            f"{len(found)} processes of a run that did not stop are still running",
+            "`airadev down` ends them (so does airadev doctor --fix)",
+            Action("reap", str(ctx.root), str(len(found))),
+        )
     return ok("runtime.leftovers", "no process of an earlier run is left")
 
 
 TRIGGER = re.compile(r"net\.http_post|notify_kb_updater_webhook", re.IGNORECASE)
 
 
-@check("runtime.bind", "the Python services listen where Supabase's containers reach them",
-       requires=("workspace.config",))
+@check(
+    "runtime.bind", "the Python services listen where Supabase's containers reach them", requires=("workspace.config",)
+)
 def bind(ctx: Context) -> list[Result]:
     from airadev.runtimes.environment import env_file_values
 
     config = ctx.config
     ui = config.ui_service()
     migrations = ui.cwd / "supabase" / "migrations" if ui else None
-    uses_trigger = migrations is not None and migrations.is_dir() and any(
-        TRIGGER.search(p.read_text(errors="replace")) for p in migrations.glob("*.sql"))
+    uses_trigger = (
+        migrations is not None
+        and migrations.is_dir()
+        and any(TRIGGER.search(p.read_text(errors="replace")) for p in migrations.glob("*.sql"))
+    )
     if not uses_trigger:
         return [skipped("runtime.bind", "no Supabase trigger calls a service")]
     results = []
@@ -90,9 +107,14 @@ def bind(ctx: Context) -> list[Result]:
         if listens in ("0.0.0.0", "::"):
             results.append(ok(rid, f"{service.name} listens on {listens}"))
         else:
-            results.append(error(rid, f"{service.name} listens on {listens} only: the Supabase trigger (pg_net, in a "
-                                      "container) cannot reach it",
-                                 f"set HOST=0.0.0.0 in its env file, or add --host 0.0.0.0 to services.{service.name}.command"))
+            results.append(
+                error(
+                    rid,
+                    f"{service.name} listens on {listens} only: the Supabase trigger (pg_net, in a "
+                    "container) cannot reach it",
+                    f"set HOST=0.0.0.0 in its env file, or add --host 0.0.0.0 to services.{service.name}.command",
+                )
+            )
     return results or [skipped("runtime.bind", "no voice agent or KB updater service")]
 
 
@@ -103,33 +125,46 @@ def database(ctx: Context) -> Result:
     db = ctx.config.database()
     rid = "runtime.database"
     if db is None:
-        return skipped(rid, "no local database in airadev.toml (runtime = \"postgres\" or \"supabase\")")
+        return skipped(rid, 'no local database in airadev.toml (runtime = "postgres" or "supabase")')
     if db.runtime is Runtime.SUPABASE:
-        return ok(rid, f"{db.name}: local Supabase through its CLI (API on :{db.port}, database on "
-                       f":{db.database.db_port if db.database else '?'})")
+        return ok(
+            rid,
+            f"{db.name}: local Supabase through its CLI (API on :{db.port}, database on "
+            f":{db.database.db_port if db.database else '?'})",
+        )
     from airadev.runtimes.postgres import cluster_dir, find_binary
 
     server = find_binary("postgres")
     if server is None or find_binary("initdb") is None:
-        return error(rid, f"{db.name}: the PostgreSQL server binaries (initdb, postgres) are missing",
-                     "apt-get install postgresql, or use runtime = \"supabase\" (Docker and the Supabase CLI)")
+        return error(
+            rid,
+            f"{db.name}: the PostgreSQL server binaries (initdb, postgres) are missing",
+            'apt-get install postgresql, or use runtime = "supabase" (Docker and the Supabase CLI)',
+        )
     assert ctx.root is not None  # there is a config (db is of it): it was found under a root
     data = cluster_dir(ctx.root, db) / "data"
     if data.exists() and not (data / "PG_VERSION").is_file():
-        return error(rid, f"{db.name}: {ctx.relative(data)} exists but is not a PostgreSQL cluster",
-                     "move it away (or delete it: `airadev down --volumes`); the next `airadev up` makes a new one")
-    return ok(rid, f"{db.name}: plain PostgreSQL ({server}), not Supabase: no REST API, no auth; "
-                   "SQL, migrations and the tunnel's business_numbers only")
+        return error(
+            rid,
+            f"{db.name}: {ctx.relative(data)} exists but is not a PostgreSQL cluster",
+            "move it away (or delete it: `airadev down --volumes`); the next `airadev up` makes a new one",
+        )
+    return ok(
+        rid,
+        f"{db.name}: plain PostgreSQL ({server}), not Supabase: no REST API, no auth; "
+        "SQL, migrations and the tunnel's business_numbers only",
+    )
 
 
-@check("runtime.images", "each container's image is on the Docker engine", requires=("tools.docker-engine",),
-       timeout=5.0)
+@check(
+    "runtime.images", "each container's image is on the Docker engine", requires=("tools.docker-engine",), timeout=5.0
+)
 def images(ctx: Context) -> list[Result]:
     from airadev.model import Runtime
 
     wanted = [s for s in ctx.config.services if s.runtime is Runtime.DOCKER]
     if not wanted:
-        return [ok("runtime.images", "no service runs as a container (runtime = \"docker\"): no image needed")]
+        return [ok("runtime.images", 'no service runs as a container (runtime = "docker"): no image needed')]
     import docker as sdk
 
     from airadev.integrations.docker import image_of
@@ -147,9 +182,16 @@ def images(ctx: Context) -> list[Result]:
             client.images.get(image)
             results.append(ok(rid, f"{service.name}: image {image} is on the engine"))
         except sdk.errors.ImageNotFound:
-            results.append(warning(rid, f"{service.name}: image {image} is not on the engine; `airadev up` will "
-                                        "try to pull it", f"build or pull it (docker pull {image}), or set "
-                                        f"{service.docker.image_variable(service.name)} to a local image"))
+            results.append(
+                warning(
+                    rid,
+                    f"{service.name}: image {image} is not on the engine; `airadev up` will try to pull it",
+                    f"build or pull it (docker pull {image}), or set "
+                    f"{service.docker.image_variable(service.name)} to a local image",
+                )
+            )
         except sdk.errors.DockerException as exc:
-            results.append(error(rid, f"{service.name}: the engine did not answer: {str(exc)[:120]}", "see tools.docker"))
+            results.append(
+                error(rid, f"{service.name}: the engine did not answer: {str(exc)[:120]}", "see tools.docker")
+            )
     return results

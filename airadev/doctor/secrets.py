@@ -21,8 +21,9 @@ def _existing(ctx: Context) -> list:
     return [f for f in ctx.env_files if f.path.is_file()]
 
 
-@check("secrets.live", "no live Stripe key and no production environment in a local file",
-       requires=("workspace.config",))
+@check(
+    "secrets.live", "no live Stripe key and no production environment in a local file", requires=("workspace.config",)
+)
 def live(ctx: Context) -> list[Result]:
     results = []
     for f in _existing(ctx):
@@ -30,10 +31,16 @@ def live(ctx: Context) -> list[Result]:
         live_keys = sorted(name for name, value in f.values.items() if value.strip().startswith(LIVE_PREFIXES))
         production = f.values.get("ENVIRONMENT", "").strip() == "production"
         if live_keys or production:
-            what = ([f"a live Stripe key in {', '.join(live_keys)}"] if live_keys else []) + \
-                   (["ENVIRONMENT=production"] if production else [])
-            results.append(error(rid, f"{ctx.relative(f.path)}: {' and '.join(what)}",
-                                 "use test keys (sk_test_...) and ENVIRONMENT=development locally"))
+            what = ([f"a live Stripe key in {', '.join(live_keys)}"] if live_keys else []) + (
+                ["ENVIRONMENT=production"] if production else []
+            )
+            results.append(
+                error(
+                    rid,
+                    f"{ctx.relative(f.path)}: {' and '.join(what)}",
+                    "use test keys (sk_test_...) and ENVIRONMENT=development locally",
+                )
+            )
         else:
             results.append(ok(rid, f"{ctx.relative(f.path)}: test keys, not production"))
     return results or [skipped("secrets.live", "no env files")]
@@ -57,9 +64,14 @@ def public(ctx: Context) -> list[Result]:
             elif value.strip().startswith(SECRET_SHAPES):
                 exposed.append(f"{name} (shaped like a secret key)")
         if exposed:
-            results.append(error(rid, f"{ctx.relative(f.path)}: {', '.join(exposed)} would be sent to every browser",
-                                 "put the anon (publishable) key there; keep the service-role key in "
-                                 "SUPABASE_SERVICE_ROLE_KEY (server-only), and rotate the exposed one"))
+            results.append(
+                error(
+                    rid,
+                    f"{ctx.relative(f.path)}: {', '.join(exposed)} would be sent to every browser",
+                    "put the anon (publishable) key there; keep the service-role key in "
+                    "SUPABASE_SERVICE_ROLE_KEY (server-only), and rotate the exposed one",
+                )
+            )
         else:
             results.append(ok(rid, f"{ctx.relative(f.path)}: NEXT_PUBLIC_ variables hold no secret"))
     return results or [skipped("secrets.public", "no env files")]
@@ -67,8 +79,15 @@ def public(ctx: Context) -> list[Result]:
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str] | None:
     try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5,
-                              stdin=subprocess.DEVNULL, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
 
@@ -89,22 +108,37 @@ def git(ctx: Context) -> list[Result]:
                 results.append(ok(rid, f"{where}: not in a git repository"))
             else:  # e.g. "dubious ownership": git refuses, so nothing is known
                 first = (top.stderr.strip().splitlines() or ["git failed"])[0]
-                results.append(warning(rid, f"{where}: git refuses to look ({first[:120]})",
-                                       f"git config --global --add safe.directory {real.parent}"))
+                results.append(
+                    warning(
+                        rid,
+                        f"{where}: git refuses to look ({first[:120]})",
+                        f"git config --global --add safe.directory {real.parent}",
+                    )
+                )
             continue
         repo = Path(top.stdout.strip())
         tracked = _git(["ls-files", "--error-unmatch", real.name], real.parent)
         if tracked is not None and tracked.returncode == 0:
-            results.append(error(rid, f"{where} is tracked by git: its secrets are in the history",
-                                 f"git rm --cached {real.name} (in {repo}), ignore it, and rotate every secret in it"))
+            results.append(
+                error(
+                    rid,
+                    f"{where} is tracked by git: its secrets are in the history",
+                    f"git rm --cached {real.name} (in {repo}), ignore it, and rotate every secret in it",
+                )
+            )
             continue
         ignored = _git(["check-ignore", "-q", real.name], real.parent)
         if ignored is not None and ignored.returncode != 0:
             gitignore = repo / ".gitignore"
             entry = "/" + str(real.relative_to(repo))
-            results.append(error(rid, f"{where} is not ignored by git: one `git add .` publishes it",
-                                 f"add {entry} to {gitignore} (airadev doctor --fix does)",
-                                 Action("gitignore", str(gitignore), entry)))
+            results.append(
+                error(
+                    rid,
+                    f"{where} is not ignored by git: one `git add .` publishes it",
+                    f"add {entry} to {gitignore} (airadev doctor --fix does)",
+                    Action("gitignore", str(gitignore), entry),
+                )
+            )
             continue
         results.append(ok(rid, f"{where}: ignored by git"))
     return results or [skipped("secrets.git", "no env files")]
@@ -117,9 +151,14 @@ def modes(ctx: Context) -> list[Result]:
         rid = f"secrets.modes:{ctx.relative(f.path)}"
         mode = stat.S_IMODE(os.stat(f.path).st_mode)
         if mode & 0o077:
-            results.append(warning(rid, f"{ctx.relative(f.path)} is mode {mode:04o}: other users can read it",
-                                   f"chmod 600 {ctx.relative(f.path)} (airadev doctor --fix does)",
-                                   Action("chmod", ctx.relative(f.path))))
+            results.append(
+                warning(
+                    rid,
+                    f"{ctx.relative(f.path)} is mode {mode:04o}: other users can read it",
+                    f"chmod 600 {ctx.relative(f.path)} (airadev doctor --fix does)",
+                    Action("chmod", ctx.relative(f.path)),
+                )
+            )
         else:
             results.append(ok(rid, f"{ctx.relative(f.path)} is mode {mode:04o}"))
     return results or [skipped("secrets.modes", "no env files")]
@@ -137,7 +176,9 @@ def shell(ctx: Context) -> Result:
             if name in ctx.env and ctx.env[name] != value:
                 overridden.append(f"{name} ({ctx.relative(f.path)})")
     if overridden:
-        return warning("secrets.shell", f"exported in your shell, winning over the file for Next.js: "
-                                        f"{', '.join(overridden)}",
-                       "unset them (and remove the export from your shell profile)")
+        return warning(
+            "secrets.shell",
+            f"exported in your shell, winning over the file for Next.js: {', '.join(overridden)}",
+            "unset them (and remove the export from your shell profile)",
+        )
     return ok("secrets.shell", "no exported variable overrides an env file Next.js reads")

@@ -48,8 +48,21 @@ def template_for(service: Service, path: Path, ui_service: str = "") -> Template
 
 
 PLACEHOLDER = re.compile(r"^(x{3,}|your[-_ ].*|changeme|change-me|todo|<.*>|\.\.\.)$", re.IGNORECASE)
-KNOWN_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_", "sk-proj-", "sk-", "pcsk_", "whsec_", "sk_car_",
-                  "sb_publishable_", "sb_secret_", "AC", "eyJ")
+KNOWN_PREFIXES = (
+    "sk_test_",
+    "sk_live_",
+    "rk_test_",
+    "rk_live_",
+    "sk-proj-",
+    "sk-",
+    "pcsk_",
+    "whsec_",
+    "sk_car_",
+    "sb_publishable_",
+    "sb_secret_",
+    "AC",
+    "eyJ",
+)
 
 
 def is_placeholder(value: str) -> bool:
@@ -63,7 +76,7 @@ def is_placeholder(value: str) -> bool:
         return True
     for prefix in KNOWN_PREFIXES:
         if value.startswith(prefix):
-            rest = value[len(prefix):]
+            rest = value[len(prefix) :]
             return not rest or bool(re.fullmatch(r"[xX.*]+", rest))
     return False
 
@@ -76,6 +89,8 @@ def service_role_problem(value: str) -> str | None:
     if payload is not None and payload.get("role") == "anon":
         return "the anon key (its JWT role is anon)"
     return None
+
+
 HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 
 FORMATS = {
@@ -87,8 +102,10 @@ FORMATS = {
     "cartesia-key": (lambda v: v.startswith("sk_car_"), "sk_car_..."),
     "pinecone-key": (lambda v: v.startswith("pcsk_"), "pcsk_..."),
     "url": (lambda v: _is_url(v), "an URL such as http://127.0.0.1:54321"),
-    "jwt": (lambda v: jwt_payload(v) is not None or v.startswith(("sb_publishable_", "sb_secret_")),
-            "a JWT (eyJ...) or a Supabase sb_publishable_/sb_secret_ key"),
+    "jwt": (
+        lambda v: jwt_payload(v) is not None or v.startswith(("sb_publishable_", "sb_secret_")),
+        "a JWT (eyJ...) or a Supabase sb_publishable_/sb_secret_ key",
+    ),
     "port": (lambda v: v.isdigit() and 1 <= int(v) <= 65535, "a port number"),
     "host": (lambda v: bool(re.match(r"^[A-Za-z0-9.:_-]+$", v)), "a host name or address"),
     "environment": (lambda v: v in ("development", "staging", "production"), "development, staging or production"),

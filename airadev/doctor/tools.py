@@ -17,8 +17,9 @@ from airadev.doctor.base import Action, Context, Result, check, error, ok, skipp
 def _version(argv: list[str], ctx: Context, timeout: float = 2.5) -> tuple[str | None, str]:
     """(first version-looking token of the output, the output); None when it did not run."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                              env=dict(ctx.env))
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=dict(ctx.env)
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, str(exc)
     out = (done.stdout + done.stderr).strip()
@@ -34,8 +35,11 @@ def _major(version: str) -> int:
 def python(ctx: Context) -> Result:
     version = ".".join(map(str, ctx.python_version))
     if tuple(ctx.python_version) < (3, 11):
-        return error("tools.python", f"Python {version} runs airadev; it needs 3.11 or newer",
-                     "install Python 3.11+ and reinstall airadev with it")
+        return error(
+            "tools.python",
+            f"Python {version} runs airadev; it needs 3.11 or newer",
+            "install Python 3.11+ and reinstall airadev with it",
+        )
     return ok("tools.python", f"Python {version}")
 
 
@@ -43,8 +47,11 @@ def python(ctx: Context) -> Result:
 def node(ctx: Context) -> Result:
     exe = shutil.which("node", path=ctx.env.get("PATH"))
     if exe is None:
-        return error("tools.node", "node is not installed (the UI needs it)",
-                     "install Node.js 20 (https://nodejs.org, or your package manager)")
+        return error(
+            "tools.node",
+            "node is not installed (the UI needs it)",
+            "install Node.js 20 (https://nodejs.org, or your package manager)",
+        )
     version, out = _version([exe, "--version"], ctx)
     if version is None:
         return error("tools.node", f"`node --version` failed: {out[:100]}", "reinstall Node.js 20")
@@ -104,21 +111,36 @@ def _node_deps(rid: str, service_folder: Path, ctx: Context) -> Result:
     if not (folder / "node_modules").is_dir():
         return error(rid, f"{where}: node_modules is missing", f"cd {where} && npm ci", action)
     if not lock.is_file():
-        return warning(rid, f"{where}: no package-lock.json, so installs are not reproducible",
-                       f"cd {where} && npm install (then commit package-lock.json)")
+        return warning(
+            rid,
+            f"{where}: no package-lock.json, so installs are not reproducible",
+            f"cd {where} && npm install (then commit package-lock.json)",
+        )
     try:
         wanted = json.loads(lock.read_text()).get("packages", {})
         have = json.loads(installed.read_text()).get("packages", {}) if installed.is_file() else {}
     except (OSError, ValueError):
-        return error(rid, f"{where}: package-lock.json or node_modules/.package-lock.json is unreadable",
-                     f"cd {where} && npm ci", action)
-    stale = sorted(name.removeprefix("node_modules/") for name, meta in wanted.items()
-                   if name.startswith("node_modules/") and not meta.get("optional")
-                   and have.get(name, {}).get("version") != meta.get("version"))
+        return error(
+            rid,
+            f"{where}: package-lock.json or node_modules/.package-lock.json is unreadable",
+            f"cd {where} && npm ci",
+            action,
+        )
+    stale = sorted(
+        name.removeprefix("node_modules/")
+        for name, meta in wanted.items()
+        if name.startswith("node_modules/")
+        and not meta.get("optional")
+        and have.get(name, {}).get("version") != meta.get("version")
+    )
     if stale:
         shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
-        return error(rid, f"{where}: node_modules is out of step with package-lock.json ({shown})",
-                     f"cd {where} && npm ci", action)
+        return error(
+            rid,
+            f"{where}: node_modules is out of step with package-lock.json ({shown})",
+            f"cd {where} && npm ci",
+            action,
+        )
     return ok(rid, f"{where}: node_modules matches package-lock.json")
 
 
@@ -221,25 +243,40 @@ def _python_deps(rid: str, service: Any, ctx: Context) -> Result:
     except AiradevError as exc:
         return error(rid, exc.message, exc.fix)
     if python is None:
-        return error(rid, f"{where}: no virtualenv and no python on PATH",
-                     f"python3 -m venv {where}/.venv && {where}/.venv/bin/pip install -r {where}/requirements.txt")
+        return error(
+            rid,
+            f"{where}: no virtualenv and no python on PATH",
+            f"python3 -m venv {where}/.venv && {where}/.venv/bin/pip install -r {where}/requirements.txt",
+        )
     action = Action("pip-install", where, python, install=True)
     wanted = _requirements(cwd / "requirements.txt")
     try:
-        done = subprocess.run([python, "-c", _IMPORT_CHECK, json.dumps(wanted)], capture_output=True, text=True,
-                              timeout=6, stdin=subprocess.DEVNULL, env=dict(ctx.env))
+        done = subprocess.run(
+            [python, "-c", _IMPORT_CHECK, json.dumps(wanted)],
+            capture_output=True,
+            text=True,
+            timeout=6,
+            stdin=subprocess.DEVNULL,
+            env=dict(ctx.env),
+        )
         missing, wrong, broken, version = json.loads(done.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return error(rid, f"{where}: cannot run {shown}", f"recreate the virtualenv ({shown})")
     if tuple(version) < (3, 11):
-        return error(rid, f"{where}: {shown} is Python {'.'.join(map(str, version))}; the services need 3.11+",
-                     f"recreate the virtualenv with Python 3.11+ (python3.11 -m venv {where}/.venv)")
+        return error(
+            rid,
+            f"{where}: {shown} is Python {'.'.join(map(str, version))}; the services need 3.11+",
+            f"recreate the virtualenv with Python 3.11+ (python3.11 -m venv {where}/.venv)",
+        )
     if missing or wrong or broken:
-        parts = ([f"lacks {', '.join(missing[:4])}"] if missing else []) + \
-                ([f"has {', '.join(wrong[:3])}"] if wrong else []) + \
-                ([f"cannot import {', '.join(broken[:3])}"] if broken else [])
-        return error(rid, f"{where}: {shown} " + "; ".join(parts),
-                     f"{python} -m pip install -r {where}/requirements.txt", action)
+        parts = (
+            ([f"lacks {', '.join(missing[:4])}"] if missing else [])
+            + ([f"has {', '.join(wrong[:3])}"] if wrong else [])
+            + ([f"cannot import {', '.join(broken[:3])}"] if broken else [])
+        )
+        return error(
+            rid, f"{where}: {shown} " + "; ".join(parts), f"{python} -m pip install -r {where}/requirements.txt", action
+        )
     return ok(rid, f"{where}: {shown} has its {len(wanted)} requirements")
 
 
@@ -247,11 +284,17 @@ def _python_deps(rid: str, service: Any, ctx: Context) -> Result:
 def docker_client(ctx: Context) -> Result:
     exe = shutil.which("docker", path=ctx.env.get("PATH"))
     if exe is None:
-        return warning("tools.docker-client", "docker is not installed (needed for container services and Supabase)",
-                       "install Docker (Debian: apt-get install docker.io)")
+        return warning(
+            "tools.docker-client",
+            "docker is not installed (needed for container services and Supabase)",
+            "install Docker (Debian: apt-get install docker.io)",
+        )
     version, out = _version([exe, "--version"], ctx)
-    return ok("tools.docker-client", f"docker {version}") if version else \
-        warning("tools.docker-client", f"`docker --version` failed: {out[:100]}", "reinstall Docker")
+    return (
+        ok("tools.docker-client", f"docker {version}")
+        if version
+        else warning("tools.docker-client", f"`docker --version` failed: {out[:100]}", "reinstall Docker")
+    )
 
 
 @check("tools.docker-engine", "a Docker engine answers", requires=("tools.docker-client",), timeout=4)
@@ -260,8 +303,11 @@ def docker_engine(ctx: Context) -> Result:
     try:
         version = docker_api(host, "/version", timeout=2.5).get("Version", "?")
     except OSError as exc:
-        return warning("tools.docker-engine", f"no Docker engine answers at {host} ({exc.strerror or exc})",
-                       "start it (sudo systemctl start docker, or dockerd), or set DOCKER_HOST")
+        return warning(
+            "tools.docker-engine",
+            f"no Docker engine answers at {host} ({exc.strerror or exc})",
+            "start it (sudo systemctl start docker, or dockerd), or set DOCKER_HOST",
+        )
     return ok("tools.docker-engine", f"Docker engine {version} at {host}")
 
 
@@ -295,8 +341,11 @@ def supabase_cli(ctx: Context) -> Result:
         return skipped("tools.supabase-cli", "the UI has no supabase/config.toml: Supabase is not part of this stack")
     exe = str(local) if local and local.exists() else shutil.which("supabase", path=ctx.env.get("PATH"))
     if exe is None:
-        return error("tools.supabase-cli", "the Supabase CLI is not installed",
-                     f"cd {ctx.relative(ui.cwd)} && npm i -D -E supabase@2.117.0")
+        return error(
+            "tools.supabase-cli",
+            "the Supabase CLI is not installed",
+            f"cd {ctx.relative(ui.cwd)} && npm i -D -E supabase@2.117.0",
+        )
     package = Path(exe).resolve().parent.parent / "package.json"
     if local and exe == str(local) and package.is_file():
         # The UI's devDependency: its package says the version, and npm's wrapper starts the
@@ -335,8 +384,11 @@ def ngrok_token(ctx: Context) -> Result:
     from airadev.integrations import ngrok
 
     if ngrok.auth_token(ctx.env) is None:
-        return warning("tools.ngrok-token", "no ngrok auth token (NGROK_AUTHTOKEN, or the ngrok config)",
-                       "run `ngrok config add-authtoken TOKEN` (dashboard.ngrok.com), or set NGROK_AUTHTOKEN")
+        return warning(
+            "tools.ngrok-token",
+            "no ngrok auth token (NGROK_AUTHTOKEN, or the ngrok config)",
+            "run `ngrok config add-authtoken TOKEN` (dashboard.ngrok.com), or set NGROK_AUTHTOKEN",
+        )
     source = "NGROK_AUTHTOKEN" if ctx.env.get("NGROK_AUTHTOKEN") else str(ngrok.default_config_path(ctx.env))
     return ok("tools.ngrok-token", f"an auth token is set ({source})")
 
@@ -356,5 +408,8 @@ def redis(ctx: Context) -> Result:
         images = []
     if images:
         return ok("tools.redis", f"a Redis image: {images[0].get('RepoTags', ['?'])[0]}")
-    return error("tools.redis", "neither redis-server nor a Redis image is here (the voice agent needs Redis)",
-                 "apt-get install redis-server (or run Redis in a container)")
+    return error(
+        "tools.redis",
+        "neither redis-server nor a Redis image is here (the voice agent needs Redis)",
+        "apt-get install redis-server (or run Redis in a container)",
+    )

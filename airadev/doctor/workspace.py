@@ -18,27 +18,40 @@ def config(ctx: Context) -> Result:
     loaded = ctx.config_or_error
     if isinstance(loaded, AiradevError):
         return error("workspace.config", loaded.message, loaded.fix)
-    return ok("workspace.config", f"{ctx.relative(loaded.file)}: {len(loaded.services)} services "
-                                  f"({', '.join(loaded.names())})")
+    return ok(
+        "workspace.config",
+        f"{ctx.relative(loaded.file)}: {len(loaded.services)} services ({', '.join(loaded.names())})",
+    )
 
 
 @check("workspace.state-ignored", "git ignores .airadev/ (logs and state)", requires=("workspace.config",))
 def state_ignored(ctx: Context) -> Result:
     try:
-        done = subprocess.run(["git", "check-ignore", "-q", ".airadev/"], cwd=ctx.root, capture_output=True,
-                              timeout=5, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            ["git", "check-ignore", "-q", ".airadev/"],
+            cwd=ctx.root,
+            capture_output=True,
+            timeout=5,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return skipped("workspace.state-ignored", "git is not installed")
     if done.returncode == 128:
         err = done.stderr.decode(errors="replace")
         if "not a git repository" in err:
             return ok("workspace.state-ignored", "the workspace is not a git repository")
-        return warning("workspace.state-ignored", f"git refuses to look ({err.strip().splitlines()[0][:120]})",
-                       f"git config --global --add safe.directory {ctx.root}")
+        return warning(
+            "workspace.state-ignored",
+            f"git refuses to look ({err.strip().splitlines()[0][:120]})",
+            f"git config --global --add safe.directory {ctx.root}",
+        )
     if done.returncode != 0:
-        return warning("workspace.state-ignored", ".airadev/ (logs, state, backups of env files) is not git-ignored",
-                       "add .airadev/ to .gitignore (airadev doctor --fix does)",
-                       Action("gitignore", ".gitignore", ".airadev/"))
+        return warning(
+            "workspace.state-ignored",
+            ".airadev/ (logs, state, backups of env files) is not git-ignored",
+            "add .airadev/ to .gitignore (airadev doctor --fix does)",
+            Action("gitignore", ".gitignore", ".airadev/"),
+        )
     return ok("workspace.state-ignored", ".airadev/ is git-ignored")
 
 
@@ -51,8 +64,13 @@ def folders(ctx: Context) -> list[Result]:
         if service.cwd.is_dir():
             results.append(ok(rid, f"{service.name}: {where}/"))
         else:
-            results.append(error(rid, f"{service.name}: folder {where}/ is missing",
-                                 f"clone the {service.name} repo into {where}/, or fix its cwd in airadev.toml"))
+            results.append(
+                error(
+                    rid,
+                    f"{service.name}: folder {where}/ is missing",
+                    f"clone the {service.name} repo into {where}/, or fix its cwd in airadev.toml",
+                )
+            )
     return results
 
 
@@ -72,11 +90,15 @@ def supabase_config(ctx: Context) -> Result:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        return error("workspace.supabase-config", f"{ctx.relative(path)} is not valid TOML: {exc}",
-                     "fix that line (or run `supabase init` again)")
+        return error(
+            "workspace.supabase-config",
+            f"{ctx.relative(path)} is not valid TOML: {exc}",
+            "fix that line (or run `supabase init` again)",
+        )
     if not data.get("project_id"):
-        return error("workspace.supabase-config", f"{ctx.relative(path)} has no project_id",
-                     'add project_id = "aira" at the top')
+        return error(
+            "workspace.supabase-config", f"{ctx.relative(path)} has no project_id", 'add project_id = "aira" at the top'
+        )
     return ok("workspace.supabase-config", f"{ctx.relative(path)}: project {data['project_id']}")
 
 
@@ -85,9 +107,14 @@ def migrations(ctx: Context) -> Result:
     folder = _supabase_dir(ctx)
     if folder is None or not (folder / "migrations").is_dir():
         return skipped("workspace.migrations", "no supabase/migrations folder")
-    bad = sorted(p.name for p in (folder / "migrations").iterdir() if p.suffix == ".sql" and not MIGRATION.match(p.name))
+    bad = sorted(
+        p.name for p in (folder / "migrations").iterdir() if p.suffix == ".sql" and not MIGRATION.match(p.name)
+    )
     count = len(list((folder / "migrations").glob("*.sql")))
     if bad:
-        return error("workspace.migrations", f"migrations the Supabase CLI skips: {', '.join(bad[:3])}",
-                     "rename them <timestamp>_name.sql, e.g. 20261126120000_business_numbers.sql")
+        return error(
+            "workspace.migrations",
+            f"migrations the Supabase CLI skips: {', '.join(bad[:3])}",
+            "rename them <timestamp>_name.sql, e.g. 20261126120000_business_numbers.sql",
+        )
     return ok("workspace.migrations", f"{count} migrations, all named <digits>_name.sql")

@@ -55,7 +55,8 @@ def url(service: Service, host: str = "127.0.0.1") -> str:
     works with the other (airadev's cluster trusts loopback; the password is not checked)."""
     spec = service.database
     return f"postgresql://postgres:postgres@{host}:{spec.db_port if spec else service.port}/" + (
-        spec.database if spec else "postgres")
+        spec.database if spec else "postgres"
+    )
 
 
 @contextmanager
@@ -65,14 +66,16 @@ def connect(dsn: str, timeout: float = 3.0) -> Iterator[Any]:
     try:
         conn = psycopg.connect(dsn, connect_timeout=max(1, int(timeout)), autocommit=True)
     except psycopg.Error as exc:
-        raise DatabaseError(f"cannot connect to the database: {_first_line(exc)}",
-                            "is the database service up? `airadev status`") from None
+        raise DatabaseError(
+            f"cannot connect to the database: {_first_line(exc)}", "is the database service up? `airadev status`"
+        ) from None
     try:
         yield conn
     except psycopg.Error as exc:
         # What the caller's statements ran into, as one line (a trigger, a missing table...).
-        raise DatabaseError(f"the database refused: {_first_line(exc)}",
-                            "look at the database's log (`airadev logs` of its service)") from None
+        raise DatabaseError(
+            f"the database refused: {_first_line(exc)}", "look at the database's log (`airadev logs` of its service)"
+        ) from None
     finally:
         conn.close()
 
@@ -101,19 +104,24 @@ def apply_migrations(conn: Any, folder: Path | None, *, shim: bool) -> list[str]
         try:
             sql = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise DatabaseError(f"migration {path.name}: cannot read it ({exc})", f"save {path} as UTF-8 text") from None
+            raise DatabaseError(
+                f"migration {path.name}: cannot read it ({exc})", f"save {path} as UTF-8 text"
+            ) from None
         name = MIGRATION_NAME.match(path.name)
         assert name is not None  # migration_files lists only the files whose names match
         try:
             with conn.transaction():
                 conn.execute(sql)  # several statements: psycopg sends them in one simple query
-                conn.execute("INSERT INTO supabase_migrations.schema_migrations (version, name, statements) "
-                             "VALUES (%s, %s, %s)", (version, name.group(2), [sql]))
+                conn.execute(
+                    "INSERT INTO supabase_migrations.schema_migrations (version, name, statements) VALUES (%s, %s, %s)",
+                    (version, name.group(2), [sql]),
+                )
         except psycopg.Error as exc:
             where = f" (line {_line_of(sql, exc)})" if _line_of(sql, exc) else ""
-            raise DatabaseError(f"migration {path.name} failed{where}: {_first_line(exc)}",
-                                f"fix {path}; the migrations before it are applied, and `airadev up` "
-                                "applies the rest") from None
+            raise DatabaseError(
+                f"migration {path.name} failed{where}: {_first_line(exc)}",
+                f"fix {path}; the migrations before it are applied, and `airadev up` applies the rest",
+            ) from None
         applied.append(path.name)
     return applied
 
@@ -121,26 +129,31 @@ def apply_migrations(conn: Any, folder: Path | None, *, shim: bool) -> list[str]
 def set_trigger_url(conn: Any, target: str) -> tuple[str, str] | None:
     """Point ``notify_kb_updater_webhook()``'s ``webhook_url`` at ``target``. Returns (old, new)
     when it changed it, None when the function is missing or already points there."""
-    row = conn.execute("SELECT pg_get_functiondef(p.oid) FROM pg_proc p WHERE p.proname = %s "
-                       "ORDER BY p.oid LIMIT 1", (TRIGGER_FUNCTION,)).fetchone()
+    row = conn.execute(
+        "SELECT pg_get_functiondef(p.oid) FROM pg_proc p WHERE p.proname = %s ORDER BY p.oid LIMIT 1",
+        (TRIGGER_FUNCTION,),
+    ).fetchone()
     if row is None:
         return None
     definition = row[0]
     match = _WEBHOOK_URL.search(definition)
     if match is None:
-        raise DatabaseError(f"{TRIGGER_FUNCTION}() has no `webhook_url TEXT := '...'` line to change",
-                            "declare the URL as the AiRa guide does, or set it by hand")
+        raise DatabaseError(
+            f"{TRIGGER_FUNCTION}() has no `webhook_url TEXT := '...'` line to change",
+            "declare the URL as the AiRa guide does, or set it by hand",
+        )
     old = match.group(2).replace("''", "'")
     if old == target:
         return None
     quoted = target.replace("'", "''")
-    conn.execute(definition[:match.start(2)] + quoted + definition[match.end(2):])
+    conn.execute(definition[: match.start(2)] + quoted + definition[match.end(2) :])
     return old, target
 
 
 def trigger_url(conn: Any) -> str | None:
-    row = conn.execute("SELECT pg_get_functiondef(p.oid) FROM pg_proc p WHERE p.proname = %s LIMIT 1",
-                       (TRIGGER_FUNCTION,)).fetchone()
+    row = conn.execute(
+        "SELECT pg_get_functiondef(p.oid) FROM pg_proc p WHERE p.proname = %s LIMIT 1", (TRIGGER_FUNCTION,)
+    ).fetchone()
     match = _WEBHOOK_URL.search(row[0]) if row else None
     return match.group(2).replace("''", "'") if match else None
 
@@ -151,19 +164,24 @@ def number_urls(conn: Any, number: str) -> dict[str, str | None] | None:
     exists = conn.execute("SELECT to_regclass('public.business_numbers')").fetchone()[0]
     if exists is None:
         return None
-    row = conn.execute(f"SELECT {', '.join(NUMBER_COLUMNS)} FROM business_numbers WHERE phone_number = %s",
-                       (number,)).fetchone()
+    row = conn.execute(
+        f"SELECT {', '.join(NUMBER_COLUMNS)} FROM business_numbers WHERE phone_number = %s", (number,)
+    ).fetchone()
     return dict(zip(NUMBER_COLUMNS, row)) if row else None
 
 
 def set_number_urls(conn: Any, number: str, urls: dict[str, str | None]) -> None:
     """Set the row's URLs in one statement, and read them back."""
     assignments = ", ".join(f"{column} = %s" for column in NUMBER_COLUMNS)
-    conn.execute(f"UPDATE business_numbers SET {assignments} WHERE phone_number = %s",
-                 (*(urls[c] for c in NUMBER_COLUMNS), number))
+    conn.execute(
+        f"UPDATE business_numbers SET {assignments} WHERE phone_number = %s",
+        (*(urls[c] for c in NUMBER_COLUMNS), number),
+    )
     if number_urls(conn, number) != urls:
-        raise DatabaseError(f"business_numbers row of {number} did not keep the new URLs",
-                            "is a trigger rewriting them? check the table's triggers")
+        raise DatabaseError(
+            f"business_numbers row of {number} did not keep the new URLs",
+            "is a trigger rewriting them? check the table's triggers",
+        )
 
 
 def kb_service(config: Config) -> Service | None:

@@ -15,7 +15,7 @@ from typing import Any
 from airadev.errors import AiradevError
 from airadev.model import Service
 from airadev.state import workspace_id
-from airadev.integrations.engine import (WORKSPACE_LABEL, engine_host, engine_request, plain_engine)
+from airadev.integrations.engine import WORKSPACE_LABEL, engine_host, engine_request, plain_engine
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
@@ -60,8 +60,11 @@ def why_of(exc: BaseException, limit: int = 200) -> str:
 
 def engine_unreachable(host: str, exc: Exception) -> DockerError:
     why = str(exc).split("(", 1)[0].strip() or type(exc).__name__
-    fix = ("start it: `sudo systemctl start docker` (or `dockerd &`), or point DOCKER_HOST at a running engine"
-           if host.startswith("unix://") else f"check that the engine at {host} runs and is reachable")
+    fix = (
+        "start it: `sudo systemctl start docker` (or `dockerd &`), or point DOCKER_HOST at a running engine"
+        if host.startswith("unix://")
+        else f"check that the engine at {host} runs and is reachable"
+    )
     return DockerError(f"the Docker engine at {host} does not answer: {why}", fix)
 
 
@@ -122,7 +125,8 @@ def ensure_image(api: Any, service: Service, image: str) -> None:
         raise DockerError(
             f"services.{service.name}: image {image} is not on the engine and cannot be pulled: {why_of(exc, 160)}",
             f"build it (docker build -t {image} .), or name a local image with "
-            f"{service.docker.image_variable(service.name)} or docker.image in airadev.toml") from None
+            f"{service.docker.image_variable(service.name)} or docker.image in airadev.toml",
+        ) from None
 
 
 def ours(container: Any, root: Any) -> bool:
@@ -189,8 +193,10 @@ def remove_and_wait(api: Any, container: Any, timeout: float = 15.0) -> None:
         except docker.errors.NotFound:
             return
         time.sleep(0.05)
-    raise DockerError(f"the old container {container.name} is not removed after {timeout:.0f}s",
-                      f"remove it by hand (docker rm -f {container.name})")
+    raise DockerError(
+        f"the old container {container.name} is not removed after {timeout:.0f}s",
+        f"remove it by hand (docker rm -f {container.name})",
+    )
 
 
 def network_name(root: Any) -> str:
@@ -210,5 +216,3 @@ def remove_network(root: Any, api: Any = None) -> None:
             network.remove()
         except Exception:  # noqa: BLE001  (gone, or still in use)
             pass
-
-

@@ -68,12 +68,14 @@ def is_local(host: str) -> bool:
 def plain_engine(host: str) -> bool:
     """Whether the engine at ``host`` can be asked with the standard library alone: a Unix
     socket or plain TCP (not TLS, which the docker SDK sets up from DOCKER_CERT_PATH, nor ssh)."""
-    return (host.startswith(("unix://", "tcp://"))
-            and not os.environ.get("DOCKER_TLS_VERIFY") and not os.environ.get("DOCKER_CERT_PATH"))
+    return (
+        host.startswith(("unix://", "tcp://"))
+        and not os.environ.get("DOCKER_TLS_VERIFY")
+        and not os.environ.get("DOCKER_CERT_PATH")
+    )
 
 
-def engine_request(host: str, method: str, path: str, body: object = None,
-                   timeout: float = 10.0) -> tuple[int, bytes]:
+def engine_request(host: str, method: str, path: str, body: object = None, timeout: float = 10.0) -> tuple[int, bytes]:
     """One request to a plain engine (see ``plain_engine``), stdlib only; its status and body,
     or OSError whatever went wrong on the way.
     The watchdog must not import the docker SDK (it is small, and it must start fast), and a
@@ -85,11 +87,12 @@ def engine_request(host: str, method: str, path: str, body: object = None,
 
     try:
         if host.startswith("unix://"):
+
             class UnixConnection(http.client.HTTPConnection):
                 def connect(self) -> None:
                     self.sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
                     self.sock.settimeout(timeout)
-                    self.sock.connect(host[len("unix://"):])
+                    self.sock.connect(host[len("unix://") :])
 
             conn: http.client.HTTPConnection = UnixConnection("localhost", timeout=timeout)
         else:
@@ -132,8 +135,10 @@ def remove_containers(host: str, label: str, grace: float = 10.0) -> int:
     ``label`` (``key=value``); how many."""
     found = labelled(host, "containers", label)
     for container in found:
-        for method, path, limit in (("POST", f"/containers/{container['Id']}/stop?t={math.ceil(grace)}", grace + 10),
-                                    ("DELETE", f"/containers/{container['Id']}?force=1&v=0", 10.0)):
+        for method, path, limit in (
+            ("POST", f"/containers/{container['Id']}/stop?t={math.ceil(grace)}", grace + 10),
+            ("DELETE", f"/containers/{container['Id']}?force=1&v=0", 10.0),
+        ):
             try:
                 engine_request(host, method, path, timeout=limit)
             except OSError:

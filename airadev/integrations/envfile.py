@@ -56,8 +56,16 @@ def template_vars(path: Path) -> list[TemplateVar]:
             name, _, default = line.partition("=")
             fields = [f.strip() for f in comments[-1].split("·")]
             if len(fields) == 3:
-                found.append(TemplateVar(name.strip(), default.strip(), fields[0], fields[1] == "required",
-                                         fields[2], " ".join(comments[:-1]).strip()))
+                found.append(
+                    TemplateVar(
+                        name.strip(),
+                        default.strip(),
+                        fields[0],
+                        fields[1] == "required",
+                        fields[2],
+                        " ".join(comments[:-1]).strip(),
+                    )
+                )
         comments = []
     return found
 
@@ -67,8 +75,13 @@ def marked_secret() -> frozenset[str]:
     """Names the env templates mark secret."""
     if not TEMPLATES.is_dir():
         return frozenset()
-    return frozenset(v.name for t in sorted(TEMPLATES.iterdir()) if t.suffix != ".md"
-                     for v in template_vars(t) if v.visibility == "secret")
+    return frozenset(
+        v.name
+        for t in sorted(TEMPLATES.iterdir())
+        if t.suffix != ".md"
+        for v in template_vars(t)
+        if v.visibility == "secret"
+    )
 
 
 def is_secret(name: str, marked: Iterable[str] | None = None) -> bool:
@@ -96,16 +109,20 @@ def read(path: Path, strict: bool = True) -> dict[str, str]:
             raise UnicodeDecodeError("utf-8", data, data.index(b"\x00"), data.index(b"\x00") + 1, "a NUL byte")
     except UnicodeDecodeError as exc:
         if strict:
-            line = data[:exc.start].count(b"\n") + 1
-            raise AiradevError(f"{path} line {line}: not text (byte 0x{data[exc.start]:02x})",
-                               "an env file holds NAME=value lines of UTF-8 text: fix or remove that line") from None
+            line = data[: exc.start].count(b"\n") + 1
+            raise AiradevError(
+                f"{path} line {line}: not text (byte 0x{data[exc.start]:02x})",
+                "an env file holds NAME=value lines of UTF-8 text: fix or remove that line",
+            ) from None
         text = data.decode("utf-8", errors="replace").replace("\x00", "")
     values: dict[str, str] = {}
     for binding in parse_stream(io.StringIO(text, newline=None)):  # CRLF read as LF, as open() does
         if binding.error:
             if strict:
-                raise AiradevError(f"{path} line {binding.original.line}: not a NAME=value line",
-                                   "fix or remove that line (quote a value that holds spaces, # or quotes)")
+                raise AiradevError(
+                    f"{path} line {binding.original.line}: not a NAME=value line",
+                    "fix or remove that line (quote a value that holds spaces, # or quotes)",
+                )
             continue
         if binding.key is not None and binding.value is not None:
             values[binding.key] = binding.value
@@ -118,9 +135,9 @@ def secrets_of(values: Mapping[str, str]) -> dict[str, str]:
 
 # --- rewriting one variable -------------------------------------------------------------------
 
+
 class EnvFileError(AiradevError):
     """An env file that cannot be rewritten; ``fix`` says what to do."""
-
 
 
 @dataclass(frozen=True)
@@ -143,8 +160,13 @@ class EnvEdit:
         def enc(b: bytes | None) -> str | None:
             return None if b is None else base64.b64encode(b).decode()
 
-        return {"path": self.path, "name": self.name, "before": enc(self.before), "after": enc(self.after),
-                "value": self.value}
+        return {
+            "path": self.path,
+            "name": self.name,
+            "before": enc(self.before),
+            "after": enc(self.after),
+            "value": self.value,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> EnvEdit:
@@ -153,14 +175,16 @@ class EnvEdit:
         def dec(s: object) -> bytes | None:
             return None if s is None else base64.b64decode(str(s))
 
-        return cls(str(data["path"]), str(data["name"]), dec(data["before"]), dec(data["after"]) or b"",
-                   str(data["value"]))
+        return cls(
+            str(data["path"]), str(data["name"]), dec(data["before"]), dec(data["after"]) or b"", str(data["value"])
+        )
 
 
 def _assignment(name: str) -> re.Pattern[bytes]:
     # indent, optional `export`, the name, `=` with its spacing, the rest of the line, the line end
-    return re.compile(rb"^([ \t]*)(export[ \t]+)?(" + re.escape(name.encode()) + rb")([ \t]*=[ \t]*)(.*?)(\r\n|\n|\r)?$",
-                      re.DOTALL)
+    return re.compile(
+        rb"^([ \t]*)(export[ \t]+)?(" + re.escape(name.encode()) + rb")([ \t]*=[ \t]*)(.*?)(\r\n|\n|\r)?$", re.DOTALL
+    )
 
 
 def _lines(data: bytes) -> list[bytes]:
@@ -181,7 +205,7 @@ def _new_value_part(old: bytes, value: str) -> bytes:
             raise ValueError("multiline")
         if quote == b'"':
             raw = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
-        return quote + raw + quote + old[end + 1:]
+        return quote + raw + quote + old[end + 1 :]
     comment = re.search(rb"[ \t]+#.*$", old, re.DOTALL)
     suffix = comment.group(0) if comment else b""
     if any(ch in value for ch in " #'\"\t"):
@@ -193,7 +217,7 @@ def _closing_quote(old: bytes, quote: bytes) -> int:
     """Index of the quote closing ``old``'s value (a backslash escapes one in double quotes)."""
     index = 1
     while index < len(old):
-        char = old[index:index + 1]
+        char = old[index : index + 1]
         if char == b"\\" and quote == b'"':
             index += 2
             continue
@@ -242,8 +266,8 @@ def plan_undo(data: bytes, edit: EnvEdit) -> bytes | None:
         at = data.rfind(edit.after)
         while at >= 0:
             end = at + len(edit.after)
-            starts_line = edit.after[:1] in (b"\n", b"\r") or at == 0 or data[at - 1:at] in (b"\n", b"\r")
-            ends_line = edit.after[-1:] in (b"\n", b"\r") or end == len(data) or data[end:end + 1] in (b"\n", b"\r")
+            starts_line = edit.after[:1] in (b"\n", b"\r") or at == 0 or data[at - 1 : at] in (b"\n", b"\r")
+            ends_line = edit.after[-1:] in (b"\n", b"\r") or end == len(data) or data[end : end + 1] in (b"\n", b"\r")
             if starts_line and ends_line:
                 return data[:at] + data[end:]
             at = data.rfind(edit.after, 0, at)
@@ -265,11 +289,13 @@ def writable(path: Path) -> Path:
     """The real file behind ``path``, after checking it can be rewritten."""
     target = path.resolve()
     if not target.is_file():
-        raise EnvFileError(f"{path} not found",
-                           f"create it (cp {path.name}.example {path}), or point the config at the right file")
+        raise EnvFileError(
+            f"{path} not found", f"create it (cp {path.name}.example {path}), or point the config at the right file"
+        )
     if not os.access(target, os.R_OK | os.W_OK) or not os.access(target.parent, os.W_OK | os.X_OK):
-        raise EnvFileError(f"{path} is not writable (by this user)",
-                           f"chmod u+w {target} {target.parent}, or run airadev as its owner")
+        raise EnvFileError(
+            f"{path} is not writable (by this user)", f"chmod u+w {target} {target.parent}, or run airadev as its owner"
+        )
     return target
 
 
@@ -288,7 +314,7 @@ def write_atomic(target: Path, data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -301,7 +327,9 @@ def write_atomic(target: Path, data: bytes) -> None:
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise EnvFileError(f"cannot write {target}: {exc.strerror}", "free some disk space or fix permissions") from None
+        raise EnvFileError(
+            f"cannot write {target}: {exc.strerror}", "free some disk space or fix permissions"
+        ) from None
     dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)

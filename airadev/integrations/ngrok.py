@@ -20,8 +20,10 @@ from typing import Any, cast
 
 from airadev.errors import AiradevError
 
-INSTALL_HINT = ("install the ngrok agent (https://ngrok.com/download, or `snap install ngrok`), "
-                "or set tunnel.ngrok_path in airadev.toml or PYNGROK_NGROK_PATH")
+INSTALL_HINT = (
+    "install the ngrok agent (https://ngrok.com/download, or `snap install ngrok`), "
+    "or set tunnel.ngrok_path in airadev.toml or PYNGROK_NGROK_PATH"
+)
 
 
 class NgrokError(AiradevError):
@@ -102,8 +104,10 @@ def auth_token(env: Mapping[str, str] | None = None, config: Path | None = None)
     return str(token) if token else None
 
 
-TOKEN_FIX = ("set NGROK_AUTHTOKEN to the token at https://dashboard.ngrok.com/get-started/your-authtoken, "
-             "or run `ngrok config add-authtoken TOKEN`")
+TOKEN_FIX = (
+    "set NGROK_AUTHTOKEN to the token at https://dashboard.ngrok.com/get-started/your-authtoken, "
+    "or run `ngrok config add-authtoken TOKEN`"
+)
 DOMAIN_FIX = "reserve it at https://dashboard.ngrok.com/domains with this token's account, or open the tunnel without --domain (tunnel.domain)"
 # What the agent's error codes mean, by the code (https://ngrok.com/docs/errors/): many texts begin
 # with "authentication failed:" whatever the cause (ERR_NGROK_108 does), so the text is not read.
@@ -113,12 +117,22 @@ CODES: dict[int, tuple[str, str]] = {
     106: ("ngrok refused the auth token: it is an ngrok v1 authtoken", TOKEN_FIX),
     107: ("ngrok refused the auth token: it is invalid (reset, revoked, or of a team you left)", TOKEN_FIX),
     300: ("ngrok refused the auth token: it has been revoked", TOKEN_FIX),
-    108: ("ngrok allows this account {sessions} at a time, and another one is running",
-          "stop the other ngrok agent (https://dashboard.ngrok.com/agents lists them), then try again"),
-    120: ("this ngrok agent is too old for the ngrok service", "update it: `ngrok update` (or https://ngrok.com/download)"),
-    121: ("this ngrok agent is too old for the ngrok service", "update it: `ngrok update` (or https://ngrok.com/download)"),
-    123: ("the ngrok account's email address is not verified yet",
-          "verify it at https://dashboard.ngrok.com/user/settings, then try again"),
+    108: (
+        "ngrok allows this account {sessions} at a time, and another one is running",
+        "stop the other ngrok agent (https://dashboard.ngrok.com/agents lists them), then try again",
+    ),
+    120: (
+        "this ngrok agent is too old for the ngrok service",
+        "update it: `ngrok update` (or https://ngrok.com/download)",
+    ),
+    121: (
+        "this ngrok agent is too old for the ngrok service",
+        "update it: `ngrok update` (or https://ngrok.com/download)",
+    ),
+    123: (
+        "the ngrok account's email address is not verified yet",
+        "verify it at https://dashboard.ngrok.com/user/settings, then try again",
+    ),
     102: ("the ngrok account is suspended (its last payment failed)", "see https://dashboard.ngrok.com/billing"),
     103: ("the ngrok account is suspended", "see https://dashboard.ngrok.com, or write to support@ngrok.com"),
     247: ("the ngrok account is suspended for non-payment", "see https://dashboard.ngrok.com/billing"),
@@ -128,10 +142,14 @@ CODES: dict[int, tuple[str, str]] = {
     306: ("ngrok refused the domain {domain}: custom domains need a paid ngrok plan", DOMAIN_FIX),
     313: ("ngrok refused the domain {domain}: custom domains need a paid ngrok plan", DOMAIN_FIX),
     314: ("ngrok refused the domain {domain}: custom domains need a paid ngrok plan", DOMAIN_FIX),
-    317: ("ngrok refused the domain {domain}: it is reserved in another region",
-          "open the tunnel with the domain's region (--region, tunnel.region)"),
-    322: ("ngrok refused the domain {domain}: it is reserved in another region",
-          "open the tunnel with the domain's region (--region, tunnel.region)"),
+    317: (
+        "ngrok refused the domain {domain}: it is reserved in another region",
+        "open the tunnel with the domain's region (--region, tunnel.region)",
+    ),
+    322: (
+        "ngrok refused the domain {domain}: it is reserved in another region",
+        "open the tunnel with the domain's region (--region, tunnel.region)",
+    ),
 }
 
 
@@ -160,8 +178,10 @@ def explain(error: str, domain: str = "") -> tuple[str, str]:
         return f"{message.format(sessions=sessions, domain=name)} (ERR_NGROK_{code})", fix
     first = next((line for line in lines if not line.startswith("ERR_NGROK_")), "no reason given")
     if code is not None:
-        return (f"ngrok failed to start: {first} (ERR_NGROK_{code})",
-                f"see https://ngrok.com/docs/errors/err_ngrok_{code}/ and `airadev logs ngrok`")
+        return (
+            f"ngrok failed to start: {first} (ERR_NGROK_{code})",
+            f"see https://ngrok.com/docs/errors/err_ngrok_{code}/ and `airadev logs ngrok`",
+        )
     return f"ngrok failed to start: {first}", "see `airadev logs ngrok`"
 
 
@@ -190,7 +210,7 @@ def _stderr_wrapper(binary: Path, folder: Path) -> Path:
 
     folder.mkdir(mode=0o700, exist_ok=True)
     wrapper = folder / "ngrok"
-    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(str(binary))} \"$@\" 2>&1\n")
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(str(binary))} "$@" 2>&1\n')
     wrapper.chmod(0o700)
     return wrapper
 
@@ -204,8 +224,17 @@ class Agent:
 
     _env_lock = threading.Lock()
 
-    def __init__(self, binary: Path, *, config_path: Path | None, region: str, timeout: float,
-                 on_log: Callable[[str], object], marker_env: Mapping[str, str], wrapper_dir: Path) -> None:
+    def __init__(
+        self,
+        binary: Path,
+        *,
+        config_path: Path | None,
+        region: str,
+        timeout: float,
+        on_log: Callable[[str], object],
+        marker_env: Mapping[str, str],
+        wrapper_dir: Path,
+    ) -> None:
         import logging
 
         from pyngrok import conf
@@ -222,9 +251,13 @@ class Agent:
         self.marker_env = dict(marker_env)
         self.on_log = on_log
         self.config = conf.PyngrokConfig(
-            ngrok_path=str(_stderr_wrapper(binary, wrapper_dir)), config_path=str(config_path) if config_path else None,
-            region=region or None, monitor_thread=True, log_event_callback=self._log,
-            startup_timeout=max(1, int(timeout)), start_new_session=True,
+            ngrok_path=str(_stderr_wrapper(binary, wrapper_dir)),
+            config_path=str(config_path) if config_path else None,
+            region=region or None,
+            monitor_thread=True,
+            log_event_callback=self._log,
+            startup_timeout=max(1, int(timeout)),
+            start_new_session=True,
         )
         self.config.auth_token = None  # never on the command line: the agent reads the env or its config
         self.tunnel: Tunnel | None = None
@@ -265,8 +298,10 @@ class Agent:
         if worker.is_alive():
             self.kill()  # unblocks pyngrok's read of the agent's output
             worker.join(5)
-            raise NgrokError(f"the ngrok agent did not become ready within {self.timeout:g}s",
-                             "see `airadev logs ngrok`; check the network, or raise tunnel.start_timeout")
+            raise NgrokError(
+                f"the ngrok agent did not become ready within {self.timeout:g}s",
+                "see `airadev logs ngrok`; check the network, or raise tunnel.start_timeout",
+            )
         if failure:
             exc = failure[0]
             self.kill()
@@ -279,8 +314,13 @@ class Agent:
         tunnel = result[0]
         process = ngrok.get_ngrok_process(self.config)
         self._pid = process.proc.pid
-        self.tunnel = Tunnel(public_url=tunnel.public_url, name=tunnel.name or name, upstream=upstream,
-                             agent_pid=self._pid, api_url=tunnel.api_url or "")
+        self.tunnel = Tunnel(
+            public_url=tunnel.public_url,
+            name=tunnel.name or name,
+            upstream=upstream,
+            agent_pid=self._pid,
+            api_url=tunnel.api_url or "",
+        )
         return self.tunnel
 
     def alive(self) -> bool:

@@ -35,8 +35,14 @@ def status(cli: str, project: Path, timeout: float = 30) -> dict[str, str]:
     """``supabase status -o json``: the running stack's URLs and keys. SupabaseError when it is
     not running (the CLI exits 1) or answers something else."""
     try:
-        result = subprocess.run([cli, "status", "-o", "json", "--workdir", str(project)], capture_output=True,
-                                check=False, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [cli, "status", "-o", "json", "--workdir", str(project)],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SupabaseError(f"`supabase status` did not answer: {exc}", "see `airadev logs supabase`") from None
     if result.returncode != 0:
@@ -44,8 +50,10 @@ def status(cli: str, project: Path, timeout: float = 30) -> dict[str, str]:
         raise SupabaseError(f"Supabase is not running: {last[:200]}", "start it: `airadev up supabase`")
     data = parse_status(result.stdout)
     if "API_URL" not in data:
-        raise SupabaseError("`supabase status -o json` printed no API_URL",
-                            "update the Supabase CLI (2.x), and do not exclude its API gateway (kong)")
+        raise SupabaseError(
+            "`supabase status -o json` printed no API_URL",
+            "update the Supabase CLI (2.x), and do not exclude its API gateway (kong)",
+        )
     return data
 
 
@@ -64,8 +72,11 @@ def parse_status(text: str, fmt: str = "json") -> dict[str, str]:
             match = _ENV_LINE.fullmatch(line.strip())
             if match:
                 quoted, bare = match.group(2), match.group(3)
-                found[match.group(1)] = bare if quoted is None else re.sub(
-                    r"\\(.)", lambda m: _ENV_ESCAPES.get(m.group(1), m.group(1)), quoted)
+                found[match.group(1)] = (
+                    bare
+                    if quoted is None
+                    else re.sub(r"\\(.)", lambda m: _ENV_ESCAPES.get(m.group(1), m.group(1)), quoted)
+                )
     else:
         # Each object that begins a line; the one holding API_URL, else the last (what the CLI
         # prints last: a warning or a JSON log line may come first).
@@ -78,8 +89,11 @@ def parse_status(text: str, fmt: str = "json") -> dict[str, str]:
             if isinstance(data, dict):
                 objects.append(data)
         found = next((o for o in objects if "API_URL" in o), objects[-1] if objects else {})
-    return {str(k): str(v) for k, v in found.items()
-            if isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v) != ""}
+    return {
+        str(k): str(v)
+        for k, v in found.items()
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v) != ""
+    }
 
 
 # Values of `supabase status` to hide besides those whose names say secret (envfile.is_secret):
@@ -95,22 +109,28 @@ def secrets(found: Mapping[str, str]) -> dict[str, str]:
 # The keys AiRa's code was written for, and the newer ones that take their place when a CLI no
 # longer prints them (supabase-js 2 accepts either).
 FALLBACKS = {"ANON_KEY": "PUBLISHABLE_KEY", "SERVICE_ROLE_KEY": "SECRET_KEY"}
-SOURCES = {"NEXT_PUBLIC_SUPABASE_ANON_KEY": "ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY": "SERVICE_ROLE_KEY",
-           "SUPABASE_KEY": "SERVICE_ROLE_KEY"}  # the env variables wired with a key, and which
+SOURCES = {
+    "NEXT_PUBLIC_SUPABASE_ANON_KEY": "ANON_KEY",
+    "SUPABASE_SERVICE_ROLE_KEY": "SERVICE_ROLE_KEY",
+    "SUPABASE_KEY": "SERVICE_ROLE_KEY",
+}  # the env variables wired with a key, and which
 
 
 def keys(found: Mapping[str, str]) -> tuple[str, str]:
     """(the public key, the server key): the JWT anon/service-role keys the AiRa code uses,
     else the newer publishable/secret keys; "" when neither."""
-    return (found.get("ANON_KEY") or found.get("PUBLISHABLE_KEY", ""),
-            found.get("SERVICE_ROLE_KEY") or found.get("SECRET_KEY", ""))
+    return (
+        found.get("ANON_KEY") or found.get("PUBLISHABLE_KEY", ""),
+        found.get("SERVICE_ROLE_KEY") or found.get("SECRET_KEY", ""),
+    )
 
 
 def substitutions(found: Mapping[str, str]) -> list[str]:
     """Lines (naming keys, never values) for each older key `supabase status` did not print and
     whose newer one is wired in its place."""
-    return [f"`supabase status` printed no {old}: its {new} is wired in its place (supabase-js 2 accepts "
-            "it; code that decodes the key as a JWT does not)"
-            for old, new in FALLBACKS.items() if not found.get(old) and found.get(new)]
-
-
+    return [
+        f"`supabase status` printed no {old}: its {new} is wired in its place (supabase-js 2 accepts "
+        "it; code that decodes the key as a JWT does not)"
+        for old, new in FALLBACKS.items()
+        if not found.get(old) and found.get(new)
+    ]

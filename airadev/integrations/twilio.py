@@ -70,7 +70,7 @@ def retry_delay(status: int, retry_after: str | None, attempt: int) -> float | N
     is honoured up to RETRY_WAIT_MAX; without it the waits are 0.5 s, 1 s, 2 s."""
     if status != 429 or attempt >= RETRIES:
         return None
-    wait = 0.5 * 2 ** attempt
+    wait = 0.5 * 2**attempt
     if retry_after:
         try:
             wait = float(retry_after)
@@ -106,7 +106,9 @@ def _http_client(timeout: float) -> Any:
 class TwilioNumbers:
     """The IncomingPhoneNumbers of one account."""
 
-    def __init__(self, account_sid: str, auth_token: str, *, timeout: float = 10.0, base_url: str | None = None) -> None:
+    def __init__(
+        self, account_sid: str, auth_token: str, *, timeout: float = 10.0, base_url: str | None = None
+    ) -> None:
         from twilio.rest import Client
 
         self.account_sid = account_sid
@@ -122,13 +124,17 @@ class TwilioNumbers:
 
     def lookup(self, phone_number: str) -> Number:
         if not E164.match(phone_number):
-            raise TwilioError(f"\"{phone_number}\" is not an E.164 phone number",
-                              "write it like +15551234567 (twilio.test_number or TWILIO_TEST_NUMBER)")
+            raise TwilioError(
+                f'"{phone_number}" is not an E.164 phone number',
+                "write it like +15551234567 (twilio.test_number or TWILIO_TEST_NUMBER)",
+            )
         found = self._call(lambda: self._numbers().list(phone_number=phone_number, limit=2), "look up the number")
         if not found:
-            raise TwilioError(f"{phone_number} is not a number of the Twilio account {self.account_sid}",
-                              "check twilio.test_number / TWILIO_TEST_NUMBER, and that TWILIO_ACCOUNT_SID is "
-                              "the (sub)account that owns it")
+            raise TwilioError(
+                f"{phone_number} is not a number of the Twilio account {self.account_sid}",
+                "check twilio.test_number / TWILIO_TEST_NUMBER, and that TWILIO_ACCOUNT_SID is "
+                "the (sub)account that owns it",
+            )
         return _number(found[0])
 
     def fetch(self, sid: str) -> Number:
@@ -139,8 +145,10 @@ class TwilioNumbers:
         self._call(lambda: self._numbers()(sid).update(**fields), "update the number's webhooks")
         after = self.fetch(sid)
         if after.wiring != wiring:
-            raise TwilioError("Twilio did not keep the new webhooks (read back differs)",
-                              "look at the number in the Twilio console, then try again")
+            raise TwilioError(
+                "Twilio did not keep the new webhooks (read back differs)",
+                "look at the number in the Twilio console, then try again",
+            )
         return after
 
     def _call(self, action: Any, what: str) -> Any:
@@ -168,8 +176,10 @@ class TwilioNumbers:
         except OSError as exc:
             raise _network_error(exc, what, self.base, self.timeout) from None
         except ValueError:  # an answer that is not Twilio's JSON (a proxy's error page, ...)
-            raise TwilioError(f"{self.base} did not answer like Twilio while trying to {what}",
-                              "check the network (and AIRADEV_TWILIO_API_BASE, if set), then try again") from None
+            raise TwilioError(
+                f"{self.base} did not answer like Twilio while trying to {what}",
+                "check the network (and AIRADEV_TWILIO_API_BASE, if set), then try again",
+            ) from None
         except Exception as exc:
             # requests' own exceptions (timeouts, refused connections) are not OSErrors.
             if type(exc).__module__.startswith(("requests", "urllib3")):
@@ -185,46 +195,69 @@ def _rest_error(status: int, code: int | None, what: str, account: str, message:
     as twilio-python hands it over: "Unable to update record: VoiceUrl is not a valid URL: ...")."""
     said = re.sub(r"^Unable to \w+ record: ", "", " ".join(str(message).split()))
     if status == 400 and (code in INVALID_URL_CODES or "not a valid URL" in said):
-        return TwilioError(f"Twilio refused a webhook URL while trying to {what}: {said or 'not a valid URL'} "
-                           f"(400, error {code or 21402})",
-                           "Twilio takes only full public http(s) URLs: check the tunnel's address (--domain, "
-                           "tunnel.domain) and twilio.voice_path / sms_path / status_path in airadev.toml")
+        return TwilioError(
+            f"Twilio refused a webhook URL while trying to {what}: {said or 'not a valid URL'} "
+            f"(400, error {code or 21402})",
+            "Twilio takes only full public http(s) URLs: check the tunnel's address (--domain, "
+            "tunnel.domain) and twilio.voice_path / sms_path / status_path in airadev.toml",
+        )
     if status == 429:
-        return TwilioError(f"Twilio kept answering 429 Too Many Requests while trying to {what} "
-                           f"(error {code or 20429}, {RETRIES} retries)",
-                           "the account sends too many API requests at once; try again in a minute")
+        return TwilioError(
+            f"Twilio kept answering 429 Too Many Requests while trying to {what} "
+            f"(error {code or 20429}, {RETRIES} retries)",
+            "the account sends too many API requests at once; try again in a minute",
+        )
     if status == 401:
-        return TwilioError(f"Twilio refused the credentials while trying to {what} (401, error 20003)",
-                           "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env (console.twilio.com)")
+        return TwilioError(
+            f"Twilio refused the credentials while trying to {what} (401, error 20003)",
+            "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env (console.twilio.com)",
+        )
     if status == 403:
-        return TwilioError(f"Twilio forbade this account to {what} (403{f', error {code}' if code else ''})",
-                           "use the live credentials of the (sub)account that owns the test number, not test credentials")
+        return TwilioError(
+            f"Twilio forbade this account to {what} (403{f', error {code}' if code else ''})",
+            "use the live credentials of the (sub)account that owns the test number, not test credentials",
+        )
     if status == 404:
-        return TwilioError(f"Twilio found no such account or number while trying to {what} (404)",
-                           f"check TWILIO_ACCOUNT_SID ({account}) and the test number")
+        return TwilioError(
+            f"Twilio found no such account or number while trying to {what} (404)",
+            f"check TWILIO_ACCOUNT_SID ({account}) and the test number",
+        )
     if status >= 500:
-        return TwilioError(f"Twilio failed while trying to {what} ({status})", "Twilio has a problem; try again in a minute")
-    return TwilioError(f"Twilio answered {status} while trying to {what}{f': {said}' if said else ''}"
-                       f"{f' (error {code})' if code else ''}",
-                       f"see https://www.twilio.com/docs/errors/{code}" if code else "see https://www.twilio.com/docs/errors")
+        return TwilioError(
+            f"Twilio failed while trying to {what} ({status})", "Twilio has a problem; try again in a minute"
+        )
+    return TwilioError(
+        f"Twilio answered {status} while trying to {what}{f': {said}' if said else ''}"
+        f"{f' (error {code})' if code else ''}",
+        f"see https://www.twilio.com/docs/errors/{code}" if code else "see https://www.twilio.com/docs/errors",
+    )
 
 
 def _network_error(exc: BaseException, what: str, base: str, timeout: float) -> TwilioError:
     text = str(exc).lower()
     if "timed out" in text or "timeout" in type(exc).__name__.lower():
-        return TwilioError(f"Twilio did not answer within {timeout:g}s while trying to {what}",
-                           "check the network (and AIRADEV_TWILIO_API_BASE, if set), then try again")
-    return TwilioError(f"cannot reach Twilio at {base} to {what}",
-                       "check the network (and AIRADEV_TWILIO_API_BASE, if set), then try again")
+        return TwilioError(
+            f"Twilio did not answer within {timeout:g}s while trying to {what}",
+            "check the network (and AIRADEV_TWILIO_API_BASE, if set), then try again",
+        )
+    return TwilioError(
+        f"cannot reach Twilio at {base} to {what}",
+        "check the network (and AIRADEV_TWILIO_API_BASE, if set), then try again",
+    )
 
 
 def _number(record: Any) -> Number:
     return Number(
         sid=record.sid,
         phone_number=record.phone_number,
-        wiring=Wiring(record.voice_url or "", record.voice_method or "POST", record.sms_url or "",
-                      record.sms_method or "POST", record.status_callback or "",
-                      record.status_callback_method or "POST"),
+        wiring=Wiring(
+            record.voice_url or "",
+            record.voice_method or "POST",
+            record.sms_url or "",
+            record.sms_method or "POST",
+            record.status_callback or "",
+            record.status_callback_method or "POST",
+        ),
         voice_application_sid=record.voice_application_sid or None,
         trunk_sid=record.trunk_sid or None,
     )

@@ -9,8 +9,9 @@ from airadev.doctor import Check, Context, Result, Status, exit_code, fixes, run
 from airadev.logstore import Redactor
 
 
-def fix(results: Sequence[Result], ctx: Context, *, dry_run: bool, install: bool,
-        ask: Callable[[str], bool] | None) -> list[tuple[str, str]]:
+def fix(
+    results: Sequence[Result], ctx: Context, *, dry_run: bool, install: bool, ask: Callable[[str], bool] | None
+) -> list[tuple[str, str]]:
     """``(what, outcome)`` for each fix the problems asked for; installs only with ``install``
     or a yes from ``ask`` (which is None when nobody can be asked: no prompt, no install)."""
     actions = fixes.plan([r.action for r in results if r.action and r.status in (Status.ERROR, Status.WARNING)])
@@ -27,9 +28,16 @@ def fix(results: Sequence[Result], ctx: Context, *, dry_run: bool, install: bool
     return done
 
 
-def fix_rounds(selected: Sequence[Check], results: Sequence[Result], ctx: Context, fresh: Callable[[], Context], *,
-               dry_run: bool, install: bool, ask: Callable[[str], bool] | None
-               ) -> tuple[list[Result], list[tuple[str, str]], Context]:
+def fix_rounds(
+    selected: Sequence[Check],
+    results: Sequence[Result],
+    ctx: Context,
+    fresh: Callable[[], Context],
+    *,
+    dry_run: bool,
+    install: bool,
+    ask: Callable[[str], bool] | None,
+) -> tuple[list[Result], list[tuple[str, str]], Context]:
     """Fix, check again (with a fresh look at the workspace), and fix what that uncovers (a
     created env file lets its checks run): at most three rounds. Returns the final results,
     every fix with its outcome, and the context of the final results."""
@@ -55,15 +63,26 @@ def redactor(ctx: Context) -> Redactor:
     return Redactor(stack_secrets(config)) if config is not None else Redactor({})
 
 
-def as_json(results: Sequence[Result], ctx: Context, strict: bool, redact: Redactor,
-            fixes_done: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+def as_json(
+    results: Sequence[Result],
+    ctx: Context,
+    strict: bool,
+    redact: Redactor,
+    fixes_done: Sequence[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
     checks = []
     for r in results:
         item = r.as_dict()
         item["message"], item["fix"] = redact.text(item["message"]), redact.text(item["fix"])
         checks.append(item)
-    data = {"schema": 1, "workspace": str(ctx.root) if ctx.root else None, "offline": ctx.offline,
-            "checks": checks, "summary": summary(results), "exit_code": exit_code(results, strict)}
+    data = {
+        "schema": 1,
+        "workspace": str(ctx.root) if ctx.root else None,
+        "offline": ctx.offline,
+        "checks": checks,
+        "summary": summary(results),
+        "exit_code": exit_code(results, strict),
+    }
     if fixes_done is not None:
         data["fixes"] = [{"fix": redact.text(what), "outcome": redact.text(outcome)} for what, outcome in fixes_done]
     return data

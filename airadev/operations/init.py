@@ -11,7 +11,7 @@ from airadev.workspace import ensure_ignored
 
 STANDARD_FOLDERS = ("aira-ui", "voice-agent", "kb-updater")
 
-TEMPLATE = '''\
+TEMPLATE = """\
 # airadev.toml: how `airadev up` runs the AiRa stack in this workspace.
 #
 # Layout: aira-ui/, voice-agent/ and kb-updater/ side by side, next to this file.
@@ -64,7 +64,7 @@ env = { NEXT_TELEMETRY_DISABLED = "1" }
 port = 3000
 # The first request compiles the page: give it time.
 health = { http = "/", timeout = "60s", start_period = "180s" }
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,11 @@ class Initialised:
 
 
 # folder → (env file in it, its template in env-templates/)
-ENV_FILES = {"aira-ui": (".env.local", "aira-ui.env.local"), "voice-agent": (".env", "voice-agent.env"),
-             "kb-updater": (".env", "kb-updater.env")}
+ENV_FILES = {
+    "aira-ui": (".env.local", "aira-ui.env.local"),
+    "voice-agent": (".env", "voice-agent.env"),
+    "kb-updater": (".env", "kb-updater.env"),
+}
 
 
 def init(directory: Path, *, force: bool = False) -> Initialised:

@@ -27,14 +27,17 @@ def choose(services: Mapping[str, Sequence[str]], names: Sequence[str], extra: S
     for name in names:
         if name not in canonical:
             listing = ", ".join(f"{n} ({', '.join(a)})" if a else n for n, a in services.items())
-            raise UsageError(f"no service named '{name}'{did_you_mean(name, canonical)}",
-                             f"services: {listing}; or {OWN_LOG} (the supervisor), {AGENT_LOG} (the tunnel)")
+            raise UsageError(
+                f"no service named '{name}'{did_you_mean(name, canonical)}",
+                f"services: {listing}; or {OWN_LOG} (the supervisor), {AGENT_LOG} (the tunnel)",
+            )
         chosen.append(canonical[name])
     return list(dict.fromkeys(chosen))
 
 
-def recent(paths: Paths, names: Sequence[str], count: int, since: float | None = None,
-           ends: Mapping[str, int] | None = None) -> list[logstore.Line]:
+def recent(
+    paths: Paths, names: Sequence[str], count: int, since: float | None = None, ends: Mapping[str, int] | None = None
+) -> list[logstore.Line]:
     """The last ``count`` lines of each service (only those newer than ``since`` seconds ago,
     if given), merged in time order; ``ends`` bounds each current log file (where following
     will start)."""
@@ -56,7 +59,9 @@ def followers(paths: Paths, names: Sequence[str]) -> dict[str, logstore.Follower
     return {name: logstore.Follower(paths.log(name)) for name in names}
 
 
-def follow(paths: Paths, followers: Mapping[str, logstore.Follower], poll: float = 0.1) -> Iterator[list[logstore.Line]]:
+def follow(
+    paths: Paths, followers: Mapping[str, logstore.Follower], poll: float = 0.1
+) -> Iterator[list[logstore.Line]]:
     """Batches of new lines, in time order, until the supervisor stops (then what it wrote last
     is read and the iteration ends). Follows each log across restarts and rotation."""
     state = read_state(paths)

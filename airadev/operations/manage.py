@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 def _not_running(paths: Paths) -> NotRunning:
     state = read_state(paths)
     if state and state.get("phase") != "stopped" and not supervisor_alive(state):
-        return NotRunning("nothing is running: the last run's supervisor "
-                          f"(pid {state.get('supervisor_pid')}) died without stopping the stack",
-                          "`airadev down` ends whatever it left; `airadev up` does too before it starts")
+        return NotRunning(
+            "nothing is running: the last run's supervisor "
+            f"(pid {state.get('supervisor_pid')}) died without stopping the stack",
+            "`airadev down` ends whatever it left; `airadev up` does too before it starts",
+        )
     return NotRunning("nothing is running in this workspace", "start the stack with `airadev up`")
 
 
@@ -68,14 +70,18 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
 
         def stopping() -> bool:
             fresh = read_state(paths) or {}
-            return supervisor_alive(state) and not (fresh.get("marker") == state.get("marker")  # type: ignore[union-attr]
-                                                    and fresh.get("phase") == "stopped")
+            return supervisor_alive(state) and not (
+                fresh.get("marker") == state.get("marker")  # type: ignore[union-attr]
+                and fresh.get("phase") == "stopped"
+            )
 
         while stopping() and time.monotonic() < deadline:
             time.sleep(0.05)
         if stopping():
-            raise AiradevError(f"the supervisor (pid {pid}) did not stop within {timeout:.0f}s",
-                               f"kill it (kill -9 {pid}); its watchdog then ends the services")
+            raise AiradevError(
+                f"the supervisor (pid {pid}) did not stop within {timeout:.0f}s",
+                f"kill it (kill -9 {pid}); its watchdog then ends the services",
+            )
     # Whatever is left (a dead run, or strays of this one): end it, under the lock.
     from airadev.supervisor.leftovers import reap_leftovers
 
@@ -83,7 +89,9 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
         if lock.fd < 0:
             lock.acquire(wait=10 if stopped else 0)
     except AlreadyRunning:
-        raise AiradevError("an `airadev up` is starting in this workspace", "wait for it, then run `airadev down` again") from None
+        raise AiradevError(
+            "an `airadev up` is starting in this workspace", "wait for it, then run `airadev down` again"
+        ) from None
     try:
         leftovers = reap_leftovers(paths)
         restored = _recover_tunnel(paths)
@@ -112,8 +120,11 @@ def _starting_supervisor(paths: Paths, lock: Lock, timeout: float) -> dict[str, 
             return None
         except AlreadyRunning:
             time.sleep(0.05)
-    raise AiradevError(f"the workspace has been busy for {timeout:.0f}s (an `airadev up` starting, or another "
-                       "`airadev down`) and no supervisor came", "see `airadev logs airadev`; then run `airadev down` again")
+    raise AiradevError(
+        f"the workspace has been busy for {timeout:.0f}s (an `airadev up` starting, or another "
+        "`airadev down`) and no supervisor came",
+        "see `airadev logs airadev`; then run `airadev down` again",
+    )
 
 
 def _drop_database(paths: Paths) -> list[str]:
@@ -142,11 +153,18 @@ def _drop_database(paths: Paths) -> list[str]:
 
         cli = find_cli(db.database.project)
         if cli is None:
-            raise AiradevError("the Supabase CLI is not installed: its data cannot be deleted",
-                               "install it (npm i -D -E supabase@2.117.0 in the UI repo) and run `airadev down --volumes` again")
+            raise AiradevError(
+                "the Supabase CLI is not installed: its data cannot be deleted",
+                "install it (npm i -D -E supabase@2.117.0 in the UI repo) and run `airadev down --volumes` again",
+            )
         try:
-            done = subprocess.run([cli, "stop", "--no-backup", "--workdir", str(db.database.project)],
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [cli, "stop", "--no-backup", "--workdir", str(db.database.project)],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise AiradevError(f"`supabase stop --no-backup` failed: {exc}", "run it by hand in the UI repo") from None
         if done.returncode != 0:
@@ -166,6 +184,8 @@ def _recover_tunnel(paths: Paths) -> list[str]:
 
     undone = tunnel.recover(paths, load(paths.root))
     if undone and undone.failed:
-        raise AiradevError("could not put back what the tunnel left: " + "; ".join(undone.failed),
-                           "fix that and run `airadev down` again")
+        raise AiradevError(
+            "could not put back what the tunnel left: " + "; ".join(undone.failed),
+            "fix that and run `airadev down` again",
+        )
     return (undone.restored + undone.left + undone.waiting) if undone else []

@@ -61,27 +61,41 @@ def session(paths: Paths, config: Callable[[], Config], options: Options, view: 
             view.status(status)
         return
     if options.stop:
-        result = manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, keep=options.keep if options.keep else None,
-                                timeout=120)
+        result = manage.request(
+            paths, Op.TUNNEL, action=TunnelAction.CLOSE, keep=options.keep if options.keep else None, timeout=120
+        )
         view.closed(result)
         if result.get("failed"):
-            raise AiradevError("the tunnel is closed, but not everything could be put back",
-                               "fix what is said above, then run `airadev tunnel --stop` (or `airadev down`) again")
+            raise AiradevError(
+                "the tunnel is closed, but not everything could be put back",
+                "fix what is said above, then run `airadev tunnel --stop` (or `airadev down`) again",
+            )
         return
     opened_here = status.state != "open"
     if opened_here:
         env = {key: os.environ[key] for key in ENV_KEYS if key in os.environ}
         try:
-            status = TunnelStatus.from_json(manage.request(
-                paths, Op.TUNNEL, action=TunnelAction.OPEN, domain=options.domain, region=options.region,
-                keep=options.keep, env=env, timeout=180))
+            status = TunnelStatus.from_json(
+                manage.request(
+                    paths,
+                    Op.TUNNEL,
+                    action=TunnelAction.OPEN,
+                    domain=options.domain,
+                    region=options.region,
+                    keep=options.keep,
+                    env=env,
+                    timeout=180,
+                )
+            )
         except KeyboardInterrupt:
             # The supervisor opens it anyway: close it again, so that Ctrl-C leaves nothing rewired.
             view.closed(manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120))
             raise
     elif options.domain and options.domain.split("://")[-1] not in status.address:
-        raise UsageError(f"a tunnel is already open at {status.address}",
-                         "close it first (`airadev tunnel --stop`) to open one on another domain")
+        raise UsageError(
+            f"a tunnel is already open at {status.address}",
+            "close it first (`airadev tunnel --stop`) to open one on another domain",
+        )
     closes = opened_here and not options.detach  # what this command opened, it closes on failure
     try:
         if not options.as_json or not options.verify:
@@ -99,8 +113,9 @@ def session(paths: Paths, config: Callable[[], Config], options: Options, view: 
         raise
 
 
-def _verify(paths: Paths, status: TunnelStatus, config: Callable[[], Config], options: Options, view: View,
-            closes: bool) -> None:
+def _verify(
+    paths: Paths, status: TunnelStatus, config: Callable[[], Config], options: Options, view: View, closes: bool
+) -> None:
     from airadev.operations import manage
 
     try:
@@ -117,8 +132,10 @@ def _verify(paths: Paths, status: TunnelStatus, config: Callable[[], Config], op
     if failed:
         if closes:
             view.closed(manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120))
-        raise AiradevError(f"the test call got {result['status']}" + ("" if result["twiml"] else ", and no TwiML"),
-                           "see `airadev logs voice` and `airadev logs ngrok`")
+        raise AiradevError(
+            f"the test call got {result['status']}" + ("" if result["twiml"] else ", and no TwiML"),
+            "see `airadev logs voice` and `airadev logs ngrok`",
+        )
 
 
 def _leftovers(paths: Paths, config: Callable[[], Config], view: View) -> None:
@@ -166,15 +183,18 @@ def hold(paths: Paths, view: View) -> None:
                 _ended(tunnel_state, view)
                 return
             if not supervisor_alive(state):
-                raise AiradevError("the stack stopped under the tunnel",
-                                   "`airadev down` puts back whatever the tunnel left rewired")
+                raise AiradevError(
+                    "the stack stopped under the tunnel", "`airadev down` puts back whatever the tunnel left rewired"
+                )
             time.sleep(0.2)
     except KeyboardInterrupt:
         result = manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120)
         view.closed(result)
         if result.get("failed"):
-            raise AiradevError("the tunnel is closed, but not everything could be put back",
-                               "fix what is said above, then run `airadev down`") from None
+            raise AiradevError(
+                "the tunnel is closed, but not everything could be put back",
+                "fix what is said above, then run `airadev down`",
+            ) from None
 
 
 def _ended(tunnel_state: dict[str, Any], view: View) -> None:
@@ -183,13 +203,14 @@ def _ended(tunnel_state: dict[str, Any], view: View) -> None:
 
     how, why = tunnel_state.get("state", "closed"), tunnel_state.get("message", "")
     if how == "failed":
-        raise AiradevError(f"the tunnel failed: {why}" if why else "the tunnel failed",
-                           "see `airadev logs airadev`; `airadev down` puts back whatever is left rewired")
+        raise AiradevError(
+            f"the tunnel failed: {why}" if why else "the tunnel failed",
+            "see `airadev logs airadev`; `airadev down` puts back whatever is left rewired",
+        )
     if why == DOWN_REASON:
         view.info("tunnel: closed by `airadev down`; everything is put back")
     else:
         view.info(f"tunnel: {how}" + (f" ({why})" if why else ""))
-
 
 
 def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -205,14 +226,24 @@ def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -
 
     credentials = twilio_credentials(config, env)
     if credentials is None:
-        raise AiradevError("no Twilio credentials to sign the test call with",
-                           "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env")
+        raise AiradevError(
+            "no Twilio credentials to sign the test call with",
+            "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env",
+        )
     sid, token = credentials
     url = address.rstrip("/") + config.twilio.voice_path
     number = test_number(config, env) or "+15005550006"
-    params = {"AccountSid": sid, "ApiVersion": "2010-04-01", "CallSid": "CA" + uuid.uuid4().hex,
-              "CallStatus": "ringing", "Direction": "inbound", "From": "+15005550006", "To": number,
-              "Caller": "+15005550006", "Called": number}
+    params = {
+        "AccountSid": sid,
+        "ApiVersion": "2010-04-01",
+        "CallSid": "CA" + uuid.uuid4().hex,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "From": "+15005550006",
+        "To": number,
+        "Caller": "+15005550006",
+        "Called": number,
+    }
     headers = {"X-Twilio-Signature": signature(token, url, params), "User-Agent": "TwilioProxy/1.1 (airadev verify)"}
     started = time.perf_counter()
     try:
@@ -220,14 +251,22 @@ def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -
     except httpx.HTTPError as exc:
         untrusted = certificate_problem(exc)
         if untrusted:
-            raise AiradevError(f"the test call to {url} failed: its TLS certificate is not trusted here ({untrusted})",
-                               "if a proxy or a CA of your own signs it, point SSL_CERT_FILE at that CA's "
-                               "certificate (PEM), then try again") from None
-        raise AiradevError(f"the test call to {url} failed: {type(exc).__name__}",
-                           "see `airadev tunnel --status` and `airadev logs ngrok`") from None
+            raise AiradevError(
+                f"the test call to {url} failed: its TLS certificate is not trusted here ({untrusted})",
+                "if a proxy or a CA of your own signs it, point SSL_CERT_FILE at that CA's "
+                "certificate (PEM), then try again",
+            ) from None
+        raise AiradevError(
+            f"the test call to {url} failed: {type(exc).__name__}",
+            "see `airadev tunnel --status` and `airadev logs ngrok`",
+        ) from None
     took = time.perf_counter() - started
-    return {"url": url, "status": answer.status_code, "ms": round(took * 1000, 1),
-            "twiml": is_twiml(answer.headers.get("content-type", ""), answer.content)}
+    return {
+        "url": url,
+        "status": answer.status_code,
+        "ms": round(took * 1000, 1),
+        "twiml": is_twiml(answer.headers.get("content-type", ""), answer.content),
+    }
 
 
 def certificate_problem(exc: BaseException) -> str:

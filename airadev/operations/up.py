@@ -33,8 +33,9 @@ def resolve(config: Config, name: str) -> str:
         return config.get(name).name
     except KeyError:
         every = [n for s in config.services for n in s.names]
-        raise UsageError(f"no service named '{name}'{did_you_mean(name, every)}",
-                         f"services: {', '.join(_with_aliases(config))}") from None
+        raise UsageError(
+            f"no service named '{name}'{did_you_mean(name, every)}", f"services: {', '.join(_with_aliases(config))}"
+        ) from None
 
 
 def _with_aliases(config: Config) -> list[str]:
@@ -42,6 +43,7 @@ def _with_aliases(config: Config) -> list[str]:
 
 
 # --- preflight ------------------------------------------------------------------------------
+
 
 def preflight(config: Config, names: Sequence[str]) -> None:
     """Refuse to start when something would fail at once: a missing folder, env file or program,
@@ -51,22 +53,27 @@ def preflight(config: Config, names: Sequence[str]) -> None:
     for name in names:
         service = config.get(name)
         if not service.cwd.is_dir():
-            raise AiradevError(f"services.{name}.cwd: folder {service.cwd} does not exist",
-                               "create it (clone the repo there), or fix cwd in airadev.toml")
+            raise AiradevError(
+                f"services.{name}.cwd: folder {service.cwd} does not exist",
+                "create it (clone the repo there), or fix cwd in airadev.toml",
+            )
         for path in service.env_files:
             real = path.resolve()
             if path.is_file() and not any(real.is_relative_to(p.resolve()) for p in (config.root, service.cwd)):
                 # airadev rewrites env files (tunnel, Supabase keys): never a file elsewhere. (A
                 # repo folder linked into the workspace is fine: its files are in its cwd.)
-                raise AiradevError(f"services.{name}.env_files: {path} leads outside the workspace, to {real}",
-                                   "copy that file into the workspace in place of the link")
+                raise AiradevError(
+                    f"services.{name}.env_files: {path} leads outside the workspace, to {real}",
+                    "copy that file into the workspace in place of the link",
+                )
         if service.load_env_files:
             env_file_values(service)
         else:
             for path in service.env_files:
                 if not path.is_file():
-                    raise AiradevError(f"services.{name}.env_files: {path} not found",
-                                       f"create {path}, or remove it from env_files")
+                    raise AiradevError(
+                        f"services.{name}.env_files: {path} not found", f"create {path}, or remove it from env_files"
+                    )
         if service.runtime is not Runtime.PROCESS:
             continue  # its runtime checks what it needs when it starts it
         venv = find_venv(service)
@@ -74,8 +81,10 @@ def preflight(config: Config, names: Sequence[str]) -> None:
         if "/" not in program:
             search = os.pathsep.join(filter(None, [str(venv / "bin") if venv else "", os.environ.get("PATH", "")]))
             if shutil.which(program, path=search) is None:
-                raise AiradevError(f"services.{name}.command: {program} not found on PATH",
-                                   f"install {program}, or fix command in airadev.toml")
+                raise AiradevError(
+                    f"services.{name}.command: {program} not found on PATH",
+                    f"install {program}, or fix command in airadev.toml",
+                )
     if any(config.get(name).runtime is Runtime.DOCKER for name in names):
         _engine_answers()
     for name in names:
@@ -122,19 +131,26 @@ def port_taken(name: str, port: int, config: Config) -> AiradevError:
 
         container = docker.port_holder(port)
         if container:
-            return AiradevError(f"port {port} (services.{name}) is published by the container {container}",
-                                f"stop it (docker stop {container}), or give services.{name} another port in airadev.toml")
+            return AiradevError(
+                f"port {port} (services.{name}) is published by the container {container}",
+                f"stop it (docker stop {container}), or give services.{name} another port in airadev.toml",
+            )
     if holder:
         pid, cmdline = holder
         cmdline = Redactor(stack_secrets(config)).text(cmdline)  # before cutting: a cut secret would not match
         shown = cmdline if len(cmdline) <= 100 else cmdline[:97] + "..."
-        return AiradevError(f"port {port} (services.{name}) is held by pid {pid}: {shown}",
-                            f"stop it (kill {pid}), or give services.{name} another port in airadev.toml")
-    return AiradevError(f"port {port} (services.{name}) is held by another process (of another user?)",
-                        f"find it with `ss -ltnp 'sport = :{port}'` and stop it, or change services.{name}.port")
+        return AiradevError(
+            f"port {port} (services.{name}) is held by pid {pid}: {shown}",
+            f"stop it (kill {pid}), or give services.{name} another port in airadev.toml",
+        )
+    return AiradevError(
+        f"port {port} (services.{name}) is held by another process (of another user?)",
+        f"find it with `ss -ltnp 'sport = :{port}'` and stop it, or change services.{name}.port",
+    )
 
 
 # --- running ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Ground:
@@ -149,8 +165,11 @@ class Ground:
     def notes(self) -> list[str]:
         out = [f"ended {self.reaped} processes left by an earlier run that did not stop"] if self.reaped else []
         out += [f"put back what an earlier tunnel left: {line}" for line in self.restored]
-        return out + [f"could not put back what an earlier tunnel left: {line}; it stays in the journal: "
-                      "`airadev tunnel --stop` or `airadev down` tries again" for line in self.not_restored]
+        return out + [
+            f"could not put back what an earlier tunnel left: {line}; it stays in the journal: "
+            "`airadev tunnel --stop` or `airadev down` tries again"
+            for line in self.not_restored
+        ]
 
 
 def _run_lock(paths: Paths, wait: float = 10.0) -> Lock:
@@ -182,8 +201,9 @@ def _claim(config: Config, names: Sequence[str]) -> Iterator[Ground]:
         # Offline after a crash, Twilio may not answer: that must not keep the stack from starting.
         undone = tunnel.recover(paths, config)
         preflight(config, names)
-        yield Ground(paths, lock, reaped, (undone.restored + undone.left) if undone else [],
-                     undone.failed if undone else [])
+        yield Ground(
+            paths, lock, reaped, (undone.restored + undone.left) if undone else [], undone.failed if undone else []
+        )
     finally:
         lock.release()
 
@@ -197,9 +217,15 @@ class Started:
     tunnel: TunnelStatus | None = None
 
 
-def run_foreground(config: Config, names: Sequence[str], *, observer: Any, colour: bool,
-                   tunnel: dict[str, Any] | None = None,
-                   on_ready_to_start: Callable[[list[str]], None] | None = None) -> str:
+def run_foreground(
+    config: Config,
+    names: Sequence[str],
+    *,
+    observer: Any,
+    colour: bool,
+    tunnel: dict[str, Any] | None = None,
+    on_ready_to_start: Callable[[list[str]], None] | None = None,
+) -> str:
     """Run the supervisor in this process until it is stopped; returns why it stopped."""
     import asyncio
 
@@ -209,17 +235,21 @@ def run_foreground(config: Config, names: Sequence[str], *, observer: Any, colou
         paths = ground.paths
         if on_ready_to_start:
             on_ready_to_start(ground.notes())
-        supervisor = Supervisor(config, names, observer=observer, marker=new_marker(config.root), colour=colour,
-                                tunnel=tunnel)
+        supervisor = Supervisor(
+            config, names, observer=observer, marker=new_marker(config.root), colour=colour, tunnel=tunnel
+        )
         reason = asyncio.run(supervisor.run())
         if supervisor.internal_error:
-            raise AiradevError(f"airadev stopped the stack after an internal error: {supervisor.internal_error}",
-                               f"the traceback is in {paths.log('airadev')}; please report it")
+            raise AiradevError(
+                f"airadev stopped the stack after an internal error: {supervisor.internal_error}",
+                f"the traceback is in {paths.log('airadev')}; please report it",
+            )
         return reason
 
 
-def start_detached(config: Config, names: Sequence[str], *, timeout: float,
-                   tunnel: dict[str, Any] | None = None, runtime: str = "") -> Started:
+def start_detached(
+    config: Config, names: Sequence[str], *, timeout: float, tunnel: dict[str, Any] | None = None, runtime: str = ""
+) -> Started:
     """Start a background supervisor and return once every service is ready (and the tunnel
     open, if asked for); raise with the reason and the failing service's last lines if one
     fails first."""
@@ -232,18 +262,38 @@ def start_detached(config: Config, names: Sequence[str], *, timeout: float,
             os.chmod(paths.supervisor_out, 0o600)
             daemon = subprocess.Popen(
                 # -P: the workspace (its cwd) must not be on the supervisor's module path.
-                [sys.executable, "-P", "-m", "airadev.supervisor.daemon", "--workspace", str(config.root),
-                 "--lock-fd", str(lock.fd), "--marker", marker, "--services", ",".join(names),
-                 "--tunnel", json.dumps(tunnel) if tunnel is not None else "", "--runtime", runtime],
-                pass_fds=(lock.fd,), start_new_session=True, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=out, cwd=config.root,
+                [
+                    sys.executable,
+                    "-P",
+                    "-m",
+                    "airadev.supervisor.daemon",
+                    "--workspace",
+                    str(config.root),
+                    "--lock-fd",
+                    str(lock.fd),
+                    "--marker",
+                    marker,
+                    "--services",
+                    ",".join(names),
+                    "--tunnel",
+                    json.dumps(tunnel) if tunnel is not None else "",
+                    "--runtime",
+                    runtime,
+                ],
+                pass_fds=(lock.fd,),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                cwd=config.root,
             )
     # Our copy of the lock is released on leaving the block; the daemon holds its own.
     return _wait_ready(paths, daemon, marker, names, ground.notes(), timeout)
 
 
-def _wait_ready(paths: Paths, daemon: subprocess.Popen[bytes], marker: str, names: Sequence[str],
-                notes: list[str], timeout: float) -> Started:
+def _wait_ready(
+    paths: Paths, daemon: subprocess.Popen[bytes], marker: str, names: Sequence[str], notes: list[str], timeout: float
+) -> Started:
     deadline = time.monotonic() + timeout
     while True:
         state = read_state(paths)
@@ -252,33 +302,50 @@ def _wait_ready(paths: Paths, daemon: subprocess.Popen[bytes], marker: str, name
             tunnel_settled = tunnel is None or tunnel.get("state") in ("open", "failed", "closed")
             if state.get("phase") == "ready" and tunnel_settled:
                 if tunnel and tunnel.get("state") == "failed":
-                    raise AiradevError(f"the stack is ready, but the tunnel failed: {tunnel.get('message')}",
-                                       "see `airadev logs airadev`; the stack is still running: "
-                                       "`airadev tunnel` tries again, `airadev down` stops it")
-                return Started(list(names), notes, state.get("summary"), daemon.pid,
-                               TunnelStatus.from_json(tunnel) if tunnel else None)
+                    raise AiradevError(
+                        f"the stack is ready, but the tunnel failed: {tunnel.get('message')}",
+                        "see `airadev logs airadev`; the stack is still running: "
+                        "`airadev tunnel` tries again, `airadev down` stops it",
+                    )
+                return Started(
+                    list(names),
+                    notes,
+                    state.get("summary"),
+                    daemon.pid,
+                    TunnelStatus.from_json(tunnel) if tunnel else None,
+                )
             if state.get("phase") in ("stopping", "stopped") and _ended_cleanly(daemon):
-                raise AiradevError("the stack was stopped before it was ready (by `airadev down`, or a signal)",
-                                   "`airadev up` starts it again")
+                raise AiradevError(
+                    "the stack was stopped before it was ready (by `airadev down`, or a signal)",
+                    "`airadev up` starts it again",
+                )
             if state.get("phase") == "failed":
                 failure = state["failure"]
                 lines = logstore.tail(paths.log(failure["service"]), 15)
                 raise AiradevError(
                     f"{failure['service']} is {failure['state']}: {failure['message']}",
-                    (f"{failure['fix']}; " if failure.get("fix") else "") +
-                    f"see `airadev logs {failure['service']}`; the stack is still running: "
+                    (f"{failure['fix']}; " if failure.get("fix") else "")
+                    + f"see `airadev logs {failure['service']}`; the stack is still running: "
                     "`airadev status`, `airadev down`",
-                    details=_show_lines(failure["service"], lines))
+                    details=_show_lines(failure["service"], lines),
+                )
         if daemon.poll() is not None:
             lines = logstore.tail(paths.supervisor_out, 15) if paths.supervisor_out.exists() else []
-            raise AiradevError(f"the supervisor exited during start-up (exit code {daemon.returncode})",
-                               f"see {paths.supervisor_out} and `airadev logs airadev`",
-                               details=_show_lines("supervisor", lines, stamped=False))
+            raise AiradevError(
+                f"the supervisor exited during start-up (exit code {daemon.returncode})",
+                f"see {paths.supervisor_out} and `airadev logs airadev`",
+                details=_show_lines("supervisor", lines, stamped=False),
+            )
         if time.monotonic() > deadline:
-            waiting = [n for n, s in (state or {}).get("services", {}).items()
-                       if s.get("state") not in ("healthy", "running", "completed")]
-            raise AiradevError(f"not ready after {timeout:.0f}s: {', '.join(waiting) or 'the supervisor'}",
-                               "see `airadev status` and `airadev logs`; the stack keeps running")
+            waiting = [
+                n
+                for n, s in (state or {}).get("services", {}).items()
+                if s.get("state") not in ("healthy", "running", "completed")
+            ]
+            raise AiradevError(
+                f"not ready after {timeout:.0f}s: {', '.join(waiting) or 'the supervisor'}",
+                "see `airadev status` and `airadev logs`; the stack keeps running",
+            )
         time.sleep(0.02)  # a small file read: polling it this often costs nothing
 
 
@@ -294,6 +361,6 @@ def _ended_cleanly(daemon: subprocess.Popen[bytes]) -> bool:
 def _show_lines(name: str, lines: list[bytes], stamped: bool = True) -> str:
     if not lines:
         return ""
-    body = [line[logstore.TS_FIELD:] if stamped and logstore.has_stamp(line) else line for line in lines]
+    body = [line[logstore.TS_FIELD :] if stamped and logstore.has_stamp(line) else line for line in lines]
     text = b"".join(body).decode("utf-8", "replace").rstrip("\n")
     return f"last lines of {name}:\n" + "\n".join("  " + line for line in text.split("\n"))

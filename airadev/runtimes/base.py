@@ -41,8 +41,7 @@ class Instance(Protocol):
 
 
 class Runtime(Protocol):
-    def start(self, service: Service, env: Mapping[str, str],
-              on_output: OnOutput) -> Instance | Awaitable[Instance]:
+    def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> Instance | Awaitable[Instance]:
         """Start the service; raise AiradevError when it cannot be started at all."""
 
 

@@ -28,9 +28,28 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from airadev.integrations.docker import (DockerError, client, container_name, engine_call, ensure_image, failures,
-                                         image_of, message_of, network_name, ours, remove_and_wait, why_of)
-from airadev.integrations.engine import RUN_LABEL, SERVICE_LABEL, WORKSPACE_LABEL, engine_host, engine_hostname, is_local
+from airadev.integrations.docker import (
+    DockerError,
+    client,
+    container_name,
+    engine_call,
+    ensure_image,
+    failures,
+    image_of,
+    message_of,
+    network_name,
+    ours,
+    remove_and_wait,
+    why_of,
+)
+from airadev.integrations.engine import (
+    RUN_LABEL,
+    SERVICE_LABEL,
+    WORKSPACE_LABEL,
+    engine_host,
+    engine_hostname,
+    is_local,
+)
 from airadev.model import Service
 from airadev.runtimes.base import Context, OnOutput
 from airadev.state import workspace_id
@@ -54,12 +73,16 @@ class DockerRuntime:
         try:
             status, answer = engine_call(host, "POST", f"/containers/{cid}/start")
             if status not in (204, 304):  # 304: started already
-                raise DockerError(f"services.{service.name}: its container does not start: {message_of(answer)}",
-                                  "is the port taken (`airadev doctor`), or the command wrong?")
+                raise DockerError(
+                    f"services.{service.name}: its container does not start: {message_of(answer)}",
+                    "is the port taken (`airadev doctor`), or the command wrong?",
+                )
             status, attrs = engine_call(host, "GET", f"/containers/{cid}/json")
             if status != 200:
-                raise DockerError(f"services.{service.name}: its container is gone after its start: "
-                                  f"{message_of(attrs)}", "see `docker ps -a` and `docker events`")
+                raise DockerError(
+                    f"services.{service.name}: its container is gone after its start: {message_of(attrs)}",
+                    "see `docker ps -a` and `docker events`",
+                )
             return attrs
         except DockerError:
             self._discard(host, cid)  # a container that is not watched must not stay
@@ -80,10 +103,14 @@ class DockerRuntime:
             elif status == 409:  # the name is taken
                 self._clear_name(client(), service, name)
             else:
-                raise DockerError(f"services.{service.name}: cannot create its container: {message_of(answer)}",
-                                  "check docker.image, docker.volumes and the port in airadev.toml")
-        raise DockerError(f"services.{service.name}: its container could not be created",
-                          "see `docker ps -a`; `airadev down` removes this workspace's containers")
+                raise DockerError(
+                    f"services.{service.name}: cannot create its container: {message_of(answer)}",
+                    "check docker.image, docker.volumes and the port in airadev.toml",
+                )
+        raise DockerError(
+            f"services.{service.name}: its container could not be created",
+            "see `docker ps -a`; `airadev down` removes this workspace's containers",
+        )
 
     def _config(self, service: Service, env: Mapping[str, str], image: str, host: str) -> dict[str, Any]:
         """The engine's container configuration (the body of ``POST /containers/create``)."""
@@ -91,29 +118,43 @@ class DockerRuntime:
         assert spec is not None
         root = self.ctx.config.root
         containers = [s for s in self.ctx.config.services if s.runtime.value == "docker" and s.docker]
-        peers = {s.port: (s.name, s.docker.port or s.port) for s in containers
-                 if s.port and s.docker and s.name != service.name}
+        peers = {
+            s.port: (s.name, s.docker.port or s.port)
+            for s in containers
+            if s.port and s.docker and s.name != service.name
+        }
         host_config: dict[str, Any] = {"Binds": list(spec.volumes), "ExtraHosts": ["host.docker.internal:host-gateway"]}
         config: dict[str, Any] = {
-            "Image": image, "Cmd": list(spec.command) or None,
+            "Image": image,
+            "Cmd": list(spec.command) or None,
             "Env": [f"{key}={value}" for key, value in container_env(service, env, peers).items()],
-            "Labels": {WORKSPACE_LABEL: workspace_id(root), SERVICE_LABEL: service.name, RUN_LABEL: self.ctx.marker,
-                       "dev.airadev.root": str(root)},
-            "StopSignal": signal.Signals(service.stop_signal).name, "HostConfig": host_config,
+            "Labels": {
+                WORKSPACE_LABEL: workspace_id(root),
+                SERVICE_LABEL: service.name,
+                RUN_LABEL: self.ctx.marker,
+                "dev.airadev.root": str(root),
+            },
+            "StopSignal": signal.Signals(service.stop_signal).name,
+            "HostConfig": host_config,
         }
         if service.port is not None:
             inner = f"{spec.port or service.port}/tcp"
             config["ExposedPorts"] = {inner: {}}
             # Loopback only on this machine; on a remote engine, where this machine must reach it.
-            host_config["PortBindings"] = {inner: [{"HostIp": "127.0.0.1" if is_local(host) else "",
-                                                    "HostPort": str(service.port)}]}
+            host_config["PortBindings"] = {
+                inner: [{"HostIp": "127.0.0.1" if is_local(host) else "", "HostPort": str(service.port)}]
+            }
         if len(containers) > 1:  # a network of their own, to find each other by name (a lone one needs none)
             network = ensure_network(host, root, self.ctx)
             host_config["NetworkMode"] = network
             config["NetworkingConfig"] = {"EndpointsConfig": {network: {"Aliases": list(service.names)}}}
         if spec.healthcheck:
-            config["Healthcheck"] = {"Test": ["CMD-SHELL", spec.healthcheck], "Interval": HEALTH_INTERVAL_NS,
-                                     "Timeout": 3 * 10**9, "Retries": 30}
+            config["Healthcheck"] = {
+                "Test": ["CMD-SHELL", spec.healthcheck],
+                "Interval": HEALTH_INTERVAL_NS,
+                "Timeout": 3 * 10**9,
+                "Retries": 30,
+            }
         return config
 
     def _discard(self, host: str, cid: str) -> None:
@@ -135,8 +176,10 @@ class DockerRuntime:
         except docker.errors.NotFound:
             return
         if not ours(existing, self.ctx.config.root):
-            raise DockerError(f"services.{service.name}: the container name {name} is taken by a container "
-                              "airadev did not make", f"remove it if it is yours to remove (docker rm -f {name})")
+            raise DockerError(
+                f"services.{service.name}: the container name {name} is taken by a container airadev did not make",
+                f"remove it if it is yours to remove (docker rm -f {name})",
+            )
         remove_and_wait(api, existing)
 
 
@@ -213,14 +256,24 @@ def _ensure_network(host: str, root: Any, ctx: Context) -> str:
         if status == 404:
             # CheckDuplicate: engines before 25 otherwise make a second network of that name.
             with announced(ctx):
-                status, answer = engine_call(host, "POST", "/networks/create", {
-                    "Name": name, "Driver": "bridge", "CheckDuplicate": True,
-                    "Labels": {WORKSPACE_LABEL: ours, RUN_LABEL: ctx.marker}})
+                status, answer = engine_call(
+                    host,
+                    "POST",
+                    "/networks/create",
+                    {
+                        "Name": name,
+                        "Driver": "bridge",
+                        "CheckDuplicate": True,
+                        "Labels": {WORKSPACE_LABEL: ours, RUN_LABEL: ctx.marker},
+                    },
+                )
             if status == 409:  # made meanwhile by another service's start
                 continue
             if status != 201:
-                raise DockerError(f"cannot create the network {name}: {message_of(answer)}",
-                                  "see `docker network ls`; `airadev down` removes this workspace's networks")
+                raise DockerError(
+                    f"cannot create the network {name}: {message_of(answer)}",
+                    "see `docker network ls`; `airadev down` removes this workspace's networks",
+                )
             return name
         if status != 200:
             raise DockerError(f"cannot look up the network {name}: {message_of(found)}", "see `docker network ls`")
@@ -236,8 +289,14 @@ class DockerInstance:
 
     pid: int | None = None
 
-    def __init__(self, attrs: dict[str, Any], service: Service, loop: asyncio.AbstractEventLoop, on_output: OnOutput,
-                 ctx: Context) -> None:
+    def __init__(
+        self,
+        attrs: dict[str, Any],
+        service: Service,
+        loop: asyncio.AbstractEventLoop,
+        on_output: OnOutput,
+        ctx: Context,
+    ) -> None:
         self._attrs = attrs  # the engine's inspection of the started container
         self._model: Any = None
         self.id = str(attrs["Id"])
@@ -306,8 +365,12 @@ class DockerInstance:
                 raise
             # A log driver that cannot be read back (`none`, or a remote one without Docker's
             # local cache): what the container prints from now on, and say so.
-            self.ctx.event(self.service.name, f"its engine cannot give back its output ({why_of(exc, 120)}): "
-                           "only what it prints from now on is shown", "warning")
+            self.ctx.event(
+                self.service.name,
+                f"its engine cannot give back its output ({why_of(exc, 120)}): "
+                "only what it prints from now on is shown",
+                "warning",
+            )
             return self.container.attach(stdout=True, stderr=True, stream=True, logs=False)
 
     def _wait(self) -> None:

@@ -36,13 +36,22 @@ def find_venv(service: Service) -> Path | None:
         if (candidate / "bin" / "python").exists():
             return candidate
     if service.venv_explicit:
-        raise AiradevError(f"services.{service.name}.venv: {service.venv[0]} is not a virtualenv",
-                           f"create it (python3 -m venv {service.venv[0]}) or fix venv in airadev.toml")
+        raise AiradevError(
+            f"services.{service.name}.venv: {service.venv[0]} is not a virtualenv",
+            f"create it (python3 -m venv {service.venv[0]}) or fix venv in airadev.toml",
+        )
     return None
 
 
-def service_env(service: Service, marker: str, *, colour: bool, instance: int = 0,
-                base: Mapping[str, str] | None = None, stack: Mapping[str, str] | None = None) -> dict[str, str]:
+def service_env(
+    service: Service,
+    marker: str,
+    *,
+    colour: bool,
+    instance: int = 0,
+    base: Mapping[str, str] | None = None,
+    stack: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """The environment a service's process starts with.
 
     The user's own environment, then the service's env files (unless the service reads them
@@ -50,8 +59,7 @@ def service_env(service: Service, marker: str, *, colour: bool, instance: int = 
     the console is a terminal; and the markers by which every process of the run, of the
     service and of this one start of it (``instance``) is found.
     """
-    env = {k: v for k, v in (os.environ if base is None else base).items()
-           if k not in MARKER_VARS}
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in MARKER_VARS}
     env.update(stack or {})  # what the stack gives it (stack_env); its own files and table win
     if service.load_env_files:
         env.update(env_file_values(service))

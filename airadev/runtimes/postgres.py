@@ -62,22 +62,38 @@ class PostgresRuntime:
         binaries = {name: find_binary(name) for name in ("initdb", "postgres")}
         missing = [name for name, path in binaries.items() if path is None]
         if missing:
-            raise AiradevError(f"services.{service.name}: the PostgreSQL server binaries are missing ({', '.join(missing)})",
-                               "apt-get install postgresql (or put its bin/ on PATH), or use runtime = \"supabase\"")
+            raise AiradevError(
+                f"services.{service.name}: the PostgreSQL server binaries are missing ({', '.join(missing)})",
+                'apt-get install postgresql (or put its bin/ on PATH), or use runtime = "supabase"',
+            )
         home = cluster_dir(self.ctx.config.root, service)
         data = home / "data"
         if not (data / "PG_VERSION").is_file():
             if data.is_dir() and any(data.iterdir()):
-                raise AiradevError(f"services.{service.name}: {data} is not a PostgreSQL cluster",
-                                   "move it away (or `airadev down --volumes` deletes it); the next start makes a new one")
+                raise AiradevError(
+                    f"services.{service.name}: {data} is not a PostgreSQL cluster",
+                    "move it away (or `airadev down --volumes` deletes it); the next start makes a new one",
+                )
             await asyncio.to_thread(self._initdb, service, str(binaries["initdb"]), data)
-            self.ctx.event(service.name, f"created a new PostgreSQL cluster in {data.relative_to(self.ctx.config.root)}",
-                           "info")
-        command = (*_namespace(), str(binaries["postgres"]), "-D", str(data), "-p", str(service.port),
-                   # TCP on loopback only: a socket under a deep workspace path would pass the
-                   # 107-byte limit of socket paths.
-                   "-c", "unix_socket_directories=", "-c", "listen_addresses=127.0.0.1",
-                   "-c", "logging_collector=off")
+            self.ctx.event(
+                service.name, f"created a new PostgreSQL cluster in {data.relative_to(self.ctx.config.root)}", "info"
+            )
+        command = (
+            *_namespace(),
+            str(binaries["postgres"]),
+            "-D",
+            str(data),
+            "-p",
+            str(service.port),
+            # TCP on loopback only: a socket under a deep workspace path would pass the
+            # 107-byte limit of socket paths.
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "logging_collector=off",
+        )
         process = ProcessRuntime(self.ctx.marker).start(replace(service, command=command, cwd=home), env, on_output)
         return PostgresInstance(process, service, self.ctx)
 
@@ -91,19 +107,37 @@ class PostgresRuntime:
         shutil.rmtree(building, ignore_errors=True)
         user = service.database.user if service.database else "postgres"
         result = subprocess.run(
-            [*_namespace(), initdb, "-D", str(building), "-U", user, "--auth=trust", "-E", "UTF8",
-             "--locale=C.UTF-8", "--no-instructions"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                *_namespace(),
+                initdb,
+                "-D",
+                str(building),
+                "-U",
+                user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         if result.returncode != 0:
             shutil.rmtree(building, ignore_errors=True)
             tail = " / ".join(result.stdout.strip().splitlines()[-3:])
             if _namespace() and "unshare" in tail:
-                raise AiradevError(f"services.{service.name}: PostgreSQL refuses to run as root, and this machine "
-                                   f"allows no user namespace to run it in ({tail})",
-                                   "run airadev as a normal user, or use runtime = \"supabase\"")
-            raise AiradevError(f"services.{service.name}: initdb failed: {tail}",
-                               f"check that {data.parent} is writable; run with --debug for more")
+                raise AiradevError(
+                    f"services.{service.name}: PostgreSQL refuses to run as root, and this machine "
+                    f"allows no user namespace to run it in ({tail})",
+                    'run airadev as a normal user, or use runtime = "supabase"',
+                )
+            raise AiradevError(
+                f"services.{service.name}: initdb failed: {tail}",
+                f"check that {data.parent} is writable; run with --debug for more",
+            )
         os.rename(building, data)
 
 
@@ -154,8 +188,10 @@ class PostgresInstance:
                 return False, exc.message
             raise Fatal(exc.message, exc.fix) from None
         except psycopg.Error as exc:
-            raise Fatal(f"preparing the database failed: {database._first_line(exc)}",
-                        "run with --debug, or look at the service's log: `airadev logs " + self.service.name + "`") from None
+            raise Fatal(
+                f"preparing the database failed: {database._first_line(exc)}",
+                "run with --debug, or look at the service's log: `airadev logs " + self.service.name + "`",
+            ) from None
 
     def _prepare(self, database: Any, conn: Any) -> str:
         """Once per start: pending migrations, then the KB trigger's URL."""

@@ -56,13 +56,21 @@ class ProcessRuntime:
 
     def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> ProcessInstance:
         if not service.cwd.is_dir():
-            raise AiradevError(f"services.{service.name}.cwd: folder {service.cwd} does not exist",
-                               "create it, or fix cwd in airadev.toml")
+            raise AiradevError(
+                f"services.{service.name}.cwd: folder {service.cwd} does not exist",
+                "create it, or fix cwd in airadev.toml",
+            )
         rfd, wfd = os.pipe()
         try:
             popen = subprocess.Popen(
-                service.command, cwd=service.cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                stdout=wfd, stderr=wfd, start_new_session=True, close_fds=True,
+                service.command,
+                cwd=service.cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=wfd,
+                stderr=wfd,
+                start_new_session=True,
+                close_fds=True,
             )
         except OSError as exc:
             os.close(rfd)
@@ -75,8 +83,9 @@ class ProcessRuntime:
 class ProcessInstance:
     """A running process group. Owned by the loop that created it."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], rfd: int, marker: str, instance: str,
-                 on_output: OnOutput) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], rfd: int, marker: str, instance: str, on_output: OnOutput
+    ) -> None:
         self.popen = popen
         self.pid: int | None = popen.pid
         self.pgid = popen.pid  # leader of its own session and group
@@ -185,7 +194,8 @@ class ProcessInstance:
 
     async def stop(self, sig: int, grace: float) -> int:
         found = await asyncio.to_thread(
-            reaper.terminate, self.marker, pgids=[self.pgid], instance=self.instance, sig=sig, grace=grace)
+            reaper.terminate, self.marker, pgids=[self.pgid], instance=self.instance, sig=sig, grace=grace
+        )
         # The leader is reaped by _reaped on this loop; let it run.
         if not self._exited.done():
             with contextlib.suppress(asyncio.TimeoutError):
@@ -202,10 +212,15 @@ class ProcessInstance:
 def _spawn_error(service: Service, exc: OSError) -> AiradevError:
     program = service.command[0]
     if exc.errno == errno.ENOENT:
-        return AiradevError(f"services.{service.name}.command: {program} not found",
-                            "install it, or put its folder on PATH, or fix command in airadev.toml")
+        return AiradevError(
+            f"services.{service.name}.command: {program} not found",
+            "install it, or put its folder on PATH, or fix command in airadev.toml",
+        )
     if exc.errno == errno.EACCES:
-        return AiradevError(f"services.{service.name}.command: {program} is not executable",
-                            f"chmod +x {program}, or run it through its interpreter")
-    return AiradevError(f"services.{service.name}: cannot start {program}: {exc.strerror}",
-                        "check command and cwd in airadev.toml")
+        return AiradevError(
+            f"services.{service.name}.command: {program} is not executable",
+            f"chmod +x {program}, or run it through its interpreter",
+        )
+    return AiradevError(
+        f"services.{service.name}: cannot start {program}: {exc.strerror}", "check command and cwd in airadev.toml"
+    )

@@ -19,8 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from airadev.errors import AiradevError
-from airadev.integrations.supabase import (FALLBACKS, INSTALL, SOURCES, SupabaseError, find_cli, keys, secrets,
-                                           status, substitutions)
+from airadev.integrations.supabase import (
+    FALLBACKS,
+    INSTALL,
+    SOURCES,
+    SupabaseError,
+    find_cli,
+    keys,
+    secrets,
+    status,
+    substitutions,
+)
 from airadev.model import Config, Service
 from airadev.runtimes.base import Context, Fatal, OnOutput
 from airadev.runtimes.process import ProcessInstance, ProcessRuntime
@@ -35,8 +44,16 @@ def wiring(config: Config, found: Mapping[str, str]) -> list[tuple[Path, dict[st
     url = found["API_URL"]
     plan: list[tuple[Path, dict[str, str]]] = []
     if config.ui_service() is not None or config.tunnel.env_file is not None:
-        plan.append((config.ui_env_file(), {"NEXT_PUBLIC_SUPABASE_URL": url, "NEXT_PUBLIC_SUPABASE_ANON_KEY": public,
-                                           "SUPABASE_SERVICE_ROLE_KEY": server}))
+        plan.append(
+            (
+                config.ui_env_file(),
+                {
+                    "NEXT_PUBLIC_SUPABASE_URL": url,
+                    "NEXT_PUBLIC_SUPABASE_ANON_KEY": public,
+                    "SUPABASE_SERVICE_ROLE_KEY": server,
+                },
+            )
+        )
     for service in (config.find(config.tunnel.service, ("voice", "voice-agent")), kb_service(config)):
         if service is not None and service.env_files:
             plan.append((service.env_files[0], {"SUPABASE_URL": url, "SUPABASE_KEY": server}))
@@ -60,8 +77,9 @@ def wire(config: Config, found: Mapping[str, str], backup_dir: Path) -> tuple[li
             changed.append(f"{where}: {', '.join(names)}")
         for name in (k for k, v in values.items() if not v):
             old = SOURCES.get(name, "SERVICE_ROLE_KEY")
-            skipped.append(f"{where} {name}: `supabase status` printed neither {old} nor {FALLBACKS[old]}; "
-                           "left as it was")
+            skipped.append(
+                f"{where} {name}: `supabase status` printed neither {old} nor {FALLBACKS[old]}; left as it was"
+            )
     return changed, skipped
 
 
@@ -79,8 +97,9 @@ class SupabaseRuntime:
         if spec.exclude:
             command += ["-x", ",".join(spec.exclude)]
         held = HeldOutput(on_output)
-        starter = ProcessRuntime(self.ctx.marker).start(replace(service, command=tuple(command), cwd=spec.project),
-                                                         env, held.write)
+        starter = ProcessRuntime(self.ctx.marker).start(
+            replace(service, command=tuple(command), cwd=spec.project), env, held.write
+        )
         return SupabaseInstance(starter, cli, service, self.ctx, env, held)
 
 
@@ -122,8 +141,15 @@ class SupabaseInstance:
 
     readiness = "`supabase status` and the API"
 
-    def __init__(self, starter: ProcessInstance, cli: str, service: Service, ctx: Context,
-                 env: Mapping[str, str], held: HeldOutput) -> None:
+    def __init__(
+        self,
+        starter: ProcessInstance,
+        cli: str,
+        service: Service,
+        ctx: Context,
+        env: Mapping[str, str],
+        held: HeldOutput,
+    ) -> None:
         self.starter = starter
         self.pid = starter.pid
         self.pgid = starter.pgid
@@ -153,8 +179,11 @@ class SupabaseInstance:
 
     def info(self) -> dict[str, Any]:
         spec = self.service.database
-        return {"container": f"supabase_*_{spec.project_id if spec else ''}", "image": "(Supabase CLI)",
-                "api": self.api_url}
+        return {
+            "container": f"supabase_*_{spec.project_id if spec else ''}",
+            "image": "(Supabase CLI)",
+            "api": self.api_url,
+        }
 
     async def check(self) -> tuple[bool, str]:
         if not self.starter.exited.done():
@@ -162,8 +191,10 @@ class SupabaseInstance:
         code = self.starter.exited.result()
         if code != 0:
             self.held.release()  # it failed before printing any key: its words are the error
-            raise Fatal(f"`supabase start` failed (exit code {code})",
-                        f"see `airadev logs {self.service.name}`; Docker must run and reach Supabase's images")
+            raise Fatal(
+                f"`supabase start` failed (exit code {code})",
+                f"see `airadev logs {self.service.name}`; Docker must run and reach Supabase's images",
+            )
         self.pid = None
         return await asyncio.to_thread(self._check)
 
@@ -205,14 +236,21 @@ class SupabaseInstance:
             self.ctx.event(name, f"wired Supabase into {line}", "info")
         for line in skipped:
             self.ctx.event(name, f"not wired: {line}", "warning")
-        result = subprocess.run([self.cli, "migration", "up", "--local", "--workdir", str(self.project)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=self.env, check=False)
+        result = subprocess.run(
+            [self.cli, "migration", "up", "--local", "--workdir", str(self.project)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            check=False,
+        )
         self._deliver(result.stdout)
         if result.returncode != 0:
             last = result.stdout.decode("utf-8", "replace").strip().splitlines()[-1:] or ["(no output)"]
-            raise Fatal(f"`supabase migration up` failed: {last[0][:200]}",
-                        f"fix the migration it names in {_relative(self.project / 'supabase' / 'migrations', config.root)}")
+            raise Fatal(
+                f"`supabase migration up` failed: {last[0][:200]}",
+                f"fix the migration it names in {_relative(self.project / 'supabase' / 'migrations', config.root)}",
+            )
         try:
             with database.connect(found.get("DB_URL") or database.url(self.service)) as conn:
                 prepare_database(self.ctx, self.service, conn)
@@ -255,16 +293,26 @@ class SupabaseInstance:
         if self.ctx.stop_options.get("volumes"):
             command.append("--no-backup")
         try:
-            result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=self.env, timeout=180, check=False)
+            result = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                timeout=180,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             result = subprocess.CompletedProcess(command, -1, str(exc).encode() + b"\n")
         self._deliver(result.stdout)
         if result.returncode != 0:
             # Its containers may still run: the watchdog, or the next `up` or `down`, tries again.
             self.ctx.stop_options["supabase_left"] = True
-            self.ctx.event(self.service.name, f"`supabase stop` failed (exit code {result.returncode}); "
-                           "the next `airadev up` or `down` tries again", "error")
+            self.ctx.event(
+                self.service.name,
+                f"`supabase stop` failed (exit code {result.returncode}); the next `airadev up` or `down` tries again",
+                "error",
+            )
         return 1
 
 

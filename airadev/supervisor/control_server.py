@@ -34,8 +34,11 @@ class ControlServer:
         try:
             sock = writer.get_extra_info("socket")
             if control.peer_uid(sock) != os.getuid():
-                answer: dict[str, Any] = {"ok": False, "error": "refused: not the user who started the stack",
-                                          "fix": "run airadev as the same user"}
+                answer: dict[str, Any] = {
+                    "ok": False,
+                    "error": "refused: not the user who started the stack",
+                    "fix": "run airadev as the same user",
+                }
             else:
                 line = await reader.readline()
                 try:
@@ -44,7 +47,11 @@ class ControlServer:
                 except (ValueError, AttributeError):
                     request, op = None, ""
                 if request is None:
-                    answer = {"ok": False, "error": "malformed request", "fix": "update airadev: the CLI and supervisor differ"}
+                    answer = {
+                        "ok": False,
+                        "error": "malformed request",
+                        "fix": "update airadev: the CLI and supervisor differ",
+                    }
                 else:
                     try:
                         answer = {"ok": True, "result": await self.handle(op, request)}
@@ -55,8 +62,11 @@ class ControlServer:
 
                         trace = "".join(traceback.format_exception(exc)).rstrip()
                         self.sup.event(None, f"internal error in '{op}': {exc!r}\n{trace}", "error")
-                        answer = {"ok": False, "error": f"internal error in '{op}': {type(exc).__name__}: {exc}",
-                                  "fix": self.sup.internal_fix()}
+                        answer = {
+                            "ok": False,
+                            "error": f"internal error in '{op}': {type(exc).__name__}: {exc}",
+                            "fix": self.sup.internal_fix(),
+                        }
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
         except (ConnectionError, OSError):
@@ -94,16 +104,21 @@ class ControlServer:
         try:
             action = TunnelAction(name)
         except ValueError:
-            raise AiradevError(f"unknown tunnel action '{name}'", "update airadev: the CLI and supervisor differ") from None
+            raise AiradevError(
+                f"unknown tunnel action '{name}'", "update airadev: the CLI and supervisor differ"
+            ) from None
         if action is TunnelAction.STATUS:
             return (self.sup.tunnel.status() if self.sup.tunnel else TunnelStatus("closed", brief=True)).to_json()
         if self.sup.stopping:
             raise AiradevError("the stack is stopping", "start it again with `airadev up`")
         if action is TunnelAction.OPEN:
             env = cast("dict[Any, Any]", request.get("env")) if isinstance(request.get("env"), dict) else {}
-            return await self.sup.tunnel_controller().open(str(request.get("domain") or ""),
-                                                           str(request.get("region") or ""), bool(request.get("keep")),
-                                                           {str(k): str(v) for k, v in env.items()})
+            return await self.sup.tunnel_controller().open(
+                str(request.get("domain") or ""),
+                str(request.get("region") or ""),
+                bool(request.get("keep")),
+                {str(k): str(v) for k, v in env.items()},
+            )
         keep = request.get("keep")
         return await self.sup.tunnel_controller().close(None if keep is None else bool(keep), "airadev tunnel --stop")
 
@@ -113,8 +128,10 @@ class ControlServer:
                 return unit
         from airadev.errors import did_you_mean
 
-        raise AiradevError(f"no service '{name}' in this run{did_you_mean(name, self.sup.units)}",
-                           f"services running: {', '.join(self.sup.units)}")
+        raise AiradevError(
+            f"no service '{name}' in this run{did_you_mean(name, self.sup.units)}",
+            f"services running: {', '.join(self.sup.units)}",
+        )
 
     async def _wait_settled(self, unit: Unit, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -129,6 +146,9 @@ class ControlServer:
                 await asyncio.wait_for(changed.wait(), remaining)
             except asyncio.TimeoutError:
                 break
-        return {"service": unit.name, "state": str(unit.state), "message": unit.message,
-                "last_lines": self.sup.output.last_lines(unit, 10) if unit.state.failed else []}
-
+        return {
+            "service": unit.name,
+            "state": str(unit.state),
+            "message": unit.message,
+            "last_lines": self.sup.output.last_lines(unit, 10) if unit.state.failed else [],
+        }

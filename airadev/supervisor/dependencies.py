@@ -60,10 +60,16 @@ class Dependencies:
             return
         for other, dep in self._of(unit):
             if dep.condition is Condition.HEALTHY and other.instance is not None and not other.stop_requested:
-                then = (f"it is restarted after {unit.name} restarts" if dep.restart
-                        else f"a restart of it waits for {unit.name}")
-                self.sup.event(other.name, f"{unit.name} is {unit.state} now ({unit.message or 'no reason given'}); {then}",
-                           "warning")
+                then = (
+                    f"it is restarted after {unit.name} restarts"
+                    if dep.restart
+                    else f"a restart of it waits for {unit.name}"
+                )
+                self.sup.event(
+                    other.name,
+                    f"{unit.name} is {unit.state} now ({unit.message or 'no reason given'}); {then}",
+                    "warning",
+                )
 
     def restart_after(self, unit: Unit) -> None:
         """``unit`` was restarted and is ready again: restart those that asked for it."""
@@ -71,8 +77,14 @@ class Dependencies:
             return
         for other, dep in self._of(unit):
             started = other.started_at or 0.0
-            if dep.restart and dep.condition is not Condition.COMPLETED and other.instance is not None \
-                    and not other.stop_requested and not other.restart_requested and started < (unit.started_at or 0.0):
+            if (
+                dep.restart
+                and dep.condition is not Condition.COMPLETED
+                and other.instance is not None
+                and not other.stop_requested
+                and not other.restart_requested
+                and started < (unit.started_at or 0.0)
+            ):
                 self.sup.spawn_task(self.sup.restart_unit(other, f"{unit.name} was restarted"), f"restart-{other.name}")
 
     def resume_blocked(self, ready: Unit) -> None:
@@ -82,4 +94,3 @@ class Dependencies:
             if other.state is State.BLOCKED and not other.stop_requested and not self.sup.stopping:
                 self.sup.event(name, f"{ready.name} is {ready.state} now: starting")
                 self.sup.spawn_task(self.sup.start_unit(other), f"unblock-{name}")
-

@@ -32,8 +32,9 @@ class Report(Protocol):
     def hide(self, text: str) -> str: ...
 
 
-async def probe_loop(unit: Unit, instance: Instance, probe: Probe, env: Mapping[str, str] | None,
-                     report: Report) -> None:
+async def probe_loop(
+    unit: Unit, instance: Instance, probe: Probe, env: Mapping[str, str] | None, report: Report
+) -> None:
     started = time.monotonic()
     failures = 0
     healthy_once = False
@@ -73,8 +74,11 @@ async def own_check_loop(unit: Unit, instance: Instance, report: Report) -> None
         except Exception as caught:  # noqa: BLE001  (this service fails, not the whole stack)
             if unit.instance is not instance:
                 return
-            exc = caught if isinstance(caught, Fatal) else Fatal(
-                f"its readiness check failed: {type(caught).__name__}: {caught}", report.internal_fix())
+            exc = (
+                caught
+                if isinstance(caught, Fatal)
+                else Fatal(f"its readiness check failed: {type(caught).__name__}: {caught}", report.internal_fix())
+            )
             if not isinstance(caught, Fatal):
                 report.log_trace(f"{unit.name}: readiness check", caught)
             await report.fatal(unit, instance, exc)

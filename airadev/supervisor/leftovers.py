@@ -41,8 +41,9 @@ def kill_now(marker: str, pgids: Iterable[int | None], docker_host: str) -> None
             reaper.signal_group(pgid, signal.SIGKILL)
     reaper.signal_pids(reaper.marked(marker), signal.SIGKILL)
     if docker_host:
-        threading.Thread(target=engine.remove_containers, args=(docker_host, f"{engine.RUN_LABEL}={marker}", 0),
-                         daemon=True).start()
+        threading.Thread(
+            target=engine.remove_containers, args=(docker_host, f"{engine.RUN_LABEL}={marker}", 0), daemon=True
+        ).start()
 
 
 def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
@@ -63,8 +64,14 @@ def reap_leftovers(paths: Paths, grace: float = 5.0) -> int:
         # A dead run's Supabase containers are the CLI's: it stops them (data kept). A CLI that
         # is gone or hangs must not keep every later up and down from working.
         try:
-            subprocess.run(last["supabase_stop"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=120, check=False)
+            subprocess.run(
+                last["supabase_stop"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=120,
+                check=False,
+            )
             ended += 1
         except (OSError, subprocess.TimeoutExpired):
             pass

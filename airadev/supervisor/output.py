@@ -20,8 +20,9 @@ from airadev.supervisor.unit import PARTIAL_LINE_PAUSE, TAIL_BYTES, Observer, Un
 
 
 class Output:
-    def __init__(self, redact: logstore.Redactor, clock: logstore.Clock, observer: Observer,
-                 log_matched: Callable[[Unit], None]) -> None:
+    def __init__(
+        self, redact: logstore.Redactor, clock: logstore.Clock, observer: Observer, log_matched: Callable[[Unit], None]
+    ) -> None:
         self.redact = redact
         self.clock = clock
         self.observer = observer
@@ -57,7 +58,8 @@ class Output:
                 self._emit(unit, lines)
         else:
             unit.flush_handle = asyncio.get_running_loop().call_later(
-                PARTIAL_LINE_PAUSE - quiet, self.flush_partial, unit)
+                PARTIAL_LINE_PAUSE - quiet, self.flush_partial, unit
+            )
 
     def _emit(self, unit: Unit, lines: bytes) -> None:
         if self.redact:

@@ -47,8 +47,9 @@ def retarget(probe: Probe, host: str | None) -> Probe:
 PROXY_SETTLE = 0.25
 
 
-async def check(probe: Probe, *, env: Mapping[str, str] | None = None, cwd: str | None = None,
-                proxied: bool = False) -> tuple[bool, str]:
+async def check(
+    probe: Probe, *, env: Mapping[str, str] | None = None, cwd: str | None = None, proxied: bool = False
+) -> tuple[bool, str]:
     """One check. ``proxied``: the TCP port is a container's published port (PROXY_SETTLE)."""
     try:
         if probe.kind is ProbeKind.EXEC:
@@ -160,8 +161,10 @@ def _request(parts: SplitResult) -> bytes:
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return (f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: airadev-probe\r\n"
-            "Accept: */*\r\nConnection: close\r\n\r\n").encode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: airadev-probe\r\n"
+        "Accept: */*\r\nConnection: close\r\n\r\n"
+    ).encode()
 
 
 def _verdict(status_line: bytes) -> tuple[bool, str]:
@@ -174,9 +177,15 @@ def _verdict(status_line: bytes) -> tuple[bool, str]:
 
 def _exec(argv: tuple[str, ...], timeout: float, env: Mapping[str, str] | None, cwd: str | None) -> tuple[bool, str]:
     try:
-        proc = subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else None,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     except OSError as exc:
         return False, f"cannot run {argv[0]}: {exc.strerror}"
     try:

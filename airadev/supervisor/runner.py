@@ -29,15 +29,22 @@ from airadev.supervisor import health, leftovers, probes, snapshot
 from airadev.supervisor.control_server import ControlServer
 from airadev.supervisor.dependencies import Dependencies
 from airadev.supervisor.output import Output
-from airadev.supervisor.unit import (NullObserver, Observer, Unit,
-                                     backoff_delay, changed_files, describe_exit, restarts_after, summarize)
+from airadev.supervisor.unit import (
+    NullObserver,
+    Observer,
+    Unit,
+    backoff_delay,
+    changed_files,
+    describe_exit,
+    restarts_after,
+    summarize,
+)
 from airadev.supervisor.watchdog import CREATED, CREATING, Watchdog
 from airadev.runtimes.environment import service_env, stack_env, stack_secrets
 from airadev.runtimes import Context, Fatal, Instance, runtime_for
 
 if TYPE_CHECKING:
     from airadev.supervisor.tunnel import TunnelController
-
 
 
 class Supervisor:
@@ -91,20 +98,27 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.unclean = False  # a second signal killed everything at once
         self._loop_thread = 0
-        self.runtime_context = Context(config, marker, self._on_loop(self.event), hide=self._on_loop(self.redact.add),
-                                       creating=lambda begun: self.watchdog.tell(CREATING if begun else CREATED))
+        self.runtime_context = Context(
+            config,
+            marker,
+            self._on_loop(self.event),
+            hide=self._on_loop(self.redact.add),
+            creating=lambda begun: self.watchdog.tell(CREATING if begun else CREATED),
+        )
 
     # --- the run ----------------------------------------------------------------------------
 
     def _on_loop(self, fn: Any) -> Any:
         """``fn`` made callable from a runtime's worker thread: it runs on the loop, which owns
         the logs and the redactor (in call order, so a secret is hidden before output after it)."""
+
         def call(*args: Any) -> None:
             loop = self._loop
             if loop is None or self._loop_thread == threading.get_ident():
                 fn(*args)
             else:
                 loop.call_soon_threadsafe(fn, *args)
+
         return call
 
     async def run(self) -> str:
@@ -113,13 +127,19 @@ class Supervisor:
         self._loop, self._loop_thread = loop, threading.get_ident()
         self.paths.ensure()
         self.open_logs()
-        self.watchdog.start(self.marker, max((u.service.stop_grace for u in self.units.values()), default=10.0),
-                            self.paths.state, self.docker_host, self.supabase_stop)
+        self.watchdog.start(
+            self.marker,
+            max((u.service.stop_grace for u in self.units.values()), default=10.0),
+            self.paths.state,
+            self.docker_host,
+            self.supabase_stop,
+        )
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
-            self._server = await asyncio.start_unix_server(ControlServer(self).serve,
-                                                           sock=control.bind(self.paths.socket))
+            self._server = await asyncio.start_unix_server(
+                ControlServer(self).serve, sock=control.bind(self.paths.socket)
+            )
             self.write_state()
             self.event(None, f"starting {len(self.units)} services: {', '.join(self.units)}")
             for unit in self.units.values():
@@ -186,8 +206,9 @@ class Supervisor:
 
     def _kill_now(self) -> None:
         self.unclean = True  # what was cut short (a `supabase stop`, say) is the watchdog's to finish
-        leftovers.kill_now(self.marker, [getattr(u.instance, "pgid", None) for u in self.units.values()],
-                           self.docker_host)
+        leftovers.kill_now(
+            self.marker, [getattr(u.instance, "pgid", None) for u in self.units.values()], self.docker_host
+        )
 
     # --- lifecycle of one service -------------------------------------------------------------
 
@@ -214,8 +235,12 @@ class Supervisor:
             # before the next start, or it may hold the port; a requested stop does the same.
             left = await instance.stop(unit.service.stop_signal, unit.service.stop_grace)
             if left and not (unit.stop_requested or unit.restart_requested):
-                self.event(unit.name, f"it left {left} processes running after it exited; they were stopped "
-                            "(a service must stay in the foreground: turn off its daemon mode)", "warning")
+                self.event(
+                    unit.name,
+                    f"it left {left} processes running after it exited; they were stopped "
+                    "(a service must stay in the foreground: turn off its daemon mode)",
+                    "warning",
+                )
             if unit.stop_requested:
                 return
             if unit.restart_requested:
@@ -290,8 +315,9 @@ class Supervisor:
         # secret values are hidden from now on, and the old ones still.
         self.redact.add(stack_secrets(self.config))
         unit.starts += 1
-        env = service_env(service, self.marker, colour=self.colour, instance=unit.starts,
-                          stack=stack_env(self.config, service))
+        env = service_env(
+            service, self.marker, colour=self.colour, instance=unit.starts, stack=stack_env(self.config, service)
+        )
         if service.name == self._tunnel_ui:
             # Next.js prefers the process environment to .env.local: the variable the tunnel
             # rewrites in the file must not be there (even when the shell exports it).
@@ -303,15 +329,15 @@ class Supervisor:
         runtime = runtime_for(service.runtime, self.runtime_context)
         try:
             # The lambda is an OnOutput: mypy cannot infer the type of a lambda with default arguments.
-            started = runtime.start(service, env,
-                                    lambda data, u=unit, feed=self.output.feed: feed(u, data))  # type: ignore[misc]
+            started = runtime.start(service, env, lambda data, u=unit, feed=self.output.feed: feed(u, data))  # type: ignore[misc]
             instance = await started if inspect.isawaitable(started) else started
         except AiradevError:
             raise
         except Exception as exc:  # noqa: BLE001  (nothing was started: this service fails, not the stack)
             self.log_trace(f"{service.name}: its {service.runtime} runtime failed to start it", exc)
-            raise AiradevError(f"its {service.runtime} runtime failed: {type(exc).__name__}: {exc}",
-                               self.internal_fix()) from None
+            raise AiradevError(
+                f"its {service.runtime} runtime failed: {type(exc).__name__}: {exc}", self.internal_fix()
+            ) from None
         if unit.stop_requested:  # asked to stop while a container was being created
             self.spawn_task(instance.stop(service.stop_signal, service.stop_grace), f"stop-{unit.name}")
         unit.started(instance)
@@ -332,10 +358,14 @@ class Supervisor:
             if probe.kind is ProbeKind.LOG and unit.matched_early:
                 self._log_matched(unit)
             elif probe.kind is not ProbeKind.LOG:
-                probe_env = (service_env(service, self.marker, colour=False, instance=unit.starts)
-                             if probe.kind is ProbeKind.EXEC else None)
-                unit.probe_task = self.spawn_task(health.probe_loop(unit, instance, probe, probe_env, self),
-                                                  f"probe-{unit.name}")
+                probe_env = (
+                    service_env(service, self.marker, colour=False, instance=unit.starts)
+                    if probe.kind is ProbeKind.EXEC
+                    else None
+                )
+                unit.probe_task = self.spawn_task(
+                    health.probe_loop(unit, instance, probe, probe_env, self), f"probe-{unit.name}"
+                )
         return instance
 
     # --- health -----------------------------------------------------------------------------
@@ -590,5 +620,6 @@ class Supervisor:
         unit = self.units[name]
         if unit.stop_requested or self._shutdown.is_set():
             return
-        self.spawn_task(self.restart_unit(unit, f"{changed_files(paths, unit.service.cwd)} changed"),
-                        f"watch-restart-{name}")
+        self.spawn_task(
+            self.restart_unit(unit, f"{changed_files(paths, unit.service.cwd)} changed"), f"watch-restart-{name}"
+        )

@@ -23,23 +23,42 @@ def of(sup: Supervisor, usage: dict[str, Usage] | None = None) -> StackStatus:
     else:
         tunnel = TunnelStatus("requested", brief=True) if sup.tunnel_request is not None else None
     return StackStatus(
-        workspace=str(sup.config.root), marker=sup.marker, supervisor_pid=os.getpid(),
-        supervisor_start=reaper.start_time(os.getpid()), reaper_pid=sup.watchdog.pid, started_at=sup.started_wall,
-        phase=sup.phase, failure=sup.failure, summary=sup.summary, docker_host=sup.docker_host,
+        workspace=str(sup.config.root),
+        marker=sup.marker,
+        supervisor_pid=os.getpid(),
+        supervisor_start=reaper.start_time(os.getpid()),
+        reaper_pid=sup.watchdog.pid,
+        started_at=sup.started_wall,
+        phase=sup.phase,
+        failure=sup.failure,
+        summary=sup.summary,
+        docker_host=sup.docker_host,
         containers_left=bool(stop_options.get("containers_left")),
         supabase_left=bool(stop_options.get("supabase_left") or (sup.unclean and sup.supabase_stop)),
-        supabase_stop=tuple(sup.supabase_stop), tunnel=tunnel,
+        supabase_stop=tuple(sup.supabase_stop),
+        tunnel=tunnel,
         services={name: _service(unit, now, (usage or {}).get(name)) for name, unit in sup.units.items()},
     )
 
 
 def _service(u: Unit, now: float, usage: Usage | None) -> ServiceStatus:
     return ServiceStatus(
-        state=str(u.state), message=u.message, pid=u.pid, pgid=getattr(u.instance, "pgid", None),
-        pgid_start=u.pgid_start, port=u.service.port, health=u.health, started_at=u.started_wall,
-        uptime=round(now - u.started_at, 3) if u.started_at and u.instance else None, restarts=u.restarts,
-        exit_code=u.exit_code, runtime=str(u.service.runtime), container=u.runtime_info.get("container"),
-        image=u.runtime_info.get("image"), usage=usage)
+        state=str(u.state),
+        message=u.message,
+        pid=u.pid,
+        pgid=getattr(u.instance, "pgid", None),
+        pgid_start=u.pgid_start,
+        port=u.service.port,
+        health=u.health,
+        started_at=u.started_wall,
+        uptime=round(now - u.started_at, 3) if u.started_at and u.instance else None,
+        restarts=u.restarts,
+        exit_code=u.exit_code,
+        runtime=str(u.service.runtime),
+        container=u.runtime_info.get("container"),
+        image=u.runtime_info.get("image"),
+        usage=usage,
+    )
 
 
 def with_usage(sup: Supervisor) -> StackStatus:

@@ -53,9 +53,15 @@ class TunnelController:
 
     def status(self) -> TunnelStatus:
         steps = self.journal.steps if self.journal else []
-        return TunnelStatus(self.state, self.message, self.address, self.keep,
-                            self.agent.tunnel.agent_pid if self.agent and self.agent.tunnel else None,
-                            tuple(self.details.items()), tuple(_shown(s) for s in steps if s["status"] == "applied"))
+        return TunnelStatus(
+            self.state,
+            self.message,
+            self.address,
+            self.keep,
+            self.agent.tunnel.agent_pid if self.agent and self.agent.tunnel else None,
+            tuple(self.details.items()),
+            tuple(_shown(s) for s in steps if s["status"] == "applied"),
+        )
 
     def mark(self, state: str, message: str = "") -> None:
         self.state, self.message = state, message
@@ -63,14 +69,17 @@ class TunnelController:
 
     # --- opening -----------------------------------------------------------------------------
 
-    async def open(self, domain: str = "", region: str = "", keep: bool = False,
-                   env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    async def open(
+        self, domain: str = "", region: str = "", keep: bool = False, env: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         domain = domain or self.config.tunnel.domain
         async with self._lock:
             if self.state == "open":
                 if domain and domain.split("://")[-1] not in self.address:
-                    raise AiradevError(f"a tunnel is already open at {self.address}",
-                                       "close it first (`airadev tunnel --stop`) to open one on another domain")
+                    raise AiradevError(
+                        f"a tunnel is already open at {self.address}",
+                        "close it first (`airadev tunnel --stop`) to open one on another domain",
+                    )
                 return self.status().to_json()
             self.mark("opening")
             try:
@@ -109,30 +118,42 @@ class TunnelController:
         sup.redact.add(envfile.secrets_of(self.env))
         stale = await asyncio.to_thread(ops.recover, sup.paths, config, self.env)
         if stale and stale.failed:
-            raise AiradevError("could not put back what an earlier tunnel left: " + "; ".join(stale.failed),
-                               "fix that, then open the tunnel again")
+            raise AiradevError(
+                "could not put back what an earlier tunnel left: " + "; ".join(stale.failed),
+                "fix that, then open the tunnel again",
+            )
         if stale and (stale.restored or stale.left):
             sup.event(None, "tunnel: put back what an earlier tunnel left: " + "; ".join(stale.restored + stale.left))
         voice = config.voice_service()
         unit = sup.units.get(voice.name)
         if unit is None or not unit.state.ready:
             state = unit.state if unit else "not part of this stack"
-            raise AiradevError(f"the voice agent ({voice.name}) is not running ({state})",
-                               f"start it first: `airadev start {voice.name}` (or `airadev up`)")
+            raise AiradevError(
+                f"the voice agent ({voice.name}) is not running ({state})",
+                f"start it first: `airadev start {voice.name}` (or `airadev up`)",
+            )
         binary = ngrok.find_binary(config.tunnel.ngrok_path, self.env)
         config_path = self._agent_config()
         token = ngrok.auth_token(self.env, config_path)
         if token is None:
-            raise ngrok.NgrokError("no ngrok auth token", "set NGROK_AUTHTOKEN, or run `ngrok config add-authtoken TOKEN`")
+            raise ngrok.NgrokError(
+                "no ngrok auth token", "set NGROK_AUTHTOKEN, or run `ngrok config add-authtoken TOKEN`"
+            )
         sup.redact.add({"NGROK_AUTHTOKEN": token})  # ngrok's auth errors quote the token
         loop = asyncio.get_running_loop()
         self._log = logstore.LogFile(sup.paths.log("ngrok"), config.logs.max_size, config.logs.keep)
         agent_env = {reaper.MARKER_VAR: sup.marker, reaper.SERVICE_VAR: "ngrok", reaper.INSTANCE_VAR: "ngrok.0"}
         if self.env.get("NGROK_AUTHTOKEN"):
             agent_env["NGROK_AUTHTOKEN"] = self.env["NGROK_AUTHTOKEN"]
-        self.agent = ngrok.Agent(binary, config_path=config_path, region=region, timeout=config.tunnel.start_timeout,
-                                 on_log=lambda line: loop.call_soon_threadsafe(self._ngrok_line, line),
-                                 marker_env=agent_env, wrapper_dir=sup.paths.dir / "bin")
+        self.agent = ngrok.Agent(
+            binary,
+            config_path=config_path,
+            region=region,
+            timeout=config.tunnel.start_timeout,
+            on_log=lambda line: loop.call_soon_threadsafe(self._ngrok_line, line),
+            marker_env=agent_env,
+            wrapper_dir=sup.paths.dir / "bin",
+        )
         upstream = f"http://127.0.0.1:{voice.port}"
         started = time.monotonic()
         tunnel = await asyncio.to_thread(self.agent.start, upstream, f"airadev-{voice.name}", domain)
@@ -181,7 +202,9 @@ class TunnelController:
         sup.event(None, f"tunnel: {_relative(path, self.config.root)}: {variable}={self.address}")
         self.details["env_file"] = {"path": str(path), "variable": variable}
         if reloaded is None or not changed:
-            self.details["ui_reload"] = "no UI running" if reloaded is None else "not needed (the value was already there)"
+            self.details["ui_reload"] = (
+                "no UI running" if reloaded is None else "not needed (the value was already there)"
+            )
             return
         assert ui_unit is not None  # reloaded is None without it
         if await sup.wait_or_stop(reloaded, RELOAD_WAIT):
@@ -203,12 +226,16 @@ class TunnelController:
             return
         credentials = ops.twilio_credentials(self.config, self.env)
         if credentials is None:
-            raise AiradevError("no Twilio credentials for the test number",
-                               "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env")
+            raise AiradevError(
+                "no Twilio credentials for the test number",
+                "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env",
+            )
         wanted = ops.webhook_urls(self.address, self.config.twilio)
 
         def work() -> str:
-            numbers = TwilioNumbers(*credentials, timeout=self.config.twilio.timeout, base_url=self.env.get(API_BASE_ENV))
+            numbers = TwilioNumbers(
+                *credentials, timeout=self.config.twilio.timeout, base_url=self.env.get(API_BASE_ENV)
+            )
             found = numbers.lookup(number)
             if found.routed_elsewhere:
                 return f"{number}: {found.routed_elsewhere}, so Twilio ignores its webhook URLs: not touched"
@@ -258,11 +285,17 @@ class TunnelController:
             undone = await self._undo(keep)
             await self._stop_agent()
             failed = undone.failed if undone else []
-            self.mark("failed" if failed else "closed",
-                      ("could not put back: " + "; ".join(failed)) if failed else why)
+            self.mark("failed" if failed else "closed", ("could not put back: " + "; ".join(failed)) if failed else why)
             result = self.status().to_json()
-            result.update({"restored": undone.restored if undone else [], "left": undone.left if undone else [],
-                           "waiting": undone.waiting if undone else [], "failed": failed, "kept": keep})
+            result.update(
+                {
+                    "restored": undone.restored if undone else [],
+                    "left": undone.left if undone else [],
+                    "waiting": undone.waiting if undone else [],
+                    "failed": failed,
+                    "kept": keep,
+                }
+            )
             self.address = ""
             return result
 
@@ -348,12 +381,20 @@ def _relative(path: Any, root: Any) -> str:
 
 def _shown(step: dict[str, Any]) -> dict[str, Any]:
     if step["kind"] == "envfile":
-        return {"kind": "envfile", "path": step["edit"]["path"], "variable": step["edit"]["name"],
-                "value": step["edit"]["value"]}
+        return {
+            "kind": "envfile",
+            "path": step["edit"]["path"],
+            "variable": step["edit"]["name"],
+            "value": step["edit"]["value"],
+        }
     if step["kind"] == "db":
         return {"kind": "db", "phone_number": step["phone_number"], "webhooks": step["after"]}
-    return {"kind": "twilio", "phone_number": step["phone_number"], "number_sid": step["number_sid"],
-            "webhooks": step["after"]}
+    return {
+        "kind": "twilio",
+        "phone_number": step["phone_number"],
+        "number_sid": step["number_sid"],
+        "webhooks": step["after"],
+    }
 
 
 async def open_when_ready(sup: Supervisor, options: dict[str, Any]) -> None:
@@ -370,7 +411,8 @@ async def open_when_ready(sup: Supervisor, options: dict[str, Any]) -> None:
     if sup.stopping:
         return
     try:
-        await sup.tunnel_controller().open(options.get("domain", ""), options.get("region", ""),
-                                            bool(options.get("keep")))
+        await sup.tunnel_controller().open(
+            options.get("domain", ""), options.get("region", ""), bool(options.get("keep"))
+        )
     except AiradevError:
         pass  # reported by the controller; the stack keeps running

@@ -24,10 +24,26 @@ from typing import Any
 
 from airadev.model import Service
 
-IGNORED_DIRS = frozenset({
-    ".airadev", ".git", ".hg", ".svn", ".venv", "venv", "__pycache__", "node_modules", ".next",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis", ".tox", ".idea", ".vscode",
-})
+IGNORED_DIRS = frozenset(
+    {
+        ".airadev",
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        "__pycache__",
+        "node_modules",
+        ".next",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".hypothesis",
+        ".tox",
+        ".idea",
+        ".vscode",
+    }
+)
 IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", ".swx", "~", ".tmp", ".log")
 MAX_DELAY = 2.0  # a steady stream of changes still restarts the service this often
 
@@ -52,8 +68,8 @@ def dispatch(services: dict[str, Service], paths: Iterable[Path]) -> dict[str, l
                 if path == root or path.is_relative_to(root):
                     relative = path.relative_to(root) if path != root else Path(path.name)
                     if wanted(relative) and not any(
-                            fnmatch.fnmatch(str(relative), g) or fnmatch.fnmatch(path.name, g)
-                            for g in service.watch_ignore):
+                        fnmatch.fnmatch(str(relative), g) or fnmatch.fnmatch(path.name, g) for g in service.watch_ignore
+                    ):
                         found.setdefault(name, set()).add(path)
                     break
     return {name: sorted(paths_of) for name, paths_of in found.items()}
@@ -131,8 +147,16 @@ class _Inotify:
         from inotify_simple import INotify, flags
 
         self.flags = flags
-        self.mask = (flags.MODIFY | flags.CLOSE_WRITE | flags.ATTRIB | flags.CREATE | flags.DELETE
-                     | flags.MOVED_FROM | flags.MOVED_TO | flags.DELETE_SELF)
+        self.mask = (
+            flags.MODIFY
+            | flags.CLOSE_WRITE
+            | flags.ATTRIB
+            | flags.CREATE
+            | flags.DELETE
+            | flags.MOVED_FROM
+            | flags.MOVED_TO
+            | flags.DELETE_SELF
+        )
         self.watcher = watcher
         self.loop = loop
         self.inotify = INotify(nonblocking=True)
@@ -211,8 +235,13 @@ class _Watchfiles:
         import watchfiles
 
         for changes in watchfiles.watch(
-            *self.watcher.roots, watch_filter=None, debounce=int(self.watcher.debounce * 1000),
-            step=self.STEP_MS, stop_event=self._stop, raise_interrupt=False, ignore_permission_denied=True,
+            *self.watcher.roots,
+            watch_filter=None,
+            debounce=int(self.watcher.debounce * 1000),
+            step=self.STEP_MS,
+            stop_event=self._stop,
+            raise_interrupt=False,
+            ignore_permission_denied=True,
         ):
             paths: list[Any] = [Path(p) for _, p in changes]
             self.loop.call_soon_threadsafe(self.watcher.changed, paths)

@@ -59,12 +59,27 @@ class Watchdog:
         rfd, wfd = os.pipe()
         env = {k: v for k, v in os.environ.items() if k not in reaper.MARKER_VARS}
         self.process = subprocess.Popen(
-            [sys.executable, "-S", __file__, "--fd", str(rfd), "--marker", marker,
-             "--grace", str(grace), "--state", str(state_file),
-             *(["--docker", docker_host] if docker_host else []),
-             *(["--finally", json.dumps(finally_run)] if finally_run else [])],
-            pass_fds=(rfd,), start_new_session=True, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-S",
+                __file__,
+                "--fd",
+                str(rfd),
+                "--marker",
+                marker,
+                "--grace",
+                str(grace),
+                "--state",
+                str(state_file),
+                *(["--docker", docker_host] if docker_host else []),
+                *(["--finally", json.dumps(finally_run)] if finally_run else []),
+            ],
+            pass_fds=(rfd,),
+            start_new_session=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         os.close(rfd)
         self._fd = wfd
@@ -108,8 +123,7 @@ def late_sweep(host: str, marker: str, pending: int, grace: float, limit: float 
     return found
 
 
-def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str = "",
-           finally_run: str = "") -> None:
+def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str = "", finally_run: str = "") -> None:
     # Only the supervisor's end of the pipe keeps us waiting; terminal signals must not.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
@@ -146,16 +160,27 @@ def _watch(fd: int, marker: str, grace: float, state_file: str, docker_host: str
         import subprocess
 
         try:
-            subprocess.run(json.loads(finally_run), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=120)
+            subprocess.run(
+                json.loads(finally_run),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=120,
+            )
         except (OSError, ValueError, subprocess.TimeoutExpired):
             pass
 
 
 def main(argv: list[str]) -> int:
     args = dict(zip(argv[0::2], argv[1::2]))
-    _watch(int(args["--fd"]), args["--marker"], float(args.get("--grace", "10")), args["--state"],
-           args.get("--docker", ""), args.get("--finally", ""))
+    _watch(
+        int(args["--fd"]),
+        args["--marker"],
+        float(args.get("--grace", "10")),
+        args["--state"],
+        args.get("--docker", ""),
+        args.get("--finally", ""),
+    )
     return 0
 
 

@@ -22,8 +22,12 @@ pytestmark = pytest.mark.e2e
 def copy_demo(target: Path) -> dict[str, int]:
     """The demo in ``target`` with free ports, sharing the bootstrapped node_modules."""
     assert (DEMO / "aira-ui" / "node_modules" / "next").is_dir(), "run scripts/bootstrap first"
-    shutil.copytree(DEMO, target, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("node_modules", ".next", ".airadev", "__pycache__"))
+    shutil.copytree(
+        DEMO,
+        target,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("node_modules", ".next", ".airadev", "__pycache__"),
+    )
     (target / "aira-ui" / "node_modules").symlink_to(DEMO / "aira-ui" / "node_modules")
     ports = {name: free_port() for name in DEFAULT_PORTS}
     for relative in ("airadev.toml", "voice-agent/.env", "kb-updater/.env"):
@@ -48,10 +52,19 @@ def test_demo_stack_end_to_end(stack: Stack) -> None:
 
     data = json.loads(stack.cli("status", "--json").stdout)
     assert {n: s["state"] for n, s in data["services"].items()} == {
-        "redis": "healthy", "db": "healthy", "voice-agent": "healthy", "kb-updater": "healthy", "aira-ui": "healthy"}
+        "redis": "healthy",
+        "db": "healthy",
+        "voice-agent": "healthy",
+        "kb-updater": "healthy",
+        "aira-ui": "healthy",
+    }
     assert {n: s["port"] for n, s in data["services"].items()} == {
-        "redis": ports["redis"], "db": ports["db"], "voice-agent": ports["voice"], "kb-updater": ports["kb"],
-        "aira-ui": ports["ui"]}
+        "redis": ports["redis"],
+        "db": ports["db"],
+        "voice-agent": ports["voice"],
+        "kb-updater": ports["kb"],
+        "aira-ui": ports["ui"],
+    }
     assert data["services"]["db"]["runtime"] == "postgres"
     assert "not Supabase" in stack.cli("status").stdout
 
@@ -75,8 +88,10 @@ def test_demo_stack_end_to_end(stack: Stack) -> None:
     assert "fedcba9876543210fedcba9876543210" not in everything
 
     # Twilio's webhook answers TwiML and counts the call in the real Redis.
-    status, ctype, body = http(f"http://127.0.0.1:{ports['voice']}/webhooks/twilio/call",
-                               b"From=%2B15550001111&To=%2B15559990000&CallSid=CAe2e")
+    status, ctype, body = http(
+        f"http://127.0.0.1:{ports['voice']}/webhooks/twilio/call",
+        b"From=%2B15550001111&To=%2B15559990000&CallSid=CAe2e",
+    )
     assert status == 200 and "xml" in ctype and "<Response><Say>" in body
     assert json.loads(http(f"http://127.0.0.1:{ports['voice']}/calls")[2])["calls"] >= 1
     wait_for(lambda: "CallSid=CAe2e" in stack.log("voice-agent"), what="the call in the voice agent's log")
@@ -97,8 +112,14 @@ def test_demo_stack_end_to_end(stack: Stack) -> None:
     kb_pid = stack.service("kb-updater")["pid"]
     server = stack.root / "voice-agent" / "server.py"
     server.write_text(server.read_text() + "\n# touched by the e2e test\n")
-    wait_for(lambda: stack.service("voice-agent").get("pid") not in (None, restarted)
-             and stack.service("voice-agent").get("state") == "healthy", timeout=30, what="the watch restart")
+    wait_for(
+        lambda: (
+            stack.service("voice-agent").get("pid") not in (None, restarted)
+            and stack.service("voice-agent").get("state") == "healthy"
+        ),
+        timeout=30,
+        what="the watch restart",
+    )
     assert "voice-agent: restarting: server.py changed" in stack.log("airadev")
     assert stack.service("kb-updater")["pid"] == kb_pid
 

@@ -22,8 +22,14 @@ pytestmark = pytest.mark.e2e
 SID = "AC0123456789abcdef0123456789abcdef"  # the demo's fake credentials (voice-agent/.env)
 TOKEN = "fedcba9876543210fedcba9876543210"
 NUMBER = "+15551230000"
-BEFORE = {"voice_url": "https://old.example/voice", "voice_method": "POST", "sms_url": "https://old.example/sms",
-          "sms_method": "POST", "status_callback": "https://old.example/status", "status_callback_method": "POST"}
+BEFORE = {
+    "voice_url": "https://old.example/voice",
+    "voice_method": "POST",
+    "sms_url": "https://old.example/sms",
+    "sms_method": "POST",
+    "status_callback": "https://old.example/status",
+    "status_callback_method": "POST",
+}
 
 
 def wiring(twilio: FakeTwilio) -> dict[str, str]:
@@ -48,12 +54,22 @@ def test_demo_with_tunnel_end_to_end(stack: Stack, tmp_path) -> None:  # type: i
         env_local = stack.root / "aira-ui" / ".env.local"
         original = env_local.read_bytes()
         (tmp_path / "home").mkdir()
-        stack.env.update({"NGROK_AUTHTOKEN": "demo-ngrok-token-0000", "PYNGROK_NGROK_PATH": str(FAKES / "bin" / "ngrok"),
-                          "AIRADEV_TWILIO_API_BASE": twilio.base_url, "TWILIO_TEST_NUMBER": NUMBER,
-                          "XDG_CONFIG_HOME": str(tmp_path / "home"), **tls.env()})
+        stack.env.update(
+            {
+                "NGROK_AUTHTOKEN": "demo-ngrok-token-0000",
+                "PYNGROK_NGROK_PATH": str(FAKES / "bin" / "ngrok"),
+                "AIRADEV_TWILIO_API_BASE": twilio.base_url,
+                "TWILIO_TEST_NUMBER": NUMBER,
+                "XDG_CONFIG_HOME": str(tmp_path / "home"),
+                **tls.env(),
+            }
+        )
         proc = stack.foreground("--tunnel")
-        tunnel = wait_for(lambda: (t := stack.state().get("tunnel") or {}).get("state") in ("open", "failed") and t,
-                          timeout=240, what="the tunnel")
+        tunnel = wait_for(
+            lambda: (t := stack.state().get("tunnel") or {}).get("state") in ("open", "failed") and t,
+            timeout=240,
+            what="the tunnel",
+        )
         assert tunnel["state"] == "open", tunnel
         address = tunnel["address"]
         stack.wait_phase("ready", timeout=240)
@@ -87,8 +103,11 @@ def test_demo_with_tunnel_end_to_end(stack: Stack, tmp_path) -> None:  # type: i
         assert env_local.read_bytes() == original
         assert wiring(twilio) == BEFORE
         stack.wait_nothing_left(timeout=15)
-        status_json = json.loads(stack.cli("tunnel", "--status", "--json").stdout or "{}") \
-            if stack.cli("tunnel", "--status").returncode == 0 else {}
+        status_json = (
+            json.loads(stack.cli("tunnel", "--status", "--json").stdout or "{}")
+            if stack.cli("tunnel", "--status").returncode == 0
+            else {}
+        )
         assert status_json == {}, "nothing runs any more"
     finally:
         twilio.stop()

@@ -40,7 +40,7 @@ class FakeEngine:
                 elif path == "/images/json":
                     body, ctype = json.dumps(engine.images).encode(), "application/json"
                 elif path.startswith("/images/") and path.endswith("/json"):
-                    name = urllib.parse.unquote(path[len("/images/"):-len("/json")])
+                    name = urllib.parse.unquote(path[len("/images/") : -len("/json")])
                     found = [i for i in engine.images if name in i.get("RepoTags", [])]
                     if not found:
                         body = json.dumps({"message": f"No such image: {name}"}).encode()

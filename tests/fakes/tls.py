@@ -47,17 +47,49 @@ def make(folder: Path, hosts: tuple[str, ...] = HOSTS) -> TestCA:
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=airadev test CA (one test run)",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             cwd=folder)
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=airadev test CA (one test run)",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=folder,
+    )
     _openssl("req", *ec, "-keyout", "key.pem", "-out", "server.csr", "-subj", f"/CN={hosts[0]}", cwd=folder)
     names = ",".join(f"IP:{h}" if h.replace(".", "").isdigit() or ":" in h else f"DNS:{h}" for h in hosts)
     (folder / "server.ext").write_text(
         f"subjectAltName={names}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-        "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "2",
-             "-days", "2", "-extfile", "server.ext", "-out", "cert.pem", cwd=folder)
+        "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "2",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "cert.pem",
+        cwd=folder,
+    )
     for leftover in ("ca.key", "server.csr", "server.ext"):
         (folder / leftover).unlink()
     return TestCA(folder, folder / "ca.pem", folder / "cert.pem", folder / "key.pem")

@@ -35,9 +35,17 @@ from urllib.parse import parse_qs, urlsplit
 
 URL_FIELDS = ("VoiceUrl", "VoiceFallbackUrl", "SmsUrl", "SmsFallbackUrl", "StatusCallback")
 LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-FIELDS = {"VoiceUrl": "voice_url", "VoiceMethod": "voice_method", "SmsUrl": "sms_url", "SmsMethod": "sms_method",
-          "StatusCallback": "status_callback", "StatusCallbackMethod": "status_callback_method",
-          "VoiceApplicationSid": "voice_application_sid", "TrunkSid": "trunk_sid", "FriendlyName": "friendly_name"}
+FIELDS = {
+    "VoiceUrl": "voice_url",
+    "VoiceMethod": "voice_method",
+    "SmsUrl": "sms_url",
+    "SmsMethod": "sms_method",
+    "StatusCallback": "status_callback",
+    "StatusCallbackMethod": "status_callback_method",
+    "VoiceApplicationSid": "voice_application_sid",
+    "TrunkSid": "trunk_sid",
+    "FriendlyName": "friendly_name",
+}
 
 
 class FakeTwilio:
@@ -66,11 +74,21 @@ class FakeTwilio:
     def add_number(self, phone_number: str, **fields: Any) -> dict[str, Any]:
         sid = "PN" + uuid.uuid4().hex
         record = {
-            "sid": sid, "account_sid": self.account_sid, "phone_number": phone_number,
-            "friendly_name": phone_number, "voice_url": "https://demo.twilio.com/welcome/voice/",
-            "voice_method": "POST", "sms_url": "", "sms_method": "POST", "status_callback": "",
-            "status_callback_method": "POST", "voice_application_sid": None, "sms_application_sid": None,
-            "trunk_sid": None, "api_version": "2010-04-01", "capabilities": {"voice": True, "sms": True},
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "phone_number": phone_number,
+            "friendly_name": phone_number,
+            "voice_url": "https://demo.twilio.com/welcome/voice/",
+            "voice_method": "POST",
+            "sms_url": "",
+            "sms_method": "POST",
+            "status_callback": "",
+            "status_callback_method": "POST",
+            "voice_application_sid": None,
+            "sms_application_sid": None,
+            "trunk_sid": None,
+            "api_version": "2010-04-01",
+            "capabilities": {"voice": True, "sms": True},
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/IncomingPhoneNumbers/{sid}.json",
         }
         record.update(fields)
@@ -121,8 +139,12 @@ def valid_url(url: str) -> bool:
 
 
 def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
-    return status, {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}",
-                    "status": status}
+    return status, {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
 
 
 def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
@@ -177,16 +199,32 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
                 return self._answer(*refused)
             if fake.throttled and (not fake.throttle_methods or method in fake.throttle_methods):
                 fake.throttled -= 1
-                return self._answer(*_error(429, 20429, "Too Many Requests"),
-                                    {"Retry-After": fake.retry_after} if fake.retry_after is not None else None)
+                return self._answer(
+                    *_error(429, 20429, "Too Many Requests"),
+                    {"Retry-After": fake.retry_after} if fake.retry_after is not None else None,
+                )
             sid = match.group(2)
             if sid is None and method == "GET":
-                found = [r for r in fake.numbers.values()
-                         if "PhoneNumber" not in query or r["phone_number"] == query["PhoneNumber"]]
+                found = [
+                    r
+                    for r in fake.numbers.values()
+                    if "PhoneNumber" not in query or r["phone_number"] == query["PhoneNumber"]
+                ]
                 uri = parts.path + ("?" + parts.query if parts.query else "")
-                return self._answer(200, {"incoming_phone_numbers": found, "first_page_uri": uri, "uri": uri,
-                                          "next_page_uri": None, "previous_page_uri": None, "page": 0,
-                                          "page_size": 50, "start": 0, "end": max(len(found) - 1, 0)})
+                return self._answer(
+                    200,
+                    {
+                        "incoming_phone_numbers": found,
+                        "first_page_uri": uri,
+                        "uri": uri,
+                        "next_page_uri": None,
+                        "previous_page_uri": None,
+                        "page": 0,
+                        "page_size": 50,
+                        "start": 0,
+                        "end": max(len(found) - 1, 0),
+                    },
+                )
             record = fake.numbers.get(sid or "")
             if fake.vanish_after_lookup:
                 record = None

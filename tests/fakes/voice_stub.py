@@ -40,7 +40,8 @@ class Handler(BaseHTTPRequestHandler):
         host = self.headers.get("X-Forwarded-Host") or self.headers.get("Host", "")
         url = f"{proto}://{host}{self.path}"
         valid = RequestValidator(os.environ.get("TWILIO_AUTH_TOKEN", "")).validate(
-            url, params, self.headers.get("X-Twilio-Signature", ""))
+            url, params, self.headers.get("X-Twilio-Signature", "")
+        )
         print(f"{self.path} from {params.get('From', '?')}: signature {'valid' if valid else 'INVALID'}", flush=True)
         if self.path.startswith("/webhooks/twilio/"):
             return self.reply(200, TWIML, "application/xml")

@@ -23,8 +23,14 @@ SID = "AC0123456789abcdef0123456789abcdef"  # the demo's fake credentials (voice
 TOKEN = "fedcba9876543210fedcba9876543210"
 NGROK_TOKEN = "demo-ngrok-token-0000"
 NUMBER = "+15005550006"  # the demo database's business_numbers row
-BEFORE = {"voice_url": "https://old.example/voice", "voice_method": "POST", "sms_url": "https://old.example/sms",
-          "sms_method": "POST", "status_callback": "https://old.example/status", "status_callback_method": "POST"}
+BEFORE = {
+    "voice_url": "https://old.example/voice",
+    "voice_method": "POST",
+    "sms_url": "https://old.example/sms",
+    "sms_method": "POST",
+    "status_callback": "https://old.example/status",
+    "status_callback_method": "POST",
+}
 
 
 class Demo:
@@ -32,8 +38,9 @@ class Demo:
         self.stack, self.twilio, self.ports = stack, twilio, ports
         self.env_local = stack.root / "aira-ui" / ".env.local"
         self.original = self.env_local.read_bytes()
-        self.env_files = {p: p.read_bytes() for p in (stack.root / "voice-agent" / ".env",
-                                                        stack.root / "kb-updater" / ".env")}
+        self.env_files = {
+            p: p.read_bytes() for p in (stack.root / "voice-agent" / ".env", stack.root / "kb-updater" / ".env")
+        }
         self.db_before: tuple[str, ...] = ()  # the business_numbers row as the migrations made it
 
     def wiring(self) -> dict[str, str]:
@@ -44,8 +51,10 @@ class Demo:
         import psycopg
 
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.ports['db']}/postgres", connect_timeout=5) as conn:
-            row = conn.execute("SELECT voice_url, sms_url, status_callback_url FROM business_numbers "
-                               "WHERE phone_number = %s", (NUMBER,)).fetchone()
+            row = conn.execute(
+                "SELECT voice_url, sms_url, status_callback_url FROM business_numbers WHERE phone_number = %s",
+                (NUMBER,),
+            ).fetchone()
         return tuple(row)
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -61,7 +70,9 @@ def demo_stack(root: Path, extra: str = "") -> Iterator[Demo]:
     root.mkdir(parents=True)
     ports = copy_demo(root)
     toml = (root / "airadev.toml").read_text()
-    toml = toml[:toml.index("[services.aira-ui]")] + f"""[services.aira-ui]
+    toml = (
+        toml[: toml.index("[services.aira-ui]")]
+        + f"""[services.aira-ui]
 aliases = ["ui"]
 cwd = "aira-ui"
 command = {toml_list(fake("ui_stub.py", ".env.local"))}
@@ -85,15 +96,23 @@ runtime = "docker"
 port = {ports.setdefault("cache", free_port())}
 docker = {{ image = "airadev-local/redis:7", command = "redis-server --save ''", port = 6379 }}
 {extra}"""
+    )
     (root / "airadev.toml").write_text(toml)
     twilio = FakeTwilio(SID, TOKEN).start()
     twilio.add_number(NUMBER, **BEFORE)
     stack = Stack(root)
     home = root.parent / "home"
     home.mkdir(exist_ok=True)
-    stack.env.update({"NGROK_AUTHTOKEN": NGROK_TOKEN, "PYNGROK_NGROK_PATH": str(FAKES / "bin" / "ngrok"),
-                      "AIRADEV_TWILIO_API_BASE": twilio.base_url, "TWILIO_TEST_NUMBER": NUMBER,
-                      "XDG_CONFIG_HOME": str(home), **tls.env()})  # the agent's https certificate
+    stack.env.update(
+        {
+            "NGROK_AUTHTOKEN": NGROK_TOKEN,
+            "PYNGROK_NGROK_PATH": str(FAKES / "bin" / "ngrok"),
+            "AIRADEV_TWILIO_API_BASE": twilio.base_url,
+            "TWILIO_TEST_NUMBER": NUMBER,
+            "XDG_CONFIG_HOME": str(home),
+            **tls.env(),
+        }
+    )  # the agent's https certificate
     demo = Demo(stack, twilio, ports)
     try:
         started = demo.run("up", "--detach")
@@ -113,8 +132,9 @@ def own_processes(stack: Stack) -> list[int]:
     root, wsid = str(stack.root).encode(), workspace_id(stack.root).encode()
     for pid in reaper.pids():
         cmd = cmdline(pid)
-        if ((b"airadev.supervisor.daemon" in cmd and root in cmd) or (b"watchdog.py" in cmd and wsid in cmd)) \
-                and reaper.alive(pid):
+        if (
+            (b"airadev.supervisor.daemon" in cmd and root in cmd) or (b"watchdog.py" in cmd and wsid in cmd)
+        ) and reaper.alive(pid):
             found.add(pid)
     return sorted(found)
 
@@ -134,8 +154,11 @@ def containers(stack: Stack) -> list[str]:
 
 def supervisors(stack: Stack) -> list[int]:
     root = str(stack.root).encode()
-    return [pid for pid in reaper.pids() if reaper.alive(pid)
-            and b"airadev.supervisor.daemon" in cmdline(pid) and root in cmdline(pid)]
+    return [
+        pid
+        for pid in reaper.pids()
+        if reaper.alive(pid) and b"airadev.supervisor.daemon" in cmdline(pid) and root in cmdline(pid)
+    ]
 
 
 def cmdline(pid: int) -> bytes:

@@ -68,16 +68,18 @@ CASES = [
     # --- airadev.toml: exit 2 -------------------------------------------------------------------
     Case("toml-syntax", "airadev.toml", toml="[services.a\ncommand = 'x'\n"),
     Case("toml-duplicate-key", "airadev.toml", toml=f"[services.a]\ncommand = {PRINTER}\ncommand = {PRINTER}\n"),
-    Case("toml-binary", "airadev.toml", toml="[services.a]\ncommand = \"\x00\xff\"\n"),
+    Case("toml-binary", "airadev.toml", toml='[services.a]\ncommand = "\x00\xff"\n'),
     Case("unknown-section", "servics", toml=f"[servics.a]\ncommand = {PRINTER}\n"),
-    Case("unknown-key", "services.a.helth: unknown key; did you mean 'health'?", toml=good() + "helth = { tcp = true }\n"),
+    Case(
+        "unknown-key", "services.a.helth: unknown key; did you mean 'health'?", toml=good() + "helth = { tcp = true }\n"
+    ),
     Case("port-not-a-number", "services.a.port", toml=good() + 'port = "eighty"\n'),
     Case("port-out-of-range", "services.a.port: 70000 is not a port number", toml=good(70000)),
     Case("port-zero", "services.a.port: 0 is not a port number", toml=good() + "port = 0\n"),
     Case("port-duplicated", "port", toml=two(f"port = {PORT}", f"port = {PORT}")),
     Case("command-wrong-type", "services.a.command", toml="[services.a]\ncommand = 5\n"),
     Case("command-empty", "services.a.command", toml='[services.a]\ncommand = ""\n'),
-    Case("command-unbalanced-quote", "services.a.command", toml="[services.a]\ncommand = \"python 'x\"\n"),
+    Case("command-unbalanced-quote", "services.a.command", toml='[services.a]\ncommand = "python \'x"\n'),
     Case("command-missing", "services.a", toml="[services.a]\nport = 8000\n"),
     Case("dependency-cycle", "dependency cycle: a → b → a", toml=two('depends_on = ["b"]', 'depends_on = ["a"]')),
     Case("dependency-unknown", "services.a.depends_on", toml=good() + 'depends_on = ["nobody"]\n'),
@@ -91,14 +93,20 @@ CASES = [
     Case("runtime-unknown", "services.a.runtime", toml=good() + 'runtime = "podman"\n'),
     Case("docker-without-image", "services.a", toml=good() + 'runtime = "docker"\n'),
     Case("service-name", "services.a b", toml=f'[services."a b"]\ncommand = {PRINTER}\n'),
-    Case("alias-clash", "the name \"b\" is already used by services.a", toml=two('aliases = ["b"]')),
+    Case("alias-clash", 'the name "b" is already used by services.a', toml=two('aliases = ["b"]')),
     Case("no-services", "no services are defined", toml="# nothing yet\n"),
     Case("env-table-type", "services.a.env.A", toml=good() + "env = { A = [1, 2] }\n"),
     Case("logs-size", "logs.max_size", toml='[logs]\nmax_size = "20 XB"\n' + good()),
-    Case("two-databases", "database", toml='[services.db1]\nruntime = "postgres"\nport = 54001\n'
-                                              '[services.db2]\nruntime = "postgres"\nport = 54002\n'),
-    Case("database-with-health", "services.db", toml='[services.db]\nruntime = "postgres"\nport = 54003\n'
-                                                     'health = { tcp = true }\n'),
+    Case(
+        "two-databases",
+        "database",
+        toml='[services.db1]\nruntime = "postgres"\nport = 54001\n[services.db2]\nruntime = "postgres"\nport = 54002\n',
+    ),
+    Case(
+        "database-with-health",
+        "services.db",
+        toml='[services.db]\nruntime = "postgres"\nport = 54003\nhealth = { tcp = true }\n',
+    ),
     # --- the command line: exit 2 ---------------------------------------------------------------
     Case("logs-unknown-service", "no service named 'zzz'", toml=good(), args=("logs", "zzz")),
     Case("up-unknown-service", "no service named 'zzz'", toml=good(), args=("up", "zzz")),
@@ -111,27 +119,57 @@ CASES = [
     Case("restart-nothing-running", "nothing is running", code=3, toml=good(), args=("restart", "a")),
     Case("status-nothing-running", "nothing is running", code=3, toml=good(), args=("status",)),
     Case("tunnel-status-nothing-running", "nothing is running", code=3, toml=good(), args=("tunnel", "--status")),
-    Case("tunnel-status-json-nothing-running", "nothing is running", code=3, toml=good(),
-         args=("tunnel", "--status", "--json")),
+    Case(
+        "tunnel-status-json-nothing-running",
+        "nothing is running",
+        code=3,
+        toml=good(),
+        args=("tunnel", "--status", "--json"),
+    ),
     Case("tunnel-stop-nothing-running", "nothing is running", code=3, toml=good(), args=("tunnel", "--stop")),
     Case("logs-follow-nothing-running", "nothing is running", code=3, toml=good(), args=("logs", "-f")),
     Case("stop-nothing-running", "nothing is running", code=3, toml=good(), args=("stop", "a")),
     # --- the ground: exit 1 ---------------------------------------------------------------------
     Case("cwd-missing", "services.a.cwd: folder", code=1, toml=good() + 'cwd = "missing"\n'),
-    Case("program-missing", "services.a.command: no-such-program-xyz not found on PATH", code=1,
-         toml='[services.a]\ncommand = "no-such-program-xyz"\n'),
+    Case(
+        "program-missing",
+        "services.a.command: no-such-program-xyz not found on PATH",
+        code=1,
+        toml='[services.a]\ncommand = "no-such-program-xyz"\n',
+    ),
     Case("env-file-missing", "services.a.env_files", code=1, toml=good() + 'env_files = [".env"]\n'),
-    Case("env-file-syntax", ".env line 2", code=1, toml=good() + 'env_files = [".env"]\n',
-         files={".env": b"GOOD=1\nthis is not an assignment\n"}),
-    Case("env-file-binary", ".env", code=1, toml=good() + 'env_files = [".env"]\n',
-         files={".env": b"GOOD=1\nJUNK=\x00\xff\xfe\x00\n"}),
-    Case("env-file-unterminated-quote", ".env line 1", code=1, toml=good() + 'env_files = [".env"]\n',
-         files={".env": b"A='never closed\n"}),
-    Case("env-file-outside", "outside the workspace", code=1, toml=good() + 'env_files = [".env"]\n', setup=link_outside),
+    Case(
+        "env-file-syntax",
+        ".env line 2",
+        code=1,
+        toml=good() + 'env_files = [".env"]\n',
+        files={".env": b"GOOD=1\nthis is not an assignment\n"},
+    ),
+    Case(
+        "env-file-binary",
+        ".env",
+        code=1,
+        toml=good() + 'env_files = [".env"]\n',
+        files={".env": b"GOOD=1\nJUNK=\x00\xff\xfe\x00\n"},
+    ),
+    Case(
+        "env-file-unterminated-quote",
+        ".env line 1",
+        code=1,
+        toml=good() + 'env_files = [".env"]\n',
+        files={".env": b"A='never closed\n"},
+    ),
+    Case(
+        "env-file-outside", "outside the workspace", code=1, toml=good() + 'env_files = [".env"]\n', setup=link_outside
+    ),
     Case("port-held", "port {held} (services.a) is held by pid", code=1, toml=good(PORT), setup=hold_port),
-    Case("docker-engine-missing", "does not answer", code=1,
-         toml=good() + 'runtime = "docker"\ndocker = { image = "airadev-local/redis:7" }\n',
-         env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}),
+    Case(
+        "docker-engine-missing",
+        "does not answer",
+        code=1,
+        toml=good() + 'runtime = "docker"\ndocker = { image = "airadev-local/redis:7" }\n',
+        env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+    ),
 ]
 
 
@@ -177,8 +215,9 @@ def test_bad_input_is_one_clear_line_and_nothing_written(stack: Stack, case: Cas
     assert len(said) == 2 and said[1].startswith("  fix: "), f"one line what, one line how to fix: {said}"
     assert snapshot(stack.root) == before, "nothing is written"
     state = stack.root / ".airadev"
-    assert not state.exists() or {p.name for p in state.rglob("*") if p.is_file()} <= {"lock"}, \
+    assert not state.exists() or {p.name for p in state.rglob("*") if p.is_file()} <= {"lock"}, (
         "nothing is recorded of a run that did not start"
+    )
     assert stack.stack_processes() == [], "nothing is started"
 
 
@@ -188,9 +227,11 @@ def test_a_workspace_path_with_spaces_and_non_ascii_works(tmp_path: Path) -> Non
     stack = Stack(root)
     try:
         port = free_port()
-        stack.write(f"[services.a]\ncommand = {toml_list(fake('printer.py', '--lines', 1, '--tag', 'ready'))}\n"
-                    f"[services.b]\ncommand = {toml_list(fake('slow_starter.py', port, 0))}\nport = {port}\n"
-                    'health = { tcp = true }\ndepends_on = ["a"]\n')
+        stack.write(
+            f"[services.a]\ncommand = {toml_list(fake('printer.py', '--lines', 1, '--tag', 'ready'))}\n"
+            f"[services.b]\ncommand = {toml_list(fake('slow_starter.py', port, 0))}\nport = {port}\n"
+            'health = { tcp = true }\ndepends_on = ["a"]\n'
+        )
         started = stack.up()
         assert started.returncode == 0, started.stderr
         assert "ready" in stack.cli("logs", "a").stdout

@@ -16,14 +16,21 @@ def stack_of(stack: Stack, services: int = 3, delay: float = 0.5) -> None:
     body = ""
     for i in range(services):
         port = free_port()
-        body += (f"[services.s{i}]\ncommand = {toml_list(fake('slow_starter.py', port, delay))}\nport = {port}\n"
-                 "health = { tcp = true }\n" + (f'depends_on = {{ s{i - 1} = "healthy" }}\n' if i else ""))
+        body += (
+            f"[services.s{i}]\ncommand = {toml_list(fake('slow_starter.py', port, delay))}\nport = {port}\n"
+            "health = { tcp = true }\n" + (f'depends_on = {{ s{i - 1} = "healthy" }}\n' if i else "")
+        )
     stack.write(body)
 
 
 def launch(stack: Stack, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=stack.environment())
+    return subprocess.Popen(
+        [PY, "-m", "airadev", "--workspace", str(stack.root), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=stack.environment(),
+    )
 
 
 def test_two_ups_at_once_exactly_one_wins(stack: Stack) -> None:
@@ -92,7 +99,10 @@ def test_restart_storms_from_several_terminals(stack: Stack) -> None:
     assert status.returncode == 0
     pids = [stack.service(f"s{i}")["pid"] for i in range(3)]
     assert len(set(pids)) == 3 and all(pids)
-    wait_for(lambda: len(stack.stack_processes()) == 3 + 2, timeout=60,
-             what="three services, the supervisor and its watchdog, nothing else")
+    wait_for(
+        lambda: len(stack.stack_processes()) == 3 + 2,
+        timeout=60,
+        what="three services, the supervisor and its watchdog, nothing else",
+    )
     assert stack.cli("down").returncode == 0
     stack.wait_nothing_left()

@@ -86,4 +86,3 @@ stop_grace = "1s"
     assert proc.wait(120) == 0
     assert "term ignorer: got SIGTERM, ignoring it" in stack.log("ignorer")
     stack.wait_nothing_left()
-

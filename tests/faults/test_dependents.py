@@ -40,13 +40,20 @@ depends_on = {{ dep = {{ condition = "healthy", restart = true }} }}
     # Unhealthy without a restart: both are told, neither is restarted.
     flag.touch()
     stack.wait_state("dep", "unhealthy", timeout=60)
-    log = wait_for(lambda: (t := stack.log("airadev")).count("dep is unhealthy now") >= 2 and t, timeout=60,
-                   what="both dependents to be told")
+    log = wait_for(
+        lambda: (t := stack.log("airadev")).count("dep is unhealthy now") >= 2 and t,
+        timeout=60,
+        what="both dependents to be told",
+    )
     assert re.search(r"held: dep is unhealthy now \(.*\); a restart of it waits for dep", log), log
     assert re.search(r"follower: dep is unhealthy now \(.*\); it is restarted after dep restarts", log), log
     # A restart of `held` meanwhile is held back until dep is healthy again.
-    restart = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "restart", "held"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=stack.environment())
+    restart = subprocess.Popen(
+        [PY, "-m", "airadev", "--workspace", str(stack.root), "restart", "held"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=stack.environment(),
+    )
     stack.wait_state("held", "waiting", timeout=60)
     assert stack.service("held")["message"] == "waiting for dep (healthy)"
     wait_for(lambda: "held: held: waiting for dep (healthy), now unhealthy" in stack.log("airadev"), timeout=60)
@@ -58,8 +65,14 @@ depends_on = {{ dep = {{ condition = "healthy", restart = true }} }}
     # A restart of dep: `follower` (restart = true) is restarted once dep is ready; `held` is not.
     held = pid_of(stack, "held")
     assert stack.cli("restart", "dep").returncode == 0
-    wait_for(lambda: stack.service("follower").get("pid") not in (None, follower)
-             and stack.service("follower")["state"] == "running", timeout=60, what="follower to be restarted")
+    wait_for(
+        lambda: (
+            stack.service("follower").get("pid") not in (None, follower)
+            and stack.service("follower")["state"] == "running"
+        ),
+        timeout=60,
+        what="follower to be restarted",
+    )
     assert pid_of(stack, "held") == held
     assert "follower: restarting: dep was restarted" in stack.log("airadev")
 
@@ -72,8 +85,14 @@ depends_on = {{ dep = {{ condition = "healthy", restart = true }} }}
     assert stack.service("held")["state"] == "blocked"
     assert stack.cli("start", "dep").returncode == 0
     stack.wait_state("held", "running", timeout=60)
-    wait_for(lambda: stack.service("follower").get("pid") not in (None, follower)
-             and stack.service("follower")["state"] == "running", timeout=60, what="follower restarted again")
+    wait_for(
+        lambda: (
+            stack.service("follower").get("pid") not in (None, follower)
+            and stack.service("follower")["state"] == "running"
+        ),
+        timeout=60,
+        what="follower restarted again",
+    )
 
     # `logs -f` saw the follower's lines of all three of its starts.
     wait_for(lambda: follow.text().count("follower 00000000") >= 3, timeout=60, what="logs -f to show every start")
@@ -97,8 +116,9 @@ health = {{ log = "talker 00000002" }}
     restarts = 100
     for _ in range(restarts):
         assert stack.cli("restart", "talker").returncode == 0
-    wait_for(lambda: follow.text().count("talker 00000002") >= restarts + 1, timeout=30,
-             what="logs -f to show every start")
+    wait_for(
+        lambda: follow.text().count("talker 00000002") >= restarts + 1, timeout=30, what="logs -f to show every start"
+    )
     out = follow.stop()
     seen = re.findall(r"talker (\d{8}) x", out)
     expected = ["00000000", "00000001", "00000002"] * (restarts + 1)

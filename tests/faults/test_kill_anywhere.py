@@ -30,8 +30,12 @@ KILLS = int(os.environ.get("AIRADEV_FAULT_KILLS", "60"))
 SEED = int(os.environ.get("AIRADEV_FAULT_SEED") or random.randrange(1 << 30))
 PHASES = ("up", "restart", "tunnel", "down")
 NEEDS_UP = {"up": False, "restart": True, "tunnel": True, "down": True}
-COMMANDS = {"up": ["up", "--detach"], "restart": ["restart", "voice-agent"], "tunnel": ["tunnel", "--detach"],
-            "down": ["down"]}
+COMMANDS = {
+    "up": ["up", "--detach"],
+    "restart": ["restart", "voice-agent"],
+    "tunnel": ["tunnel", "--detach"],
+    "down": ["down"],
+}
 
 pytestmark = pytest.mark.e2e
 
@@ -49,8 +53,11 @@ def rewritten(original: bytes, now: bytes) -> bool:
     if len(old) != len(new):
         return False
     changed = [(a, b) for a, b in zip(old, new) if a != b]
-    return len(changed) == 1 and changed[0][0].startswith(b"VOICE_AGENT_SERVICE_URL=") \
+    return (
+        len(changed) == 1
+        and changed[0][0].startswith(b"VOICE_AGENT_SERVICE_URL=")
         and re.fullmatch(rb"VOICE_AGENT_SERVICE_URL=https?://[\w.:-]+\n", changed[0][1]) is not None
+    )
 
 
 def kill_during(demo: Demo, phase: str, rng: random.Random, window: float) -> tuple[float, bool]:
@@ -58,12 +65,20 @@ def kill_during(demo: Demo, phase: str, rng: random.Random, window: float) -> tu
     whether the command was still waiting for its operation (mid-operation) rather than done
     (a kill of an idle supervisor)."""
     stack = demo.stack
-    proc = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), *COMMANDS[phase]],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=stack.environment())
+    proc = subprocess.Popen(
+        [PY, "-m", "airadev", "--workspace", str(stack.root), *COMMANDS[phase]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=stack.environment(),
+    )
     delay = rng.uniform(0, window)
     time.sleep(delay)
-    targets = wait_for(lambda: supervisors(stack) or proc.poll() is not None and phase != "up",
-                       timeout=30, interval=0.005, what="a supervisor to kill")
+    targets = wait_for(
+        lambda: supervisors(stack) or proc.poll() is not None and phase != "up",
+        timeout=30,
+        interval=0.005,
+        what="a supervisor to kill",
+    )
     stack._remember()
     in_flight = proc.poll() is None
     for pid in targets if isinstance(targets, list) else supervisors(stack):
@@ -89,8 +104,11 @@ def check_after_kill(demo: Demo) -> None:
     wiring = demo.wiring()
     if wiring != BEFORE:
         address = wiring["voice_url"].removesuffix("/webhooks/twilio/call")
-        assert re.fullmatch(r"https?://[\w.:-]+", address) and wiring["sms_url"] == f"{address}/webhooks/twilio/sms" \
-            and wiring["status_callback"] == f"{address}/webhooks/twilio/status", f"Twilio holds a mix: {wiring}"
+        assert (
+            re.fullmatch(r"https?://[\w.:-]+", address)
+            and wiring["sms_url"] == f"{address}/webhooks/twilio/sms"
+            and wiring["status_callback"] == f"{address}/webhooks/twilio/status"
+        ), f"Twilio holds a mix: {wiring}"
 
 
 def check_after_next(demo: Demo, next_command: str) -> None:
@@ -148,8 +166,10 @@ def test_sigkill_of_the_supervisor_anywhere_leaves_nothing_and_the_journal_resto
             assert result.returncode in ((0, 3) if next_command == ["down"] else (0,)), result.stderr
             check_after_next(demo, next_command[0])
         except AssertionError as exc:
-            raise AssertionError(f"kill {n + 1} (AIRADEV_FAULT_SEED={SEED}), {delay:.3f}s into "
-                                 f"`airadev {' '.join(COMMANDS[killed])}`, then `airadev {next_command[0]}`: {exc}") from None
+            raise AssertionError(
+                f"kill {n + 1} (AIRADEV_FAULT_SEED={SEED}), {delay:.3f}s into "
+                f"`airadev {' '.join(COMMANDS[killed])}`, then `airadev {next_command[0]}`: {exc}"
+            ) from None
         running = NEEDS_UP[phase]
     assert demo.run("down").returncode == (0 if running else 3)  # 3: nothing was running
     survivors = nothing_survives(demo.stack, "nothing to run after the last down")

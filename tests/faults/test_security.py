@@ -73,10 +73,22 @@ def test_a_full_run_with_tunnel_writes_and_prints_no_secret_and_keeps_its_state_
     assert len(values) >= 8, values
     outputs = b""
     exposed: list[str] = []
-    for args in (["up", "--detach"], ["status"], ["status", "--json"], ["tunnel", "--detach"],
-                 ["tunnel", "--status"], ["tunnel", "--status", "--json"], ["logs", "-n", "200"], ["logs", "leaky"],
-                 ["restart", "leaky"], ["logs", "leaky", "--since", "1h"], ["doctor", "--offline"],
-                 ["doctor", "--offline", "--json"], ["tunnel", "--stop"], ["down"]):
+    for args in (
+        ["up", "--detach"],
+        ["status"],
+        ["status", "--json"],
+        ["tunnel", "--detach"],
+        ["tunnel", "--status"],
+        ["tunnel", "--status", "--json"],
+        ["logs", "-n", "200"],
+        ["logs", "leaky"],
+        ["restart", "leaky"],
+        ["logs", "leaky", "--since", "1h"],
+        ["doctor", "--offline"],
+        ["doctor", "--offline", "--json"],
+        ["tunnel", "--stop"],
+        ["down"],
+    ):
         result = demo.run(*args)
         # Every command must work; only doctor may report a failed check (exit 1).
         assert result.returncode in ((0, 1) if args[0] == "doctor" else (0,)), (args, result.stdout, result.stderr)
@@ -147,8 +159,15 @@ print(json.dumps(out))
 
 
 def as_nobody(state: Path) -> dict[str, str]:
-    result = subprocess.run(["/usr/bin/python3", "-I", "-c", NOBODY_SCRIPT, str(state), str(state / "control.sock")],
-                            capture_output=True, text=True, user=NOBODY, group=NOBODY, extra_groups=[], timeout=30)
+    result = subprocess.run(
+        ["/usr/bin/python3", "-I", "-c", NOBODY_SCRIPT, str(state), str(state / "control.sock")],
+        capture_output=True,
+        text=True,
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -171,8 +190,11 @@ def test_another_user_cannot_drive_the_stack() -> None:
         os.chmod(state, 0o755)
         os.chmod(socket_path, 0o666)
         answer = as_nobody(state)
-        assert json.loads(answer["answer"]) == {"ok": False, "error": "refused: not the user who started the stack",
-                                                "fix": "run airadev as the same user"}
+        assert json.loads(answer["answer"]) == {
+            "ok": False,
+            "error": "refused: not the user who started the stack",
+            "fix": "run airadev as the same user",
+        }
         assert stack.state()["phase"] == "ready" and stack.service("a")["state"] == "running"
     finally:
         if (root / ".airadev").exists():

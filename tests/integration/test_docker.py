@@ -105,8 +105,11 @@ def test_containers_of_a_dead_run_are_removed(engine: docker.DockerClient, stack
     # The supervisor killed: its watchdog removes the container.
     assert stack.up().returncode == 0
     os.kill(stack.state()["supervisor_pid"], signal.SIGKILL)
-    wait_for(lambda: not ours(engine, stack) and not networks(engine, stack), timeout=30,
-             what="the watchdog to remove the container and its network")
+    wait_for(
+        lambda: not ours(engine, stack) and not networks(engine, stack),
+        timeout=30,
+        what="the watchdog to remove the container and its network",
+    )
     # Supervisor and watchdog both killed: the next `down` removes it.
     assert stack.up().returncode == 0
     state = stack.state()
@@ -132,9 +135,19 @@ class Forwarder:
     its lines collected as they come."""
 
     def __init__(self, port: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(FAKES / "tcp_to_unix.py"), "127.0.0.1", str(port),
-                                      "/var/run/docker.sock", "--hold-create"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(FAKES / "tcp_to_unix.py"),
+                "127.0.0.1",
+                str(port),
+                "/var/run/docker.sock",
+                "--hold-create",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -145,8 +158,11 @@ class Forwarder:
 
     def said(self, prefix: str, after: int = 0) -> int:
         """Wait for a line starting with ``prefix`` (after the first ``after``); its index."""
-        return wait_for(lambda: next((i + 1 for i, line in enumerate(self.lines) if i >= after
-                                      and line.startswith(prefix)), 0), timeout=60, what=f"the forwarder to say {prefix}")
+        return wait_for(
+            lambda: next((i + 1 for i, line in enumerate(self.lines) if i >= after and line.startswith(prefix)), 0),
+            timeout=60,
+            what=f"the forwarder to say {prefix}",
+        )
 
     def release(self) -> None:
         assert self.proc.stdin is not None
@@ -159,7 +175,8 @@ class Forwarder:
 
 
 def test_a_create_still_on_its_way_when_the_supervisor_dies_is_removed_once_it_lands(
-        engine: docker.DockerClient, stack: Stack) -> None:
+    engine: docker.DockerClient, stack: Stack
+) -> None:
     """The engine carries out a create whose sender died before the answer, after a look made at
     once: CI's fault suite once found the Redis container of a run killed 0.33 s into `up`
     still there. Here the create is held until the supervisor is dead and its watchdog has
@@ -170,8 +187,12 @@ def test_a_create_still_on_its_way_when_the_supervisor_dies_is_removed_once_it_l
         redis_stack(stack, free_port())
         stack.env["DOCKER_HOST"] = f"tcp://127.0.0.1:{port}"
         began = int(time.time())
-        up = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "up", "--detach"],
-                              env=stack.environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        up = subprocess.Popen(
+            [PY, "-m", "airadev", "--workspace", str(stack.root), "up", "--detach"],
+            env=stack.environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         held = forwarder.said("held POST /containers/create")
         state = stack.state()
         os.kill(state["supervisor_pid"], signal.SIGKILL)
@@ -181,9 +202,15 @@ def test_a_create_still_on_its_way_when_the_supervisor_dies_is_removed_once_it_l
         assert up.wait(60) != 0
 
         def actions() -> list[str]:
-            return [event["Action"] for event in engine.events(
-                since=began, until=int(time.time()) + 1, decode=True,
-                filters={"type": "container", "label": f"dev.airadev.run={state['marker']}"})]
+            return [
+                event["Action"]
+                for event in engine.events(
+                    since=began,
+                    until=int(time.time()) + 1,
+                    decode=True,
+                    filters={"type": "container", "label": f"dev.airadev.run={state['marker']}"},
+                )
+            ]
 
         wait_for(lambda: "create" in actions(), timeout=30, what="the held create to land")
         wait_for(lambda: not ours(engine, stack), timeout=30, what="the late container to be removed")
@@ -198,8 +225,9 @@ def test_a_create_still_on_its_way_when_the_supervisor_dies_is_removed_once_it_l
 def test_foreign_containers_are_reported_never_touched(engine: docker.DockerClient, stack: Stack) -> None:
     port = free_port()
     redis_stack(stack, port)
-    foreign = engine.containers.run(IMAGE, detach=True, name=f"foreign-{uuid.uuid4().hex[:8]}",
-                                    ports={"6379/tcp": ("127.0.0.1", port)})
+    foreign = engine.containers.run(
+        IMAGE, detach=True, name=f"foreign-{uuid.uuid4().hex[:8]}", ports={"6379/tcp": ("127.0.0.1", port)}
+    )
     squatter = None
     try:
         result = stack.up()
@@ -266,7 +294,9 @@ def test_a_missing_image_and_a_missing_engine_are_clear_errors(engine: docker.Do
     stack.cli("down")
     # The engine refuses the start itself (a command the image does not have): nothing stays.
     del stack.env["DOCKER_HOST"]
-    stack.write((stack.root / "airadev.toml").read_text().replace("port = 6379", 'port = 6379\ncommand = "no-such-program"'))
+    stack.write(
+        (stack.root / "airadev.toml").read_text().replace("port = 6379", 'port = 6379\ncommand = "no-such-program"')
+    )
     result = stack.up()
     assert result.returncode == 1
     assert "redis" in result.stderr and "its container does not start" in result.stderr, result.stderr
@@ -276,16 +306,21 @@ def test_a_missing_image_and_a_missing_engine_are_clear_errors(engine: docker.Do
     count("bad inputs tried", 4)  # a missing image, no engine, not an engine, a command not in the image
 
 
-def test_a_remote_engine_through_docker_host_works_like_the_local_one(engine: docker.DockerClient, stack: Stack) -> None:
+def test_a_remote_engine_through_docker_host_works_like_the_local_one(
+    engine: docker.DockerClient, stack: Stack
+) -> None:
     """DOCKER_HOST=tcp://127.0.0.2:PORT: not this machine's loopback address as far as airadev
     knows, so the port is published on all interfaces and the probes go to that host."""
     forward_port = free_port()
-    forwarder = subprocess.Popen([sys.executable, str(FAKES / "tcp_to_unix.py"), "127.0.0.2", str(forward_port),
-                                  "/var/run/docker.sock"], stdout=subprocess.PIPE, text=True)
+    forwarder = subprocess.Popen(
+        [sys.executable, str(FAKES / "tcp_to_unix.py"), "127.0.0.2", str(forward_port), "/var/run/docker.sock"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert forwarder.stdout is not None and forwarder.stdout.readline().startswith("forwarding")
         port = free_port()
-        redis_stack(stack, port, health='health = { tcp = true }')
+        redis_stack(stack, port, health="health = { tcp = true }")
         stack.env["DOCKER_HOST"] = f"tcp://127.0.0.2:{forward_port}"
         result = stack.up()
         assert result.returncode == 0, result.stderr
@@ -293,8 +328,11 @@ def test_a_remote_engine_through_docker_host_works_like_the_local_one(engine: do
         [container] = ours(engine, stack)
         assert container.ports["6379/tcp"][0]["HostIp"] == "0.0.0.0"
         # Its output comes from the engine's log stream, which may trail the probe.
-        wait_for(lambda: "Ready to accept connections" in stack.cli("logs", "redis", "-n", "50").stdout,
-                 timeout=30, what="Redis's banner in `airadev logs redis`")
+        wait_for(
+            lambda: "Ready to accept connections" in stack.cli("logs", "redis", "-n", "50").stdout,
+            timeout=30,
+            what="Redis's banner in `airadev logs redis`",
+        )
         assert stack.cli("down").returncode == 0
         assert ours(engine, stack) == []
     finally:
@@ -303,7 +341,8 @@ def test_a_remote_engine_through_docker_host_works_like_the_local_one(engine: do
 
 
 def test_a_tcp_probe_of_a_container_waits_for_the_service_not_the_engine_s_port_proxy(
-        engine: docker.DockerClient, stack: Stack) -> None:
+    engine: docker.DockerClient, stack: Stack
+) -> None:
     """The published port answers (docker-proxy) before Redis listens inside; Redis here waits
     for a file the test creates, so the probe is seen failing first."""
     port = free_port()
@@ -322,15 +361,24 @@ volumes = ["{gate}:/gate"]
 command = ["sh", "-c", "while [ ! -e /gate/open ]; do sleep 0.05; done; exec redis-server --protected-mode no"]
 """)
     stack.env["AIRADEV_REDIS_IMAGE"] = IMAGE
-    up = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "up", "--detach"],
-                          env=stack.environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    up = subprocess.Popen(
+        [PY, "-m", "airadev", "--workspace", str(stack.root), "up", "--detach"],
+        env=stack.environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def redis() -> dict:
             status = stack.cli("status", "--json")
             return json.loads(status.stdout)["services"]["redis"] if status.returncode == 0 else {}
 
-        seen = wait_for(lambda: "nothing listens in the container" in (r := redis()).get("health", "") and r,
-                        timeout=60, what="the probe to see the proxy alone")
+        seen = wait_for(
+            lambda: "nothing listens in the container" in (r := redis()).get("health", "") and r,
+            timeout=60,
+            what="the probe to see the proxy alone",
+        )
         assert seen["state"] == "starting"
         (gate / "open").touch()
         assert up.wait(60) == 0, up.stderr.read() if up.stderr else ""
@@ -341,19 +389,23 @@ command = ["sh", "-c", "while [ ! -e /gate/open ]; do sleep 0.05; done; exec red
 
 
 def test_an_engine_that_disappears_mid_run_fails_its_service_not_the_stack(
-        engine: docker.DockerClient, stack: Stack) -> None:
+    engine: docker.DockerClient, stack: Stack
+) -> None:
     forward_port = free_port()
 
     def forward() -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, str(FAKES / "tcp_to_unix.py"), "127.0.0.2", str(forward_port),
-                                 "/var/run/docker.sock"], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(FAKES / "tcp_to_unix.py"), "127.0.0.2", str(forward_port), "/var/run/docker.sock"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None and proc.stdout.readline().startswith("forwarding")
         return proc
 
     forwarder = forward()
     try:
         port = free_port()
-        redis_stack(stack, port, health='health = { tcp = true }')
+        redis_stack(stack, port, health="health = { tcp = true }")
         with open(stack.root / "airadev.toml", "a") as f:
             f.write(f"""
 [services.web]
@@ -401,7 +453,8 @@ time.sleep(3600)
 
 @pytest.mark.parametrize("transport", ["stdlib", "sdk"])
 def test_the_start_path_speaks_the_engine_api_alike_directly_and_through_the_sdk(
-        engine: docker.DockerClient, monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    engine: docker.DockerClient, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
     """A plain engine is asked with the standard library; a TLS or ssh one through the SDK's
     session. Both give the engine's status and answer, unchanged."""
     from airadev.integrations import docker as runtime
@@ -410,11 +463,13 @@ def test_the_start_path_speaks_the_engine_api_alike_directly_and_through_the_sdk
         monkeypatch.setattr(runtime, "plain_engine", lambda host: False)
     host = runtime.engine_host()
     name = f"airadev-test-transport-{uuid.uuid4().hex[:8]}"
-    status, answer = runtime.engine_call(host, "POST", f"/containers/create?name={name}",
-                                         {"Image": "airadev-local/missing:1"})
+    status, answer = runtime.engine_call(
+        host, "POST", f"/containers/create?name={name}", {"Image": "airadev-local/missing:1"}
+    )
     assert status == 404 and "No such image" in answer["message"]
-    status, answer = runtime.engine_call(host, "POST", f"/containers/create?name={name}",
-                                         {"Image": IMAGE, "Labels": {"test": transport}})
+    status, answer = runtime.engine_call(
+        host, "POST", f"/containers/create?name={name}", {"Image": IMAGE, "Labels": {"test": transport}}
+    )
     assert status == 201, answer
     try:
         assert runtime.engine_call(host, "POST", f"/containers/{answer['Id']}/start")[0] == 204
@@ -458,7 +513,8 @@ command = {json.dumps(command)}
 
 
 def test_a_container_stopped_at_once_still_gives_its_output(
-        engine: docker.DockerClient, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine: docker.DockerClient, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The reader may be slow to open its stream (the SDK's import, a loaded machine): the
     container is not removed before it has, or its output would be gone with it."""
     import time
@@ -478,7 +534,8 @@ def test_a_container_stopped_at_once_still_gives_its_output(
 
 
 def test_an_engine_that_cannot_give_back_output_is_attached_and_said(
-        engine: docker.DockerClient, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine: docker.DockerClient, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airadev.runtimes.docker import DockerRuntime
 
     made = DockerRuntime._config
@@ -500,8 +557,9 @@ def test_containers_of_the_stack_reach_each_other_by_name(engine: docker.DockerC
     a container that is the other container, by its name and its own port, on the stack's network."""
     port = free_port()
     redis_stack(stack, port)
-    (stack.root / "client.env").write_text(f"REDIS_HOST=localhost\nREDIS_PORT={port}\n"
-                                           f"CACHE_URL=redis://127.0.0.1:{port}/0\n")
+    (stack.root / "client.env").write_text(
+        f"REDIS_HOST=localhost\nREDIS_PORT={port}\nCACHE_URL=redis://127.0.0.1:{port}/0\n"
+    )
     with open(stack.root / "airadev.toml", "a") as f:
         f.write(f"""
 [services.client]

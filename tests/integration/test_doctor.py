@@ -60,8 +60,14 @@ class Workspace:
         return doctor.run(doctor.select(list(checks), offline), ctx)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([PY, "-m", "airadev", "--workspace", str(self.root), "doctor", *args],
-                              capture_output=True, text=True, env=self.env, timeout=120, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [PY, "-m", "airadev", "--workspace", str(self.root), "doctor", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def _git(root: Path, *args: str) -> None:
@@ -87,8 +93,9 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     ports = {6379: free_port(), 8000: free_port(), 8080: free_port(), 3000: free_port(), 54322: free_port()}
     for relative in ("airadev.toml", "voice-agent/.env", "kb-updater/.env"):
         # One pass, whole numbers only: a new port may contain an old one (28000 holds 8000).
-        text = re.sub(r"\b(?:6379|8000|8080|3000|54322)\b", lambda m: str(ports[int(m[0])]),
-                      root.joinpath(relative).read_text())
+        text = re.sub(
+            r"\b(?:6379|8000|8080|3000|54322)\b", lambda m: str(ports[int(m[0])]), root.joinpath(relative).read_text()
+        )
         root.joinpath(relative).write_text(text)
     for relative in ("aira-ui/.env.local", "voice-agent/.env", "kb-updater/.env"):
         os.chmod(root / relative, 0o600)
@@ -98,7 +105,8 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     (supabase / "migrations" / "20261126000000_documents.sql").write_text(
         "create or replace function notify_kb_updater_webhook() returns trigger as $$\n"
         "begin perform net.http_post(url := 'http://host.docker.internal:8080/process-document'); "
-        "return new; end; $$ language plpgsql;\n")
+        "return new; end; $$ language plpgsql;\n"
+    )
     (root / ".gitignore").write_text(".airadev/\n.env\n.env.local\nnode_modules/\n")
     _git(root, "init", "-q")
     _git(root, "add", "-A")
@@ -107,13 +115,27 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     twilio.add_number(NUMBER)
     engine = FakeEngine(tmp_path / "docker.sock")
     state = tmp_path / "supabase-state.json"
-    state.write_text(json.dumps({"API_URL": "http://127.0.0.1:54321", "ANON_KEY": _value(root, "aira-ui/.env.local", "NEXT_PUBLIC_SUPABASE_ANON_KEY"),
-                                 "SERVICE_ROLE_KEY": _value(root, "aira-ui/.env.local", "SUPABASE_SERVICE_ROLE_KEY")}))
+    state.write_text(
+        json.dumps(
+            {
+                "API_URL": "http://127.0.0.1:54321",
+                "ANON_KEY": _value(root, "aira-ui/.env.local", "NEXT_PUBLIC_SUPABASE_ANON_KEY"),
+                "SERVICE_ROLE_KEY": _value(root, "aira-ui/.env.local", "SUPABASE_SERVICE_ROLE_KEY"),
+            }
+        )
+    )
     home = tmp_path / "home"
     home.mkdir()
-    env = {**cli_env(), "PATH": f"{FAKES / 'bin'}{os.pathsep}{cli_env()['PATH']}", "DOCKER_HOST": engine.host,
-           "NGROK_AUTHTOKEN": "2bXdoctorToken000000000000000000", "TWILIO_TEST_NUMBER": NUMBER,
-           "AIRADEV_TWILIO_API_BASE": twilio.base_url, "FAKE_SUPABASE_STATE": str(state), "XDG_CONFIG_HOME": str(home)}
+    env = {
+        **cli_env(),
+        "PATH": f"{FAKES / 'bin'}{os.pathsep}{cli_env()['PATH']}",
+        "DOCKER_HOST": engine.host,
+        "NGROK_AUTHTOKEN": "2bXdoctorToken000000000000000000",
+        "TWILIO_TEST_NUMBER": NUMBER,
+        "AIRADEV_TWILIO_API_BASE": twilio.base_url,
+        "FAKE_SUPABASE_STATE": str(state),
+        "XDG_CONFIG_HOME": str(home),
+    }
     for name in ("NEXT_PUBLIC_APP_URL", "VOICE_AGENT_SERVICE_URL"):
         env.pop(name, None)
     workspace = Workspace(root, env, twilio, engine)
@@ -169,6 +191,7 @@ def _without(env: dict[str, str], program: str) -> str:
 
 # --- every check: passes here, fails there ----------------------------------------------------------
 
+
 def _python_too_old(w: Workspace) -> doctor.Context:
     return doctor.Context(w.root, env=w.env, python_version=(3, 9, 18))
 
@@ -178,52 +201,102 @@ BREAKS: dict[str, tuple[Callable[[Workspace], object], str, str]] = {
     "tools.python": (_python_too_old, "error", "install Python 3.11+"),
     "tools.node": (lambda w: w.env.update(PATH=_without(w.env, "node")), "error", "install Node.js 20"),
     "tools.npm": (lambda w: w.env.update(PATH=_without(w.env, "npm")), "error", "install it with Node.js"),
-    "tools.deps": (lambda w: w.path("kb-updater/requirements.txt").write_text("no-such-package-xyz==1.0\n"),
-                   "error", "pip install -r kb-updater/requirements.txt"),
+    "tools.deps": (
+        lambda w: w.path("kb-updater/requirements.txt").write_text("no-such-package-xyz==1.0\n"),
+        "error",
+        "pip install -r kb-updater/requirements.txt",
+    ),
     "tools.docker-client": (lambda w: w.env.update(PATH=_without(w.env, "docker")), "warning", "install Docker"),
-    "tools.docker-engine": (lambda w: w.env.update(DOCKER_HOST="unix:///nonexistent/docker.sock"), "warning",
-                            "start it"),
+    "tools.docker-engine": (
+        lambda w: w.env.update(DOCKER_HOST="unix:///nonexistent/docker.sock"),
+        "warning",
+        "start it",
+    ),
     "tools.supabase-cli": (lambda w: w.env.update(PATH=_without(w.env, "supabase")), "error", "npm i -D -E supabase"),
     "tools.ngrok-agent": (lambda w: w.env.update(PATH=_without(w.env, "ngrok")), "warning", "ngrok.com/download"),
     "tools.ngrok-token": (lambda w: w.env.pop("NGROK_AUTHTOKEN"), "warning", "ngrok config add-authtoken"),
-    "tools.redis": (lambda w: w.env.update(PATH=_without(w.env, "redis-server")), "error", "apt-get install redis-server"),
+    "tools.redis": (
+        lambda w: w.env.update(PATH=_without(w.env, "redis-server")),
+        "error",
+        "apt-get install redis-server",
+    ),
     "workspace.config": (lambda w: w.path("airadev.toml").write_text("[services.a\n"), "error", "fix the syntax"),
-    "workspace.state-ignored": (lambda w: w.path(".gitignore").write_text(".env\n.env.local\n"), "warning",
-                                "add .airadev/ to .gitignore"),
+    "workspace.state-ignored": (
+        lambda w: w.path(".gitignore").write_text(".env\n.env.local\n"),
+        "warning",
+        "add .airadev/ to .gitignore",
+    ),
     "workspace.folders": (lambda w: shutil.rmtree(w.path("kb-updater")), "error", "clone the kb-updater repo"),
-    "workspace.supabase-config": (lambda w: w.path("aira-ui/supabase/config.toml").write_text("[api\n"), "error",
-                                  "fix that line"),
-    "workspace.migrations": (lambda w: w.path("aira-ui/supabase/migrations/add_index.sql").write_text("select 1;"),
-                             "error", "rename them <timestamp>_name.sql"),
+    "workspace.supabase-config": (
+        lambda w: w.path("aira-ui/supabase/config.toml").write_text("[api\n"),
+        "error",
+        "fix that line",
+    ),
+    "workspace.migrations": (
+        lambda w: w.path("aira-ui/supabase/migrations/add_index.sql").write_text("select 1;"),
+        "error",
+        "rename them <timestamp>_name.sql",
+    ),
     "env.present": (lambda w: w.path("voice-agent/.env").unlink(), "error", "airadev doctor --fix creates it"),
-    "env.required": (lambda w: w.set_var("voice-agent/.env", "OPENAI_API_KEY", "your-openai-key"), "error",
-                     "fill them in"),
-    "env.format": (lambda w: w.set_var("voice-agent/.env", "TWILIO_ACCOUNT_SID", "AC123"), "error",
-                   "copy the values again"),
-    "env.consistent": (lambda w: w.set_var("kb-updater/.env", "SUPABASE_URL", "http://127.0.0.1:9999"), "error",
-                       "make them the same"),
-    "env.stack-agrees": (lambda w: w.set_var("voice-agent/.env", "PORT", "9"), "error",
-                         "make the env files and airadev.toml agree"),
-    "secrets.live": (lambda w: w.set_var("aira-ui/.env.local", "STRIPE_SECRET_KEY", "sk_live_abcdefghijklmnop"),
-                     "error", "use test keys"),
-    "secrets.public": (lambda w: w.set_var("aira-ui/.env.local", "NEXT_PUBLIC_SUPABASE_ANON_KEY", SERVICE), "error",
-                       "put the anon (publishable) key there"),
+    "env.required": (
+        lambda w: w.set_var("voice-agent/.env", "OPENAI_API_KEY", "your-openai-key"),
+        "error",
+        "fill them in",
+    ),
+    "env.format": (
+        lambda w: w.set_var("voice-agent/.env", "TWILIO_ACCOUNT_SID", "AC123"),
+        "error",
+        "copy the values again",
+    ),
+    "env.consistent": (
+        lambda w: w.set_var("kb-updater/.env", "SUPABASE_URL", "http://127.0.0.1:9999"),
+        "error",
+        "make them the same",
+    ),
+    "env.stack-agrees": (
+        lambda w: w.set_var("voice-agent/.env", "PORT", "9"),
+        "error",
+        "make the env files and airadev.toml agree",
+    ),
+    "secrets.live": (
+        lambda w: w.set_var("aira-ui/.env.local", "STRIPE_SECRET_KEY", "sk_live_abcdefghijklmnop"),
+        "error",
+        "use test keys",
+    ),
+    "secrets.public": (
+        lambda w: w.set_var("aira-ui/.env.local", "NEXT_PUBLIC_SUPABASE_ANON_KEY", SERVICE),
+        "error",
+        "put the anon (publishable) key there",
+    ),
     "secrets.git": (lambda w: w.path(".gitignore").write_text(".airadev/\n"), "error", "add /voice-agent/.env"),
     "secrets.modes": (lambda w: os.chmod(w.path("voice-agent/.env"), 0o644), "warning", "chmod 600"),
     "secrets.shell": (lambda w: w.env.update(NEXT_PUBLIC_APP_URL="https://prod.example"), "warning", "unset them"),
     "runtime.ports": (lambda w: _hold(w, "voice-agent"), "error", "kill"),
     "runtime.leftovers": (lambda w: _leftover(w), "warning", "`airadev down` ends them"),
     "runtime.bind": (lambda w: _kb_on_loopback(w), "error", "add --host 0.0.0.0"),
-    "runtime.database": (lambda w: (w.path(".airadev/postgres/db/data")).mkdir(parents=True), "error",
-                         "airadev down --volumes"),
-    "runtime.images": (lambda w: w.path("airadev.toml").write_text(
-        w.path("airadev.toml").read_text().replace("[services.redis]\n", '[services.redis]\nruntime = "docker"\n')),
-        "warning", "AIRADEV_REDIS_IMAGE"),
+    "runtime.database": (
+        lambda w: (w.path(".airadev/postgres/db/data")).mkdir(parents=True),
+        "error",
+        "airadev down --volumes",
+    ),
+    "runtime.images": (
+        lambda w: w.path("airadev.toml").write_text(
+            w.path("airadev.toml").read_text().replace("[services.redis]\n", '[services.redis]\nruntime = "docker"\n')
+        ),
+        "warning",
+        "AIRADEV_REDIS_IMAGE",
+    ),
     "live.twilio": (lambda w: setattr(w.twilio, "auth_token", "not-the-token"), "error", "TWILIO_AUTH_TOKEN"),
-    "live.supabase": (lambda w: w.set_var("voice-agent/.env", "SUPABASE_KEY", jwt("service_role") + "x"), "error",
-                      "supabase status -o env"),
-    "live.voice-url": (lambda w: w.set_var("aira-ui/.env.local", "VOICE_AGENT_SERVICE_URL",
-                                           f"http://127.0.0.1:{free_port()}"), "warning", "airadev tunnel"),
+    "live.supabase": (
+        lambda w: w.set_var("voice-agent/.env", "SUPABASE_KEY", jwt("service_role") + "x"),
+        "error",
+        "supabase status -o env",
+    ),
+    "live.voice-url": (
+        lambda w: w.set_var("aira-ui/.env.local", "VOICE_AGENT_SERVICE_URL", f"http://127.0.0.1:{free_port()}"),
+        "warning",
+        "airadev tunnel",
+    ),
 }
 
 HELD: list[socket.socket] = []
@@ -337,6 +410,7 @@ def test_a_check_that_overruns_is_reported_not_waited_for(ws: Workspace, monkeyp
 
 # --- the command: output, JSON, exit codes, secrets, --fix -------------------------------------------
 
+
 def test_json_exit_codes_and_strict(ws: Workspace) -> None:
     good = ws.cli("--offline", "--json")
     assert good.returncode == 0, good.stdout
@@ -418,8 +492,11 @@ def test_fix_then_check_again_and_fix_twice_changes_nothing(ws: Workspace) -> No
     assert after["secrets.modes:kb-updater/.env"] == "ok" and after["runtime.leftovers"] == "ok"
     assert after["env.present:voice-agent/.env"] == "ok"
     assert after["env.required:voice-agent/.env"] == "error", "the created file still needs its values"
-    snapshot = {p: p.read_bytes() for p in ws.root.rglob("*") if p.is_file() and ".git" not in p.parts
-                and "node_modules" not in p.parts}
+    snapshot = {
+        p: p.read_bytes()
+        for p in ws.root.rglob("*")
+        if p.is_file() and ".git" not in p.parts and "node_modules" not in p.parts
+    }
     again = ws.cli("--offline", "--fix")
     assert "fix: create" not in again.stdout and "chmod 600" not in again.stdout
     assert snapshot == {p: p.read_bytes() for p in snapshot}, "a second --fix changes nothing"
@@ -434,17 +511,36 @@ def test_installs_only_when_asked(ws: Workspace) -> None:
 
 # --- what real workspaces do -------------------------------------------------------------------------
 
+
 def _status(results: list[doctor.Result], prefix: str) -> list[tuple[str, str]]:
     return [(r.id, str(r.status)) for r in results if r.id.startswith(prefix)]
 
 
 def test_no_secret_reaches_output_through_a_command_line_or_the_environment(ws: Workspace) -> None:
     token = _value(ws.root, "voice-agent/.env", "TWILIO_AUTH_TOKEN")
-    _hold_with(ws, "voice-agent", [sys.executable, "-c", "import socket,sys,time; s=socket.socket(); "
-                                   "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(60)", "PORT", token])
+    _hold_with(
+        ws,
+        "voice-agent",
+        [
+            sys.executable,
+            "-c",
+            "import socket,sys,time; s=socket.socket(); "
+            "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(60)",
+            "PORT",
+            token,
+        ],
+    )
     secrets = [token, ws.env["NGROK_AUTHTOKEN"]]
-    outputs = [ws.cli(*args) for args in (["--offline"], ["--offline", "--json"], ["--offline", "-v"],
-                                          ["--offline", "--fix"], ["--offline", "--fix", "--json"])]
+    outputs = [
+        ws.cli(*args)
+        for args in (
+            ["--offline"],
+            ["--offline", "--json"],
+            ["--offline", "-v"],
+            ["--offline", "--fix"],
+            ["--offline", "--fix", "--json"],
+        )
+    ]
     text = "".join(o.stdout + o.stderr for o in outputs)
     assert "is held by pid" in text
     for value in secrets:
@@ -478,12 +574,17 @@ def test_fix_json_is_json_and_fixers_are_idempotent(ws: Workspace) -> None:
 
     ctx = doctor.Context(ws.root, env=ws.env)
     ws.path("voice-agent/.env").unlink()
-    actions = [Action("create-env", "voice-agent/.env", "env-templates/voice-agent.env"),
-               Action("chmod", "kb-updater/.env"), Action("gitignore", ".gitignore", ".airadev/")]
+    actions = [
+        Action("create-env", "voice-agent/.env", "env-templates/voice-agent.env"),
+        Action("chmod", "kb-updater/.env"),
+        Action("gitignore", ".gitignore", ".airadev/"),
+    ]
     for action in actions:
         fixes.apply(action, ctx)
-    snapshot = {p: (p.read_bytes(), p.stat().st_mode) for p in (ws.path("voice-agent/.env"), ws.path("kb-updater/.env"),
-                                                               ws.path(".gitignore"))}
+    snapshot = {
+        p: (p.read_bytes(), p.stat().st_mode)
+        for p in (ws.path("voice-agent/.env"), ws.path("kb-updater/.env"), ws.path(".gitignore"))
+    }
     outcomes = [fixes.apply(action, ctx) for action in actions]
     assert snapshot == {p: (p.read_bytes(), p.stat().st_mode) for p in snapshot}, "applied twice, nothing changes"
     assert "exists already" in outcomes[0] and "already ignores" in outcomes[2]
@@ -545,9 +646,14 @@ def test_an_env_file_outside_its_service_folder(ws: Workspace) -> None:
     shared = ws.path("shared")
     shared.mkdir()
     shutil.move(ws.path("voice-agent/.env"), shared / "voice.env")
-    text = ws.path("airadev.toml").read_text().replace(
-        'cwd = "voice-agent"\ncommand = "python server.py"\nenv_files = [".env"]',
-        'cwd = "voice-agent"\ncommand = "python server.py"\nenv_files = ["../shared/voice.env"]')
+    text = (
+        ws.path("airadev.toml")
+        .read_text()
+        .replace(
+            'cwd = "voice-agent"\ncommand = "python server.py"\nenv_files = [".env"]',
+            'cwd = "voice-agent"\ncommand = "python server.py"\nenv_files = ["../shared/voice.env"]',
+        )
+    )
     ws.path("airadev.toml").write_text(text)
     first = {r.id: r for r in ws.run("secrets.git")}
     assert first["secrets.git:shared/voice.env"].status is doctor.Status.ERROR
@@ -560,10 +666,10 @@ def test_an_env_file_outside_its_service_folder(ws: Workspace) -> None:
 def test_bind_reads_the_env_file_and_python_deps_honour_markers(ws: Workspace) -> None:
     text = ws.path("airadev.toml").read_text().replace("uvicorn updater:app --host 0.0.0.0", "python updater.py --x")
     ws.path("airadev.toml").write_text(text)
-    assert [str(r.status) for r in ws.run("runtime.bind") if r.id == "runtime.bind:kb-updater"] == ["ok"], \
+    assert [str(r.status) for r in ws.run("runtime.bind") if r.id == "runtime.bind:kb-updater"] == ["ok"], (
         "HOST=0.0.0.0 in its .env"
-    ws.path("kb-updater/requirements.txt").write_text(
-        'fastapi\npywin32==306; sys_platform == "win32"\n-r extra.txt\n')
+    )
+    ws.path("kb-updater/requirements.txt").write_text('fastapi\npywin32==306; sys_platform == "win32"\n-r extra.txt\n')
     ws.path("kb-updater/extra.txt").write_text("uvicorn>=0.1\n")
     assert _status(ws.run("tools.deps"), "tools.deps:kb-updater") == [("tools.deps:kb-updater", "ok")]
     ws.path("kb-updater/extra.txt").write_text("uvicorn<0.1\n")

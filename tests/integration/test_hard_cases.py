@@ -47,8 +47,12 @@ def test_a_console_nobody_reads_never_stalls_the_supervisor(stack: Stack) -> Non
 [services.flood]
 command = {toml_list(fake("flood.py", 200000, "--stay"))}
 """)
-    proc = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "up"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=cli_env())
+    proc = subprocess.Popen(
+        [PY, "-m", "airadev", "--workspace", str(stack.root), "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=cli_env(),
+    )
     stack.foregrounds.append(proc)
     try:
         # 25 MB: more than a log file holds before it rotates, far more than the console buffer.
@@ -93,8 +97,12 @@ health = {{ log = "ready" }}
 """)
     assert stack.up().returncode == 0
     first = stack.service("stubborn")["pid"]
-    stopping = subprocess.Popen([PY, "-m", "airadev", "--workspace", str(stack.root), "stop", "stubborn"],
-                                env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stopping = subprocess.Popen(
+        [PY, "-m", "airadev", "--workspace", str(stack.root), "stop", "stubborn"],
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     stack.wait_state("stubborn", "stopping")
     start = stack.cli("start", "stubborn")
     stopping.wait(20)
@@ -169,7 +177,7 @@ health = {{ exec = {json.dumps(probe)}, interval = "200ms" }}
 def test_the_workspace_cannot_shadow_the_supervisors_modules(stack: Stack) -> None:
     (stack.root / "random.py").write_text("raise SystemExit('the workspace was imported')\n")
     (stack.root / "json.py").write_text("raise SystemExit('the workspace was imported')\n")
-    stack.write(f'[services.a]\ncommand = {toml_list(fake("printer.py"))}\n')
+    stack.write(f"[services.a]\ncommand = {toml_list(fake('printer.py'))}\n")
     result = stack.up()
     assert result.returncode == 0, result.stderr
 
@@ -181,8 +189,10 @@ command = "sh -c '{sys.executable} -c \\"import time; time.sleep(60)\\" & exit 0
 restart = "no"
 """)
     assert stack.up().returncode == 0
-    wait_for(lambda: "left 1 processes running after it exited" in stack.log("airadev"), timeout=60,
-             what="the warning")
+    wait_for(lambda: "left 1 processes running after it exited" in stack.log("airadev"), timeout=60, what="the warning")
     assert stack.service("forks")["state"] == "completed"
-    assert not [p for p in stack.stack_processes() if reaper.alive(p) and p != stack.state()["supervisor_pid"]
-                and p != stack.state()["reaper_pid"]]
+    assert not [
+        p
+        for p in stack.stack_processes()
+        if reaper.alive(p) and p != stack.state()["supervisor_pid"] and p != stack.state()["reaper_pid"]
+    ]

@@ -50,7 +50,11 @@ command = {toml_list(fake("printer.py", "--lines", "3", "--tag", "side"))}
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
     assert data["schema"] == 1 and data["phase"] == "ready"
-    assert {n: s["state"] for n, s in data["services"].items()} == {"db": "healthy", "web": "healthy", "side": "running"}
+    assert {n: s["state"] for n, s in data["services"].items()} == {
+        "db": "healthy",
+        "web": "healthy",
+        "side": "running",
+    }
     web = data["services"]["web"]
     assert web["port"] == web_port and web["restarts"] == 0 and web["processes"] == 1
     assert reaper.alive(web["pid"])
@@ -167,8 +171,9 @@ health = {{ tcp = true }}
     assert stack.cli("down").returncode == 0
     code, out = follower.ended()
     assert code == 0, "logs -f ends when the stack stops"
-    assert out.count("starting, ready in") == 1 and out.count(f"listening on {port}") == 2, \
+    assert out.count("starting, ready in") == 1 and out.count(f"listening on {port}") == 2, (
         f"the follower saw the old instance's last line, then the restarted instance, once:\n{out}"
+    )
 
 
 def stack_cli(stack: Stack) -> list[str]:
@@ -178,7 +183,7 @@ def stack_cli(stack: Stack) -> list[str]:
 
 
 def test_second_up_refuses_and_names_the_first(stack: Stack) -> None:
-    stack.write(f'[services.a]\ncommand = {toml_list(fake("printer.py"))}\n')
+    stack.write(f"[services.a]\ncommand = {toml_list(fake('printer.py'))}\n")
     assert stack.up().returncode == 0
     pid = stack.state()["supervisor_pid"]
     again = stack.cli("up", "--detach")
@@ -211,7 +216,7 @@ port = {port}
 
 
 def test_partial_line_is_shown_after_a_pause(stack: Stack) -> None:
-    stack.write(f'[services.prompt]\ncommand = {toml_list(fake("printer.py", "--partial", "password> "))}\n')
+    stack.write(f"[services.prompt]\ncommand = {toml_list(fake('printer.py', '--partial', 'password> '))}\n")
     assert stack.up().returncode == 0
     wait_for(lambda: "password> \n" in stack.log("prompt"), timeout=60, what="the partial line")
 
@@ -246,8 +251,10 @@ command = {toml_list(fake("printer.py", "--lines", "20000", "--tag", "bb"))}
 """)
     out = stack.root / "console.txt"
     proc = stack.foreground(out=out)
-    wait_for(lambda: stack.log("aa").count("\n") >= 20000 and stack.log("bb").count("\n") >= 20000,
-             what="both floods to be logged")
+    wait_for(
+        lambda: stack.log("aa").count("\n") >= 20000 and stack.log("bb").count("\n") >= 20000,
+        what="both floods to be logged",
+    )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     aa = [line for line in out.read_text().splitlines() if line.startswith("aa ")]
@@ -257,8 +264,9 @@ command = {toml_list(fake("printer.py", "--lines", "20000", "--tag", "bb"))}
 
 
 @pytest.mark.parametrize("backend", ["inotify", "watchfiles"])
-def test_watch_restarts_a_service_when_its_code_changes(stack: Stack, backend: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watch_restarts_a_service_when_its_code_changes(
+    stack: Stack, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AIRADEV_WATCH", backend)
     src = stack.root / "svc"
     src.mkdir()
@@ -355,8 +363,12 @@ def test_bad_config_is_exit_2_with_one_clear_line(stack: Stack) -> None:
 def test_init_writes_a_config_and_ignores_state(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "voice-agent").mkdir()
     (tmp_path / ".gitignore").write_text("node_modules")
-    run = lambda *a: subprocess.run([__import__("sys").executable, "-m", "airadev", *a],  # noqa: E731
-                                    capture_output=True, text=True, cwd=tmp_path)
+
+    def run(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [__import__("sys").executable, "-m", "airadev", *a], capture_output=True, text=True, cwd=tmp_path
+        )
+
     result = run("init")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / ".gitignore").read_text() == "node_modules\n.airadev/\n"

@@ -44,40 +44,52 @@ def query(port: int, sql: str) -> list[tuple]:
 
 
 def test_migrations_apply_in_numeric_order_once_and_data_survives_down(stack: Stack) -> None:
-    port = db_stack(stack, {
-        # 10 sorts before 9 as text; it needs 9's table, so only numeric order works.
-        "10_fill.sql": "INSERT INTO notes (body) VALUES ('from 10');",
-        "9_notes.sql": "CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);",
-        "README.md": "not a migration",
-    })
+    port = db_stack(
+        stack,
+        {
+            # 10 sorts before 9 as text; it needs 9's table, so only numeric order works.
+            "10_fill.sql": "INSERT INTO notes (body) VALUES ('from 10');",
+            "9_notes.sql": "CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);",
+            "README.md": "not a migration",
+        },
+    )
     result = stack.up()
     assert result.returncode == 0, result.stderr
     assert query(port, "SELECT body FROM notes") == [("from 10",)]
     assert query(port, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY version::int") == [
-        ("9",), ("10",)]
+        ("9",),
+        ("10",),
+    ]
     assert "applied 2 migrations: 9_notes.sql, 10_fill.sql" in stack.log("airadev")
     query(port, "INSERT INTO notes (body) VALUES ('written while up')")
 
     assert stack.cli("down").returncode == 0
     (stack.root / "aira-ui" / "supabase" / "migrations" / "11_more.sql").write_text(
-        "INSERT INTO notes (body) VALUES ('from 11');")
+        "INSERT INTO notes (body) VALUES ('from 11');"
+    )
     assert stack.up().returncode == 0
     # Kept across down/up; the old migrations not applied again, the new one applied.
     assert [r[0] for r in query(port, "SELECT body FROM notes ORDER BY id")] == [
-        "from 10", "written while up", "from 11"]
+        "from 10",
+        "written while up",
+        "from 11",
+    ]
     status = json.loads(stack.cli("status", "--json").stdout)["services"]["db"]
     assert status["runtime"] == "postgres" and status["state"] == "healthy"
 
 
 def test_a_broken_migration_stops_up_naming_the_file_and_the_error(stack: Stack) -> None:
-    port = db_stack(stack, {
-        "1_ok.sql": "CREATE TABLE good (id int);",
-        "2_broken.sql": "CREATE TABLE half (id int);\nSELECT * FROM missing_table;\n",
-        "3_later.sql": "CREATE TABLE later (id int);",
-    })
+    port = db_stack(
+        stack,
+        {
+            "1_ok.sql": "CREATE TABLE good (id int);",
+            "2_broken.sql": "CREATE TABLE half (id int);\nSELECT * FROM missing_table;\n",
+            "3_later.sql": "CREATE TABLE later (id int);",
+        },
+    )
     result = stack.up()
     assert result.returncode == 1
-    assert "migration 2_broken.sql failed (line 2): relation \"missing_table\" does not exist" in result.stderr
+    assert 'migration 2_broken.sql failed (line 2): relation "missing_table" does not exist' in result.stderr
     assert stack.service("db")["state"] == "failed"
     stack.cli("down")
     # Fix it: the next up applies it and the rest; the first stayed applied, the broken one left
@@ -90,14 +102,18 @@ def test_a_broken_migration_stops_up_naming_the_file_and_the_error(stack: Stack)
 
 def test_services_get_database_url_and_the_kb_trigger_points_at_the_kb_updater(stack: Stack) -> None:
     kb_port = free_port()
-    port = db_stack(stack, {"1_trigger.sql": TRIGGER}, extra=f"""
+    port = db_stack(
+        stack,
+        {"1_trigger.sql": TRIGGER},
+        extra=f"""
 [services.kb-updater]
 aliases = ["kb"]
 command = {toml_list(fake("printer.py", "--env", "DATABASE_URL", "--env", "HOST", "--env", "UVICORN_HOST"))}
 port = {kb_port}
 health = {{ log = "UVICORN_HOST is" }}
 depends_on = {{ db = "healthy" }}
-""")
+""",
+    )
     result = stack.up()
     assert result.returncode == 0, result.stderr
     log = stack.log("kb-updater")

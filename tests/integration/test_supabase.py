@@ -26,9 +26,11 @@ REPO = Path(__file__).resolve().parents[2]
 REAL_CLI = REPO / "examples" / "demo" / "aira-ui" / "node_modules" / ".bin" / "supabase"
 ANON = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.anon-signature-0123456789"
 SERVICE = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.service-signature-9876543210"
-UI_BEFORE = (b"# AiRa UI\r\nNEXT_PUBLIC_SUPABASE_URL=https://xxxx.supabase.co\r\n"
-             b"export NEXT_PUBLIC_SUPABASE_ANON_KEY='your-anon-key'  # from supabase status\r\n"
-             b"NEXT_PUBLIC_APP_URL=http://localhost:3000")  # CRLF, export, quotes, no final newline
+UI_BEFORE = (
+    b"# AiRa UI\r\nNEXT_PUBLIC_SUPABASE_URL=https://xxxx.supabase.co\r\n"
+    b"export NEXT_PUBLIC_SUPABASE_ANON_KEY='your-anon-key'  # from supabase status\r\n"
+    b"NEXT_PUBLIC_APP_URL=http://localhost:3000"
+)  # CRLF, export, quotes, no final newline
 VOICE_BEFORE = b"SUPABASE_URL=https://xxxx.supabase.co\nSUPABASE_KEY=\nREDIS_HOST=localhost\n"
 MIGRATION = """CREATE TABLE business_numbers (phone_number text PRIMARY KEY, voice_url text, sms_url text,
   status_callback_url text);
@@ -47,12 +49,26 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real PostgreSQL standing in for the database inside Supabase's containers."""
     home = tmp_path_factory.mktemp("pg")
     wrap = ["unshare", "--user"] if os.geteuid() == 0 else []  # PostgreSQL refuses root
-    subprocess.run([*wrap, "initdb", "-D", str(home / "data"), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*wrap, "initdb", "-D", str(home / "data"), "-U", "postgres", "--auth=trust"], check=True, capture_output=True
+    )
     port = free_port()
-    server = subprocess.Popen([*wrap, "postgres", "-D", str(home / "data"), "-p", str(port), "-c",
-                               "unix_socket_directories=", "-c", "listen_addresses=127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            *wrap,
+            "postgres",
+            "-D",
+            str(home / "data"),
+            "-p",
+            str(port),
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def ready() -> bool:
         try:
@@ -92,8 +108,9 @@ def fresh_database(port: int) -> str:
     return f"postgresql://postgres:postgres@127.0.0.1:{port}/{name}"
 
 
-def supabase_stack(stack: Stack, postgres: int, api: int, *, exclude: str = "", status: dict | None = None,
-                   extra: str = "") -> dict[str, Path]:
+def supabase_stack(
+    stack: Stack, postgres: int, api: int, *, exclude: str = "", status: dict | None = None, extra: str = ""
+) -> dict[str, Path]:
     """The stack; ``status`` replaces values `supabase status` prints (None: leaves one out),
     ``extra`` is more of airadev.toml."""
     root = stack.root
@@ -138,13 +155,22 @@ env_files = [".env.local"]
 load_env_files = false
 {extra}""")
     db_url = fresh_database(postgres)
-    stack.env.update({
-        "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}",
-        "FAKE_SUPABASE_STATE": str(root.parent / "supabase-state.json"),
-        "FAKE_SUPABASE_CALLS": str(root.parent / "supabase-calls.jsonl"),
-        "FAKE_SUPABASE_STATUS": json.dumps({"API_URL": f"http://127.0.0.1:{api}", "DB_URL": db_url,
-                                            "ANON_KEY": ANON, "SERVICE_ROLE_KEY": SERVICE, **(status or {})}),
-    })
+    stack.env.update(
+        {
+            "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            "FAKE_SUPABASE_STATE": str(root.parent / "supabase-state.json"),
+            "FAKE_SUPABASE_CALLS": str(root.parent / "supabase-calls.jsonl"),
+            "FAKE_SUPABASE_STATUS": json.dumps(
+                {
+                    "API_URL": f"http://127.0.0.1:{api}",
+                    "DB_URL": db_url,
+                    "ANON_KEY": ANON,
+                    "SERVICE_ROLE_KEY": SERVICE,
+                    **(status or {}),
+                }
+            ),
+        }
+    )
     return {**files, "kb_port": kb_port, "db_url": db_url}  # type: ignore[dict-item]
 
 
@@ -154,19 +180,26 @@ def calls(stack: Stack) -> list[list[str]]:
 
 
 def test_supabase_starts_keys_are_wired_migrations_applied_and_trigger_pointed_home(
-        stack: Stack, postgres: int, api: int) -> None:
+    stack: Stack, postgres: int, api: int
+) -> None:
     files = supabase_stack(stack, postgres, api, exclude='exclude = ["studio", "imgproxy"]')
     result = stack.up()
     assert result.returncode == 0, result.stderr
     assert ["start", "--workdir", str(stack.root / "aira-ui"), "-x", "studio,imgproxy"] in calls(stack)
     # The env files: exactly those values changed, every other byte as it was.
     url = f"http://127.0.0.1:{api}"
-    assert files["ui"].read_bytes() == (
-        f"# AiRa UI\r\nNEXT_PUBLIC_SUPABASE_URL={url}\r\n"
-        f"export NEXT_PUBLIC_SUPABASE_ANON_KEY='{ANON}'  # from supabase status\r\n"
-        f"NEXT_PUBLIC_APP_URL=http://localhost:3000\r\nSUPABASE_SERVICE_ROLE_KEY={SERVICE}").encode()
+    assert (
+        files["ui"].read_bytes()
+        == (
+            f"# AiRa UI\r\nNEXT_PUBLIC_SUPABASE_URL={url}\r\n"
+            f"export NEXT_PUBLIC_SUPABASE_ANON_KEY='{ANON}'  # from supabase status\r\n"
+            f"NEXT_PUBLIC_APP_URL=http://localhost:3000\r\nSUPABASE_SERVICE_ROLE_KEY={SERVICE}"
+        ).encode()
+    )
     for name in ("voice", "kb"):
-        assert files[name].read_bytes() == f"SUPABASE_URL={url}\nSUPABASE_KEY={SERVICE}\nREDIS_HOST=localhost\n".encode()
+        assert (
+            files[name].read_bytes() == f"SUPABASE_URL={url}\nSUPABASE_KEY={SERVICE}\nREDIS_HOST=localhost\n".encode()
+        )
     backups = list((stack.state_dir / "backups").iterdir())
     assert sorted(b.read_bytes() for b in backups) == sorted([UI_BEFORE, VOICE_BEFORE, VOICE_BEFORE])
     # Dependents started after the wiring, with the new values and the database's URL.
@@ -177,13 +210,16 @@ def test_supabase_starts_keys_are_wired_migrations_applied_and_trigger_pointed_h
     # Migrations through `supabase migration up`, and the trigger pointed at the KB updater.
     with psycopg.connect(str(files["db_url"])) as conn:
         assert conn.execute("SELECT version FROM supabase_migrations.schema_migrations").fetchall() == [
-            ("20260101000000",)]
+            ("20260101000000",)
+        ]
         definition = conn.execute("SELECT pg_get_functiondef('notify_kb_updater_webhook'::regproc)").fetchone()[0]
     assert f"'http://host.docker.internal:{files['kb_port']}/process-document'" in definition
     # Shown in a summary, secrets never.
     events = stack.log("airadev")
-    assert "wired Supabase into aira-ui/.env.local: NEXT_PUBLIC_SUPABASE_URL, NEXT_PUBLIC_SUPABASE_ANON_KEY, " \
-           "SUPABASE_SERVICE_ROLE_KEY" in events
+    assert (
+        "wired Supabase into aira-ui/.env.local: NEXT_PUBLIC_SUPABASE_URL, NEXT_PUBLIC_SUPABASE_ANON_KEY, "
+        "SUPABASE_SERVICE_ROLE_KEY" in events
+    )
     written = "".join(p.read_text(errors="replace") for p in stack.state_dir.rglob("*.log"))
     assert ANON not in written and SERVICE not in written
     # `supabase start` printed its boxes (2.117.0: publishable and secret keys, not the JWTs).
@@ -227,8 +263,11 @@ def test_a_dead_run_s_supabase_is_stopped_by_the_watchdog_and_by_down(stack: Sta
     supabase_stack(stack, postgres, api)
     assert stack.up().returncode == 0
     os.kill(stack.state()["supervisor_pid"], 9)
-    wait_for(lambda: ["stop", "--workdir", str(stack.root / "aira-ui")] in calls(stack), timeout=30,
-             what="the watchdog to run supabase stop")
+    wait_for(
+        lambda: ["stop", "--workdir", str(stack.root / "aira-ui")] in calls(stack),
+        timeout=30,
+        what="the watchdog to run supabase stop",
+    )
     assert stack.up().returncode == 0
     state = stack.state()
     os.kill(state["reaper_pid"], 9)
@@ -242,13 +281,25 @@ def test_the_real_cli_inits_and_reports_nothing_running(tmp_path: Path, monkeypa
     assert REAL_CLI.exists(), "scripts/bootstrap installs it (npm ci in examples/demo/aira-ui)"
     version = subprocess.run([str(REAL_CLI), "--version"], capture_output=True, text=True, timeout=60, check=False)
     assert version.stdout.strip() == "2.117.0"
-    init = subprocess.run([str(REAL_CLI), "init", "--workdir", str(tmp_path)], capture_output=True, text=True,
-                          timeout=60, input="n\nn\n", check=False)
+    init = subprocess.run(
+        [str(REAL_CLI), "init", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input="n\nn\n",
+        check=False,
+    )
     assert init.returncode == 0, init.stderr
     assert (tmp_path / "supabase" / "config.toml").is_file()
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
-    status = subprocess.run([str(REAL_CLI), "status", "-o", "json", "--workdir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=60, env=env, check=False)
+    status = subprocess.run(
+        [str(REAL_CLI), "status", "-o", "json", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
     assert status.returncode == 1 and status.stdout.strip() == ""
     # airadev reads that as "not running", in one line.
     monkeypatch.setenv("DOCKER_HOST", env["DOCKER_HOST"])
@@ -300,11 +351,21 @@ SECRETS = {**REAL, "ANON_KEY": ANON, "SERVICE_ROLE_KEY": SERVICE}
 def reference_start(stack: Stack, tmp: Path) -> str:
     """What `supabase start` prints (stdout and stderr, in order) for this stack, from the
     stand-in itself, run apart from airadev."""
-    env = {**os.environ, **stack.env, "FAKE_SUPABASE_STATE": str(tmp / "reference-state.json"),
-           "FAKE_SUPABASE_CALLS": str(tmp / "reference-calls.jsonl")}
-    done = subprocess.run([str(FAKES / "bin" / "supabase"), "start", "--workdir", str(stack.root / "aira-ui")],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=60,
-                          check=False)
+    env = {
+        **os.environ,
+        **stack.env,
+        "FAKE_SUPABASE_STATE": str(tmp / "reference-state.json"),
+        "FAKE_SUPABASE_CALLS": str(tmp / "reference-calls.jsonl"),
+    }
+    done = subprocess.run(
+        [str(FAKES / "bin" / "supabase"), "start", "--workdir", str(stack.root / "aira-ui")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout
     return done.stdout
 
@@ -318,20 +379,28 @@ def shown(line: str) -> re.Pattern[str]:
 
 
 def test_the_real_wording_of_supabase_start_goes_through_with_every_secret_hidden(
-        stack: Stack, postgres: int, api: int, tmp_path: Path) -> None:
+    stack: Stack, postgres: int, api: int, tmp_path: Path
+) -> None:
     # A service that prints the keys it was given (as an app's debug logging might): none is in
     # its env files, so only what airadev learnt from `supabase status` can hide them.
     leaky = stack.root / "leaky"
     leaky.mkdir()
-    (leaky / "said.txt").write_text("".join(f"{name.lower()}={value}\n" for name, value in SECRETS.items())
-                                    + "all said\n")
-    supabase_stack(stack, postgres, api, status=REAL, extra=f"""
+    (leaky / "said.txt").write_text(
+        "".join(f"{name.lower()}={value}\n" for name, value in SECRETS.items()) + "all said\n"
+    )
+    supabase_stack(
+        stack,
+        postgres,
+        api,
+        status=REAL,
+        extra=f"""
 [services.leaky]
 cwd = "leaky"
 command = "cat said.txt && exec {PY} -c 'import time; time.sleep(3600)'"
 health = {{ log = "all said" }}
 depends_on = {{ supabase = "healthy" }}
-""")
+""",
+    )
     reference = reference_start(stack, tmp_path)
     for value in REAL.values():
         assert value in reference or value == REAL["JWT_SECRET"], "the stand-in prints the keys 2.117.0 prints"
@@ -351,12 +420,18 @@ depends_on = {{ supabase = "healthy" }}
     console = out.read_text(errors="replace")
 
     # Not one secret anywhere: the console, `airadev logs`, every file airadev keeps.
-    kept = {p: p.read_bytes() for p in stack.state_dir.rglob("*")
-            if p.is_file() and "backups" not in p.relative_to(stack.state_dir).parts}
+    kept = {
+        p: p.read_bytes()
+        for p in stack.state_dir.rglob("*")
+        if p.is_file() and "backups" not in p.relative_to(stack.state_dir).parts
+    }
     assert any(p.suffix == ".log" for p in kept) and (stack.state_dir / "state.json") in kept
     for name, value in SECRETS.items():
-        for where, text in (("the console of up", console), ("airadev logs", logs.stdout + logs.stderr),
-                            ("airadev logs supabase", supabase_log)):
+        for where, text in (
+            ("the console of up", console),
+            ("airadev logs", logs.stdout + logs.stderr),
+            ("airadev logs supabase", supabase_log),
+        ):
             assert value not in text, f"{name} shown in {where}"
         for path, data in kept.items():
             assert value.encode() not in data, f"{name} written to {path.relative_to(stack.root)}"
@@ -378,21 +453,27 @@ depends_on = {{ supabase = "healthy" }}
 
 @pytest.mark.parametrize("gone", [("ANON_KEY",), ("ANON_KEY", "SERVICE_ROLE_KEY")])
 def test_a_cli_without_the_jwt_keys_gets_the_newer_keys_wired_and_says_so(
-        stack: Stack, postgres: int, api: int, gone: tuple[str, ...]) -> None:
+    stack: Stack, postgres: int, api: int, gone: tuple[str, ...]
+) -> None:
     files = supabase_stack(stack, postgres, api, status={**REAL, **dict.fromkeys(gone)})
     result = stack.up()
     assert result.returncode == 0, result.stderr
     url = f"http://127.0.0.1:{api}"
     server = SERVICE if "SERVICE_ROLE_KEY" not in gone else REAL["SECRET_KEY"]
-    assert files["ui"].read_bytes() == (
-        f"# AiRa UI\r\nNEXT_PUBLIC_SUPABASE_URL={url}\r\n"
-        f"export NEXT_PUBLIC_SUPABASE_ANON_KEY='{REAL['PUBLISHABLE_KEY']}'  # from supabase status\r\n"
-        f"NEXT_PUBLIC_APP_URL=http://localhost:3000\r\nSUPABASE_SERVICE_ROLE_KEY={server}").encode()
+    assert (
+        files["ui"].read_bytes()
+        == (
+            f"# AiRa UI\r\nNEXT_PUBLIC_SUPABASE_URL={url}\r\n"
+            f"export NEXT_PUBLIC_SUPABASE_ANON_KEY='{REAL['PUBLISHABLE_KEY']}'  # from supabase status\r\n"
+            f"NEXT_PUBLIC_APP_URL=http://localhost:3000\r\nSUPABASE_SERVICE_ROLE_KEY={server}"
+        ).encode()
+    )
     assert files["voice"].read_bytes() == f"SUPABASE_URL={url}\nSUPABASE_KEY={server}\nREDIS_HOST=localhost\n".encode()
     events = stack.log("airadev")
     assert "`supabase status` printed no ANON_KEY: its PUBLISHABLE_KEY is wired in its place" in events
     assert ("`supabase status` printed no SERVICE_ROLE_KEY: its SECRET_KEY is wired in its place" in events) == (
-        "SERVICE_ROLE_KEY" in gone)
+        "SERVICE_ROLE_KEY" in gone
+    )
     written = "".join(p.read_text(errors="replace") for p in stack.state_dir.rglob("*.log"))
     for value in (*REAL.values(), SERVICE):
         assert value not in written
@@ -400,14 +481,17 @@ def test_a_cli_without_the_jwt_keys_gets_the_newer_keys_wired_and_says_so(
 
 
 def test_a_cli_that_prints_no_public_key_at_all_leaves_the_variable_and_says_which_key_is_missing(
-        stack: Stack, postgres: int, api: int) -> None:
+    stack: Stack, postgres: int, api: int
+) -> None:
     files = supabase_stack(stack, postgres, api, status={**REAL, "ANON_KEY": None, "PUBLISHABLE_KEY": None})
     result = stack.up()
     assert result.returncode == 0, result.stderr
     ui = files["ui"].read_bytes()
     assert b"export NEXT_PUBLIC_SUPABASE_ANON_KEY='your-anon-key'  # from supabase status\r\n" in ui  # as it was
     assert f"SUPABASE_SERVICE_ROLE_KEY={SERVICE}".encode() in ui and b"None" not in ui
-    assert ("not wired: aira-ui/.env.local NEXT_PUBLIC_SUPABASE_ANON_KEY: `supabase status` printed neither "
-            "ANON_KEY nor PUBLISHABLE_KEY; left as it was") in stack.log("airadev")
+    assert (
+        "not wired: aira-ui/.env.local NEXT_PUBLIC_SUPABASE_ANON_KEY: `supabase status` printed neither "
+        "ANON_KEY nor PUBLISHABLE_KEY; left as it was"
+    ) in stack.log("airadev")
     for name in ("voice-agent", "kb-updater", "aira-ui"):
         assert stack.service(name)["state"] in ("healthy", "running"), name

@@ -26,10 +26,18 @@ SID = "AC0123456789abcdef0123456789abcdef"
 TOKEN = "fedcba9876543210fedcba9876543210"
 NUMBER = "+15551230000"
 NGROK_TOKEN = "2bXfakeNgrokAuthtokenValue_1234567890"
-ORIGINAL = (b"# AiRa UI\r\nexport VOICE_AGENT_SERVICE_URL='http://localhost:8000'  # local agent\r\n"
-            b"NEXT_PUBLIC_APP_URL=http://localhost:3000")  # CRLF, export, quotes, no final newline
-BEFORE = {"voice_url": "https://old.example/voice", "voice_method": "POST", "sms_url": "https://old.example/sms",
-          "sms_method": "GET", "status_callback": "", "status_callback_method": "POST"}
+ORIGINAL = (
+    b"# AiRa UI\r\nexport VOICE_AGENT_SERVICE_URL='http://localhost:8000'  # local agent\r\n"
+    b"NEXT_PUBLIC_APP_URL=http://localhost:3000"
+)  # CRLF, export, quotes, no final newline
+BEFORE = {
+    "voice_url": "https://old.example/voice",
+    "voice_method": "POST",
+    "sms_url": "https://old.example/sms",
+    "sms_method": "GET",
+    "status_callback": "",
+    "status_callback_method": "POST",
+}
 
 
 @pytest.fixture
@@ -40,8 +48,9 @@ def twilio() -> Iterator[FakeTwilio]:
     server.stop()
 
 
-def tunnel_stack(stack: Stack, twilio: FakeTwilio, *, deaf: bool = False, tunnel: str = "",
-                 number: str = NUMBER, db_port: int = 0) -> Path:
+def tunnel_stack(
+    stack: Stack, twilio: FakeTwilio, *, deaf: bool = False, tunnel: str = "", number: str = NUMBER, db_port: int = 0
+) -> Path:
     root = stack.root
     (root / "voice").mkdir()
     (root / "voice" / ".env").write_text(f"TWILIO_ACCOUNT_SID={SID}\nTWILIO_AUTH_TOKEN={TOKEN}\n")
@@ -69,16 +78,22 @@ health = {{ log = "ui stub reading" }}
 
 {db_service(stack, db_port) if db_port else ""}
 [tunnel]
-ngrok_path = "{FAKES / 'bin' / 'ngrok'}"
+ngrok_path = "{FAKES / "bin" / "ngrok"}"
 {tunnel}
 
 [twilio]
-{f'test_number = "{number}"' if number else ''}
+{f'test_number = "{number}"' if number else ""}
 """)
     home = root.parent / "home"  # no ngrok config of the developer's may leak in
     home.mkdir(exist_ok=True)
-    stack.env.update({"NGROK_AUTHTOKEN": NGROK_TOKEN, "AIRADEV_TWILIO_API_BASE": twilio.base_url,
-                      "XDG_CONFIG_HOME": str(home), **tls.env()})
+    stack.env.update(
+        {
+            "NGROK_AUTHTOKEN": NGROK_TOKEN,
+            "AIRADEV_TWILIO_API_BASE": twilio.base_url,
+            "XDG_CONFIG_HOME": str(home),
+            **tls.env(),
+        }
+    )
     return env_local
 
 
@@ -92,7 +107,8 @@ def db_service(stack: Stack, port: int) -> str:
         "CREATE TABLE business_numbers (phone_number text PRIMARY KEY, voice_url text, sms_url text, "
         "status_callback_url text, is_active boolean DEFAULT true);\n"
         f"INSERT INTO business_numbers VALUES ('{NUMBER}', '{DB_BEFORE[0]}', '{DB_BEFORE[1]}', NULL);\n"
-        "INSERT INTO business_numbers VALUES ('+15559990000', 'https://other/voice', NULL, NULL);\n")
+        "INSERT INTO business_numbers VALUES ('+15559990000', 'https://other/voice', NULL, NULL);\n"
+    )
     return f'[services.db]\nruntime = "postgres"\nproject = "ui"\nport = {port}\n'
 
 
@@ -110,8 +126,11 @@ def wiring(twilio: FakeTwilio) -> dict[str, str]:
 
 
 def ngrok_agents(stack: Stack) -> list[int]:
-    return [p for p in reaper.marked(workspace_id(stack.root) + ".", exact=False)
-            if b"ngrok" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    return [
+        p
+        for p in reaper.marked(workspace_id(stack.root) + ".", exact=False)
+        if b"ngrok" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
 
 
 def everything_written(stack: Stack) -> str:
@@ -133,10 +152,14 @@ def test_tunnel_rewires_verifies_and_puts_everything_back(stack: Stack, twilio: 
     # The env file: that one value changed, every other byte as it was.
     assert env_local.read_bytes() == ORIGINAL.replace(b"http://localhost:8000", address.encode())
     # Twilio: the three webhooks point at the tunnel, read back.
-    assert wiring(twilio) == {"voice_url": f"{address}/webhooks/twilio/call", "voice_method": "POST",
-                              "sms_url": f"{address}/webhooks/twilio/sms", "sms_method": "POST",
-                              "status_callback": f"{address}/webhooks/twilio/status",
-                              "status_callback_method": "POST"}
+    assert wiring(twilio) == {
+        "voice_url": f"{address}/webhooks/twilio/call",
+        "voice_method": "POST",
+        "sms_url": f"{address}/webhooks/twilio/sms",
+        "sms_method": "POST",
+        "status_callback": f"{address}/webhooks/twilio/status",
+        "status_callback_method": "POST",
+    }
     assert [item["kind"] for item in status["rewired"]] == ["envfile", "twilio"]
     # The signed test call went through the tunnel over https (the test CA trusted through
     # SSL_CERT_FILE), and the voice agent found the signature, over the public https URL, right.
@@ -148,8 +171,12 @@ def test_tunnel_rewires_verifies_and_puts_everything_back(stack: Stack, twilio: 
     stack.env["SSL_CERT_FILE"] = trusted
     assert untrusted.returncode == 1, untrusted.stdout + untrusted.stderr
     lines = untrusted.stderr.strip().splitlines()
-    assert lines[0].startswith(f"error: the test call to {address}/webhooks/twilio/call failed: its TLS "
-                               "certificate is not trusted here (") and "SSL_CERT_FILE" in lines[-1], lines
+    assert (
+        lines[0].startswith(
+            f"error: the test call to {address}/webhooks/twilio/call failed: its TLS certificate is not trusted here ("
+        )
+        and "SSL_CERT_FILE" in lines[-1]
+    ), lines
     assert len(lines) == 2 and stack.log("voice-agent").count("signature valid") == 1, "the call never got through"
     assert json.loads(stack.cli("tunnel", "--status", "--json").stdout)["state"] == "open", "the tunnel stays"
     # Next.js (here its stand-in) reloaded the file by itself: no restart.
@@ -206,8 +233,7 @@ def test_after_sigkill_the_next_down_or_up_puts_everything_back(stack: Stack, tw
     assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
 
 
-def test_the_local_database_s_business_numbers_row_is_rewired_and_put_back(
-        stack: Stack, twilio: FakeTwilio) -> None:
+def test_the_local_database_s_business_numbers_row_is_rewired_and_put_back(stack: Stack, twilio: FakeTwilio) -> None:
     port = free_port()
     tunnel_stack(stack, twilio, db_port=port)
     assert stack.up().returncode == 0
@@ -215,8 +241,11 @@ def test_the_local_database_s_business_numbers_row_is_rewired_and_put_back(
     assert stack.cli("tunnel", "-d").returncode == 0
     address = json.loads(stack.cli("tunnel", "--status", "--json").stdout)["address"]
     rows = db_rows(port)
-    assert rows[NUMBER] == (f"{address}/webhooks/twilio/call", f"{address}/webhooks/twilio/sms",
-                            f"{address}/webhooks/twilio/status")
+    assert rows[NUMBER] == (
+        f"{address}/webhooks/twilio/call",
+        f"{address}/webhooks/twilio/sms",
+        f"{address}/webhooks/twilio/status",
+    )
     assert rows["+15559990000"] == other  # only the test number's row
     status = json.loads(stack.cli("tunnel", "--status", "--json").stdout)
     assert [item["kind"] for item in status["rewired"]] == ["envfile", "twilio", "db"]
@@ -245,15 +274,32 @@ def test_the_local_database_s_business_numbers_row_is_rewired_and_put_back(
 
 
 def test_a_row_of_a_database_no_longer_in_the_stack_does_not_block_the_journal(
-        stack: Stack, twilio: FakeTwilio) -> None:
+    stack: Stack, twilio: FakeTwilio
+) -> None:
     tunnel_stack(stack, twilio)
     stack.state_dir.mkdir(exist_ok=True)
     urls = {"voice_url": "https://dead.example/call", "sms_url": None, "status_callback_url": None}
-    (stack.state_dir / "tunnel.json").write_text(json.dumps({
-        "schema": 1, "public_url": "https://dead.example", "agent_pid": None, "marker": "", "keep": False,
-        "steps": [{"kind": "db", "dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
-                   "phone_number": NUMBER, "before": {**urls, "voice_url": "https://old"}, "after": urls,
-                   "status": "applied"}]}))
+    (stack.state_dir / "tunnel.json").write_text(
+        json.dumps(
+            {
+                "schema": 1,
+                "public_url": "https://dead.example",
+                "agent_pid": None,
+                "marker": "",
+                "keep": False,
+                "steps": [
+                    {
+                        "kind": "db",
+                        "dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
+                        "phone_number": NUMBER,
+                        "before": {**urls, "voice_url": "https://old"},
+                        "after": urls,
+                        "status": "applied",
+                    }
+                ],
+            }
+        )
+    )
     down = stack.cli("down")
     assert down.returncode == 0, down.stderr
     assert "the local database is no longer part of the stack; its row is left as it is" in down.stdout
@@ -335,13 +381,22 @@ def _break(case: str, stack: Stack, twilio: FakeTwilio) -> None:
 
 ERRORS = [
     ("bad token", "ngrok refused the auth token: it is not an ngrok authtoken (ERR_NGROK_105)", "NGROK_AUTHTOKEN"),
-    ("token refused", ("ngrok refused the auth token: it is invalid (reset, revoked, or of a team you left) "
-                       "(ERR_NGROK_107)"), "NGROK_AUTHTOKEN"),
+    (
+        "token refused",
+        ("ngrok refused the auth token: it is invalid (reset, revoked, or of a team you left) (ERR_NGROK_107)"),
+        "NGROK_AUTHTOKEN",
+    ),
     ("no token", "no ngrok auth token", "ngrok config add-authtoken"),
-    ("session limit", ("ngrok allows this account one agent session at a time, and another one is running "
-                       "(ERR_NGROK_108)"), "stop the other ngrok agent"),
-    ("domain not the account's", ("ngrok refused the domain someone-elses.ngrok.app: it is reserved for another "
-                                  "ngrok account (ERR_NGROK_320)"), "dashboard.ngrok.com/domains"),
+    (
+        "session limit",
+        ("ngrok allows this account one agent session at a time, and another one is running (ERR_NGROK_108)"),
+        "stop the other ngrok agent",
+    ),
+    (
+        "domain not the account's",
+        ("ngrok refused the domain someone-elses.ngrok.app: it is reserved for another ngrok account (ERR_NGROK_320)"),
+        "dashboard.ngrok.com/domains",
+    ),
     ("agent exits", "ngrok failed to start", "airadev logs ngrok"),
     ("agent silent", "did not become ready within 2s", "tunnel.start_timeout"),
     ("missing binary", "the ngrok agent is not installed", "ngrok.com/download"),
@@ -350,9 +405,12 @@ ERRORS = [
     ("twilio 404", f"+15559999999 is not a number of the Twilio account {SID}", "twilio.test_number"),
     ("twilio 5xx", "Twilio failed while trying to look up the number (503)", "try again"),
     ("twilio timeout", "Twilio did not answer within 1s", "check the network"),
-    ("twilio 429 every time", ("Twilio kept answering 429 Too Many Requests while trying to look up the number "
-                               "(error 20429, 3 retries)"), "try again in a minute"),
-    ("not E.164", "\"5551234\" is not an E.164 phone number", "+15551234567"),
+    (
+        "twilio 429 every time",
+        ("Twilio kept answering 429 Too Many Requests while trying to look up the number (error 20429, 3 retries)"),
+        "try again in a minute",
+    ),
+    ("not E.164", '"5551234" is not an E.164 phone number', "+15551234567"),
     ("env file missing", ".env.local not found", "cp .env.local.example"),
     ("env file not writable", ".env.local is not writable", "chmod u+w"),
     ("voice agent not running", "the voice agent (voice-agent) is not running (stopped)", "airadev start voice-agent"),
@@ -361,9 +419,13 @@ ERRORS = [
 
 @pytest.mark.parametrize(("case", "message", "fix"), ERRORS, ids=[e[0] for e in ERRORS])
 def test_errors_are_one_clear_line_and_nothing_is_half_rewired(
-        stack: Stack, twilio: FakeTwilio, case: str, message: str, fix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    extra = {"agent silent": 'start_timeout = "2s"', "missing binary": "",
-             "domain not the account's": 'domain = "someone-elses.ngrok.app"'}.get(case, "")
+    stack: Stack, twilio: FakeTwilio, case: str, message: str, fix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = {
+        "agent silent": 'start_timeout = "2s"',
+        "missing binary": "",
+        "domain not the account's": 'domain = "someone-elses.ngrok.app"',
+    }.get(case, "")
     number = {"twilio 404": "+15559999999", "not E.164": ""}.get(case, NUMBER)
     env_local = tunnel_stack(stack, twilio, tunnel=extra, number=number)
     if case == "missing binary":
@@ -447,8 +509,13 @@ def test_domain_region_and_a_token_from_the_ngrok_config(stack: Stack, twilio: F
 def test_foreground_tunnel_is_undone_by_down_from_another_terminal(stack: Stack, twilio: FakeTwilio) -> None:
     env_local = tunnel_stack(stack, twilio)
     assert stack.up().returncode == 0
-    foreground = subprocess.Popen([sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel"],
-                                  env=stack.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    foreground = subprocess.Popen(
+        [sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel"],
+        env=stack.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(lambda: (stack.state().get("tunnel") or {}).get("state") == "open", timeout=30, what="the tunnel")
         assert env_local.read_bytes() != ORIGINAL
@@ -466,8 +533,13 @@ def test_foreground_tunnel_is_undone_by_down_from_another_terminal(stack: Stack,
 def test_ctrl_c_of_a_foreground_tunnel_puts_everything_back(stack: Stack, twilio: FakeTwilio) -> None:
     env_local = tunnel_stack(stack, twilio)
     assert stack.up().returncode == 0
-    foreground = subprocess.Popen([sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel"],
-                                  env=stack.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    foreground = subprocess.Popen(
+        [sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel"],
+        env=stack.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(lambda: (stack.state().get("tunnel") or {}).get("state") == "open", timeout=30, what="the tunnel")
         foreground.send_signal(signal.SIGINT)
@@ -483,6 +555,7 @@ def test_ctrl_c_of_a_foreground_tunnel_puts_everything_back(stack: Stack, twilio
 
 
 # --- awkward moments -----------------------------------------------------------------------------
+
 
 def journal(stack: Stack) -> dict | None:  # type: ignore[type-arg]
     path = stack.state_dir / "tunnel.json"
@@ -540,8 +613,13 @@ def test_an_agent_that_dies_puts_everything_back(stack: Stack, twilio: FakeTwili
 def test_an_agent_that_dies_while_opening_fails_the_open(stack: Stack, twilio: FakeTwilio) -> None:
     env_local = tunnel_stack(stack, twilio, deaf=True)  # the open then waits 10 s for a reload
     assert stack.up().returncode == 0
-    opening = subprocess.Popen([sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel", "-d"],
-                               env=stack.environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    opening = subprocess.Popen(
+        [sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel", "-d"],
+        env=stack.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(lambda: env_local.read_bytes() != ORIGINAL, timeout=30, what="the rewrite")
     os.kill(ngrok_agents(stack)[0], signal.SIGKILL)
     out, err = opening.communicate(timeout=60)
@@ -554,8 +632,13 @@ def test_an_agent_that_dies_while_opening_fails_the_open(stack: Stack, twilio: F
 def test_ctrl_c_while_opening_leaves_nothing_rewired(stack: Stack, twilio: FakeTwilio) -> None:
     env_local = tunnel_stack(stack, twilio, deaf=True)
     assert stack.up().returncode == 0
-    opening = subprocess.Popen([sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel"],
-                               env=stack.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    opening = subprocess.Popen(
+        [sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel"],
+        env=stack.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     wait_for(lambda: (stack.state().get("tunnel") or {}).get("state") == "opening", timeout=30, what="the open")
     opening.send_signal(signal.SIGINT)
     out, _ = opening.communicate(timeout=60)
@@ -565,7 +648,8 @@ def test_ctrl_c_while_opening_leaves_nothing_rewired(stack: Stack, twilio: FakeT
 
 
 def test_an_unchanged_value_needs_no_reload_and_the_ui_never_sees_the_variable(
-        stack: Stack, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack: Stack, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VOICE_AGENT_SERVICE_URL", "https://exported-in-the-shell.example")
     env_local = tunnel_stack(stack, twilio, deaf=True)
     env_local.write_bytes(b"VOICE_AGENT_SERVICE_URL=https://aira-dev.ngrok.app\n")
@@ -604,14 +688,18 @@ def test_twilio_404_and_a_non_twilio_answer(stack: Stack, twilio: FakeTwilio) ->
 def test_twilio_refuses_an_invalid_webhook_url_and_nothing_is_half_done(stack: Stack, twilio: FakeTwilio) -> None:
     env_local = tunnel_stack(stack, twilio)
     config = (stack.root / "airadev.toml").read_text()
-    (stack.root / "airadev.toml").write_text(config.replace("[twilio]\n", '[twilio]\nsms_path = "/webhooks/twilio/sms now"\n'))
+    (stack.root / "airadev.toml").write_text(
+        config.replace("[twilio]\n", '[twilio]\nsms_path = "/webhooks/twilio/sms now"\n')
+    )
     assert stack.up().returncode == 0
     result = stack.cli("tunnel", "-d")
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and "Traceback" not in result.stderr, lines
-    assert lines[0].startswith("error: Twilio refused a webhook URL while trying to update the number's webhooks: "
-                               "SmsUrl is not a valid URL: https://127.0.0.1:"), lines[0]
+    assert lines[0].startswith(
+        "error: Twilio refused a webhook URL while trying to update the number's webhooks: "
+        "SmsUrl is not a valid URL: https://127.0.0.1:"
+    ), lines[0]
     assert lines[0].endswith("/webhooks/twilio/sms now (400, error 21402)") and "sms_path" in lines[1]
     # The one update was refused whole: the number is as it was, and so is the env file.
     assert [a[3] for a in twilio.answers if a[1] == "POST"] == [400]

@@ -94,12 +94,13 @@ def test_nothing_running_is_exit_3(run, tmp_path: Path) -> None:  # type: ignore
 def test_a_dead_run_is_named_when_nothing_runs(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     workspace(tmp_path)
     (tmp_path / ".airadev").mkdir()
-    (tmp_path / ".airadev" / "state.json").write_text(json.dumps(
-        {"schema": 1, "phase": "ready", "supervisor_pid": 2 ** 22 + 1, "supervisor_start": 1, "services": {}}))
+    (tmp_path / ".airadev" / "state.json").write_text(
+        json.dumps({"schema": 1, "phase": "ready", "supervisor_pid": 2**22 + 1, "supervisor_start": 1, "services": {}})
+    )
     code, _, err = run("status")
     what, fix = two_lines(err)
     assert code == 3
-    assert what == f"nothing is running: the last run's supervisor (pid {2 ** 22 + 1}) died without stopping the stack"
+    assert what == f"nothing is running: the last run's supervisor (pid {2**22 + 1}) died without stopping the stack"
     assert "airadev down" in fix
 
 
@@ -111,9 +112,14 @@ def test_stored_logs_are_read_back_merged_in_time_order(run, tmp_path: Path) -> 
 
     code, out, _ = run("logs")
     assert code == 0
-    assert out.splitlines() == ["redis       | redis one", "airadev     | voice-agent: started (pid 42)",
-                                "voice-agent | voice one", "redis       | redis two", "voice-agent | voice two",
-                                "voice-agent | voice three"]
+    assert out.splitlines() == [
+        "redis       | redis one",
+        "airadev     | voice-agent: started (pid 42)",
+        "voice-agent | voice one",
+        "redis       | redis two",
+        "voice-agent | voice two",
+        "voice-agent | voice three",
+    ]
     code, out, _ = run("logs", "voice", "-n", "2", "--no-prefix")
     assert out == "voice two\nvoice three\n"
     code, out, _ = run("logs", "redis", "-n", "1", "--timestamps", "--no-prefix")
@@ -122,20 +128,34 @@ def test_stored_logs_are_read_back_merged_in_time_order(run, tmp_path: Path) -> 
     assert (code, out) == (0, ""), "those lines are years old"
 
 
-@pytest.mark.parametrize(("args", "what", "fix"), [
-    (["logs", "nosuch"], "no service named 'nosuch'",
-     "services: redis, voice-agent (voice); or airadev (the supervisor), ngrok (the tunnel)"),
-    (["logs", "voise"], "no service named 'voise'; did you mean 'voice'?", None),
-    (["logs", "--since", "soon"], "--since soon: not a duration", "write it like 10m, 90s or 2h"),
-    (["logs", "-n", "-1"], "-n -1: must be 0 or more", "write -n 100"),
-    (["logs", "-f"], "nothing is running, so there is nothing to follow (the lines above are stored ones)",
-     "start the stack with `airadev up`"),
-    (["export", "yaml"], "cannot export 'yaml'", "use `airadev export compose`"),
-    (["doctor", "--dry-run"], "--dry-run and --install go with --fix", "add --fix"),
-    (["up", "--runtime", "vm"], None, None),
-])
-def test_bad_usage_is_one_clear_line(run, tmp_path: Path, args: list[str], what: str | None,  # type: ignore[no-untyped-def]
-                                     fix: str | None) -> None:
+@pytest.mark.parametrize(
+    ("args", "what", "fix"),
+    [
+        (
+            ["logs", "nosuch"],
+            "no service named 'nosuch'",
+            "services: redis, voice-agent (voice); or airadev (the supervisor), ngrok (the tunnel)",
+        ),
+        (["logs", "voise"], "no service named 'voise'; did you mean 'voice'?", None),
+        (["logs", "--since", "soon"], "--since soon: not a duration", "write it like 10m, 90s or 2h"),
+        (["logs", "-n", "-1"], "-n -1: must be 0 or more", "write -n 100"),
+        (
+            ["logs", "-f"],
+            "nothing is running, so there is nothing to follow (the lines above are stored ones)",
+            "start the stack with `airadev up`",
+        ),
+        (["export", "yaml"], "cannot export 'yaml'", "use `airadev export compose`"),
+        (["doctor", "--dry-run"], "--dry-run and --install go with --fix", "add --fix"),
+        (["up", "--runtime", "vm"], None, None),
+    ],
+)
+def test_bad_usage_is_one_clear_line(
+    run,
+    tmp_path: Path,
+    args: list[str],
+    what: str | None,  # type: ignore[no-untyped-def]
+    fix: str | None,
+) -> None:
     workspace(tmp_path)
     code, out, err = run(*args)
     said, how = two_lines(err)
@@ -190,7 +210,10 @@ def test_doctor_lists_its_checks_and_answers_in_json(run, tmp_path: Path) -> Non
     assert code == 0
     assert data["schema"] == 1 and data["offline"] is True and data["exit_code"] == 0
     assert {c["id"]: c["status"] for c in data["checks"]} == {
-        "workspace.config": "ok", "workspace.folders:redis": "ok", "workspace.folders:voice-agent": "ok"}
+        "workspace.config": "ok",
+        "workspace.folders:redis": "ok",
+        "workspace.folders:voice-agent": "ok",
+    }
     assert data["summary"] == {"ok": 3, "warning": 0, "error": 0, "skipped": 0}
     code, out, _ = run("doctor", "--offline", "nosuch")
     assert code == 2

@@ -79,12 +79,20 @@ def test_list_depends_on_means_started(tmp_path: Path) -> None:
 
 
 def test_a_dependency_may_ask_to_be_restarted_with_it(tmp_path: Path) -> None:
-    cfg = load_text(tmp_path, '[services.a]\ncommand="a"\naliases=["x"]\n[services.b]\ncommand="b"\n'
-                              'depends_on = { x = { condition = "healthy", restart = true } }\n')
+    cfg = load_text(
+        tmp_path,
+        '[services.a]\ncommand="a"\naliases=["x"]\n[services.b]\ncommand="b"\n'
+        'depends_on = { x = { condition = "healthy", restart = true } }\n',
+    )
     [dep] = cfg.get("b").depends_on
     assert (dep.name, dep.condition, dep.restart) == ("a", Condition.HEALTHY, True)
-    assert load_text(tmp_path, '[services.a]\ncommand="a"\n[services.b]\ncommand="b"\ndepends_on=["a"]\n') \
-        .get("b").depends_on[0].restart is False
+    assert (
+        load_text(tmp_path, '[services.a]\ncommand="a"\n[services.b]\ncommand="b"\ndepends_on=["a"]\n')
+        .get("b")
+        .depends_on[0]
+        .restart
+        is False
+    )
 
 
 def test_dependencies_may_name_aliases(tmp_path: Path) -> None:
@@ -97,69 +105,165 @@ def test_dependencies_may_name_aliases(tmp_path: Path) -> None:
     [
         ('[services.a]\ncommand = "a"\nhelth = { tcp = 1 }\n', "services.a.helth: unknown key; did you mean 'health'?"),
         ('[services.a]\ncommand = "a"\n[servces]\n', "servces: unknown key; did you mean 'services'?"),
-        ('[services.a]\ncommand = "a"\nport = "80"\n', "services.a.port: expected an integer, got \"80\""),
+        ('[services.a]\ncommand = "a"\nport = "80"\n', 'services.a.port: expected an integer, got "80"'),
         ('[services.a]\ncommand = "a"\nport = 70000\n', "services.a.port: 70000 is not a port number"),
         ('[services.a]\ncommand = "a"\nport = true\n', "services.a.port: expected an integer, got True"),
         ('[services.a]\ncommand = ""\n', "services.a.command: is empty"),
-        ('[services.a]\ncommand = 5\n', "services.a.command: expected a string or a list"),
+        ("[services.a]\ncommand = 5\n", "services.a.command: expected a string or a list"),
         ('[services.a]\ncwd = "x"\n', "[services.a] has no 'command'"),
         ('[services.a]\ncommand = "a"\nstop_grace = "soon"\n', "services.a.stop_grace: expected a duration"),
         ('[services.a]\ncommand = "a"\nstop_signal = "SIGNOPE"\n', "services.a.stop_signal: unknown signal"),
         ('[services.a]\ncommand = "a"\nrestart = "sometimes"\n', "services.a.restart: unknown restart policy"),
         ('[services.a]\ncommand = "a"\nrestart = "on-failur"\n', "did you mean 'on-failure'?"),
-        ('[services.a]\ncommand = "a"\nrestart = { polcy = "no" }\n', "services.a.restart.polcy: unknown key; did you mean 'policy'?"),
-        ('[services.a]\ncommand = "a"\nrestart = { jitter = 1.5 }\n', "services.a.restart.jitter: must be between 0 and 1"),
-        ('[services.a]\ncommand = "a"\nrestart = { backoff = "10s", backoff_max = "1s" }\n', "backoff_max: is smaller than backoff"),
-        ('[services.a]\ncommand = "a"\nruntime = "dokcer"\n', "services.a.runtime: unknown runtime \"dokcer\""),
+        (
+            '[services.a]\ncommand = "a"\nrestart = { polcy = "no" }\n',
+            "services.a.restart.polcy: unknown key; did you mean 'policy'?",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nrestart = { jitter = 1.5 }\n',
+            "services.a.restart.jitter: must be between 0 and 1",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nrestart = { backoff = "10s", backoff_max = "1s" }\n',
+            "backoff_max: is smaller than backoff",
+        ),
+        ('[services.a]\ncommand = "a"\nruntime = "dokcer"\n', 'services.a.runtime: unknown runtime "dokcer"'),
         ('[services.a]\ncommand = "a"\nhealth = { interval = "1s" }\n', "services.a.health: has no probe"),
-        ('[services.a]\ncommand = "a"\nport = 1\nhealth = { tcp = true, http = "/" }\n', "services.a.health: has 2 probes"),
-        ('[services.a]\ncommand = "a"\nhealth = { http = "/health" }\n', "services.a.health.http: is a path but the service has no port"),
+        (
+            '[services.a]\ncommand = "a"\nport = 1\nhealth = { tcp = true, http = "/" }\n',
+            "services.a.health: has 2 probes",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nhealth = { http = "/health" }\n',
+            "services.a.health.http: is a path but the service has no port",
+        ),
         ('[services.a]\ncommand = "a"\nhealth = { http = "health" }\n', "services.a.health.http: expected a path"),
         ('[services.a]\ncommand = "a"\nhealth = { tcp = true }\n', "services.a.health.tcp: needs a port"),
         ('[services.a]\ncommand = "a"\nhealth = { tcp = "host:x" }\n', "services.a.health.tcp: expected host:port"),
-        ('[services.a]\ncommand = "a"\nhealth = { log = "(" }\n', "services.a.health.log: is not a valid regular expression"),
-        ('[services.a]\ncommand = "a"\nhealth = { log = "x", retries = 0 }\n', "services.a.health.retries: must be at least 1"),
-        ('[services.a]\ncommand = "a"\nhealth = { log = "x", intervall = "1s" }\n', "services.a.health.intervall: unknown key; did you mean 'interval'?"),
-        ('[services.a]\ncommand = "a"\nhealth = { log = "x", timeout = "0s" }\n', "services.a.health.timeout: must be more than 0"),
-        ('[services.a]\ncommand = "a"\ndepends_on = ["reddis"]\n[services.redis]\ncommand = "r"\n', "services.a.depends_on: unknown service \"reddis\"; did you mean 'redis'?"),
-        ('[services.a]\ncommand = "a"\ndepends_on = ["a"]\n', "services.a.depends_on: a service cannot depend on itself"),
-        ('[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = "ready" }\n', "services.b.depends_on.a: unknown condition \"ready\""),
-        ('[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = { conditon = "healthy" } }\n', "services.b.depends_on.a.conditon: unknown key; did you mean 'condition'?"),
-        ('[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = { restart = "yes" } }\n', "services.b.depends_on.a.restart: expected true or false"),
-        ('[services.a]\ncommand = "a"\nport = 80\n[services.b]\ncommand = "b"\nport = 80\n', "services.b.port: 80 is also the port of services.a"),
-        ('[services.a]\ncommand = "a"\naliases = ["b"]\n[services.b]\ncommand = "b"\n', "services.b: the name \"b\" is already used by services.a"),
+        (
+            '[services.a]\ncommand = "a"\nhealth = { log = "(" }\n',
+            "services.a.health.log: is not a valid regular expression",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nhealth = { log = "x", retries = 0 }\n',
+            "services.a.health.retries: must be at least 1",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nhealth = { log = "x", intervall = "1s" }\n',
+            "services.a.health.intervall: unknown key; did you mean 'interval'?",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nhealth = { log = "x", timeout = "0s" }\n',
+            "services.a.health.timeout: must be more than 0",
+        ),
+        (
+            '[services.a]\ncommand = "a"\ndepends_on = ["reddis"]\n[services.redis]\ncommand = "r"\n',
+            "services.a.depends_on: unknown service \"reddis\"; did you mean 'redis'?",
+        ),
+        (
+            '[services.a]\ncommand = "a"\ndepends_on = ["a"]\n',
+            "services.a.depends_on: a service cannot depend on itself",
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = "ready" }\n',
+            'services.b.depends_on.a: unknown condition "ready"',
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = { conditon = "healthy" } }\n',
+            "services.b.depends_on.a.conditon: unknown key; did you mean 'condition'?",
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.b]\ncommand = "b"\ndepends_on = { a = { restart = "yes" } }\n',
+            "services.b.depends_on.a.restart: expected true or false",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nport = 80\n[services.b]\ncommand = "b"\nport = 80\n',
+            "services.b.port: 80 is also the port of services.a",
+        ),
+        (
+            '[services.a]\ncommand = "a"\naliases = ["b"]\n[services.b]\ncommand = "b"\n',
+            'services.b: the name "b" is already used by services.a',
+        ),
         ('[services.Voice]\ncommand = "a"\n', "services.Voice: the name must be lowercase"),
         ('[services.airadev]\ncommand = "a"\n', "services.airadev: the name is reserved"),
-        ('[services.a]\ncommand = "a"\naliases = ["Bad Name"]\n', "services.a.aliases: \"Bad Name\" is not a valid name"),
+        ('[services.a]\ncommand = "a"\naliases = ["Bad Name"]\n', 'services.a.aliases: "Bad Name" is not a valid name'),
         ('[services.a]\ncommand = "a"\nenv = { X = [1] }\n', "services.a.env.X: expected a string"),
         ('[services.a]\ncommand = "a"\nenv_files = [1]\n', "services.a.env_files: expected a list of strings"),
         ('[services.a]\ncommand = "a"\n[logs]\nmax_size = "1KB"\n', "logs.max_size: expected a size of at least 64KB"),
         ('[services.a]\ncommand = "a"\n[logs]\nkept = 3\n', "logs.kept: unknown key; did you mean 'keep'?"),
-        ('[services]\n', "no services are defined"),
-        ('[logs]\nkeep = 1\n', "no services are defined"),
+        ("[services]\n", "no services are defined"),
+        ("[logs]\nkeep = 1\n", "no services are defined"),
         ("[services.a]\ncommand = 'a'\nservices = 1\n[services.a.x\n", "invalid TOML"),
         ('[services.a]\ncommand = "a"\nwatch = 3\n', "services.a.watch: expected true or false or a string or a list"),
         ('[service.a]\ncommand = "a"\n', "service: unknown key; did you mean 'services'?"),
-        ('[services.a]\ncommand = "a"\nport = 80\nhealth = { htpp = "/health" }\n', "services.a.health.htpp: unknown key; did you mean 'http'?"),
-        ('[services.a]\ncommand = "a"\nhealth = { http = "http://localhost:8000health" }\n', "services.a.health.http: expected a path"),
-        ('[services.a]\ncommand = "a"\nhealth = { http = "http://[::1:80/" }\n', "services.a.health.http: expected a path"),
-        ('[services.a]\ncommand = "python -c \'hello"\n', "services.a.command: cannot be split into words: no closing quotation"),
-        ('[services.a]\ncommand = "a"\nhealth = { exec = "redis-cli \'ping" }\n', "services.a.health.exec: cannot be split into words"),
+        (
+            '[services.a]\ncommand = "a"\nport = 80\nhealth = { htpp = "/health" }\n',
+            "services.a.health.htpp: unknown key; did you mean 'http'?",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nhealth = { http = "http://localhost:8000health" }\n',
+            "services.a.health.http: expected a path",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nhealth = { http = "http://[::1:80/" }\n',
+            "services.a.health.http: expected a path",
+        ),
+        (
+            '[services.a]\ncommand = "python -c \'hello"\n',
+            "services.a.command: cannot be split into words: no closing quotation",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nhealth = { exec = "redis-cli \'ping" }\n',
+            "services.a.health.exec: cannot be split into words",
+        ),
         # runtimes: containers and the local database
-        ('[services.a]\ncommand = "a"\nruntime = "docker"\n', "services.a.runtime: is \"docker\" but the service has no image"),
-        ('[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x y"\n', "services.a.docker.image: \"x y\" is not an image name"),
-        ('[services.a]\ncommand = "a"\n[services.a.docker]\nimg = "x"\n', "services.a.docker.img: unknown key; did you mean 'image'?"),
-        ('[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x"\nvolumes = ["data"]\n', "services.a.docker.volumes: \"data\" is not SOURCE:TARGET[:ro]"),
-        ('[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x"\nvolumes = ["data:rel"]\n', "the target of \"data:rel\" is not an absolute path"),
-        ('[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x"\nport = 6379\n', "services.a.port: is missing: docker.port needs a host port"),
-        ('[services.a]\ncommand = "a"\nexclude = ["studio"]\n', "services.a.exclude: applies only to runtime = \"supabase\""),
-        ('[services.a]\ncommand = "a"\nproject = "ui"\n', "services.a.project: applies only to runtime = \"postgres\" or runtime = \"supabase\""),
-        ('[services.db]\nruntime = "postgres"\nexclude = ["studio"]\n', "services.db.exclude: applies only to runtime = \"supabase\""),
-        ('[services.db]\nruntime = "postgres"\nhealth = { tcp = true }\n', "services.db.health: does not apply: runtime \"postgres\" decides its readiness"),
+        (
+            '[services.a]\ncommand = "a"\nruntime = "docker"\n',
+            'services.a.runtime: is "docker" but the service has no image',
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x y"\n',
+            'services.a.docker.image: "x y" is not an image name',
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.a.docker]\nimg = "x"\n',
+            "services.a.docker.img: unknown key; did you mean 'image'?",
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x"\nvolumes = ["data"]\n',
+            'services.a.docker.volumes: "data" is not SOURCE:TARGET[:ro]',
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x"\nvolumes = ["data:rel"]\n',
+            'the target of "data:rel" is not an absolute path',
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.a.docker]\nimage = "x"\nport = 6379\n',
+            "services.a.port: is missing: docker.port needs a host port",
+        ),
+        (
+            '[services.a]\ncommand = "a"\nexclude = ["studio"]\n',
+            'services.a.exclude: applies only to runtime = "supabase"',
+        ),
+        (
+            '[services.a]\ncommand = "a"\nproject = "ui"\n',
+            'services.a.project: applies only to runtime = "postgres" or runtime = "supabase"',
+        ),
+        (
+            '[services.db]\nruntime = "postgres"\nexclude = ["studio"]\n',
+            'services.db.exclude: applies only to runtime = "supabase"',
+        ),
+        (
+            '[services.db]\nruntime = "postgres"\nhealth = { tcp = true }\n',
+            'services.db.health: does not apply: runtime "postgres" decides its readiness',
+        ),
         ('[services.db]\nruntime = "postgres"\ncommand = "postgres"\n', "services.db.command: does not apply"),
         ('[services.db]\nruntime = "postgres"\nmigrations = "nope"\n', "services.db.migrations: folder"),
         ('[services.db]\nruntime = "supabase"\n', "services.db.project:"),
-        ('[services.db]\nruntime = "postgres"\n[services.db2]\nruntime = "postgres"\nport = 1\n', "a stack has one local database"),
+        (
+            '[services.db]\nruntime = "postgres"\n[services.db2]\nruntime = "postgres"\nport = 1\n',
+            "a stack has one local database",
+        ),
     ],
 )
 def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:
@@ -169,7 +273,9 @@ def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:
 
 
 def test_cycle_is_named_as_a_cycle(tmp_path: Path) -> None:
-    err = error_of(tmp_path, """
+    err = error_of(
+        tmp_path,
+        """
 [services.ui]
 command = "u"
 depends_on = ["voice"]
@@ -179,7 +285,8 @@ depends_on = ["kb"]
 [services.kb]
 command = "k"
 depends_on = { ui = "healthy" }
-""")
+""",
+    )
     assert "dependency cycle: ui → voice → kb → ui" in err.message
 
 
@@ -216,7 +323,9 @@ def test_find_root_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert "airadev init" in info.value.fix
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("2s", 2.0), ("1.5m", 90.0), ("1h", 3600.0), (3, 3.0), ("7", 7.0)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500ms", 0.5), ("2s", 2.0), ("1.5m", 90.0), ("1h", 3600.0), (3, 3.0), ("7", 7.0)]
+)
 def test_durations(text: str | int, seconds: float) -> None:
     assert config.parse_duration(text) == seconds
 
@@ -226,7 +335,9 @@ def test_bad_durations(text: str) -> None:
     assert config.parse_duration(text) is None  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("text", "size"), [("20MB", 20 * 1024**2), ("512k", 512 * 1024), ("1GiB", 1024**3), (4096, 4096)])
+@pytest.mark.parametrize(
+    ("text", "size"), [("20MB", 20 * 1024**2), ("512k", 512 * 1024), ("1GiB", 1024**3), (4096, 4096)]
+)
 def test_sizes(text: str | int, size: int) -> None:
     assert config.parse_size(text) == size
 
@@ -248,7 +359,12 @@ def test_supabase_exclude_names_and_its_config_toml(tmp_path: Path) -> None:
     text = '[services.db]\nruntime = "supabase"\nproject = "ui"\nexclude = ["studi"]\n'
     assert "\"studi\" is not a Supabase container; did you mean 'studio'?" in error_of(tmp_path, text).message
     db = load_text(tmp_path, text.replace("studi", "studio")).get("db")
-    assert (db.port, db.database.db_port, db.database.project_id, db.database.exclude) == (55321, 55322, "aira", ("studio",))
+    assert (db.port, db.database.db_port, db.database.project_id, db.database.exclude) == (
+        55321,
+        55322,
+        "aira",
+        ("studio",),
+    )
     settings.write_text('[db]\nport = "x"\n')
     assert "[db] port: expected a port number" in error_of(tmp_path, text.replace("studi", "studio")).message
     settings.write_text("db = 5\n")

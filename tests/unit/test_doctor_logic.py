@@ -46,6 +46,7 @@ def test_dependents_of_a_failed_or_skipped_check_are_skipped_with_the_reason(reg
         def run(ctx: Context) -> Result:
             ran.append(result.id)
             return result
+
         return run
 
     checks = [
@@ -77,8 +78,11 @@ def test_a_check_that_crashes_or_overruns_is_a_result(registry, tmp_path: Path) 
         release.wait(10)
         return doctor.ok("tools.hang", "late")
 
-    checks = [registry(make("tools.crash", crash)), registry(make("tools.hang", hang, timeout=0.2)),
-              registry(make("tools.fine", lambda ctx: [doctor.ok("tools.fine:1", "one"), doctor.ok("tools.fine:2", "two")]))]
+    checks = [
+        registry(make("tools.crash", crash)),
+        registry(make("tools.hang", hang, timeout=0.2)),
+        registry(make("tools.fine", lambda ctx: [doctor.ok("tools.fine:1", "one"), doctor.ok("tools.fine:2", "two")])),
+    ]
     try:
         results = {r.id: r for r in doctor.run(checks, Context(tmp_path))}
     finally:
@@ -105,23 +109,38 @@ def test_selecting_checks_by_id_or_prefix_brings_prerequisites() -> None:
 
 
 def test_exit_code_summary_and_json(tmp_path: Path) -> None:
-    results = [doctor.ok("a.x", "fine"), doctor.warning("a.y", "hmm token-1234567", "fix token-1234567"),
-               doctor.skipped("a.z", "no")]
+    results = [
+        doctor.ok("a.x", "fine"),
+        doctor.warning("a.y", "hmm token-1234567", "fix token-1234567"),
+        doctor.skipped("a.z", "no"),
+    ]
     assert doctor.exit_code(results) == 0
     assert doctor.exit_code(results, strict=True) == 1
     assert doctor.exit_code([*results, doctor.error("a.e", "bad", "fix")]) == 1
     assert doctor.summary(results) == {"ok": 1, "warning": 1, "error": 0, "skipped": 1}
-    data = op.as_json(results, Context(tmp_path, offline=True), True, Redactor({"API_TOKEN": "token-1234567"}),
-                      [("chmod 600 .env", "done with token-1234567")])
+    data = op.as_json(
+        results,
+        Context(tmp_path, offline=True),
+        True,
+        Redactor({"API_TOKEN": "token-1234567"}),
+        [("chmod 600 .env", "done with token-1234567")],
+    )
     text = json.dumps(data)
     assert "token-1234567" not in text
     assert data["schema"] == 1 and data["exit_code"] == 1 and data["workspace"] is None
-    assert data["checks"][1] == {"id": "a.y", "group": "a", "status": "warning", "message": "hmm [redacted:API_TOKEN]",
-                                 "fix": "fix [redacted:API_TOKEN]", "duration": 0.0}
+    assert data["checks"][1] == {
+        "id": "a.y",
+        "group": "a",
+        "status": "warning",
+        "message": "hmm [redacted:API_TOKEN]",
+        "fix": "fix [redacted:API_TOKEN]",
+        "duration": 0.0,
+    }
     assert data["fixes"] == [{"fix": "chmod 600 .env", "outcome": "done with [redacted:API_TOKEN]"}]
 
 
 # --- fixes --------------------------------------------------------------------------------------------
+
 
 def test_fixes_are_planned_once_and_carried_out_safely(tmp_path: Path) -> None:
     (tmp_path / "airadev.toml").write_text("")
@@ -154,12 +173,16 @@ def test_fixes_are_planned_once_and_carried_out_safely(tmp_path: Path) -> None:
 
 
 def test_fix_dry_run_and_installs_only_when_asked(tmp_path: Path) -> None:
-    results = [doctor.error("tools.deps:ui", "modules missing", "npm ci", Action("npm-ci", "ui", install=True)),
-               doctor.warning("secrets.modes:x", "mode", "chmod", Action("chmod", "x")),
-               doctor.ok("secrets.modes:y", "fine")]
+    results = [
+        doctor.error("tools.deps:ui", "modules missing", "npm ci", Action("npm-ci", "ui", install=True)),
+        doctor.warning("secrets.modes:x", "mode", "chmod", Action("chmod", "x")),
+        doctor.ok("secrets.modes:y", "fine"),
+    ]
     ctx = Context(tmp_path)
     assert op.fix(results, ctx, dry_run=True, install=False, ask=None) == [
-        ("run npm ci in ui", "would do (with --install)"), ("chmod 600 x", "would do")]
+        ("run npm ci in ui", "would do (with --install)"),
+        ("chmod 600 x", "would do"),
+    ]
     asked: list[str] = []
     done = op.fix(results[:1], ctx, dry_run=False, install=False, ask=lambda q: asked.append(q) or False)
     assert done == [("run npm ci in ui", "not done: installs only with --install")]
@@ -168,6 +191,7 @@ def test_fix_dry_run_and_installs_only_when_asked(tmp_path: Path) -> None:
 
 # --- the value rules -------------------------------------------------------------------------------------
 
+
 def jwt(payload: object) -> str:
     def part(obj: object) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
@@ -175,12 +199,27 @@ def jwt(payload: object) -> str:
     return f"{part({'alg': 'HS256'})}.{part(payload)}.c2ln"
 
 
-@pytest.mark.parametrize(("value", "placeholder"), [
-    ("xxxx", True), ("your-api-key", True), ("<token>", True), ("changeme", True), ("...", True), ("TODO", True),
-    ("sk_test_xxxxxxxx", True), ("sk-proj-...", True), ("whsec_", True), ("AC", True), ("eyJ***", True),
-    ("sk_test_51Hx8a", False), ("AC0123456789abcdef0123456789abcdef", False), ("redis", False), ("", False),
-    ("prefix-your_key", True),
-])
+@pytest.mark.parametrize(
+    ("value", "placeholder"),
+    [
+        ("xxxx", True),
+        ("your-api-key", True),
+        ("<token>", True),
+        ("changeme", True),
+        ("...", True),
+        ("TODO", True),
+        ("sk_test_xxxxxxxx", True),
+        ("sk-proj-...", True),
+        ("whsec_", True),
+        ("AC", True),
+        ("eyJ***", True),
+        ("sk_test_51Hx8a", False),
+        ("AC0123456789abcdef0123456789abcdef", False),
+        ("redis", False),
+        ("", False),
+        ("prefix-your_key", True),
+    ],
+)
 def test_placeholders(value: str, placeholder: bool) -> None:
     assert is_placeholder(value) is placeholder
 
@@ -196,18 +235,21 @@ def test_jwt_roles_and_service_role_keys() -> None:
     assert service_role_problem("sb_secret_abc") is None
 
 
-@pytest.mark.parametrize(("fmt", "good", "bad"), [
-    ("hex32", "0123456789abcdef0123456789ABCDEF", "0123"),
-    ("twilio-sid", "AC0123456789abcdef0123456789abcdef", "SK0123456789abcdef0123456789abcdef"),
-    ("stripe-key", "rk_live_abc", "pk_test_abc"),
-    ("url", "http://127.0.0.1:54321", "127.0.0.1:54321"),
-    ("url", "https://x.supabase.co", "http://x:99999"),
-    ("jwt", "sb_secret_abc", "not-a-jwt"),
-    ("port", "6379", "65536"),
-    ("host", "redis.internal", "bad host"),
-    ("environment", "staging", "prod"),
-    ("name", "anything", "  "),
-])
+@pytest.mark.parametrize(
+    ("fmt", "good", "bad"),
+    [
+        ("hex32", "0123456789abcdef0123456789ABCDEF", "0123"),
+        ("twilio-sid", "AC0123456789abcdef0123456789abcdef", "SK0123456789abcdef0123456789abcdef"),
+        ("stripe-key", "rk_live_abc", "pk_test_abc"),
+        ("url", "http://127.0.0.1:54321", "127.0.0.1:54321"),
+        ("url", "https://x.supabase.co", "http://x:99999"),
+        ("jwt", "sb_secret_abc", "not-a-jwt"),
+        ("port", "6379", "65536"),
+        ("host", "redis.internal", "bad host"),
+        ("environment", "staging", "prod"),
+        ("name", "anything", "  "),
+    ],
+)
 def test_formats(fmt: str, good: str, bad: str) -> None:
     test, _ = FORMATS[fmt]
     assert test(good) and not test(bad)

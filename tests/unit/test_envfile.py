@@ -8,8 +8,15 @@ from airadev.runtimes.environment import service_env
 
 
 def test_secret_rules() -> None:
-    for name in ("TWILIO_AUTH_TOKEN", "OPENAI_API_KEY", "STRIPE_WEBHOOK_SECRET", "DB_PASSWORD", "NGROK_AUTHTOKEN",
-                 "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_KEY"):
+    for name in (
+        "TWILIO_AUTH_TOKEN",
+        "OPENAI_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "DB_PASSWORD",
+        "NGROK_AUTHTOKEN",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "SUPABASE_KEY",
+    ):
         assert envfile.is_secret(name), name
     for name in ("TWILIO_ACCOUNT_SID", "PORT", "NEXT_PUBLIC_SUPABASE_ANON_KEY", "REDIS_HOST", "KEYBOARD"):
         assert not envfile.is_secret(name), name
@@ -18,16 +25,47 @@ def test_secret_rules() -> None:
 
 def test_templates_hold_the_guides_checklist_and_mark_secrets() -> None:
     checklist = {
-        "aira-ui.env.local": {"NEXT_PUBLIC_SUPABASE_URL", "NEXT_PUBLIC_SUPABASE_ANON_KEY", "NEXT_PUBLIC_APP_URL",
-                              "SUPABASE_SERVICE_ROLE_KEY", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
-                              "VOICE_AGENT_SERVICE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"},
-        "voice-agent.env": {"SUPABASE_URL", "SUPABASE_KEY", "DAILY_API_KEY", "TWILIO_ACCOUNT_SID",
-                            "TWILIO_AUTH_TOKEN", "OPENAI_API_KEY", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY",
-                            "PINECONE_API_KEY", "PINECONE_INDEX_NAME", "REDIS_HOST", "REDIS_PORT", "HOST", "PORT",
-                            "ENVIRONMENT"},
-        "kb-updater.env": {"SUPABASE_URL", "SUPABASE_KEY", "PINECONE_API_KEY", "PINECONE_INDEX_NAME",
-                           "PINECONE_CLOUD", "PINECONE_REGION", "SENTENCE_TRANSFORMER_MODEL", "VECTOR_DB_TYPE",
-                           "HOST", "PORT", "ENVIRONMENT"},
+        "aira-ui.env.local": {
+            "NEXT_PUBLIC_SUPABASE_URL",
+            "NEXT_PUBLIC_SUPABASE_ANON_KEY",
+            "NEXT_PUBLIC_APP_URL",
+            "SUPABASE_SERVICE_ROLE_KEY",
+            "TWILIO_ACCOUNT_SID",
+            "TWILIO_AUTH_TOKEN",
+            "VOICE_AGENT_SERVICE_URL",
+            "STRIPE_SECRET_KEY",
+            "STRIPE_WEBHOOK_SECRET",
+        },
+        "voice-agent.env": {
+            "SUPABASE_URL",
+            "SUPABASE_KEY",
+            "DAILY_API_KEY",
+            "TWILIO_ACCOUNT_SID",
+            "TWILIO_AUTH_TOKEN",
+            "OPENAI_API_KEY",
+            "DEEPGRAM_API_KEY",
+            "CARTESIA_API_KEY",
+            "PINECONE_API_KEY",
+            "PINECONE_INDEX_NAME",
+            "REDIS_HOST",
+            "REDIS_PORT",
+            "HOST",
+            "PORT",
+            "ENVIRONMENT",
+        },
+        "kb-updater.env": {
+            "SUPABASE_URL",
+            "SUPABASE_KEY",
+            "PINECONE_API_KEY",
+            "PINECONE_INDEX_NAME",
+            "PINECONE_CLOUD",
+            "PINECONE_REGION",
+            "SENTENCE_TRANSFORMER_MODEL",
+            "VECTOR_DB_TYPE",
+            "HOST",
+            "PORT",
+            "ENVIRONMENT",
+        },
     }
     for name, expected in checklist.items():
         found = envfile.template_vars(envfile.TEMPLATES / name)
@@ -44,15 +82,15 @@ def test_templates_hold_the_guides_checklist_and_mark_secrets() -> None:
 
 def test_read_handles_dotenv_syntax(tmp_path: Path) -> None:
     path = tmp_path / ".env"
-    path.write_text('# c\nexport A=1\nB="two words"\nC=\'x#y\'\nEMPTY=\nNOVALUE\n')
+    path.write_text("# c\nexport A=1\nB=\"two words\"\nC='x#y'\nEMPTY=\nNOVALUE\n")
     assert envfile.read(path) == {"A": "1", "B": "two words", "C": "x#y", "EMPTY": ""}
 
 
 VALID = [
-    b"A=1\nexport B='two words'\nC=\"esc\\\"aped\\nline\"\n# comment\nD= spaced # note\nE\nF=\n",
+    b'A=1\nexport B=\'two words\'\nC="esc\\"aped\\nline"\n# comment\nD= spaced # note\nE\nF=\n',
     b"A=1\r\nB=\"l1\r\nl2\"\r\nC='x'\r\n",  # CRLF, a quoted value across lines
     b"\xef\xbb\xbfA=1\nB=2",  # a byte order mark, no final newline
-    b"PEM=\"-----BEGIN KEY-----\nabc\n-----END KEY-----\"\nA=${B}\n",
+    b'PEM="-----BEGIN KEY-----\nabc\n-----END KEY-----"\nA=${B}\n',
 ]
 
 
@@ -62,8 +100,9 @@ def test_read_agrees_with_python_dotenv_on_valid_files(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     for data in VALID:
         path.write_bytes(data)
-        expected = {k: v for k, v in dotenv_values(path, interpolate=False, encoding="utf-8-sig").items()
-                    if v is not None}
+        expected = {
+            k: v for k, v in dotenv_values(path, interpolate=False, encoding="utf-8-sig").items() if v is not None
+        }
         assert envfile.read(path) == expected, data
 
 
@@ -73,8 +112,12 @@ def test_read_names_the_line_of_what_it_cannot_read_and_never_shows_it(tmp_path:
     from airadev.errors import AiradevError
 
     path = tmp_path / ".env"
-    for data, line in ((b"A=1\nTOKEN secret-value\n", 2), (b"\xef\xbb\xbfA=1\n\xffB=2", 2), (b"A='open\n", 1),
-                       (b"A=1\nB=x\x00y\n", 2)):
+    for data, line in (
+        (b"A=1\nTOKEN secret-value\n", 2),
+        (b"\xef\xbb\xbfA=1\n\xffB=2", 2),
+        (b"A='open\n", 1),
+        (b"A=1\nB=x\x00y\n", 2),
+    ):
         path.write_bytes(data)
         with pytest.raises(AiradevError) as caught:
             envfile.read(path)
@@ -87,8 +130,14 @@ def test_service_env(tmp_path: Path) -> None:
     venv = tmp_path / ".venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").touch()
-    service = Service(name="voice", command=("python",), cwd=tmp_path, env_files=(tmp_path / ".env",),
-                      env=(("SHARED", "table"),), venv=(venv, tmp_path / "venv"))
+    service = Service(
+        name="voice",
+        command=("python",),
+        cwd=tmp_path,
+        env_files=(tmp_path / ".env",),
+        env=(("SHARED", "table"),),
+        venv=(venv, tmp_path / "venv"),
+    )
     env = service_env(service, "ws.run", colour=True, base={"PATH": "/usr/bin", "AIRADEV_RUN": "stale"})
     assert env["FROM_FILE"] == "1" and env["SHARED"] == "table"
     assert env["PYTHONUNBUFFERED"] == "1" and env["FORCE_COLOR"] == "1"

@@ -42,8 +42,13 @@ def assignment(draw: st.DrawFn) -> str:
     return indent + export + rendered
 
 
-line = st.one_of(assignment(), st.just(""), st.just("# a comment"), st.just("   "),
-                 st.text(alphabet="# abcxyz=", max_size=15).map(lambda t: "#" + t))
+line = st.one_of(
+    assignment(),
+    st.just(""),
+    st.just("# a comment"),
+    st.just("   "),
+    st.text(alphabet="# abcxyz=", max_size=15).map(lambda t: "#" + t),
+)
 
 
 @st.composite
@@ -70,7 +75,9 @@ def test_only_the_variable_changes_and_undo_restores_every_byte(data: bytes) -> 
         assert len(changed) <= 1, "one line changes, every other is byte-identical"
     else:
         assert new.startswith(data), "an absent variable is appended; nothing before it moves"
-        assert new.endswith((b"\n", b"\r")) == (data.endswith((b"\n", b"\r")) or not data), "final newline kept as it was"
+        assert new.endswith((b"\n", b"\r")) == (data.endswith((b"\n", b"\r")) or not data), (
+            "final newline kept as it was"
+        )
     assert plan_undo(new, edit) == data
 
 
@@ -130,8 +137,9 @@ def test_errors_are_clear_and_write_nothing(tmp_path: Path, monkeypatch: pytest.
     if os.getuid() == 0:
         # Root may write anything: show it the file as its owner would see it.
         real_access = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked and mode & os.W_OK
-                            else real_access(p, mode))
+        monkeypatch.setattr(
+            os, "access", lambda p, mode: False if Path(p) == locked and mode & os.W_OK else real_access(p, mode)
+        )
     with pytest.raises(EnvFileError, match="not writable"):
         envfile.set_value(locked, VAR, URL)
     assert locked.read_bytes() == b"A=1\n"

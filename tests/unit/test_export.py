@@ -22,7 +22,8 @@ def demo():
 def test_the_committed_compose_file_is_the_current_export() -> None:
     assert COMPOSE.read_text() == compose(demo(), COMPOSE.parent), (
         "compose/docker-compose.yml is stale: run `airadev --workspace examples/demo export compose "
-        "-o compose/docker-compose.yml`")
+        "-o compose/docker-compose.yml`"
+    )
 
 
 # What a person would write by hand for the demo's three containers, read off
@@ -77,9 +78,18 @@ def test_compose_and_airadev_toml_agree_service_by_service() -> None:
         assert entry["stop_signal"] == signal.Signals(service.stop_signal).name
         # `healthy` only where Compose can know it: a docker.healthcheck (the same command).
         deps = {d.name: d.condition for d in service.depends_on if d.name in containers}
-        expected = {k: ("service_healthy" if str(v) == "healthy" and containers[k].docker.healthcheck else
-                        {"started": "service_started", "healthy": "service_started",
-                         "completed": "service_completed_successfully"}[str(v)]) for k, v in deps.items()}
+        expected = {
+            k: (
+                "service_healthy"
+                if str(v) == "healthy" and containers[k].docker.healthcheck
+                else {
+                    "started": "service_started",
+                    "healthy": "service_started",
+                    "completed": "service_completed_successfully",
+                }[str(v)]
+            )
+            for k, v in deps.items()
+        }
         assert {k: v["condition"] for k, v in entry.get("depends_on", {}).items()} == expected
         if spec.healthcheck:
             assert entry["healthcheck"]["test"] == ["CMD-SHELL", spec.healthcheck]
@@ -89,18 +99,21 @@ def test_compose_and_airadev_toml_agree_service_by_service() -> None:
 
 
 def test_export_quotes_what_compose_would_interpolate(tmp_path: Path) -> None:
-    (tmp_path / "airadev.toml").write_text("""
+    (tmp_path / "airadev.toml").write_text(
+        """
 [services.web]
 command = "x"
 port = 8000
 volumes_note = 1
-""".replace("volumes_note = 1\n", "") + """
+""".replace("volumes_note = 1\n", "")
+        + """
 [services.web.docker]
 image = "web:1"
 command = ["sh", "-c", "echo $HOME"]
 volumes = ["data:/data", "./static:/srv:ro"]
 env = { PRICE = "5$" }
-""")
+"""
+    )
     text = compose(config_module.load(tmp_path), tmp_path / "compose")
     data = yaml.safe_load(text)["services"]["web"]
     assert data["command"] == ["sh", "-c", "echo $$HOME"] and data["environment"] == {"PRICE": "5$$"}

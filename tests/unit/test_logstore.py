@@ -53,7 +53,7 @@ def test_a_long_line_is_broken_but_never_through_a_secret(prefix: int, chunk_siz
     out, pos, i = b"", 0, 0
     while pos < len(stream):
         size = chunk_sizes[i % len(chunk_sizes)]
-        out += framer.feed(stream[pos:pos + size])
+        out += framer.feed(stream[pos : pos + size])
         pos, i = pos + size, i + 1
     out += framer.flush(final=True)
     shown = redact(out)  # what the supervisor writes: every emitted piece passes redaction
@@ -87,7 +87,9 @@ def test_memory_stays_bounded_without_newlines() -> None:
 
 
 def test_redaction() -> None:
-    redact = Redactor({"TWILIO_AUTH_TOKEN": "fedcba9876543210", "LONG_KEY": "fedcba9876543210-extended", "TINY_KEY": "ab"})
+    redact = Redactor(
+        {"TWILIO_AUTH_TOKEN": "fedcba9876543210", "LONG_KEY": "fedcba9876543210-extended", "TINY_KEY": "ab"}
+    )
     line = b"token fedcba9876543210 and fedcba9876543210-extended, ab stays\n"
     assert redact(line) == b"token [redacted:TWILIO_AUTH_TOKEN] and [redacted:LONG_KEY], ab stays\n"
     assert redact.text("x fedcba9876543210") == "x [redacted:TWILIO_AUTH_TOKEN]"
@@ -131,7 +133,7 @@ def test_tail_spans_rotated_files_and_ignores_a_partial_last_line(tmp_path: Path
     with open(path, "wb") as f:
         f.write(logstore.Clock().stamp(1_900_000_000.0) + b"new\n" + b"half a li")
     lines = logstore.tail(path, 3)
-    assert [line[logstore.TS_FIELD:] for line in lines] == [b"line 3\n", b"line 4\n", b"new\n"]
+    assert [line[logstore.TS_FIELD :] for line in lines] == [b"line 3\n", b"line 4\n", b"new\n"]
     assert logstore.tail(path, 0) == []
     assert logstore.tail(tmp_path / "missing.log", 5) == []
 
@@ -141,7 +143,7 @@ def test_since_bisects(tmp_path: Path) -> None:
     write_log(path, 50_000, start=1_800_000_000.0, step=0.01)
     since = logstore.Clock().stamp(1_800_000_000.0 + 400.005)[: logstore.TS_LEN]
     lines = list(logstore.read_since(path, since))
-    assert lines[0][logstore.TS_FIELD:] == b"line 40001\n"
+    assert lines[0][logstore.TS_FIELD :] == b"line 40001\n"
     assert len(lines) == 50_000 - 40_001
     assert list(logstore.read_since(path, b"2100")) == []
     assert len(list(logstore.read_since(path, b"1999"))) == 50_000
@@ -182,7 +184,7 @@ def test_follower_loses_nothing_to_a_rotation_during_a_read(tmp_path: Path, monk
         if p == path and not rotated_once:
             rotated_once.append(1)
             log.write(b"two\n")  # written after the follower looked...
-            log.rotate()          # ...then rotated away
+            log.rotate()  # ...then rotated away
             log.write(b"three\n")
         return result
 

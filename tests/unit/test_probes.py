@@ -61,6 +61,7 @@ def test_tcp(answering: tuple[int, list[bytes]]) -> None:
 def test_a_container_s_published_port_passes_only_once_the_service_behind_it_listens() -> None:
     """The engine's port proxy accepts, then closes at once while nothing listens inside; a
     service that listens keeps the connection open (or speaks first)."""
+
     def serving(behaviour: str) -> int:
         server = socket.socket()
         server.bind(("127.0.0.1", 0))
@@ -95,14 +96,17 @@ def test_a_container_s_published_port_passes_only_once_the_service_behind_it_lis
     assert check(Probe(ProbeKind.TCP, ("127.0.0.1", serving("closes")))) == (True, "port open")  # a process's port
 
 
-@pytest.mark.parametrize(("answer", "verdict"), [
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", (True, "HTTP 200")),
-    (b"HTTP/1.0 302 Found\r\n\r\n", (True, "HTTP 302")),
-    (b"HTTP/1.1 404 Not Found\r\n\r\n", (False, "HTTP 404")),
-    (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", (False, "HTTP 503")),
-    (b"SSH-2.0-OpenSSH_9.2\r\n", (False, "not an HTTP answer")),
-    (b"", (False, "connection closed without an answer")),
-])
+@pytest.mark.parametrize(
+    ("answer", "verdict"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", (True, "HTTP 200")),
+        (b"HTTP/1.0 302 Found\r\n\r\n", (True, "HTTP 302")),
+        (b"HTTP/1.1 404 Not Found\r\n\r\n", (False, "HTTP 404")),
+        (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", (False, "HTTP 503")),
+        (b"SSH-2.0-OpenSSH_9.2\r\n", (False, "not an HTTP answer")),
+        (b"", (False, "connection closed without an answer")),
+    ],
+)
 def test_http_passes_below_400(answering: tuple[int, list[bytes]], answer: bytes, verdict: tuple[bool, str]) -> None:
     port, answers = answering
     answers.append(answer)
@@ -120,7 +124,10 @@ def test_a_silent_server_times_out() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        assert check(Probe(ProbeKind.HTTP, f"http://127.0.0.1:{port}/", timeout=0.2)) == (False, "no answer within 0.2s")
+        assert check(Probe(ProbeKind.HTTP, f"http://127.0.0.1:{port}/", timeout=0.2)) == (
+            False,
+            "no answer within 0.2s",
+        )
 
 
 def test_exec(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -128,8 +135,10 @@ def test_exec(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert check(Probe(ProbeKind.EXEC, ("true",))) == (True, "exit 0")
     assert check(Probe(ProbeKind.EXEC, ("sh", "-c", "echo 'not ready' >&2; exit 3"))) == (False, "exit 3: not ready")
     assert check(Probe(ProbeKind.EXEC, ("false",))) == (False, "exit 1")
-    assert check(Probe(ProbeKind.EXEC, (str(tmp_path / "missing"),))) == (False, f"cannot run {tmp_path / 'missing'}: "
-                                                                               "No such file or directory")
+    assert check(Probe(ProbeKind.EXEC, (str(tmp_path / "missing"),))) == (
+        False,
+        f"cannot run {tmp_path / 'missing'}: No such file or directory",
+    )
     assert check(Probe(ProbeKind.EXEC, ("sleep", "5"), timeout=0.2)) == (False, "no answer within 0.2s")
 
 

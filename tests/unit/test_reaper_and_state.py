@@ -39,8 +39,9 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
         proc.wait()
 
 
-def spawn(procs: list[subprocess.Popen[bytes]], argv: list[str], env: dict[str, str] | None = None,
-          **kwargs: object) -> subprocess.Popen[bytes]:
+def spawn(
+    procs: list[subprocess.Popen[bytes]], argv: list[str], env: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
     procs.append(proc)
     return proc
@@ -75,14 +76,26 @@ def wait_listed(marker: str, count: int) -> list[int]:
 
 # --- the watchdog --------------------------------------------------------------------------------
 
+
 def test_a_dead_supervisor_s_processes_are_ended_and_its_finally_run(tmp_path: Path, marker: str, procs) -> None:  # type: ignore[no-untyped-def]
     ours = spawn(procs, ["sleep", "60"], marks(marker), start_new_session=True)
     other_run = spawn(procs, ["sleep", "60"], marks(marker[:11] + "ffffffffffff"))
     assert wait_listed(marker, 1) == [ours.pid]
     done = tmp_path / "supabase-stopped"
-    watchdog(["--marker", marker, "--grace", "5", "--state", str(tmp_path / "no-state.json"),
-              "--docker", "unix:///nonexistent/docker.sock",  # an engine gone too: the processes still go
-              "--finally", json.dumps(["touch", str(done)])])
+    watchdog(
+        [
+            "--marker",
+            marker,
+            "--grace",
+            "5",
+            "--state",
+            str(tmp_path / "no-state.json"),
+            "--docker",
+            "unix:///nonexistent/docker.sock",  # an engine gone too: the processes still go
+            "--finally",
+            json.dumps(["touch", str(done)]),
+        ]
+    )
     assert ours.wait(timeout=5) == -signal.SIGTERM
     assert other_run.poll() is None, "another run's processes are not this watchdog's"
     assert done.exists(), "what stops Supabase runs after a death"
@@ -92,8 +105,19 @@ def test_after_a_clean_stop_only_stragglers_go_and_nothing_else_runs(tmp_path: P
     straggler = spawn(procs, ["sleep", "60"], marks(marker))
     wait_listed(marker, 1)
     done = tmp_path / "finally"
-    watchdog(["--marker", marker, "--grace", "5", "--state", str(tmp_path / "none.json"),
-              "--finally", json.dumps(["touch", str(done)])], said=b"noise" + watchdog_script.CLEAN)
+    watchdog(
+        [
+            "--marker",
+            marker,
+            "--grace",
+            "5",
+            "--state",
+            str(tmp_path / "none.json"),
+            "--finally",
+            json.dumps(["touch", str(done)]),
+        ],
+        said=b"noise" + watchdog_script.CLEAN,
+    )
     assert straggler.wait(timeout=5) == -signal.SIGTERM
     assert not done.exists(), "a supervisor that stopped cleanly left no Supabase to stop"
 
@@ -103,11 +127,20 @@ def test_a_group_recorded_in_the_state_is_ended_without_the_marker(tmp_path: Pat
     leader = spawn(procs, ["sleep", "60"], start_new_session=True)
     recycled = spawn(procs, ["sleep", "60"], start_new_session=True)
     state = tmp_path / "state.json"
-    state.write_text(json.dumps({"marker": marker, "services": {
-        "redis": {"pgid": leader.pid, "pgid_start": reaper.start_time(leader.pid)},
-        # The same pgid number reused by an unrelated process: its start time differs.
-        "old": {"pgid": recycled.pid, "pgid_start": (reaper.start_time(recycled.pid) or 0) - 1},
-        "none": {"pgid": None}, "init": {"pgid": 1}}}))
+    state.write_text(
+        json.dumps(
+            {
+                "marker": marker,
+                "services": {
+                    "redis": {"pgid": leader.pid, "pgid_start": reaper.start_time(leader.pid)},
+                    # The same pgid number reused by an unrelated process: its start time differs.
+                    "old": {"pgid": recycled.pid, "pgid_start": (reaper.start_time(recycled.pid) or 0) - 1},
+                    "none": {"pgid": None},
+                    "init": {"pgid": 1},
+                },
+            }
+        )
+    )
     assert reaper.recorded_groups(str(state)) == [leader.pid]
     watchdog(["--marker", marker, "--grace", "5", "--state", str(state)])
     assert leader.wait(timeout=5) == -signal.SIGTERM
@@ -130,6 +163,7 @@ def test_what_ignores_sigterm_is_killed_after_the_grace(marker: str, procs) -> N
 
 
 # --- finding a run's processes ---------------------------------------------------------------------
+
 
 def test_processes_are_found_by_run_service_and_instance(marker: str, procs) -> None:  # type: ignore[no-untyped-def]
     web1 = spawn(procs, ["sleep", "60"], marks(marker, "web", 1))
@@ -175,6 +209,7 @@ def test_own_process_stat_reads_past_a_command_name_with_spaces_and_parens(tmp_p
 
 # --- the state file and the run lock ---------------------------------------------------------------
 
+
 def test_state_is_read_only_when_whole_and_of_this_schema(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     paths.ensure()
@@ -207,8 +242,9 @@ def test_the_lock_is_held_once_and_names_the_holder(tmp_path: Path) -> None:
         Lock(paths).acquire()
     assert starting.value.message == "another `airadev up` is starting in this workspace"
     me = os.getpid()
-    write_json_atomic(paths.state, {"schema": 1, "phase": "ready", "supervisor_pid": me,
-                                    "supervisor_start": reaper.start_time(me)})
+    write_json_atomic(
+        paths.state, {"schema": 1, "phase": "ready", "supervisor_pid": me, "supervisor_start": reaper.start_time(me)}
+    )
     with pytest.raises(AlreadyRunning) as running:
         Lock(paths).acquire(wait=0.1)
     assert running.value.message == f"airadev is already running this workspace (supervisor pid {me})"

@@ -81,7 +81,7 @@ def run(sup: Supervisor, steps: list[bytes | None], exit: bool = True) -> None:
 def logged(sup: Supervisor) -> bytes:
     """The service's log file without its timestamps."""
     raw = sup.paths.log("svc").read_bytes()
-    return b"".join(line[logstore.TS_FIELD:] + b"\n" for line in raw.split(b"\n")[:-1])  # (not splitlines: \r)
+    return b"".join(line[logstore.TS_FIELD :] + b"\n" for line in raw.split(b"\n")[:-1])  # (not splitlines: \r)
 
 
 def unredact(data: bytes, secrets: dict[str, str]) -> bytes:
@@ -89,6 +89,7 @@ def unredact(data: bytes, secrets: dict[str, str]) -> bytes:
 
 
 # --- a secret cut by chunks, pauses and long lines ---------------------------------------------------
+
 
 @pytest.mark.parametrize("cut", range(1, len(SECRET) + 1))
 def test_a_secret_split_across_two_chunks_is_redacted(tmp_path: Path, cut: int) -> None:
@@ -113,11 +114,14 @@ def test_a_pause_never_shows_the_start_of_a_secret(tmp_path: Path, held: int) ->
     assert logged(sup2) == console2.out
 
 
-@pytest.mark.parametrize(("tail", "shown"), [
-    (PASSWORD[:3], b"last words hun\n"),                      # shorter than MIN_SECRET_LEN: too common to hide
-    (PASSWORD[:4], b"last words [redacted:DB_PASSWORD]\n"),
-    (PASSWORD[:-1], b"last words [redacted:DB_PASSWORD]\n"),
-])
+@pytest.mark.parametrize(
+    ("tail", "shown"),
+    [
+        (PASSWORD[:3], b"last words hun\n"),  # shorter than MIN_SECRET_LEN: too common to hide
+        (PASSWORD[:4], b"last words [redacted:DB_PASSWORD]\n"),
+        (PASSWORD[:-1], b"last words [redacted:DB_PASSWORD]\n"),
+    ],
+)
 def test_the_start_of_a_secret_left_at_exit_is_redacted(tmp_path: Path, tail: str, shown: bytes) -> None:
     sup, console = supervisor(tmp_path, {"DB_PASSWORD": PASSWORD})
     run(sup, [b"last words " + tail.encode()])  # the process ends with no newline
@@ -135,7 +139,7 @@ def test_a_long_line_is_never_broken_inside_a_secret(prefix: int, sizes: list[in
     out, pos, i = b"", 0, 0
     while pos < len(stream):
         size = sizes[i % len(sizes)]
-        out += redact(framer.feed(stream[pos:pos + size]))
+        out += redact(framer.feed(stream[pos : pos + size]))
         if pause_every and i % pause_every == 0:
             out += redact(framer.flush())
         pos, i = pos + size, i + 1
@@ -157,7 +161,8 @@ TEXT = st.binary(max_size=12).map(lambda b: b.replace(b"[", b"(").replace(b"]", 
 )
 @settings(max_examples=150, deadline=None)
 def test_any_cut_and_any_pause_hides_every_secret_and_changes_nothing_else(
-        tmp_path_factory: pytest.TempPathFactory, values: list[str], parts: list[bytes | int], cuts: list[tuple[int, bool]]) -> None:
+    tmp_path_factory: pytest.TempPathFactory, values: list[str], parts: list[bytes | int], cuts: list[tuple[int, bool]]
+) -> None:
     # Secrets may contain one another (the longest wins) and may be each other's starts.
     secrets = {f"S{i}_KEY": value for i, value in enumerate(values)}
     stream = b"".join(values[p % len(values)].encode() if isinstance(p, int) else p for p in parts)
@@ -166,7 +171,7 @@ def test_any_cut_and_any_pause_hides_every_secret_and_changes_nothing_else(
     while pos < len(stream):
         cut, pause = cuts[i % len(cuts)]  # a read of ``cut`` bytes, then maybe a pause
         i += 1
-        steps += [stream[pos:pos + cut], None] if pause else [stream[pos:pos + cut]]
+        steps += [stream[pos : pos + cut], None] if pause else [stream[pos : pos + cut]]
         pos += cut
     sup, console = supervisor(tmp_path_factory.mktemp("ws"), secrets)
     run(sup, steps)
@@ -179,6 +184,7 @@ def test_any_cut_and_any_pause_hides_every_secret_and_changes_nothing_else(
 
 # --- ordinary text -----------------------------------------------------------------------------------
 
+
 @given(st.binary(max_size=300), st.lists(st.integers(1, 64), min_size=1, max_size=5))
 @settings(max_examples=200, deadline=None)
 def test_output_without_secrets_passes_byte_for_byte(data: bytes, sizes: list[int]) -> None:
@@ -188,7 +194,7 @@ def test_output_without_secrets_passes_byte_for_byte(data: bytes, sizes: list[in
     framer = LineFramer(redactor=redact)
     out, pos, i = b"", 0, 0
     while pos < len(data):
-        out += redact(framer.feed(data[pos:pos + sizes[i % len(sizes)]]))
+        out += redact(framer.feed(data[pos : pos + sizes[i % len(sizes)]]))
         pos, i = pos + sizes[i % len(sizes)], i + 1
     out += redact(framer.flush(final=True))
     assert out == (data if data.endswith(b"\n") or not data else data + b"\n")
@@ -219,6 +225,7 @@ def test_events_and_state_messages_are_redacted_too(tmp_path: Path) -> None:
 
 
 # --- found by these tests, and fixed ---------------------------------------------------------------
+
 
 def test_a_multi_line_secret_split_across_chunks_is_redacted(tmp_path: Path) -> None:
     key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nYWJjZGVmZ2hpamtsbW5vcA==\n-----END PRIVATE KEY-----"

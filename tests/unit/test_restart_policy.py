@@ -135,6 +135,7 @@ def run_lifecycle(sup: Supervisor, monkeypatch: pytest.MonkeyPatch, codes: list[
 
 # --- the delay itself -----------------------------------------------------------------------------
 
+
 def test_first_restart_waits_the_base_backoff_then_doubles_up_to_the_cap() -> None:
     no_jitter = FixedRandom(0.0)
     assert [backoff_delay(n, 0.25, 3.0, 0.2, no_jitter) for n in range(1, 7)] == [0.25, 0.5, 1.0, 2.0, 3.0, 3.0]
@@ -144,7 +145,7 @@ def test_jitter_only_ever_shortens_the_wait_by_at_most_its_share() -> None:
     # random() lies in [0, 1): the factor in (1 - jitter, 1].
     assert backoff_delay(3, 0.5, 30.0, 0.2, FixedRandom(0.0)) == 2.0
     assert backoff_delay(3, 0.5, 30.0, 0.2, FixedRandom(0.5)) == pytest.approx(1.8)
-    almost_one = FixedRandom(1.0 - 2 ** -53)
+    almost_one = FixedRandom(1.0 - 2**-53)
     assert backoff_delay(3, 0.5, 30.0, 0.2, almost_one) == pytest.approx(1.6)  # never below 2.0 × 0.8
     assert backoff_delay(3, 0.5, 30.0, 0.0, almost_one) == 2.0
     # A capped delay is shortened from the cap.
@@ -153,8 +154,10 @@ def test_jitter_only_ever_shortens_the_wait_by_at_most_its_share() -> None:
 
 # --- the lifecycle: restarts, crash-loop, policies -------------------------------------------------
 
-def test_crash_loop_after_max_restarts_in_a_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                waits: tuple[list[float], dict[int, Hook]]) -> None:
+
+def test_crash_loop_after_max_restarts_in_a_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     sup, events = make_supervisor(tmp_path, Restart(max_restarts=3, backoff=0.5, backoff_max=30.0, jitter=0.2))
     scripted = run_lifecycle(sup, monkeypatch, [1, 1, 1, 1])
     unit = sup.units["svc"]
@@ -164,11 +167,15 @@ def test_crash_loop_after_max_restarts_in_a_row(tmp_path: Path, monkeypatch: pyt
     assert unit.message == "crash-loop: exited 4 times in a row (last: exit code 1)"
     assert unit.restarts == 3
     assert [m for m in events.messages() if m.startswith("restarting")] == [
-        "restarting in 0.5s (1/3)", "restarting in 1.0s (2/3)", "restarting in 2.0s (3/3)"]
+        "restarting in 0.5s (1/3)",
+        "restarting in 1.0s (2/3)",
+        "restarting in 2.0s (3/3)",
+    ]
 
 
-def test_the_wait_is_capped_and_jittered_in_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     waits: tuple[list[float], dict[int, Hook]]) -> None:
+def test_the_wait_is_capped_and_jittered_in_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     restart = Restart(max_restarts=5, backoff=1.0, backoff_max=3.0, jitter=0.5)
     sup, _ = make_supervisor(tmp_path, restart, rng=FixedRandom(0.5))
     run_lifecycle(sup, monkeypatch, [1, 1, 1, 1, 1, 1])
@@ -176,8 +183,9 @@ def test_the_wait_is_capped_and_jittered_in_the_loop(tmp_path: Path, monkeypatch
     assert sup.units["svc"].state is State.CRASH_LOOP
 
 
-def test_a_success_ends_the_streak_of_an_on_failure_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           waits: tuple[list[float], dict[int, Hook]]) -> None:
+def test_a_success_ends_the_streak_of_an_on_failure_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     sup, events = make_supervisor(tmp_path, Restart(max_restarts=2))
     scripted = run_lifecycle(sup, monkeypatch, [1, 1, 0])
     unit = sup.units["svc"]
@@ -187,15 +195,23 @@ def test_a_success_ends_the_streak_of_an_on_failure_service(tmp_path: Path, monk
     assert "exited: exit code 0" in events.messages()
 
 
-@pytest.mark.parametrize(("policy", "code", "state"), [
-    (RestartPolicy.NO, 1, State.FAILED),
-    (RestartPolicy.NO, 0, State.COMPLETED),
-    (RestartPolicy.ON_FAILURE, 0, State.COMPLETED),
-    (RestartPolicy.NO, -9, State.FAILED),
-])
-def test_what_is_not_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                               waits: tuple[list[float], dict[int, Hook]],
-                               policy: RestartPolicy, code: int, state: State) -> None:
+@pytest.mark.parametrize(
+    ("policy", "code", "state"),
+    [
+        (RestartPolicy.NO, 1, State.FAILED),
+        (RestartPolicy.NO, 0, State.COMPLETED),
+        (RestartPolicy.ON_FAILURE, 0, State.COMPLETED),
+        (RestartPolicy.NO, -9, State.FAILED),
+    ],
+)
+def test_what_is_not_restarted(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    waits: tuple[list[float], dict[int, Hook]],
+    policy: RestartPolicy,
+    code: int,
+    state: State,
+) -> None:
     sup, _ = make_supervisor(tmp_path, Restart(policy=policy))
     scripted = run_lifecycle(sup, monkeypatch, [code])
     assert scripted.starts == 1
@@ -204,16 +220,18 @@ def test_what_is_not_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert sup.units["svc"].restarts == 0
 
 
-def test_a_signal_death_is_named_and_restarted_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         waits: tuple[list[float], dict[int, Hook]]) -> None:
+def test_a_signal_death_is_named_and_restarted_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     sup, events = make_supervisor(tmp_path, Restart(max_restarts=1))
     run_lifecycle(sup, monkeypatch, [-9, -15])
     assert "exited: killed by SIGKILL" in events.messages()
     assert sup.units["svc"].message == "crash-loop: exited 2 times in a row (last: killed by SIGTERM)"
 
 
-def test_always_restarts_a_clean_exit_too_and_still_crash_loops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               waits: tuple[list[float], dict[int, Hook]]) -> None:
+def test_always_restarts_a_clean_exit_too_and_still_crash_loops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     sup, _ = make_supervisor(tmp_path, Restart(policy=RestartPolicy.ALWAYS, max_restarts=2, backoff=0.1))
     scripted = run_lifecycle(sup, monkeypatch, [0, 0, 0])
     assert scripted.starts == 3
@@ -221,16 +239,18 @@ def test_always_restarts_a_clean_exit_too_and_still_crash_loops(tmp_path: Path, 
     assert sup.units["svc"].state is State.CRASH_LOOP
 
 
-def test_max_restarts_zero_never_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         waits: tuple[list[float], dict[int, Hook]]) -> None:
+def test_max_restarts_zero_never_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     sup, _ = make_supervisor(tmp_path, Restart(max_restarts=0))
     scripted = run_lifecycle(sup, monkeypatch, [1])
     assert scripted.starts == 1 and waits[0] == []
     assert sup.units["svc"].message == "crash-loop: exited 1 times in a row (last: exit code 1)"
 
 
-def test_runs_that_last_reset_after_never_crash_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    waits: tuple[list[float], dict[int, Hook]]) -> None:
+def test_runs_that_last_reset_after_never_crash_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     # reset_after = 0: every run counts as long enough, so each restart is the first in a row.
     sup, _ = make_supervisor(tmp_path, Restart(max_restarts=1, backoff=0.5, reset_after=0.0))
     scripted = run_lifecycle(sup, monkeypatch, [1, 1, 1, 1, 1, 0])
@@ -239,8 +259,9 @@ def test_runs_that_last_reset_after_never_crash_loop(tmp_path: Path, monkeypatch
     assert sup.units["svc"].state is State.COMPLETED
 
 
-def test_a_stop_during_the_backoff_ends_the_lifecycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     waits: tuple[list[float], dict[int, Hook]]) -> None:
+def test_a_stop_during_the_backoff_ends_the_lifecycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     sup, _ = make_supervisor(tmp_path, Restart(max_restarts=5))
     unit = sup.units["svc"]
 
@@ -254,8 +275,9 @@ def test_a_stop_during_the_backoff_ends_the_lifecycle(tmp_path: Path, monkeypatc
     assert unit.restarts == 1
 
 
-def test_a_restart_asked_for_during_the_backoff_starts_a_new_streak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   waits: tuple[list[float], dict[int, Hook]]) -> None:
+def test_a_restart_asked_for_during_the_backoff_starts_a_new_streak(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     sup, _ = make_supervisor(tmp_path, Restart(max_restarts=3, backoff=0.5))
     unit = sup.units["svc"]
 
@@ -271,8 +293,9 @@ def test_a_restart_asked_for_during_the_backoff_starts_a_new_streak(tmp_path: Pa
     assert unit.state is State.CRASH_LOOP
 
 
-def test_a_restart_during_the_backoff_counts_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  waits: tuple[list[float], dict[int, Hook]]) -> None:
+def test_a_restart_during_the_backoff_counts_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     sup, _ = make_supervisor(tmp_path, Restart(max_restarts=3, backoff=0.5))
     unit = sup.units["svc"]
 
@@ -288,12 +311,17 @@ def test_a_restart_during_the_backoff_counts_once(tmp_path: Path, monkeypatch: p
 
 # --- _backoff's count at the reset_after boundary -------------------------------------------------
 
-@pytest.mark.parametrize(("ran", "streak_after", "delay"), [
-    (29.5, 4, 4.0),   # shorter than reset_after: the 4th restart in a row
-    (30.5, 1, 0.5),   # at least reset_after: the count starts again
-])
-def test_reset_after_boundary(tmp_path: Path, waits: tuple[list[float], dict[int, Hook]],
-                              ran: float, streak_after: int, delay: float) -> None:
+
+@pytest.mark.parametrize(
+    ("ran", "streak_after", "delay"),
+    [
+        (29.5, 4, 4.0),  # shorter than reset_after: the 4th restart in a row
+        (30.5, 1, 0.5),  # at least reset_after: the count starts again
+    ],
+)
+def test_reset_after_boundary(
+    tmp_path: Path, waits: tuple[list[float], dict[int, Hook]], ran: float, streak_after: int, delay: float
+) -> None:
     sup, _ = make_supervisor(tmp_path, Restart(max_restarts=4, backoff=0.5, reset_after=30.0))
     unit: Unit = sup.units["svc"]
     unit.streak = 3
@@ -309,8 +337,9 @@ def test_reset_after_boundary(tmp_path: Path, waits: tuple[list[float], dict[int
     assert unit.message == f"restart {streak_after}/4 in {delay:.1f}s"
 
 
-def test_the_streak_at_max_restarts_is_crash_loop_unless_the_run_was_long(tmp_path: Path,
-                                                                          waits: tuple[list[float], dict[int, Hook]]) -> None:
+def test_the_streak_at_max_restarts_is_crash_loop_unless_the_run_was_long(
+    tmp_path: Path, waits: tuple[list[float], dict[int, Hook]]
+) -> None:
     sup, events = make_supervisor(tmp_path, Restart(max_restarts=2, reset_after=10.0))
     unit = sup.units["svc"]
     unit.tail = b"first\nsecond\nlast words\n"

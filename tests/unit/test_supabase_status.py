@@ -15,11 +15,35 @@ from airadev.integrations import supabase
 from tests.harness import FAKES
 
 CLI = str(FAKES / "bin" / "supabase")
-NAMES_2_117 = {"API_URL", "REST_URL", "GRAPHQL_URL", "FUNCTIONS_URL", "MCP_URL", "STORAGE_S3_URL", "DB_URL",
-               "STUDIO_URL", "MAILPIT_URL", "INBUCKET_URL", "PUBLISHABLE_KEY", "SECRET_KEY", "JWT_SECRET", "ANON_KEY",
-               "SERVICE_ROLE_KEY", "S3_PROTOCOL_ACCESS_KEY_ID", "S3_PROTOCOL_ACCESS_KEY_SECRET", "S3_PROTOCOL_REGION"}
-HIDDEN = {"PUBLISHABLE_KEY", "SECRET_KEY", "JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY", "S3_PROTOCOL_ACCESS_KEY_ID",
-          "S3_PROTOCOL_ACCESS_KEY_SECRET"}
+NAMES_2_117 = {
+    "API_URL",
+    "REST_URL",
+    "GRAPHQL_URL",
+    "FUNCTIONS_URL",
+    "MCP_URL",
+    "STORAGE_S3_URL",
+    "DB_URL",
+    "STUDIO_URL",
+    "MAILPIT_URL",
+    "INBUCKET_URL",
+    "PUBLISHABLE_KEY",
+    "SECRET_KEY",
+    "JWT_SECRET",
+    "ANON_KEY",
+    "SERVICE_ROLE_KEY",
+    "S3_PROTOCOL_ACCESS_KEY_ID",
+    "S3_PROTOCOL_ACCESS_KEY_SECRET",
+    "S3_PROTOCOL_REGION",
+}
+HIDDEN = {
+    "PUBLISHABLE_KEY",
+    "SECRET_KEY",
+    "JWT_SECRET",
+    "ANON_KEY",
+    "SERVICE_ROLE_KEY",
+    "S3_PROTOCOL_ACCESS_KEY_ID",
+    "S3_PROTOCOL_ACCESS_KEY_SECRET",
+}
 
 
 @pytest.fixture
@@ -35,8 +59,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def run(project: Path, *args: str, status: dict[str, object] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FAKE_SUPABASE_STATUS": json.dumps(status or {})}
-    return subprocess.run([CLI, *args, "--workdir", str(project)], capture_output=True, text=True, env=env, timeout=30,
-                          check=False)
+    return subprocess.run(
+        [CLI, *args, "--workdir", str(project)], capture_output=True, text=True, env=env, timeout=30, check=False
+    )
 
 
 def started(project: Path, *args: str, status: dict[str, object] | None = None) -> None:
@@ -65,22 +90,31 @@ def test_json_and_env_of_2_117_give_every_value(project: Path) -> None:
 
 
 def test_literal_2_117_outputs() -> None:
-    as_json = ('{\n  "ANON_KEY": "eyJ.a.b",\n  "API_URL": "http://127.0.0.1:54321",\n'
-               '  "DB_URL": "postgresql://postgres:postgres@127.0.0.1:54322/postgres",\n'
-               '  "S3_PROTOCOL_REGION": "local",\n  "linked_project_ref": "abcdefghijklmnopqrst"\n}\n')
+    as_json = (
+        '{\n  "ANON_KEY": "eyJ.a.b",\n  "API_URL": "http://127.0.0.1:54321",\n'
+        '  "DB_URL": "postgresql://postgres:postgres@127.0.0.1:54322/postgres",\n'
+        '  "S3_PROTOCOL_REGION": "local",\n  "linked_project_ref": "abcdefghijklmnopqrst"\n}\n'
+    )
     assert supabase.parse_status(as_json) == {
-        "ANON_KEY": "eyJ.a.b", "API_URL": "http://127.0.0.1:54321",
-        "DB_URL": "postgresql://postgres:postgres@127.0.0.1:54322/postgres", "S3_PROTOCOL_REGION": "local",
-        "linked_project_ref": "abcdefghijklmnopqrst"}
+        "ANON_KEY": "eyJ.a.b",
+        "API_URL": "http://127.0.0.1:54321",
+        "DB_URL": "postgresql://postgres:postgres@127.0.0.1:54322/postgres",
+        "S3_PROTOCOL_REGION": "local",
+        "linked_project_ref": "abcdefghijklmnopqrst",
+    }
     # -o env: sorted NAME="value", escapes as the CLI writes them, whole numbers bare.
     as_env = 'API_URL="http://127.0.0.1:54321"\nODD="a\\"b\\\\c\\nd"\nPORT=54321\nEMPTY=""\n'
-    assert supabase.parse_status(as_env, "env") == {"API_URL": "http://127.0.0.1:54321", "ODD": 'a"b\\c\nd',
-                                                     "PORT": "54321"}
+    assert supabase.parse_status(as_env, "env") == {
+        "API_URL": "http://127.0.0.1:54321",
+        "ODD": 'a"b\\c\nd',
+        "PORT": "54321",
+    }
 
 
 @pytest.mark.parametrize("absent", [None, ""])
 def test_a_missing_anon_key_is_absent_never_none_and_the_publishable_key_stands_in(
-        project: Path, absent: str | None) -> None:
+    project: Path, absent: str | None
+) -> None:
     started(project, status={"ANON_KEY": absent})
     found = supabase.status(CLI, project)
     assert "ANON_KEY" not in found and "None" not in found.values()
@@ -90,8 +124,10 @@ def test_a_missing_anon_key_is_absent_never_none_and_the_publishable_key_stands_
     assert said.startswith("`supabase status` printed no ANON_KEY: its PUBLISHABLE_KEY is wired in its place")
     assert found["PUBLISHABLE_KEY"] not in said
     # The literal form of the same: null and "" are no value.
-    literal = supabase.parse_status('{"API_URL": "http://x", "ANON_KEY": null, "SERVICE_ROLE_KEY": "", '
-                                    '"PUBLISHABLE_KEY": "sb_publishable_x", "SECRET_KEY": "sb_secret_y"}')
+    literal = supabase.parse_status(
+        '{"API_URL": "http://x", "ANON_KEY": null, "SERVICE_ROLE_KEY": "", '
+        '"PUBLISHABLE_KEY": "sb_publishable_x", "SECRET_KEY": "sb_secret_y"}'
+    )
     assert literal == {"API_URL": "http://x", "PUBLISHABLE_KEY": "sb_publishable_x", "SECRET_KEY": "sb_secret_y"}
     assert supabase.keys(literal) == ("sb_publishable_x", "sb_secret_y")
     assert len(supabase.substitutions(literal)) == 2
@@ -114,8 +150,21 @@ def test_progress_on_stderr_leaves_stdout_to_parse(project: Path) -> None:
     assert supabase.parse_status(f"Stopped services: [supabase_pooler_aira]\n{env}", "env") == found
 
 
-@pytest.mark.parametrize("junk", ["", "\n", "<html>502 Bad Gateway</html>", "{", "[1, 2]", '{"API_URL": ',
-                                  "null", "Stopped services: [x]\n", '"API_URL"', "{not json}\n"])
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "",
+        "\n",
+        "<html>502 Bad Gateway</html>",
+        "{",
+        "[1, 2]",
+        '{"API_URL": ',
+        "null",
+        "Stopped services: [x]\n",
+        '"API_URL"',
+        "{not json}\n",
+    ],
+)
 def test_junk_is_no_values(junk: str) -> None:
     assert supabase.parse_status(junk) == {}
     assert supabase.parse_status(junk, "env") == {}
@@ -137,10 +186,13 @@ def test_junk_or_a_status_without_api_url_is_one_clear_error(project: Path, tmp_
 def test_not_running_is_the_cli_s_first_line(project: Path) -> None:
     done = run(project, "status", "-o", "json")
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr.startswith("failed to inspect container health: Error response from daemon: "
-                                  "No such container: supabase_db_aira\n")
+    assert done.stderr.startswith(
+        "failed to inspect container health: Error response from daemon: No such container: supabase_db_aira\n"
+    )
     with pytest.raises(supabase.SupabaseError) as caught:
         supabase.status(CLI, project)
-    assert caught.value.message == ("Supabase is not running: failed to inspect container health: Error response "
-                                    "from daemon: No such container: supabase_db_aira")
+    assert caught.value.message == (
+        "Supabase is not running: failed to inspect container health: Error response "
+        "from daemon: No such container: supabase_db_aira"
+    )
     assert caught.value.fix == "start it: `airadev up supabase`"

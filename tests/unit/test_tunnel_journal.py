@@ -30,10 +30,18 @@ NUMBER = "+15551230000"
 ADDRESS = "https://abc123.ngrok.app"
 VARIABLE = "VOICE_AGENT_SERVICE_URL"
 # CRLF, `export`, quotes and a comment on the line, a line after it, no final newline.
-ORIGINAL = (b"# AiRa UI\r\nexport VOICE_AGENT_SERVICE_URL='http://localhost:8000'  # local agent\r\n"
-            b"NEXT_PUBLIC_APP_URL=http://localhost:3000")
-BEFORE = {"voice_url": "https://old.example/voice", "voice_method": "POST", "sms_url": "https://old.example/sms",
-          "sms_method": "GET", "status_callback": "", "status_callback_method": "POST"}
+ORIGINAL = (
+    b"# AiRa UI\r\nexport VOICE_AGENT_SERVICE_URL='http://localhost:8000'  # local agent\r\n"
+    b"NEXT_PUBLIC_APP_URL=http://localhost:3000"
+)
+BEFORE = {
+    "voice_url": "https://old.example/voice",
+    "voice_method": "POST",
+    "sms_url": "https://old.example/sms",
+    "sms_method": "GET",
+    "status_callback": "",
+    "status_callback_method": "POST",
+}
 ENV = {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN}  # the `tunnel` command's environment
 NO_ENV: dict[str, str] = {}
 
@@ -60,18 +68,34 @@ def workspace(root: Path, *, credentials: bool = False, database: bool = False) 
     env_local = root / "ui" / ".env.local"
     env_local.write_bytes(ORIGINAL)
     voice_env = root / "voice" / ".env"
-    voice_env.write_text(f"TWILIO_ACCOUNT_SID={SID}\nTWILIO_AUTH_TOKEN={TOKEN}\n" if credentials else "LOG_LEVEL=debug\n")
+    voice_env.write_text(
+        f"TWILIO_ACCOUNT_SID={SID}\nTWILIO_AUTH_TOKEN={TOKEN}\n" if credentials else "LOG_LEVEL=debug\n"
+    )
     services = [
-        Service(name="voice-agent", aliases=("voice",), command=("x",), cwd=root / "voice", env_files=(voice_env,),
-                port=8000),
-        Service(name="aira-ui", aliases=("ui",), command=("x",), cwd=root / "ui", env_files=(env_local,),
-                load_env_files=False),
+        Service(
+            name="voice-agent",
+            aliases=("voice",),
+            command=("x",),
+            cwd=root / "voice",
+            env_files=(voice_env,),
+            port=8000,
+        ),
+        Service(
+            name="aira-ui",
+            aliases=("ui",),
+            command=("x",),
+            cwd=root / "ui",
+            env_files=(env_local,),
+            load_env_files=False,
+        ),
     ]
     if database:
-        services.append(Service(name="db", command=(), cwd=root, runtime=Runtime.POSTGRES, port=54322,
-                                database=DatabaseSpec()))
-    config = Config(root=root, file=root / "airadev.toml", services=tuple(services),
-                    twilio=TwilioSettings(test_number=NUMBER))
+        services.append(
+            Service(name="db", command=(), cwd=root, runtime=Runtime.POSTGRES, port=54322, database=DatabaseSpec())
+        )
+    config = Config(
+        root=root, file=root / "airadev.toml", services=tuple(services), twilio=TwilioSettings(test_number=NUMBER)
+    )
     return config, Paths(root), env_local
 
 
@@ -81,13 +105,16 @@ def on_disk(paths: Paths) -> dict:  # type: ignore[type-arg]
 
 # --- the env file ---------------------------------------------------------------------------------
 
+
 def test_undo_puts_the_env_file_back_byte_for_byte(tmp_path: Path) -> None:
     config, paths, env_local = workspace(tmp_path)
     journal = Journal.new(paths, ADDRESS, agent_pid=None, keep=False)
     assert rewire_env_file(journal, env_local, VARIABLE, ADDRESS) is True
     rewired = env_local.read_bytes()
     assert envfile.read_value(env_local, VARIABLE) == ADDRESS
-    assert rewired.startswith(b"# AiRa UI\r\nexport VOICE_AGENT_SERVICE_URL='https://abc123.ngrok.app'  # local agent\r\n")
+    assert rewired.startswith(
+        b"# AiRa UI\r\nexport VOICE_AGENT_SERVICE_URL='https://abc123.ngrok.app'  # local agent\r\n"
+    )
     assert [s["status"] for s in on_disk(paths)["steps"]] == ["applied"]
     assert list((paths.dir / "backups").iterdir()), "a backup of the original is kept"
 
@@ -156,6 +183,7 @@ def test_a_missing_env_file_fails_before_anything_is_journaled(tmp_path: Path) -
 
 # --- a step that cannot be put back ---------------------------------------------------------------
 
+
 def test_a_failed_step_stays_in_the_journal_and_a_later_undo_finishes(tmp_path: Path, twilio: FakeTwilio) -> None:
     config, paths, env_local = workspace(tmp_path)
     journal = Journal.new(paths, ADDRESS, None, False)
@@ -189,8 +217,10 @@ def test_without_credentials_twilio_is_not_touched_and_the_step_kept(tmp_path: P
     rewire_twilio(journal, numbers, numbers.lookup(NUMBER), tunnel.webhook_urls(ADDRESS, config.twilio))
     posts = sum(1 for r in twilio.requests if r[0] == "POST")
     result = undo(journal, config, NO_ENV)
-    assert result.failed == [f"Twilio {NUMBER}: no credentials for the Twilio account {SID} "
-                             "(put TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN back in the voice agent's .env)"]
+    assert result.failed == [
+        f"Twilio {NUMBER}: no credentials for the Twilio account {SID} "
+        "(put TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN back in the voice agent's .env)"
+    ]
     assert sum(1 for r in twilio.requests if r[0] == "POST") == posts
     assert Journal.load(paths) is not None
 
@@ -208,6 +238,7 @@ def test_twilio_changed_since_is_left_alone(tmp_path: Path, twilio: FakeTwilio) 
 
 
 # --- replay after a crash ------------------------------------------------------------------------
+
 
 def test_replay_after_a_crash_between_the_write_and_its_mark(tmp_path: Path) -> None:
     config, paths, env_local = workspace(tmp_path)
@@ -272,10 +303,18 @@ def test_an_unreadable_journal_is_no_journal(tmp_path: Path, content: str) -> No
 
 # --- the local database's row ----------------------------------------------------------------------
 
+
 def db_journal(paths: Paths, marker: str = "dead.run", keep: bool = False) -> Journal:
     journal = Journal.new(paths, ADDRESS, None, keep, marker=marker)
-    step = journal.add({"kind": "db", "dsn": "postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=1",
-                        "phone_number": NUMBER, "before": {"voice_url": "a"}, "after": {"voice_url": "b"}})
+    step = journal.add(
+        {
+            "kind": "db",
+            "dsn": "postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=1",
+            "phone_number": NUMBER,
+            "before": {"voice_url": "a"},
+            "after": {"voice_url": "b"},
+        }
+    )
     journal.mark(step, "applied")
     return journal
 
@@ -284,8 +323,9 @@ def test_a_row_of_a_database_that_is_down_waits_in_the_journal(tmp_path: Path) -
     config, paths, _ = workspace(tmp_path, database=True)
     journal = db_journal(paths)
     result = undo(journal, config, NO_ENV)
-    assert result.waiting == [f"business_numbers {NUMBER}: put back once the database runs again "
-                              "(the next `airadev up` does it)"]
+    assert result.waiting == [
+        f"business_numbers {NUMBER}: put back once the database runs again (the next `airadev up` does it)"
+    ]
     assert result.failed == []
     assert Journal.load(paths) is not None
     with pytest.raises(AiradevError, match="business_numbers row waits for the local database"):
@@ -298,8 +338,9 @@ def test_a_row_of_a_database_that_is_down_waits_in_the_journal(tmp_path: Path) -
 def test_a_row_of_a_database_no_longer_in_the_stack_is_left(tmp_path: Path) -> None:
     config, paths, _ = workspace(tmp_path, database=False)
     result = undo(db_journal(paths), config, NO_ENV)
-    assert result.left == [f"business_numbers {NUMBER}: the local database is no longer part of the stack; "
-                           "its row is left as it is"]
+    assert result.left == [
+        f"business_numbers {NUMBER}: the local database is no longer part of the stack; its row is left as it is"
+    ]
     assert not Journal.path_of(paths).exists()
 
 
@@ -315,6 +356,7 @@ def test_detach_hands_the_journal_to_the_next_run(tmp_path: Path) -> None:
 
 # --- what is rewired where -------------------------------------------------------------------------
 
+
 def test_services_and_files_are_found_by_name_or_alias(tmp_path: Path) -> None:
     config, _, env_local = workspace(tmp_path)
     assert config.voice_service().name == "voice-agent"
@@ -325,15 +367,18 @@ def test_services_and_files_are_found_by_name_or_alias(tmp_path: Path) -> None:
     assert tunnel.twilio_credentials(config, NO_ENV) is None
     assert tunnel.test_number(config, NO_ENV) == NUMBER
     assert tunnel.webhook_urls(ADDRESS + "/", config.twilio) == {
-        "voice_url": ADDRESS + "/webhooks/twilio/call", "voice_method": "POST",
-        "sms_url": ADDRESS + "/webhooks/twilio/sms", "sms_method": "POST",
-        "status_callback": ADDRESS + "/webhooks/twilio/status", "status_callback_method": "POST"}
+        "voice_url": ADDRESS + "/webhooks/twilio/call",
+        "voice_method": "POST",
+        "sms_url": ADDRESS + "/webhooks/twilio/sms",
+        "sms_method": "POST",
+        "status_callback": ADDRESS + "/webhooks/twilio/status",
+        "status_callback_method": "POST",
+    }
 
 
 def test_what_is_missing_is_said_with_its_fix(tmp_path: Path) -> None:
     config, _, _ = workspace(tmp_path)
-    portless = Config(root=tmp_path, file=config.file, services=(
-        Service(name="voice", command=("x",), cwd=tmp_path),))
+    portless = Config(root=tmp_path, file=config.file, services=(Service(name="voice", command=("x",), cwd=tmp_path),))
     with pytest.raises(AiradevError, match="services.voice has no port") as caught:
         portless.voice_service()
     assert caught.value.fix == "set services.voice.port"
@@ -341,20 +386,23 @@ def test_what_is_missing_is_said_with_its_fix(tmp_path: Path) -> None:
         Config(root=tmp_path, file=config.file, services=()).voice_service()
     with pytest.raises(AiradevError, match="no UI service"):
         portless.ui_env_file()
-    explicit = Config(root=tmp_path, file=config.file, services=(),
-                      tunnel=TunnelSettings(env_file=tmp_path / "x.env"))
+    explicit = Config(root=tmp_path, file=config.file, services=(), tunnel=TunnelSettings(env_file=tmp_path / "x.env"))
     assert explicit.ui_env_file() == tmp_path / "x.env"
-    no_local = Config(root=tmp_path, file=config.file, services=(
-        Service(name="ui", command=("x",), cwd=tmp_path / "web"),))
+    no_local = Config(
+        root=tmp_path, file=config.file, services=(Service(name="ui", command=("x",), cwd=tmp_path / "web"),)
+    )
     assert no_local.ui_env_file() == tmp_path / "web" / ".env.local"
 
 
-@pytest.mark.parametrize(("content_type", "body", "twiml"), [
-    ("text/xml", b"<?xml version='1.0'?><Response><Say>hi</Say></Response>", True),
-    ("application/xml; charset=utf-8", b"<Response/>", True),
-    ("text/xml", b"<Error/>", False),
-    ("text/xml", b"<Response", False),
-    ("application/json", b"<Response/>", False),
-])
+@pytest.mark.parametrize(
+    ("content_type", "body", "twiml"),
+    [
+        ("text/xml", b"<?xml version='1.0'?><Response><Say>hi</Say></Response>", True),
+        ("application/xml; charset=utf-8", b"<Response/>", True),
+        ("text/xml", b"<Error/>", False),
+        ("text/xml", b"<Response", False),
+        ("application/json", b"<Response/>", False),
+    ],
+)
 def test_a_twiml_answer_is_recognised(content_type: str, body: bytes, twiml: bool) -> None:
     assert is_twiml(content_type, body) is twiml

@@ -16,11 +16,28 @@ def test_dispatch_and_filters(tmp_path: Path) -> None:
         "kb": Service(name="kb", command=("x",), cwd=kb, watch=(kb,)),
     }
     assert wanted(Path("server.py")) and wanted(Path("pkg/mod.py"))
-    for ignored in (".venv/lib/x.py", "venv/bin/python", "__pycache__/s.pyc", "node_modules/a.js",
-                    ".git/HEAD", ".airadev/state.json", "app.pyc", "x.swp", "venv"):
+    for ignored in (
+        ".venv/lib/x.py",
+        "venv/bin/python",
+        "__pycache__/s.pyc",
+        "node_modules/a.js",
+        ".git/HEAD",
+        ".airadev/state.json",
+        "app.pyc",
+        "x.swp",
+        "venv",
+    ):
         assert not wanted(Path(ignored)), ignored
-    found = dispatch(services, [voice / "server.py", voice / "README.md", kb / "updater.py", tmp_path / "other.py",
-                                voice / "__pycache__" / "server.cpython-311.pyc"])
+    found = dispatch(
+        services,
+        [
+            voice / "server.py",
+            voice / "README.md",
+            kb / "updater.py",
+            tmp_path / "other.py",
+            voice / "__pycache__" / "server.cpython-311.pyc",
+        ],
+    )
     assert found == {"voice": [voice / "server.py"], "kb": [kb / "updater.py"]}
 
 
