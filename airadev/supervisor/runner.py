@@ -17,7 +17,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airadev.errors import AiradevError
@@ -29,22 +28,16 @@ from airadev.supervisor import health, leftovers, probes, snapshot
 from airadev.supervisor.control_server import ControlServer
 from airadev.supervisor.dependencies import Dependencies
 from airadev.supervisor.output import Output
-from airadev.supervisor.unit import (
-    NullObserver,
-    Observer,
-    Unit,
-    backoff_delay,
-    changed_files,
-    describe_exit,
-    restarts_after,
-    summarize,
-)
+from airadev.supervisor.unit import NullObserver, Observer, Unit, backoff_delay, describe_exit
+from airadev.supervisor.unit import restarts_after, summarize
+from airadev.supervisor.watch import watch_for_restarts
 from airadev.supervisor.watchdog import CREATED, CREATING, Watchdog
 from airadev.runtimes.environment import service_env, stack_env, stack_secrets
 from airadev.runtimes import Context, Fatal, Instance, runtime_for
 
 if TYPE_CHECKING:
     from airadev.supervisor.tunnel import TunnelController
+    from airadev.supervisor.watch import Watcher
 
 
 class Supervisor:
@@ -83,7 +76,7 @@ class Supervisor:
         self._shutdown = asyncio.Event()
         self._signals = 0
         self._server: asyncio.AbstractServer | None = None
-        self._watcher: Any = None
+        self._watcher: Watcher | None = None
         self.watchdog = Watchdog()
         self._own_log: logstore.LogFile | None = None
         self.exit_reason = ""
@@ -98,12 +91,10 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.unclean = False  # a second signal killed everything at once
         self._loop_thread = 0
+        tell = self.watchdog.tell
+        creating = lambda begun: tell(CREATING if begun else CREATED)  # noqa: E731
         self.runtime_context = Context(
-            config,
-            marker,
-            self._on_loop(self.event),
-            hide=self._on_loop(self.redact.add),
-            creating=lambda begun: self.watchdog.tell(CREATING if begun else CREATED),
+            config, marker, self._on_loop(self.event), self._on_loop(self.redact.add), creating=creating
         )
 
     # --- the run ----------------------------------------------------------------------------
@@ -144,7 +135,7 @@ class Supervisor:
             self.event(None, f"starting {len(self.units)} services: {', '.join(self.units)}")
             for unit in self.units.values():
                 unit.task = self.spawn_task(self._lifecycle(unit), f"lifecycle-{unit.name}")
-            self._start_watcher()
+            self._watcher = watch_for_restarts(self)
             if self.tunnel_request is not None:
                 from airadev.supervisor.tunnel import open_when_ready
 
@@ -556,7 +547,8 @@ class Supervisor:
 
     async def _stop_everything(self) -> None:
         self.phase = "stopping"
-        self._stop_watcher()
+        if self._watcher is not None:
+            self._watcher.stop()
         if self._server is not None:
             self._server.close()
         if self.tunnel is not None:
@@ -598,28 +590,3 @@ class Supervisor:
         self.paths.socket.unlink(missing_ok=True)
         options = self.runtime_context.stop_options
         self.watchdog.stop(clean=not (self.unclean or options.get("supabase_left") or options.get("containers_left")))
-
-    # --- watcher ----------------------------------------------------------------
-
-    def _start_watcher(self) -> None:
-        watched = {u.name: u.service for u in self.units.values() if u.service.watch}
-        if not watched:
-            return
-        from airadev.supervisor.watch import Watcher
-
-        self._watcher = Watcher(watched, self._on_files_changed)
-        self._watcher.start(asyncio.get_running_loop())
-        self.event(None, f"watching {', '.join(watched)} for changes ({self._watcher.backend})")
-
-    def _stop_watcher(self) -> None:
-        if self._watcher is not None:
-            self._watcher.stop()
-            self._watcher = None
-
-    def _on_files_changed(self, name: str, paths: list[Path]) -> None:
-        unit = self.units[name]
-        if unit.stop_requested or self._shutdown.is_set():
-            return
-        self.spawn_task(
-            self.restart_unit(unit, f"{changed_files(paths, unit.service.cwd)} changed"), f"watch-restart-{name}"
-        )

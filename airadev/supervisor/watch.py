@@ -20,9 +20,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airadev.model import Service
+from airadev.supervisor.unit import changed_files
+
+if TYPE_CHECKING:
+    from airadev.supervisor.runner import Supervisor
 
 IGNORED_DIRS = frozenset(
     {
@@ -249,3 +253,23 @@ class _Watchfiles:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
+
+
+def watch_for_restarts(sup: Supervisor) -> Watcher | None:
+    """Start watching the services that have ``watch`` paths: a change restarts the service
+    (unless it is being stopped, or the stack is). None when no service is watched."""
+    watched = {u.name: u.service for u in sup.units.values() if u.service.watch}
+    if not watched:
+        return None
+
+    def changed(name: str, paths: list[Path]) -> None:
+        unit = sup.units[name]
+        if unit.stop_requested or sup.stopping:
+            return
+        why = f"{changed_files(paths, unit.service.cwd)} changed"
+        sup.spawn_task(sup.restart_unit(unit, why), f"watch-restart-{name}")
+
+    watcher = Watcher(watched, changed)
+    watcher.start(asyncio.get_running_loop())
+    sup.event(None, f"watching {', '.join(watched)} for changes ({watcher.backend})")
+    return watcher
