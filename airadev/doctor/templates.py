@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from airadev.config.table import valid_url
 from airadev.integrations import envfile
 from airadev.model import Service
 
@@ -101,7 +101,7 @@ FORMATS = {
     "openai-key": (lambda v: v.startswith("sk-"), "sk-proj-... or sk-..."),
     "cartesia-key": (lambda v: v.startswith("sk_car_"), "sk_car_..."),
     "pinecone-key": (lambda v: v.startswith("pcsk_"), "pcsk_..."),
-    "url": (lambda v: _is_url(v), "an URL such as http://127.0.0.1:54321"),
+    "url": (valid_url, "an URL such as http://127.0.0.1:54321"),
     "jwt": (
         lambda v: jwt_payload(v) is not None or v.startswith(("sb_publishable_", "sb_secret_")),
         "a JWT (eyJ...) or a Supabase sb_publishable_/sb_secret_ key",
@@ -111,15 +111,6 @@ FORMATS = {
     "environment": (lambda v: v in ("development", "staging", "production"), "development, staging or production"),
     "name": (lambda v: bool(v.strip()), "some text"),
 }
-
-
-def _is_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-        parts.port  # (raises ValueError on a bad port)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def jwt_payload(value: str) -> dict[str, object] | None:
