@@ -12,10 +12,12 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airadev.errors import AiradevError
-from airadev.status import ServiceStatus, StackStatus, TunnelStatus
+
+if TYPE_CHECKING:
+    from airadev.status import ServiceStatus, StackStatus, TunnelStatus
 
 RESET = "\x1b[0m"
 BOLD = "\x1b[1m"

@@ -10,15 +10,17 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airadev.errors import AiradevError, UsageError, did_you_mean
 from airadev.model import Config, Runtime
 from airadev.state import AlreadyRunning, Lock, Paths, new_marker, read_state, supervisor_alive
 from airadev import graph, logstore
-from airadev.status import TunnelStatus
 from airadev.ports import port_holder, port_in_use
 from airadev.supervisor.leftovers import reap_leftovers
+
+if TYPE_CHECKING:
+    from airadev.status import TunnelStatus
 
 
 def select(config: Config, names: Sequence[str]) -> list[str]:
@@ -312,7 +314,7 @@ def _wait_ready(
                     notes,
                     state.get("summary"),
                     daemon.pid,
-                    TunnelStatus.from_json(tunnel) if tunnel else None,
+                    _tunnel_status(tunnel),
                 )
             if state.get("phase") in ("stopping", "stopped") and _ended_cleanly(daemon):
                 raise AiradevError(
@@ -364,3 +366,9 @@ def _show_lines(name: str, lines: list[bytes], stamped: bool = True) -> str:
     body = [line[logstore.TS_FIELD :] if stamped and logstore.has_stamp(line) else line for line in lines]
     text = b"".join(body).decode("utf-8", "replace").rstrip("\n")
     return f"last lines of {name}:\n" + "\n".join("  " + line for line in text.split("\n"))
+
+
+def _tunnel_status(tunnel: dict[str, Any] | None) -> TunnelStatus | None:
+    from airadev.status import TunnelStatus
+
+    return TunnelStatus.from_json(tunnel) if tunnel else None

@@ -10,13 +10,15 @@ readiness check (``check``), used when the service configures no health probe.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airadev.errors import AiradevError
 from airadev.model import Config, Service
+
+if TYPE_CHECKING:  # the CLI imports this package (environment.py): asyncio would cost it 25 ms
+    import asyncio
 
 OnOutput = Callable[[bytes], None]
 
