@@ -123,6 +123,7 @@ def up(
     runtime: Optional[str] = typer.Option(
         None, "--runtime", help="docker: run every service that has a [services.X.docker] image as a container."
     ),
+    build: bool = typer.Option(False, "--build", help="Build the containers' images (docker.build) before starting."),
 ) -> None:
     """Start the stack in dependency order, health-checked, with one log stream; Ctrl-C stops it all."""
     from airadev.model import Runtime
@@ -138,7 +139,9 @@ def up(
         raise UsageError("--domain, --region and --keep go with --tunnel", "add --tunnel, or leave them out")
     tunnel_options = {"domain": domain or "", "region": region or "", "keep": keep} if tunnel else None
     if detach:
-        started = op.start_detached(config, names, timeout=timeout, tunnel=tunnel_options, runtime=runtime or "")
+        started = op.start_detached(
+            config, names, timeout=timeout, tunnel=tunnel_options, runtime=runtime or "", build=build
+        )
         for note in started.notes:
             render.warn(note)
         _print_summary(started.summary)
@@ -158,7 +161,34 @@ def up(
 
     try:
         op.run_foreground(
-            config, names, observer=console, colour=colour, tunnel=tunnel_options, on_ready_to_start=announce
+            config,
+            names,
+            observer=console,
+            colour=colour,
+            tunnel=tunnel_options,
+            on_ready_to_start=announce,
+            build=build,
+        )
+    finally:
+        console.close()
+
+
+@app.command()
+@handled
+def build(
+    services: list[str] = typer.Argument(None, help="Services whose images to build (aliases work). Default: all."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Build every step again, ignoring the engine's cache."),
+) -> None:
+    """Build the images of the services that have a [services.NAME.docker] build, as `up` does
+    when one is missing (or with `up --build`). Exit 1 if one does not build."""
+    from airadev.operations import build as op
+
+    config = _config()
+    chosen = op.buildable(config, services or [])
+    console = render.LogConsole([s.name for s in chosen], colour=render.use_colour())
+    try:
+        op.build(
+            config, chosen, console.output, lambda service, message: console.event(service, message), no_cache=no_cache
         )
     finally:
         console.close()

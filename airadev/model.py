@@ -126,6 +126,18 @@ class Dependency:
 
 
 @dataclass(frozen=True)
+class BuildSpec:
+    """How a service's image is built (``[services.NAME.docker] build``), as in Compose:
+    ``context`` (absolute; written relative to the service's folder), ``dockerfile`` (absolute;
+    written relative to the context, may lie outside it), a ``target`` stage, build ``args``."""
+
+    context: Path
+    dockerfile: Path | None = None
+    target: str = ""
+    args: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class DockerSpec:
     """How a service runs as a container (``[services.NAME.docker]``).
 
@@ -139,6 +151,7 @@ class DockerSpec:
     volumes: tuple[str, ...] = ()  # "SOURCE:TARGET[:ro]"; SOURCE a named volume or an absolute path
     env: tuple[tuple[str, str], ...] = ()
     healthcheck: str = ""  # a shell command run inside the container (else the image's HEALTHCHECK)
+    build: BuildSpec | None = None  # built when the image is missing, on `up --build` and `airadev build`
 
     def image_variable(self, service: str) -> str:
         return "AIRADEV_" + service.upper().replace("-", "_") + "_IMAGE"

@@ -14,6 +14,7 @@ from typing import Any
 from airadev.config.table import NAME_RE, RESERVED_NAMES, Table, command, show, slug, valid_url
 from airadev.errors import ConfigError, did_you_mean
 from airadev.model import (
+    BuildSpec,
     Condition,
     DatabaseSpec,
     Dependency,
@@ -68,7 +69,8 @@ SUPABASE_CONTAINERS = (
     "vector",
     "supavisor",
 )
-DOCKER_KEYS = ("image", "command", "port", "volumes", "env", "healthcheck")
+DOCKER_KEYS = ("image", "command", "port", "volumes", "env", "healthcheck", "build")
+BUILD_KEYS = ("context", "dockerfile", "target", "args")
 DB_DEFAULT_PORT = {Runtime.POSTGRES: 54322, Runtime.SUPABASE: 54321}
 HEALTH_KEYS = ("http", "tcp", "exec", "log", "interval", "start_interval", "timeout", "start_period", "retries")
 RESTART_KEYS = ("policy", "max_restarts", "backoff", "backoff_max", "jitter", "reset_after")
@@ -93,7 +95,7 @@ def parse_service(name: str, t: Table, root: Path) -> Service:
         ) from None
 
     cwd = (root / t.get("cwd", str, default=".")).resolve()
-    docker = _parse_docker(t, root)
+    docker = _parse_docker(t, root, cwd, name)
     database = _parse_database(t, runtime, cwd)
     if database is not None:
         # A database's command, readiness and container are its runtime's own.
@@ -182,13 +184,21 @@ def _command_value(t: Table, key: str, *, required: bool) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _parse_docker(t: Table, root: Path) -> DockerSpec | None:
+def _parse_docker(t: Table, root: Path, cwd: Path, name: str) -> DockerSpec | None:
     if not t.has("docker"):
         t.used.add("docker")
         return None
     d = t.table("docker")
     d.finish(DOCKER_KEYS)
-    image = d.get("image", str, required=True).strip()
+    build = _parse_build(d, cwd)
+    # An image that is built needs no name of its own: it gets one, as Compose gives one.
+    if build is None and not d.has("image"):
+        raise d.error(
+            "image",
+            "there is no image to run, and none to build",
+            'add image = "NAME:TAG", or build = "." to build one',
+        )
+    image = d.get("image", str, default=default_image(root, name)).strip()
     if not image or any(c.isspace() for c in image):
         raise d.error("image", f"{show(image)} is not an image name", 'write image = "redis:7-alpine"')
     port = d.get("port", int, default=None)
@@ -220,6 +230,39 @@ def _parse_docker(t: Table, root: Path) -> DockerSpec | None:
         volumes=tuple(volumes),
         env=tuple(env),
         healthcheck=d.get("healthcheck", str, default="").strip(),
+        build=build,
+    )
+
+
+def default_image(root: Path, service: str) -> str:
+    """The name of a built image that airadev.toml does not name: the workspace's folder and the
+    service, as Compose names them (`docker images` shows whose it is)."""
+    project = re.sub(r"[^a-z0-9]+", "-", root.name.lower()).strip("-") or "stack"
+    return f"airadev/{project}-{service}:dev"
+
+
+def _parse_build(d: Table, cwd: Path) -> BuildSpec | None:
+    """``build = "."`` (the context, relative to the service's folder) or a table with context,
+    dockerfile (relative to the context), target and args."""
+    raw = d.get("build", (str, dict), default=None)
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise d.error("build", "expected the folder to build in, got an empty string", 'write build = "."')
+        return BuildSpec(context=(cwd / os.path.expanduser(raw)).resolve())
+    b = d.table("build")
+    b.finish(BUILD_KEYS)
+    context = (cwd / os.path.expanduser(b.get("context", str, default="."))).resolve()
+    dockerfile_raw = b.get("dockerfile", str, default="").strip()
+    dockerfile = (context / os.path.expanduser(dockerfile_raw)).resolve() if dockerfile_raw else None
+    args = []
+    for key, value in b.get("args", dict, default={}).items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise b.error(f"args.{key}", f"expected a string, got {show(value)}", f'write {key} = "value"')
+        args.append((key, str(value)))
+    return BuildSpec(
+        context=context, dockerfile=dockerfile, target=b.get("target", str, default="").strip(), args=tuple(args)
     )
 
 

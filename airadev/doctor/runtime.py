@@ -182,6 +182,14 @@ def images(ctx: Context) -> list[Result]:
             client.images.get(image)
             results.append(ok(rid, f"{service.name}: image {image} is on the engine"))
         except sdk.errors.ImageNotFound:
+            if service.docker and service.docker.build:
+                results.append(
+                    ok(
+                        rid,
+                        f"{service.name}: image {image} is not built yet; `airadev up` (or `airadev build`) builds it",
+                    )
+                )
+                continue
             results.append(
                 warning(
                     rid,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from airadev.errors import AiradevError
@@ -216,3 +217,80 @@ def remove_network(root: Any, api: Any = None) -> None:
             network.remove()
         except Exception:  # noqa: BLE001  (gone, or still in use)
             pass
+
+
+# --- building an image ------------------------------------------------------------------------
+
+BUILD_TIMEOUT = 3600  # a build's step may run for minutes without a word (pip, apt)
+_STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
+
+
+def build_image(
+    service: Service, image: str, on_output: Callable[[bytes], None], *, no_cache: bool = False, host: str = ""
+) -> float:
+    """Build ``service``'s image (``docker.build``) and tag it ``image``, through the SDK's
+    streaming build; each piece of the engine's output goes to ``on_output`` as it comes. Returns
+    the seconds it took; raises DockerError naming the failing step and the engine's reason."""
+    import time
+
+    import docker
+
+    spec = service.docker
+    assert spec is not None and spec.build is not None
+    build = spec.build
+    host = host or engine_host()
+    if not build.context.is_dir():
+        raise DockerError(
+            f"services.{service.name}: the build context {build.context} is not a folder",
+            f"create it, or fix docker.build in airadev.toml (relative to {service.cwd})",
+        )
+    if build.dockerfile is not None and not build.dockerfile.is_file():
+        raise DockerError(
+            f"services.{service.name}: its Dockerfile {build.dockerfile} does not exist",
+            "fix docker.build.dockerfile in airadev.toml (relative to the build context)",
+        )
+    began = time.monotonic()
+    step = ""
+    sdk = None
+    try:
+        sdk = docker.from_env(timeout=BUILD_TIMEOUT, environment={**os.environ, "DOCKER_HOST": host})
+        stream = sdk.api.build(
+            path=str(build.context),
+            dockerfile=str(build.dockerfile) if build.dockerfile else None,
+            tag=image,
+            target=build.target or None,
+            buildargs=dict(build.args) or None,
+            rm=True,
+            forcerm=True,
+            nocache=no_cache,
+            decode=True,
+        )
+        for item in stream:
+            text = item.get("stream")
+            if text:
+                for line in text.splitlines():
+                    found = _STEP.match(line)
+                    if found:
+                        step = f"step {found.group(1)} ({found.group(2)[:80]})"
+                on_output(text.encode(errors="replace"))
+            elif item.get("status"):  # pulling a base image
+                on_output(f"{item['status']} {item.get('id', '')}".rstrip().encode() + b"\n")
+            if "error" in item or "errorDetail" in item:
+                why = str(item.get("error") or (item.get("errorDetail") or {}).get("message") or "no reason given")
+                on_output(why.encode(errors="replace") + b"\n")
+                raise DockerError(
+                    f"services.{service.name}: its image {image} does not build: {step + ': ' if step else ''}"
+                    f"{why.strip()[:300]}",
+                    f"fix that step (the build's output says why), then `airadev build {service.name}`",
+                )
+    except DockerError:
+        raise
+    except failures() as exc:
+        raise DockerError(
+            f"services.{service.name}: its image {image} does not build: {why_of(exc, 300)}",
+            f"see `airadev logs {service.name}`; check docker.build in airadev.toml",
+        ) from None
+    finally:
+        if sdk is not None:
+            sdk.close()
+    return time.monotonic() - began

@@ -227,6 +227,7 @@ def run_foreground(
     colour: bool,
     tunnel: dict[str, Any] | None = None,
     on_ready_to_start: Callable[[list[str]], None] | None = None,
+    build: bool = False,
 ) -> str:
     """Run the supervisor in this process until it is stopped; returns why it stopped."""
     import asyncio
@@ -238,7 +239,7 @@ def run_foreground(
         if on_ready_to_start:
             on_ready_to_start(ground.notes())
         supervisor = Supervisor(
-            config, names, observer=observer, marker=new_marker(config.root), colour=colour, tunnel=tunnel
+            config, names, observer=observer, marker=new_marker(config.root), colour=colour, tunnel=tunnel, build=build
         )
         reason = asyncio.run(supervisor.run())
         if supervisor.internal_error:
@@ -250,7 +251,13 @@ def run_foreground(
 
 
 def start_detached(
-    config: Config, names: Sequence[str], *, timeout: float, tunnel: dict[str, Any] | None = None, runtime: str = ""
+    config: Config,
+    names: Sequence[str],
+    *,
+    timeout: float,
+    tunnel: dict[str, Any] | None = None,
+    runtime: str = "",
+    build: bool = False,
 ) -> Started:
     """Start a background supervisor and return once every service is ready (and the tunnel
     open, if asked for); raise with the reason and the failing service's last lines if one
@@ -281,6 +288,7 @@ def start_detached(
                     json.dumps(tunnel) if tunnel is not None else "",
                     "--runtime",
                     runtime,
+                    *(["--build"] if build else []),
                 ],
                 pass_fds=(lock.fd,),
                 start_new_session=True,

@@ -66,3 +66,7 @@ class Context:
     # Called with True before and False after each request that makes something on the Docker
     # engine (the watchdog looks again for what a request cut short still makes); any thread.
     creating: Callable[[bool], None] = lambda begun: None
+    # `up --build`: images with a docker.build are built before their first start of the run
+    # (else only when missing); ``built`` names the services built in this run. Any thread.
+    build: bool = False
+    built: set[str] = field(default_factory=set)

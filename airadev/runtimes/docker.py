@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from airadev.integrations.docker import (
+    build_image,
     DockerError,
     client,
     container_name,
@@ -63,13 +64,20 @@ class DockerRuntime:
 
     async def start(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> DockerInstance:
         loop = asyncio.get_running_loop()
-        container = await asyncio.to_thread(self._run, service, env)
+
+        def from_thread(data: bytes) -> None:  # a build's output, on its way from the worker thread
+            loop.call_soon_threadsafe(on_output, data)
+
+        container = await asyncio.to_thread(self._run, service, env, from_thread)
         return DockerInstance(container, service, loop, on_output, self.ctx)
 
-    def _run(self, service: Service, env: Mapping[str, str]) -> dict[str, Any]:
-        """Create and start the service's container; the engine's inspection of it."""
+    def _run(self, service: Service, env: Mapping[str, str], on_output: OnOutput) -> dict[str, Any]:
+        """Build its image if asked to (`up --build`), create and start the service's container;
+        the engine's inspection of it."""
         host = engine_host()
-        cid = self._create(service, env, host)
+        if self.ctx.build and service.docker and service.docker.build and service.name not in self.ctx.built:
+            self._build(service, image_of(service, env), on_output, host)
+        cid = self._create(service, env, host, on_output)
         try:
             status, answer = engine_call(host, "POST", f"/containers/{cid}/start")
             if status not in (204, 304):  # 304: started already
@@ -88,7 +96,13 @@ class DockerRuntime:
             self._discard(host, cid)  # a container that is not watched must not stay
             raise
 
-    def _create(self, service: Service, env: Mapping[str, str], host: str) -> str:
+    def _build(self, service: Service, image: str, on_output: OnOutput, host: str) -> None:
+        self.ctx.event(service.name, f"building its image {image}", "info")
+        seconds = build_image(service, image, on_output, host=host)
+        self.ctx.built.add(service.name)
+        self.ctx.event(service.name, f"built its image {image} in {seconds:.1f}s", "info")
+
+    def _create(self, service: Service, env: Mapping[str, str], host: str, on_output: OnOutput) -> str:
         image = image_of(service, env)
         name = container_name(self.ctx.config.root, service)
         body = self._config(service, env, image, host)
@@ -99,7 +113,10 @@ class DockerRuntime:
             if status == 201:
                 return str(answer["Id"])
             if status == 404 and "image" in message_of(answer).lower():
-                ensure_image(client(), service, image)  # pulls it, or explains why not
+                if service.docker and service.docker.build and service.name not in self.ctx.built:
+                    self._build(service, image, on_output, host)  # missing: built (not pulled)
+                else:
+                    ensure_image(client(), service, image)  # pulls it, or explains why not
             elif status == 409:  # the name is taken
                 self._clear_name(client(), service, name)
             else:

@@ -27,12 +27,13 @@ def main() -> None:
     parser.add_argument("--services", required=True)
     parser.add_argument("--tunnel", default="")
     parser.add_argument("--runtime", default="")
+    parser.add_argument("--build", action="store_true")
     args = parser.parse_args()
     config = config_module.load(Path(args.workspace))
     if args.runtime:
         config = config.with_runtime(Runtime(args.runtime))
     tunnel = json.loads(args.tunnel) if args.tunnel else None
-    supervisor = Supervisor(config, args.services.split(","), marker=args.marker, tunnel=tunnel)
+    supervisor = Supervisor(config, args.services.split(","), marker=args.marker, tunnel=tunnel, build=args.build)
     try:
         asyncio.run(supervisor.run())
     finally:

@@ -51,6 +51,7 @@ class Supervisor:
         colour: bool = False,
         rng: random.Random | None = None,
         tunnel: dict[str, Any] | None = None,
+        build: bool = False,
     ) -> None:
         self.config = config
         self.paths = Paths(config.root)
@@ -94,7 +95,7 @@ class Supervisor:
         tell = self.watchdog.tell
         creating = lambda begun: tell(CREATING if begun else CREATED)  # noqa: E731
         self.runtime_context = Context(
-            config, marker, self._on_loop(self.event), self._on_loop(self.redact.add), creating=creating
+            config, marker, self._on_loop(self.event), self._on_loop(self.redact.add), creating=creating, build=build
         )
 
     # --- the run ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -19,7 +20,7 @@ import pytest
 
 from airadev.state import workspace_id
 from tests.figures import count
-from tests.harness import FAKES, PY, Stack, free_port, wait_for
+from tests.harness import FAKES, PY, Stack, fake, free_port, wait_for
 
 IMAGE = "airadev-local/redis:7"
 
@@ -579,3 +580,106 @@ command = ["python3", "-c", {json.dumps(CLIENT)}]
     assert "client: redis says +PONG" in log
     assert stack.cli("down").returncode == 0
     assert ours(engine, stack) == [] and networks(engine, stack) == []
+
+
+# --- images built by airadev (docker.build) --------------------------------------------------------
+
+BASE = "airadev-local/debian:bookworm"  # scripts/test-images: Debian's python3, no registry needed
+
+
+def build_stack(stack: Stack, port: int, tag: str, bad_step: str = "") -> None:
+    """web: an HTTP server whose image airadev builds (`build = "."`); api: one built from a
+    Dockerfile outside its context (as compose/Dockerfile.python is used); other: a process."""
+    (stack.root / "web").mkdir()
+    (stack.root / "web" / "Dockerfile").write_text(
+        f'FROM {BASE}\nRUN echo "built by airadev" > /built.txt\n{bad_step}WORKDIR /\n'
+        'CMD ["python3", "-m", "http.server", "8000"]\n'
+    )
+    (stack.root / "api").mkdir()
+    (stack.root / "shared").mkdir()
+    (stack.root / "api" / "hello.txt").write_text("from the context\n")
+    (stack.root / "shared" / "Dockerfile.api").write_text(
+        f'FROM {BASE}\nCOPY hello.txt /hello.txt\nCMD ["sleep", "3600"]\n'
+    )
+    stack.write(f"""
+[services.web]
+runtime = "docker"
+cwd = "web"
+port = {port}
+health = {{ http = "/built.txt" }}
+stop_grace = "1s"  # PID 1 in a container ignores SIGTERM unless it handles it
+[services.web.docker]
+image = "{tag}-web:dev"
+build = "."
+port = 8000
+
+[services.api]
+runtime = "docker"
+cwd = "api"
+stop_grace = "1s"
+[services.api.docker]
+image = "{tag}-api:dev"
+build = {{ context = ".", dockerfile = "../shared/Dockerfile.api" }}
+
+[services.other]
+command = {json.dumps(" ".join(fake("printer.py", "--tag", "other")))}
+""")
+
+
+@pytest.fixture
+def tag(engine: docker.DockerClient) -> Iterator[str]:
+    """A fresh image name for the test, whose images are removed after it."""
+    name = f"airadev-test/build-{uuid.uuid4().hex[:8]}"
+    yield name
+    for image in engine.images.list(name=f"{name}-*"):
+        for t in image.tags:
+            engine.images.remove(t, force=True)
+
+
+def test_an_image_with_a_build_is_built_when_missing_again_on_up_build_and_by_airadev_build(
+    engine: docker.DockerClient, stack: Stack, tag: str
+) -> None:
+    port = free_port()
+    build_stack(stack, port, tag)
+    result = stack.up()
+    assert result.returncode == 0, result.stderr
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/built.txt", timeout=10) as answer:
+        assert answer.read() == b"built by airadev\n"  # the container runs the image it built
+    assert engine.images.get(f"{tag}-web:dev") and engine.images.get(f"{tag}-api:dev")
+    assert "Step 2/4 : RUN" in stack.cli("logs", "web", "-n", "100").stdout  # the build's output, in its log
+    assert "Successfully tagged" in stack.log("api")  # built from a Dockerfile outside its context
+    own = stack.log("airadev")
+    assert own.count(f"web: building its image {tag}-web:dev") == 1 and "web: built its image" in own
+    # Its image is there now: a restart and the next up do not build it again ...
+    assert stack.cli("restart", "web").returncode == 0
+    assert stack.cli("down").returncode == 0
+    assert stack.up().returncode == 0
+    assert stack.log("airadev").count("web: building its image") == 1
+    assert stack.cli("down").returncode == 0
+    # ... `up --build` does, once per run, and so does `airadev build`.
+    result = stack.cli("up", "--detach", "--build")
+    assert result.returncode == 0, result.stderr
+    assert stack.log("airadev").count("web: building its image") == 2
+    assert stack.cli("down").returncode == 0
+    built = stack.cli("build", "web")
+    assert built.returncode == 0, built.stderr
+    assert "web     | Step 1/4 : FROM" in built.stdout and f"web: built its image {tag}-web:dev" in built.stdout
+
+
+def test_an_image_that_does_not_build_fails_its_service_only_with_the_failing_step(
+    engine: docker.DockerClient, stack: Stack, tag: str
+) -> None:
+    build_stack(stack, free_port(), tag, bad_step='RUN echo "about to fail" && exit 3\n')
+    result = stack.up()
+    assert result.returncode == 1
+    assert "web: its image" in result.stderr and "does not build: step 3/5 (RUN echo" in result.stderr, result.stderr
+    assert "returned a non-zero code: 3" in result.stderr and "about to fail" in result.stderr  # its last lines
+    assert stack.service("web")["state"] == "failed"
+    stack.wait_state("api", "healthy", "running")  # the rest of the stack runs on
+    stack.wait_state("other", "running")
+    assert "about to fail" in stack.cli("logs", "web").stdout
+    built = stack.cli("build", "web")
+    assert built.returncode == 1 and "step 3/5 (RUN echo" in built.stderr
+    assert "Traceback" not in built.stderr + result.stderr
+    assert stack.cli("down").returncode == 0
+    count("bad inputs tried")  # a Dockerfile whose step fails

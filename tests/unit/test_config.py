@@ -242,6 +242,26 @@ def test_dependencies_may_name_aliases(tmp_path: Path) -> None:
             "services.a.port: is missing: docker.port needs a host port",
         ),
         (
+            '[services.a]\ncommand = "a"\n[services.a.docker]\nport = 80\n',
+            "services.a.docker.image: there is no image to run, and none to build",
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.a.docker]\nbuild = ""\n',
+            "services.a.docker.build: expected the folder",
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.a.docker]\nbuild = 3\n',
+            "services.a.docker.build: expected a string or a table",
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.a.docker]\nbuild = { contxt = "." }\n',
+            "services.a.docker.build.contxt: unknown key; did you mean 'context'?",
+        ),
+        (
+            '[services.a]\ncommand = "a"\n[services.a.docker]\nbuild = { args = { DEBUG = true } }\n',
+            "services.a.docker.build.args.DEBUG: expected a string, got True",
+        ),
+        (
             '[services.a]\ncommand = "a"\nexclude = ["studio"]\n',
             'services.a.exclude: applies only to runtime = "supabase"',
         ),
@@ -369,3 +389,32 @@ def test_supabase_exclude_names_and_its_config_toml(tmp_path: Path) -> None:
     assert "[db] port: expected a port number" in error_of(tmp_path, text.replace("studi", "studio")).message
     settings.write_text("db = 5\n")
     assert "[db] port: expected a port number" in error_of(tmp_path, text.replace("studi", "studio")).message
+
+
+def test_a_build_is_read_relative_to_the_service_and_names_its_image(tmp_path: Path) -> None:
+    root = tmp_path / "My AiRa"
+    root.mkdir()
+    loaded = load_text(
+        root,
+        """
+[services.voice-agent]
+cwd = "voice-agent"
+command = "python server.py"
+[services.voice-agent.docker]
+build = { context = ".", dockerfile = "../compose/Dockerfile.python", target = "dev", args = { BASE = "python:3.11-slim", N = 3 } }
+
+[services.kb]
+cwd = "kb"
+command = "uvicorn updater:app"
+[services.kb.docker]
+image = "aira/kb:dev"
+build = "."
+""",
+    )
+    voice, kb = (s.docker for s in loaded.services)
+    assert voice is not None and voice.build is not None and kb is not None and kb.build is not None
+    assert voice.image == "airadev/my-aira-voice-agent:dev"  # named as Compose names it: folder and service
+    assert voice.build.context == root / "voice-agent"
+    assert voice.build.dockerfile == root / "compose" / "Dockerfile.python"  # relative to the context
+    assert voice.build.target == "dev" and voice.build.args == (("BASE", "python:3.11-slim"), ("N", "3"))
+    assert kb.image == "aira/kb:dev" and kb.build.context == root / "kb" and kb.build.dockerfile is None

@@ -119,3 +119,24 @@ env = { PRICE = "5$" }
     assert data["command"] == ["sh", "-c", "echo $$HOME"] and data["environment"] == {"PRICE": "5$$"}
     assert data["volumes"] == ["data:/data", "../static:/srv:ro"]
     assert yaml.safe_load(text)["volumes"] == {"data": {}}
+
+
+def test_a_build_is_exported_as_compose_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "airadev.toml").write_text(
+        """
+[services.voice]
+cwd = "voice-agent"
+command = "x"
+[services.voice.docker]
+build = { dockerfile = "../compose/Dockerfile.python", target = "dev", args = { BASE = "python:3.11-slim", PRICE = "5$" } }
+"""
+    )
+    data = yaml.safe_load(compose(config_module.load(tmp_path), tmp_path / "compose"))["services"]["voice"]
+    assert data["build"] == {
+        "context": "../voice-agent",  # from the Compose file's folder
+        "dockerfile": "../compose/Dockerfile.python",  # from the context
+        "target": "dev",
+        "args": {"BASE": "python:3.11-slim", "PRICE": "5$$"},
+    }
+    project = tmp_path.name.lower().replace("_", "-")  # as Compose names a project: [a-z0-9-]
+    assert data["image"] == f"${{AIRADEV_VOICE_IMAGE:-airadev/{project}-voice:dev}}"
