@@ -129,12 +129,15 @@ class Dependency:
 class BuildSpec:
     """How a service's image is built (``[services.NAME.docker] build``), as in Compose:
     ``context`` (absolute; written relative to the service's folder), ``dockerfile`` (absolute;
-    written relative to the context, may lie outside it), a ``target`` stage, build ``args``."""
+    written relative to the context, may lie outside it), a ``target`` stage, build ``args``
+    (a value of None: the variable's value in airadev's environment, if it has one), the
+    ``network`` its RUN steps use (the engine's default, "host", "none")."""
 
     context: Path
     dockerfile: Path | None = None
     target: str = ""
-    args: tuple[tuple[str, str], ...] = ()
+    args: tuple[tuple[str, str | None], ...] = ()
+    network: str = ""
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ SUPABASE_CONTAINERS = (
     "supavisor",
 )
 DOCKER_KEYS = ("image", "command", "port", "volumes", "env", "healthcheck", "build")
-BUILD_KEYS = ("context", "dockerfile", "target", "args")
+BUILD_KEYS = ("context", "dockerfile", "target", "args", "network")
 DB_DEFAULT_PORT = {Runtime.POSTGRES: 54322, Runtime.SUPABASE: 54321}
 HEALTH_KEYS = ("http", "tcp", "exec", "log", "interval", "start_interval", "timeout", "start_period", "retries")
 RESTART_KEYS = ("policy", "max_restarts", "backoff", "backoff_max", "jitter", "reset_after")
@@ -256,13 +256,24 @@ def _parse_build(d: Table, cwd: Path) -> BuildSpec | None:
     context = (cwd / os.path.expanduser(b.get("context", str, default="."))).resolve()
     dockerfile_raw = b.get("dockerfile", str, default="").strip()
     dockerfile = (context / os.path.expanduser(dockerfile_raw)).resolve() if dockerfile_raw else None
-    args = []
-    for key, value in b.get("args", dict, default={}).items():
+    args: list[tuple[str, str | None]] = []
+    raw_args = b.get("args", (dict, list), default={})
+    if isinstance(raw_args, list):  # names only: their values come from the environment, as in Compose
+        for key in raw_args:
+            if not isinstance(key, str) or not key.strip() or "=" in key:
+                raise b.error("args", f"expected names of variables, got {show(key)}", 'write args = ["PYTHON_BASE"]')
+            args.append((key.strip(), None))
+    for key, value in raw_args.items() if isinstance(raw_args, dict) else ():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise b.error(f"args.{key}", f"expected a string, got {show(value)}", f'write {key} = "value"')
         args.append((key, str(value)))
+    network = b.get("network", str, default="").strip()
     return BuildSpec(
-        context=context, dockerfile=dockerfile, target=b.get("target", str, default="").strip(), args=tuple(args)
+        context=context,
+        dockerfile=dockerfile,
+        target=b.get("target", str, default="").strip(),
+        args=tuple(args),
+        network=network,
     )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from airadev.errors import AiradevError
-from airadev.model import Service
+from airadev.model import BuildSpec, Service
 from airadev.state import workspace_id
 from airadev.integrations.engine import WORKSPACE_LABEL, engine_host, engine_request, plain_engine
 
@@ -225,6 +225,21 @@ BUILD_TIMEOUT = 3600  # a build's step may run for minutes without a word (pip, 
 _STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
 
 
+def build_args(build: BuildSpec, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The host's pip settings (integrations/pip.py), then docker.build.args; an arg named
+    without a value takes airadev's environment's value, and is left out when it has none."""
+    from airadev.integrations import pip
+
+    env = os.environ if env is None else env
+    args = pip.settings(env)
+    for key, value in build.args:
+        if value is not None:
+            args[key] = value
+        elif key in env:
+            args[key] = env[key]
+    return args
+
+
 def build_image(
     service: Service, image: str, on_output: Callable[[bytes], None], *, no_cache: bool = False, host: str = ""
 ) -> float:
@@ -259,7 +274,8 @@ def build_image(
             dockerfile=str(build.dockerfile) if build.dockerfile else None,
             tag=image,
             target=build.target or None,
-            buildargs=dict(build.args) or None,
+            buildargs=build_args(build) or None,
+            network_mode=build.network or None,
             rm=True,
             forcerm=True,
             nocache=no_cache,

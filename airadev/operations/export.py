@@ -115,9 +115,15 @@ def _build(build: BuildSpec, out_dir: Path) -> list[str]:
         out.append(f"      dockerfile: {_q(_rel(build.dockerfile, build.context))}")
     if build.target:
         out.append(f"      target: {_q(build.target)}")
-    if build.args:
+    if build.network:
+        out.append(f"      network: {_q(build.network)}")
+    if any(value is None for _, value in build.args):  # a name alone: its value from Compose's environment
+        out.append(
+            f"      args: {_list([key if value is None else f'{key}={_lit(value)}' for key, value in build.args])}"
+        )
+    elif build.args:
         out.append("      args:")
-        out += [f"        {key}: {_q(_lit(value))}" for key, value in build.args]
+        out += [f"        {key}: {_q(_lit(value or ''))}" for key, value in build.args]
     return out
 
 

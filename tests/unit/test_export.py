@@ -28,13 +28,14 @@ def test_the_committed_compose_file_is_the_current_export() -> None:
 
 # What a person would write by hand for the demo's three containers, read off
 # examples/demo/airadev.toml (not produced by the code under test): the images overridable as
-# the tests need, ports on loopback only, Redis's healthcheck, the voice agent waiting for it.
+# the tests need, the Python services built from the guide's Dockerfile (its base image from
+# the environment), ports on loopback only, Redis's healthcheck, the voice agent waiting for it.
 EXPECTED_DEMO = """
 name: demo
 services:
   redis:
     image: ${AIRADEV_REDIS_IMAGE:-redis:7-alpine}
-    command: [redis-server, --save, "", --appendonly, "no"]
+    command: [redis-server, --port, "6379", --protected-mode, "no", --save, "", --appendonly, "no"]
     ports: ["127.0.0.1:6379:6379"]
     healthcheck: {test: [CMD-SHELL, redis-cli ping], interval: 1s, timeout: 3s, retries: 30}
     extra_hosts: ["host.docker.internal:host-gateway"]
@@ -42,6 +43,9 @@ services:
     stop_grace_period: 10s
   voice-agent:
     image: ${AIRADEV_VOICE_AGENT_IMAGE:-aira/voice-agent:dev}
+    build: {context: ../examples/demo/voice-agent, dockerfile: ../../../compose/Dockerfile.python, network: host,
+            args: [PYTHON_BASE]}
+    command: [python, server.py]
     ports: ["127.0.0.1:8000:8000"]
     env_file: [../examples/demo/voice-agent/.env]
     depends_on: {redis: {condition: service_healthy}}
@@ -50,6 +54,8 @@ services:
     stop_grace_period: 10s
   kb-updater:
     image: ${AIRADEV_KB_UPDATER_IMAGE:-aira/kb-updater:dev}
+    build: {context: ../examples/demo/kb-updater, dockerfile: ../../../compose/Dockerfile.python, network: host,
+            args: [PYTHON_BASE]}
     command: [uvicorn, "updater:app", --host, 0.0.0.0, --port, "8080"]
     ports: ["127.0.0.1:8080:8080"]
     env_file: [../examples/demo/kb-updater/.env]
