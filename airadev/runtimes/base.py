@@ -70,3 +70,4 @@ class Context:
     # (else only when missing); ``built`` names the services built in this run. Any thread.
     build: bool = False
     built: set[str] = field(default_factory=set)
+    rebuild: set[str] = field(default_factory=set)  # built again at their next start (a watch saw their deps change)

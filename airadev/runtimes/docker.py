@@ -75,7 +75,8 @@ class DockerRuntime:
         """Build its image if asked to (`up --build`), create and start the service's container;
         the engine's inspection of it."""
         host = engine_host()
-        if self.ctx.build and service.docker and service.docker.build and service.name not in self.ctx.built:
+        wanted = service.name in self.ctx.rebuild or self.ctx.build and service.name not in self.ctx.built
+        if wanted and service.docker and service.docker.build:
             self._build(service, image_of(service, env), on_output, host)
         cid = self._create(service, env, host, on_output)
         try:
@@ -100,6 +101,7 @@ class DockerRuntime:
         self.ctx.event(service.name, f"building its image {image}", "info")
         seconds = build_image(service, image, on_output, host=host)
         self.ctx.built.add(service.name)
+        self.ctx.rebuild.discard(service.name)
         self.ctx.event(service.name, f"built its image {image} in {seconds:.1f}s", "info")
 
     def _create(self, service: Service, env: Mapping[str, str], host: str, on_output: OnOutput) -> str:

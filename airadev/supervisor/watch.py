@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airadev.model import Service
+from airadev.model import Runtime, Service
 from airadev.supervisor.unit import changed_files
 
 if TYPE_CHECKING:
@@ -255,6 +255,25 @@ class _Watchfiles:
         self._thread.join(timeout=2)
 
 
+# Files whose change means a container's image must be built again, not only restarted.
+REBUILDS = (
+    "requirements.txt",
+    "pyproject.toml",
+    "uv.lock",
+    "poetry.lock",
+    "Pipfile.lock",
+    "package-lock.json",
+    "Dockerfile",
+    ".dockerignore",
+)
+
+
+def rebuilds(paths: Iterable[Path]) -> bool:
+    return any(
+        path.name in REBUILDS or path.name.startswith("requirements") and path.suffix == ".txt" for path in paths
+    )
+
+
 def watch_for_restarts(sup: Supervisor) -> Watcher | None:
     """Start watching the services that have ``watch`` paths: a change restarts the service
     (unless it is being stopped, or the stack is). None when no service is watched."""
@@ -267,6 +286,12 @@ def watch_for_restarts(sup: Supervisor) -> Watcher | None:
         if unit.stop_requested or sup.stopping:
             return
         why = f"{changed_files(paths, unit.service.cwd)} changed"
+        docker = unit.service.docker
+        if unit.service.runtime is Runtime.DOCKER and docker and docker.build and rebuilds(paths):
+            # Its dependencies changed: the image is built again before the restart. (Code
+            # alone needs no build: it is mounted, or the restart is what the user asked for.)
+            sup.runtime_context.rebuild.add(name)
+            why = f"{why}: rebuilding its image"
         sup.spawn_task(sup.restart_unit(unit, why), f"watch-restart-{name}")
 
     watcher = Watcher(watched, changed)

@@ -23,7 +23,7 @@ import pytest
 
 from airadev.state import workspace_id
 from tests.e2e.test_demo import copy_demo, http
-from tests.harness import Stack
+from tests.harness import Stack, wait_for
 
 WHEELS = Path(__file__).resolve().parents[2] / ".cache" / "wheels"
 
@@ -76,8 +76,37 @@ def test_the_demo_s_python_services_run_in_containers_airadev_built(stack: Stack
     base = engine.images.get("airadev-local/python:3.11").id
     assert any(layer["Id"] == base for layer in engine.images.get("aira/voice-agent:dev").history())
     assert "Uvicorn running on" in logs
-    container = engine.containers.get(f"airadev-{workspace_id(stack.root)}-voice-agent")
+    name = f"airadev-{workspace_id(stack.root)}-voice-agent"
+    container = engine.containers.get(name)
     assert container.exec_run("id -u").output.strip() == b"1000"  # not root
+
+    # The development loop: code is mounted, so a change restarts the container, no build ...
+    def restarted_after(edit: Path, text: str) -> str:
+        old_id = engine.containers.get(name).id
+        with open(edit, "a") as f:
+            f.write(text)
+        wait_for(
+            lambda: (c := _container(engine, name)) is not None and c.id != old_id, timeout=120, what="a new container"
+        )
+        stack.wait_state("voice-agent", "healthy", timeout=120)
+        return stack.log("airadev")
+
+    own = restarted_after(stack.root / "voice-agent" / "server.py", "\n# edited\n")
+    assert "voice-agent: restarting: server.py changed" in own
+    assert own.count("voice-agent: building its image") == 1
+    assert b"# edited" in engine.containers.get(name).exec_run("tail -n 1 /app/server.py").output
+    # ... a change of its requirements builds the image again, then restarts it.
+    own = restarted_after(stack.root / "voice-agent" / "requirements.txt", "\n# pinned later\n")
+    assert "voice-agent: restarting: requirements.txt changed: rebuilding its image" in own
+    assert own.count("voice-agent: building its image") == 2
+    assert http(f"http://127.0.0.1:{ports['voice']}/health")[0] == 200
     assert stack.cli("down").returncode == 0
     left = engine.containers.list(all=True, filters={"label": f"dev.airadev.workspace={workspace_id(stack.root)}"})
     assert left == [] and engine.networks.list(names=[f"airadev-{workspace_id(stack.root)}"]) == []
+
+
+def _container(engine: docker.DockerClient, name: str) -> Any:
+    try:
+        return engine.containers.get(name)
+    except docker.errors.NotFound:
+        return None

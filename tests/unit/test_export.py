@@ -48,6 +48,7 @@ services:
     command: [python, server.py]
     ports: ["127.0.0.1:8000:8000"]
     env_file: [../examples/demo/voice-agent/.env]
+    volumes: ["../examples/demo/voice-agent:/app:ro"]
     depends_on: {redis: {condition: service_healthy}}
     extra_hosts: ["host.docker.internal:host-gateway"]
     stop_signal: SIGTERM
@@ -59,6 +60,7 @@ services:
     command: [uvicorn, "updater:app", --host, 0.0.0.0, --port, "8080"]
     ports: ["127.0.0.1:8080:8080"]
     env_file: [../examples/demo/kb-updater/.env]
+    volumes: ["../examples/demo/kb-updater:/app:ro"]
     extra_hosts: ["host.docker.internal:host-gateway"]
     stop_signal: SIGTERM
     stop_grace_period: 10s

@@ -46,3 +46,12 @@ def test_a_workspace_under_a_folder_named_venv_is_watched(tmp_path: Path) -> Non
     root.mkdir(parents=True)
     services = {"voice": Service(name="voice", command=("x",), cwd=root, watch=(root,))}
     assert dispatch(services, [root / "server.py"]) == {"voice": [root / "server.py"]}
+
+
+def test_what_rebuilds_a_container_s_image_and_what_only_restarts_it() -> None:
+    from airadev.supervisor.watch import rebuilds
+
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml", "uv.lock", "Dockerfile"):
+        assert rebuilds([Path("/w/voice-agent/server.py"), Path("/w/voice-agent") / name]), name
+    for name in ("server.py", "requirements.md", "README.md", "app/models.py"):
+        assert not rebuilds([Path("/w/voice-agent") / name]), name
