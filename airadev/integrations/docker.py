@@ -225,6 +225,30 @@ BUILD_TIMEOUT = 3600  # a build's step may run for minutes without a word (pip, 
 _STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
 
 
+BAKED = "{name} is in the build context: its values, secrets too, go into the image (add {name} to .dockerignore)"
+
+
+def baked_env_files(service: Service) -> list[str]:
+    """The service's env files that lie in its build context and that its .dockerignore does not
+    leave out: a `COPY . .` puts them, and their secrets, into the image. Relative to the context."""
+    import fnmatch
+
+    assert service.docker is not None and service.docker.build is not None
+    context = service.docker.build.context
+    try:
+        ignore = (context / ".dockerignore").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        ignore = []
+    patterns = [line.strip().lstrip("/") for line in ignore if line.strip() and not line.startswith(("#", "!"))]
+    found = []
+    for path in service.env_files:
+        if path.is_file() and path.resolve().is_relative_to(context):
+            relative = str(path.resolve().relative_to(context))
+            if not any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(path.name, p) for p in patterns):
+                found.append(relative)
+    return found
+
+
 def build_args(build: BuildSpec, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The host's pip settings (integrations/pip.py), then docker.build.args; an arg named
     without a value takes airadev's environment's value, and is left out when it has none."""

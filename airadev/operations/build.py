@@ -50,7 +50,7 @@ def build(
 ) -> list[Built]:
     """Build each service's image in turn; ``output(service, lines)`` gets whole lines,
     redacted. Every one is tried; a failed one raises once the others are done."""
-    from airadev.integrations.docker import DockerError, build_image, image_of
+    from airadev.integrations.docker import BAKED, DockerError, baked_env_files, build_image, image_of
     from airadev.logstore import LineFramer, Redactor
     from airadev.runtimes.environment import stack_secrets
 
@@ -67,6 +67,8 @@ def build(
                 output(name, redact(whole))
 
         event(service.name, f"building its image {image}")
+        for name in baked_env_files(service):
+            event(service.name, BAKED.format(name=name))
         try:
             seconds = build_image(service, image, lines, no_cache=no_cache)
         except DockerError as exc:

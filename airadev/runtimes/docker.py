@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from airadev.integrations.docker import (
+    BAKED,
+    baked_env_files,
     build_image,
     DockerError,
     client,
@@ -99,6 +101,8 @@ class DockerRuntime:
 
     def _build(self, service: Service, image: str, on_output: OnOutput, host: str) -> None:
         self.ctx.event(service.name, f"building its image {image}", "info")
+        for name in baked_env_files(service):
+            self.ctx.event(service.name, BAKED.format(name=name), "warning")
         seconds = build_image(service, image, on_output, host=host)
         self.ctx.built.add(service.name)
         self.ctx.rebuild.discard(service.name)

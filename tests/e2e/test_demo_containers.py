@@ -79,6 +79,9 @@ def test_the_demo_s_python_services_run_in_containers_airadev_built(stack: Stack
     name = f"airadev-{workspace_id(stack.root)}-voice-agent"
     container = engine.containers.get(name)
     assert container.exec_run("id -u").output.strip() == b"1000"  # not root
+    # Its .env reached it through airadev, not through the image (the demo's .dockerignore).
+    assert b".env" not in engine.containers.run("aira/voice-agent:dev", "ls -a /app", remove=True)
+    assert "is in the build context" not in stack.log("airadev")
 
     # The development loop: code is mounted, so a change restarts the container, no build ...
     def restarted_after(edit: Path, text: str) -> str:

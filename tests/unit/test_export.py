@@ -148,3 +148,23 @@ build = { dockerfile = "../compose/Dockerfile.python", target = "dev", args = { 
     }
     project = tmp_path.name.lower().replace("_", "-")  # as Compose names a project: [a-z0-9-]
     assert data["image"] == f"${{AIRADEV_VOICE_IMAGE:-airadev/{project}-voice:dev}}"
+
+
+def test_env_files_in_a_build_context_are_found_unless_dockerignore_leaves_them_out(tmp_path: Path) -> None:
+    from airadev.integrations.docker import baked_env_files
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / ".env").write_text("OPENAI_API_KEY=sk-test\n")
+    (tmp_path / "shared.env").write_text("X=1\n")
+    (tmp_path / "airadev.toml").write_text(
+        '[services.voice]\ncwd = "app"\ncommand = "x"\nenv_files = [".env", "../shared.env"]\n'
+        '[services.voice.docker]\nbuild = "."\n'
+    )
+    service = config_module.load(tmp_path).get("voice")
+    assert baked_env_files(service) == [".env"]  # ../shared.env is outside the context
+    for ignore in (".env\n", "# env\n/.env\n", ".env*\n", "*.env\n.env\n"):
+        (app / ".dockerignore").write_text(ignore)
+        assert baked_env_files(service) == [], ignore
+    (app / ".dockerignore").write_text("__pycache__/\n")
+    assert baked_env_files(service) == [".env"]
