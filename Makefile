@@ -1,10 +1,11 @@
 # Two commands do everything on a fresh Debian 12 machine:
 #   make demo   set up, then run the demo stack (Ctrl-C stops it all)
 #   make test   set up, then run the whole test suite
+# and `make demo-docker` runs the demo with Redis and the Python services in containers.
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test bootstrap bench flake-hunt lint
+.PHONY: demo demo-docker test bootstrap bench flake-hunt lint
 
 bootstrap:
 	@scripts/bootstrap
@@ -12,12 +13,17 @@ bootstrap:
 demo: bootstrap
 	airadev --workspace examples/demo up
 
+# The same stack with Redis and both Python services as containers airadev builds; no registry
+# needed (the local base images and wheels of bootstrap; see the script).
+demo-docker: bootstrap
+	scripts/demo-docker
+
 test: bootstrap
 	pytest
 
 # Lint and format (ruff), types (mypy), the layers (import-linter; pyproject.toml). CI runs it.
 lint: bootstrap
-	ruff check airadev tests bench scripts/flake-hunt
+	ruff check airadev tests bench scripts/flake-hunt scripts/demo-docker
 	ruff format --check airadev tests bench
 	mypy
 	lint-imports

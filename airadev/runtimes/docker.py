@@ -140,7 +140,7 @@ class DockerRuntime:
         spec = service.docker
         assert spec is not None
         root = self.ctx.config.root
-        containers = [s for s in self.ctx.config.services if s.runtime.value == "docker" and s.docker]
+        containers = container_services(self.ctx)
         peers = {
             s.port: (s.name, s.docker.port or s.port)
             for s in containers
@@ -163,10 +163,14 @@ class DockerRuntime:
         if service.port is not None:
             inner = f"{spec.port or service.port}/tcp"
             config["ExposedPorts"] = {inner: {}}
-            # Loopback only on this machine; on a remote engine, where this machine must reach it.
-            host_config["PortBindings"] = {
-                inner: [{"HostIp": "127.0.0.1" if is_local(host) else "", "HostPort": str(service.port)}]
-            }
+            # Loopback only on this machine, and the address by which containers reach it
+            # (host.docker.internal: Supabase's database posting to the KB updater); on a remote
+            # engine, where this machine must reach it.
+            bindings = [{"HostIp": "127.0.0.1" if is_local(host) else "", "HostPort": str(service.port)}]
+            gateway = host_gateway(host)
+            if gateway:
+                bindings.append({"HostIp": gateway[0], "HostPort": str(service.port)})
+            host_config["PortBindings"] = {inner: bindings}
         if len(containers) > 1:  # a network of their own, to find each other by name (a lone one needs none)
             network = ensure_network(host, root, self.ctx)
             host_config["NetworkMode"] = network
@@ -229,6 +233,54 @@ def container_env(service: Service, env: Mapping[str, str], peers: Mapping[int, 
             name, inner = peers[int(values[port_key])]
             out[key], out[port_key] = name, str(inner)
     return out
+
+
+def container_services(ctx: Context) -> list[Service]:
+    return [s for s in ctx.config.services if s.runtime.value == "docker" and s.docker]
+
+
+_gateways: dict[str, tuple[str, str] | None] = {}
+
+
+def host_gateway(host: str) -> tuple[str, str] | None:
+    """The address at which a container reaches this machine (``host.docker.internal``, which
+    the engine maps to its default bridge's gateway) and that bridge's subnet; None when the
+    engine is not on this machine, has no default bridge, or does not answer (then asked again
+    next time)."""
+    if not is_local(host):
+        return None
+    if host not in _gateways:
+        try:
+            status, bridge = engine_call(host, "GET", "/networks/bridge")
+        except DockerError:
+            return None
+        found = None
+        for ipam in ((bridge.get("IPAM") or {}).get("Config") or []) if status == 200 else []:
+            if ipam.get("Gateway") and ipam.get("Subnet") and ":" not in ipam["Gateway"]:
+                found = str(ipam["Gateway"]), str(ipam["Subnet"])
+                break
+        _gateways[host] = found
+    return _gateways[host]
+
+
+def reach_from_containers(ctx: Context) -> tuple[str, list[str]] | None:
+    """For a service of this machine that the run's containers must reach (the postgres
+    runtime): the address to listen on besides loopback, and the subnets their connections
+    come from (the default bridge's; the stack's own network's, made now when the run has one).
+    None when no service of the run is a container, or the engine is elsewhere."""
+    containers = container_services(ctx)
+    host = engine_host()
+    gateway = host_gateway(host) if containers else None
+    if gateway is None:
+        return None
+    subnets = [gateway[1]]
+    if len(containers) > 1:
+        name = ensure_network(host, ctx.config.root, ctx)
+        status, network = engine_call(host, "GET", f"/networks/{name}")
+        for ipam in ((network.get("IPAM") or {}).get("Config") or []) if status == 200 else []:
+            if ipam.get("Subnet") and ":" not in ipam["Subnet"]:
+                subnets.append(str(ipam["Subnet"]))
+    return gateway[0], subnets
 
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost")

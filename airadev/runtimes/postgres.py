@@ -2,7 +2,7 @@
 
 Where there is no Docker engine or no Supabase CLI, this stands in for Supabase's database:
 the server binaries (``initdb``, ``postgres``) run as an ordinary process group of the stack,
-on the DB port (54322), trusting loopback. Readiness is "accepts connections, and the UI
+on the DB port (54322), trusting loopback (and the run's containers, when it has any). Readiness is "accepts connections, and the UI
 repo's migrations are applied"; a broken migration leaves the service failed with the file
 and PostgreSQL's error. It is not Supabase: no REST API, no auth service.
 
@@ -85,17 +85,34 @@ class PostgresRuntime:
             str(data),
             "-p",
             str(service.port),
-            # TCP on loopback only: a socket under a deep workspace path would pass the
-            # 107-byte limit of socket paths.
+            # TCP only: a socket under a deep workspace path would pass the 107-byte limit of
+            # socket paths.
             "-c",
             "unix_socket_directories=",
             "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
             "logging_collector=off",
+            *await asyncio.to_thread(self._listen, home),
         )
         process = ProcessRuntime(self.ctx.marker).start(replace(service, command=command, cwd=home), env, on_output)
         return PostgresInstance(process, service, self.ctx)
+
+    def _listen(self, home: Path) -> list[str]:
+        """Loopback; and when containers of the run need it (``DATABASE_URL`` reaches them as
+        host.docker.internal), the address they reach this machine at, trusted from their
+        subnets only (pg_hba.conf beside the cluster, written at each start)."""
+        from airadev.runtimes.docker import reach_from_containers
+
+        reach = reach_from_containers(self.ctx)
+        if reach is None:
+            return ["-c", "listen_addresses=127.0.0.1"]
+        address, subnets = reach
+        hba = home / "pg_hba.conf"
+        lines = ["local all all trust", "host all all 127.0.0.1/32 trust", "host all all ::1/128 trust"]
+        lines += [f"host all all {subnet} trust" for subnet in subnets]
+        hba.write_text(
+            "# written by airadev at each start: loopback and this run's containers\n" + "\n".join(lines) + "\n"
+        )
+        return ["-c", f"listen_addresses=127.0.0.1,{address}", "-c", f"hba_file={hba}"]
 
     def _initdb(self, service: Service, initdb: str, data: Path) -> None:
         """A new cluster, made beside its final place and renamed into it, so a killed initdb

@@ -1,5 +1,6 @@
-"""The demo's Python services as containers whose images airadev builds from the guide's
-compose/Dockerfile.python, beside Redis in a container and the database as a process.
+"""The whole demo with its Python services as containers whose images airadev builds from the
+guide's compose/Dockerfile.python, beside Redis in a container, the database and the UI as
+processes, the tunnel (the ngrok and Twilio stand-ins) to the voice agent's container.
 
 No registry is reached: the images' base is scripts/test-images' airadev-local/python:3.11 (the
 Dockerfile's PYTHON_BASE), and their pip installs from the demo's wheels, which scripts/bootstrap
@@ -10,7 +11,9 @@ PIP_NO_INDEX and PIP_FIND_LINKS) into the build, which runs on the host's networ
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -23,7 +26,10 @@ import pytest
 
 from airadev.state import workspace_id
 from tests.e2e.test_demo import copy_demo, http
-from tests.harness import Stack, wait_for
+from tests.e2e.test_demo_tunnel import BEFORE, NUMBER, SID, TOKEN, signed_call
+from tests.fakes import tls
+from tests.fakes.twilio_api import FakeTwilio
+from tests.harness import FAKES, Stack, wait_for
 
 WHEELS = Path(__file__).resolve().parents[2] / ".cache" / "wheels"
 
@@ -45,30 +51,77 @@ def wheel_index() -> Iterator[str]:
     server.server_close()
 
 
-def test_the_demo_s_python_services_run_in_containers_airadev_built(stack: Stack, wheel_index: str) -> None:
+def test_the_whole_demo_with_its_python_services_and_redis_in_containers(
+    stack: Stack, wheel_index: str, tmp_path: Path
+) -> None:
     engine = docker.from_env()
+    twilio = FakeTwilio(SID, TOKEN).start()
+    twilio.add_number(NUMBER, **BEFORE)
+    try:
+        _whole_demo(stack, wheel_index, tmp_path, engine, twilio)
+    finally:
+        twilio.stop()
+
+
+def _whole_demo(stack: Stack, wheel_index: str, tmp_path: Path, engine: Any, twilio: FakeTwilio) -> None:
     ports = copy_demo(stack.root)
+    env_local = stack.root / "aira-ui" / ".env.local"
+    original = env_local.read_bytes()
+    (tmp_path / "home").mkdir()
     stack.env.update(
         PYTHON_BASE="airadev-local/python:3.11",
         PIP_NO_INDEX="1",
         PIP_FIND_LINKS=wheel_index,
         AIRADEV_REDIS_IMAGE="airadev-local/redis:7",
+        NGROK_AUTHTOKEN="demo-ngrok-token-0000",
+        PYNGROK_NGROK_PATH=str(FAKES / "bin" / "ngrok"),
+        AIRADEV_TWILIO_API_BASE=twilio.base_url,
+        TWILIO_TEST_NUMBER=NUMBER,
+        XDG_CONFIG_HOME=str(tmp_path / "home"),
+        **tls.env(),
     )
-    result = stack.cli("up", "--detach", "--runtime", "docker", "--build", "voice-agent", "kb-updater", timeout=600)
+    result = stack.up("--runtime", "docker", "--build", "--tunnel", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "all 4 services ready" in result.stdout
+    assert "all 5 services ready" in result.stdout
     status = json.loads(stack.cli("status", "--json").stdout)["services"]
-    assert {name: s["runtime"] for name, s in status.items()} == {
-        "redis": "docker",
-        "db": "postgres",
-        "voice-agent": "docker",
-        "kb-updater": "docker",
+    assert {name: (s["runtime"], s["state"]) for name, s in status.items()} == {
+        "redis": ("docker", "healthy"),
+        "db": ("postgres", "healthy"),
+        "voice-agent": ("docker", "healthy"),
+        "kb-updater": ("docker", "healthy"),
+        "aira-ui": ("process", "healthy"),
     }
     assert status["voice-agent"]["image"] == "aira/voice-agent:dev"
-    # The voice agent answers on its published port, and reaches Redis in its container by name.
+    # The voice agent answers on its published port, reaches Redis in its container by name and
+    # the database (a process of this machine) through DATABASE_URL.
     code, _, body = http(f"http://127.0.0.1:{ports['voice']}/health")
-    assert code == 200 and json.loads(body) == {"status": "ok", "redis": True}
+    assert code == 200 and json.loads(body) == {"status": "ok", "redis": True, "database": True}
     assert http(f"http://127.0.0.1:{ports['kb']}/health")[0] == 200
+    # The UI, a process, reaches both containers' published ports and shows the tunnel's address.
+    address = stack.state()["tunnel"]["address"]
+    page = http(f"http://127.0.0.1:{ports['ui']}/", timeout=120)[2]
+    assert 'id="health-voice">ok<' in page and 'id="health-kb">ok<' in page
+    assert f'id="voice-agent-service-url">{address}<' in page
+    # The tunnel reaches the voice agent's container; Twilio was pointed at it.
+    assert twilio.number(NUMBER)["voice_url"] == f"{address}/webhooks/twilio/call"
+    status_code, ctype, twiml = signed_call(address)
+    assert status_code == 200 and "xml" in ctype and "<Response><Say>" in twiml
+    wait_for(
+        lambda: "CallSid=CAe2etunnel" in stack.cli("logs", "voice", "-n", "50").stdout, what="the call in `logs voice`"
+    )
+    # The KB trigger's way in: from a container of this machine that is not the stack's (as
+    # Supabase's database is), host.docker.internal reaches the KB updater's container.
+    posted = engine.containers.run(
+        "airadev-local/python:3.11",
+        ["python3", "-c", POST_DOCUMENT.format(port=ports["kb"])],
+        extra_hosts={"host.docker.internal": "host-gateway"},
+        remove=True,
+    )
+    assert json.loads(posted) == {"status": "accepted", "document_id": 7}
+    wait_for(
+        lambda: "processing document 7 from kb_documents (INSERT)" in stack.log("kb-updater"),
+        what="the document in the KB updater's log",
+    )
     # Built from the guide's Dockerfile, with the wheels served here; the build's output and the
     # container's own are in its log.
     logs = stack.cli("logs", "voice-agent", "-n", "400").stdout
@@ -103,9 +156,38 @@ def test_the_demo_s_python_services_run_in_containers_airadev_built(stack: Stack
     assert "voice-agent: restarting: requirements.txt changed: rebuilding its image" in own
     assert own.count("voice-agent: building its image") == 2
     assert http(f"http://127.0.0.1:{ports['voice']}/health")[0] == 200
+
+    # `down` removes every container and the network, and puts the rewiring back.
     assert stack.cli("down").returncode == 0
-    left = engine.containers.list(all=True, filters={"label": f"dev.airadev.workspace={workspace_id(stack.root)}"})
-    assert left == [] and engine.networks.list(names=[f"airadev-{workspace_id(stack.root)}"]) == []
+    assert ours(engine, stack.root) == [] and engine.networks.list(names=[f"airadev-{workspace_id(stack.root)}"]) == []
+    assert env_local.read_bytes() == original and twilio.number(NUMBER)["voice_url"] == BEFORE["voice_url"]
+    # A SIGKILL of the supervisor leaves no container either (its watchdog removes them).
+    again = stack.up("--runtime", "docker", "voice-agent", timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(ours(engine, stack.root)) == 2  # Redis and the voice agent
+    os.kill(stack.state()["supervisor_pid"], signal.SIGKILL)
+    wait_for(
+        lambda: (
+            not ours(engine, stack.root)
+            and not engine.networks.list(filters={"label": f"dev.airadev.workspace={workspace_id(stack.root)}"})
+        ),
+        timeout=30,
+        what="the watchdog to remove the containers and their network",
+    )
+
+
+# What Supabase's pg_net does for the KB trigger: a POST of the trigger's payload.
+POST_DOCUMENT = """
+import urllib.request, json
+body = json.dumps({{"type": "INSERT", "table": "kb_documents", "record": {{"id": 7}}}}).encode()
+request = urllib.request.Request("http://host.docker.internal:{port}/process-document", data=body,
+                                 headers={{"Content-Type": "application/json"}})
+print(urllib.request.urlopen(request, timeout=10).read().decode())
+"""
+
+
+def ours(engine: Any, root: Path) -> list[Any]:
+    return engine.containers.list(all=True, filters={"label": f"dev.airadev.workspace={workspace_id(root)}"})
 
 
 def _container(engine: docker.DockerClient, name: str) -> Any:

@@ -11,6 +11,7 @@ import os
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs
 
+import psycopg
 import redis
 import uvicorn
 from fastapi import FastAPI, Request
@@ -24,6 +25,8 @@ PORT = int(os.environ.get("PORT", "8000"))
 REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("REDIS_PORT", "6379"))
 CALLS_KEY = "aira:demo:calls"
+# The local database, as airadev gives it (the real agent reads its settings from Supabase).
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
 XML_HEADER = '<?xml version="1.0" encoding="UTF-8"?>'
 
@@ -54,6 +57,28 @@ def redis_call(fn, *args):
     return result
 
 
+_database_up = None  # the same for the database
+
+
+def database_ok():
+    """Whether the database answers a query (1 s to connect); None without DATABASE_URL."""
+    global _database_up
+    if not DATABASE_URL:
+        return None
+    try:
+        with psycopg.connect(DATABASE_URL, connect_timeout=1) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        if _database_up is not False:
+            print(f"database unavailable: {str(exc).strip().splitlines()[0]}", flush=True)
+        _database_up = False
+        return False
+    if _database_up is not True:
+        print("database connected", flush=True)
+    _database_up = True
+    return True
+
+
 def twiml(body: str) -> Response:
     return Response(content=XML_HEADER + body, media_type="application/xml")
 
@@ -77,7 +102,7 @@ app = FastAPI(title="AiRa voice agent (demo stand-in)", lifespan=lifespan)
 @app.get("/health")
 def health():
     ok = redis_call(_redis.ping)
-    return {"status": "ok", "redis": bool(ok)}
+    return {"status": "ok", "redis": bool(ok), "database": database_ok()}
 
 
 @app.post("/webhooks/twilio/call")
