@@ -498,6 +498,8 @@ def init(
         render.info(f"added .airadev/ to {result.gitignore}")
     for path in result.env_files:
         render.info(f"created {path} from its template (mode 0600): fill in the values, then `airadev doctor`")
+    if result.dockerfile:
+        render.info(f"wrote {result.dockerfile}: the image of the Python services that have no Dockerfile of their own")
     for folder in result.missing:
         render.warn(f"note: {folder}/ is not there yet; clone it or edit airadev.toml")
 

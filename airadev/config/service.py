@@ -255,7 +255,8 @@ def _parse_build(d: Table, cwd: Path) -> BuildSpec | None:
     b.finish(BUILD_KEYS)
     context = (cwd / os.path.expanduser(b.get("context", str, default="."))).resolve()
     dockerfile_raw = b.get("dockerfile", str, default="").strip()
-    dockerfile = (context / os.path.expanduser(dockerfile_raw)).resolve() if dockerfile_raw else None
+    # Kept as written (a link is not followed), as Compose does: its export names the same file.
+    dockerfile = Path(os.path.normpath(context / os.path.expanduser(dockerfile_raw))) if dockerfile_raw else None
     args: list[tuple[str, str | None]] = []
     raw_args = b.get("args", (dict, list), default={})
     if isinstance(raw_args, list):  # names only: their values come from the environment, as in Compose

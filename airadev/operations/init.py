@@ -29,6 +29,9 @@ keep = 3
 command = "redis-server --port 6379 --save '' --appendonly no"
 port = 6379
 health = { tcp = true }
+# `airadev up --runtime docker` (or runtime = "docker") runs a service that has a docker table
+# as a container; `airadev export compose` writes the same as a Compose file.
+docker = { image = "redis:7-alpine", command = "redis-server --port 6379 --protected-mode no --save '' --appendonly no", port = 6379, healthcheck = "redis-cli -p 6379 ping" }
 
 [services.voice-agent]
 aliases = ["voice"]
@@ -42,6 +45,8 @@ watch = ["."]                 # restart on code changes (venv, __pycache__, .git
 # restart = { policy = "on-failure", max_restarts = 5, backoff = "500ms", backoff_max = "30s" }
 # stop_signal = "SIGTERM"
 # stop_grace = "10s"
+# As a container: airadev builds the image (when missing, on `up --build`, by `airadev build`).
+{voice_docker}
 
 [services.kb-updater]
 aliases = ["kb"]
@@ -52,6 +57,7 @@ env_files = [".env"]
 port = 8080
 health = { http = "/health" }
 watch = ["."]
+{kb_docker}
 
 [services.aira-ui]
 aliases = ["ui"]
@@ -67,6 +73,36 @@ health = { http = "/", timeout = "60s", start_period = "180s" }
 """
 
 
+# A service folder without a Dockerfile of its own is built from the AiRa guide's, written beside
+# airadev.toml; its code is mounted read-only, so an edit restarts the container (no build) and a
+# change of requirements.txt builds the image again.
+GUIDE_DOCKERFILE = "Dockerfile.python"
+DOCKER_TABLES = {
+    "voice-agent": ("aira/voice-agent:dev", "python server.py", 8000),
+    "kb-updater": ("aira/kb-updater:dev", "uvicorn updater:app --host 0.0.0.0 --port 8080", 8080),
+}
+
+
+def docker_table(root: Path, folder: str) -> str:
+    image, command, port = DOCKER_TABLES[folder]
+    if (root / folder / "Dockerfile").is_file():
+        # Its own Dockerfile: built as it is (mount the code with volumes = ["./{folder}:<its
+        # WORKDIR>:ro"] for the edit-restart loop).
+        return f'docker = {{ image = "{image}", port = {port}, build = "." }}'
+    return (
+        f'docker = {{ image = "{image}", command = "{command}", port = {port}, '
+        f'volumes = ["./{folder}:/app:ro"], build = {{ dockerfile = "../{GUIDE_DOCKERFILE}" }} }}'
+    )
+
+
+def config_text(root: Path) -> str:
+    """The airadev.toml for ``root``: the standard layout, each Python service's docker table
+    after what is on disk (its own Dockerfile, or the guide's)."""
+    return TEMPLATE.replace("{voice_docker}", docker_table(root, "voice-agent")).replace(
+        "{kb_docker}", docker_table(root, "kb-updater")
+    )
+
+
 @dataclass(frozen=True)
 class Initialised:
     config: Path
@@ -74,6 +110,7 @@ class Initialised:
     gitignore_updated: bool
     missing: list[str]
     env_files: list[Path]  # created from env-templates/ (they were missing)
+    dockerfile: Path | None = None  # the guide's Dockerfile.python, written (it was missing)
 
 
 # folder → (env file in it, its template in env-templates/)
@@ -91,11 +128,17 @@ def init(directory: Path, *, force: bool = False) -> Initialised:
     target = root / CONFIG_NAME
     if target.exists() and not force:
         raise AiradevError(f"{target} already exists", "edit it, or pass --force to overwrite it")
-    target.write_text(TEMPLATE, encoding="utf-8")
+    text = config_text(root)
+    target.write_text(text, encoding="utf-8")
     gitignore = root / ".gitignore"
     updated = ensure_ignored(gitignore, ".airadev/")
     missing = [folder for folder in STANDARD_FOLDERS if not (root / folder).is_dir()]
-    return Initialised(target, gitignore, updated, missing, _env_files(root))
+    dockerfile = root / GUIDE_DOCKERFILE
+    written = None
+    if f"../{GUIDE_DOCKERFILE}" in text and not dockerfile.exists():
+        dockerfile.write_bytes((Path(__file__).resolve().parents[1] / "templates" / GUIDE_DOCKERFILE).read_bytes())
+        written = dockerfile
+    return Initialised(target, gitignore, updated, missing, _env_files(root), written)
 
 
 def _env_files(root: Path) -> list[Path]:

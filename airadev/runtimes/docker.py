@@ -141,11 +141,7 @@ class DockerRuntime:
         assert spec is not None
         root = self.ctx.config.root
         containers = container_services(self.ctx)
-        peers = {
-            s.port: (s.name, s.docker.port or s.port)
-            for s in containers
-            if s.port and s.docker and s.name != service.name
-        }
+        peers = peers_of(containers, service)
         host_config: dict[str, Any] = {"Binds": list(spec.volumes), "ExtraHosts": ["host.docker.internal:host-gateway"]}
         config: dict[str, Any] = {
             "Image": image,
@@ -208,6 +204,13 @@ class DockerRuntime:
                 f"remove it if it is yours to remove (docker rm -f {name})",
             )
         remove_and_wait(api, existing)
+
+
+def peers_of(containers: list[Service], service: Service) -> dict[int, tuple[str, int]]:
+    """The other containers of the stack by the port they publish: (name, port inside)."""
+    return {
+        s.port: (s.name, s.docker.port or s.port) for s in containers if s.port and s.docker and s.name != service.name
+    }
 
 
 def container_env(service: Service, env: Mapping[str, str], peers: Mapping[int, tuple[str, int]]) -> dict[str, str]:

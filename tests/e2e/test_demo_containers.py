@@ -10,6 +10,7 @@ PIP_NO_INDEX and PIP_FIND_LINKS) into the build, which runs on the host's networ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -195,3 +196,78 @@ def _container(engine: docker.DockerClient, name: str) -> Any:
         return engine.containers.get(name)
     except docker.errors.NotFound:
         return None
+
+
+def compose_command() -> list[str]:
+    """Compose v2 (`docker compose`) where the CLI has it, else v1 (Debian 12's docker-compose,
+    which scripts/bootstrap installs)."""
+    import shutil
+    import subprocess
+
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    found = shutil.which("docker-compose")
+    assert found, "no Compose: run scripts/bootstrap (it installs docker-compose)"
+    return [found]
+
+
+def test_the_exported_compose_file_builds_and_runs_the_demo_s_containers_with_compose(
+    stack: Stack, wheel_index: str
+) -> None:
+    """`airadev export compose` of the demo, run by Compose itself: it builds both Python images
+    (the PIP_* settings from Compose's environment, as airadev passes this machine's), and the
+    voice agent finds Redis by its service name (the export writes REDIS_HOST as airadev does)."""
+    import subprocess
+
+    engine = docker.from_env()
+    ports = copy_demo(stack.root)
+    out = stack.root / "compose" / "docker-compose.yml"
+    out.parent.mkdir()
+    assert stack.cli("export", "compose", "-o", str(out)).returncode == 0
+    assert 'REDIS_HOST: "redis"' in out.read_text()
+    project = f"airadevtest{workspace_id(stack.root)}".lower()
+    images = {"voice-agent": f"airadev-test/{project}-voice:dev", "kb-updater": f"airadev-test/{project}-kb:dev"}
+    env = dict(
+        os.environ,
+        PYTHON_BASE="airadev-local/python:3.11",
+        PIP_NO_INDEX="1",
+        PIP_FIND_LINKS=wheel_index,
+        AIRADEV_REDIS_IMAGE="airadev-local/redis:7",
+        AIRADEV_VOICE_AGENT_IMAGE=images["voice-agent"],
+        AIRADEV_KB_UPDATER_IMAGE=images["kb-updater"],
+    )
+    compose = [*compose_command(), "-p", project, "-f", str(out)]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*compose, *args], env=env, capture_output=True, text=True, timeout=600)
+
+    try:
+        built = run("build")
+        assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+        started = run("up", "-d")
+        assert started.returncode == 0, started.stdout + started.stderr
+
+        def healthy() -> dict[str, Any] | None:
+            try:
+                return json.loads(http(f"http://127.0.0.1:{ports['voice']}/health", timeout=2)[2])
+            except OSError:
+                return None
+
+        health = wait_for(lambda: (h := healthy()) and h.get("redis") and h, timeout=120, what="the voice agent")
+        assert health == {"status": "ok", "redis": True, "database": None}  # no DATABASE_URL: not airadev's stack
+        wait_for(lambda: _answers(f"http://127.0.0.1:{ports['kb']}/health"), timeout=120, what="the KB updater")
+        assert "redis connected at redis:" in run("logs", "voice-agent").stdout
+    finally:
+        down = run("down", "--remove-orphans")
+        for image in images.values():
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                engine.images.remove(image, force=True)
+    assert down.returncode == 0, down.stderr
+    assert engine.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}) == []
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http(url, timeout=2)[0] == 200
+    except OSError:
+        return False

@@ -363,13 +363,45 @@ def test_sizes(text: str | int, size: int) -> None:
 
 
 def test_init_template_is_valid(tmp_path: Path) -> None:
-    from airadev.operations.init import TEMPLATE
+    from airadev.operations.init import config_text
 
-    cfg = load_text(tmp_path, TEMPLATE)
+    cfg = load_text(tmp_path, config_text(tmp_path))
     assert cfg.names() == ["redis", "voice-agent", "kb-updater", "aira-ui"]
     assert cfg.get("voice").name == "voice-agent" and cfg.get("kb").name == "kb-updater"
     assert cfg.get("ui").load_env_files is False
     assert cfg.get("voice").watch and cfg.get("kb").watch and not cfg.get("ui").watch
+    assert cfg.get("redis").docker is not None and cfg.get("ui").docker is None
+
+
+def test_init_builds_each_python_service_from_its_own_dockerfile_or_the_guide_s(tmp_path: Path) -> None:
+    from airadev.operations.init import init
+
+    for folder in ("voice-agent", "kb-updater"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "voice-agent" / "Dockerfile").write_text("FROM python:3.11-slim\n")  # as the guide's repos have
+    result = init(tmp_path)
+    guide = Path(__file__).resolve().parents[2] / "compose" / "Dockerfile.python"
+    assert result.dockerfile == tmp_path / "Dockerfile.python"
+    assert result.dockerfile.read_bytes() == guide.read_bytes()
+    cfg = config.load(tmp_path)
+    voice, kb = cfg.get("voice").docker, cfg.get("kb").docker
+    assert voice is not None and voice.build is not None and kb is not None and kb.build is not None
+    assert (voice.image, voice.build.context, voice.build.dockerfile) == (
+        "aira/voice-agent:dev",
+        tmp_path / "voice-agent",
+        None,  # its own Dockerfile
+    )
+    assert voice.volumes == ()  # where its code lives in the image is its Dockerfile's business
+    assert (kb.build.context, kb.build.dockerfile) == (tmp_path / "kb-updater", tmp_path / "Dockerfile.python")
+    assert kb.volumes == (f"{tmp_path / 'kb-updater'}:/app:ro",)
+    assert kb.command == ("uvicorn", "updater:app", "--host", "0.0.0.0", "--port", "8080")
+    # A Dockerfile.python already there (perhaps edited) is kept; without any service that needs
+    # it, none is written.
+    result.dockerfile.write_text("# mine\n")
+    assert init(tmp_path, force=True).dockerfile is None and result.dockerfile.read_text() == "# mine\n"
+    result.dockerfile.unlink()
+    (tmp_path / "kb-updater" / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    assert init(tmp_path, force=True).dockerfile is None and not result.dockerfile.exists()
 
 
 def test_supabase_exclude_names_and_its_config_toml(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from airadev.operations.export import compose
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose" / "docker-compose.yml"
+PIP = ["PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_TRUSTED_HOST"]
 
 
 def demo():
@@ -29,25 +30,27 @@ def test_the_committed_compose_file_is_the_current_export() -> None:
 # What a person would write by hand for the demo's three containers, read off
 # examples/demo/airadev.toml (not produced by the code under test): the images overridable as
 # the tests need, the Python services built from the guide's Dockerfile (its base image from
-# the environment), ports on loopback only, Redis's healthcheck, the voice agent waiting for it.
+# the environment, and pip's settings too), ports on loopback only, Redis's healthcheck, the
+# voice agent waiting for it and finding Redis by name (its .env says 127.0.0.1), Supabase's
+# API on this machine as containers reach it.
 EXPECTED_DEMO = """
-name: demo
 services:
   redis:
     image: ${AIRADEV_REDIS_IMAGE:-redis:7-alpine}
     command: [redis-server, --port, "6379", --protected-mode, "no", --save, "", --appendonly, "no"]
     ports: ["127.0.0.1:6379:6379"]
-    healthcheck: {test: [CMD-SHELL, redis-cli ping], interval: 1s, timeout: 3s, retries: 30}
+    healthcheck: {test: [CMD-SHELL, redis-cli -p 6379 ping], interval: 1s, timeout: 3s, retries: 30}
     extra_hosts: ["host.docker.internal:host-gateway"]
     stop_signal: SIGTERM
     stop_grace_period: 10s
   voice-agent:
     image: ${AIRADEV_VOICE_AGENT_IMAGE:-aira/voice-agent:dev}
-    build: {context: ../examples/demo/voice-agent, dockerfile: ../../../compose/Dockerfile.python, network: host,
-            args: [PYTHON_BASE]}
+    build: {context: ../examples/demo/voice-agent, dockerfile: ../Dockerfile.python, network: host,
+            args: [PYTHON_BASE, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS, PIP_NO_INDEX, PIP_TRUSTED_HOST]}
     command: [python, server.py]
     ports: ["127.0.0.1:8000:8000"]
     env_file: [../examples/demo/voice-agent/.env]
+    environment: {REDIS_HOST: redis, SUPABASE_URL: "http://host.docker.internal:54321"}
     volumes: ["../examples/demo/voice-agent:/app:ro"]
     depends_on: {redis: {condition: service_healthy}}
     extra_hosts: ["host.docker.internal:host-gateway"]
@@ -55,11 +58,12 @@ services:
     stop_grace_period: 10s
   kb-updater:
     image: ${AIRADEV_KB_UPDATER_IMAGE:-aira/kb-updater:dev}
-    build: {context: ../examples/demo/kb-updater, dockerfile: ../../../compose/Dockerfile.python, network: host,
-            args: [PYTHON_BASE]}
+    build: {context: ../examples/demo/kb-updater, dockerfile: ../Dockerfile.python, network: host,
+            args: [PYTHON_BASE, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS, PIP_NO_INDEX, PIP_TRUSTED_HOST]}
     command: [uvicorn, "updater:app", --host, 0.0.0.0, --port, "8080"]
     ports: ["127.0.0.1:8080:8080"]
     env_file: [../examples/demo/kb-updater/.env]
+    environment: {SUPABASE_URL: "http://host.docker.internal:54321"}
     volumes: ["../examples/demo/kb-updater:/app:ro"]
     extra_hosts: ["host.docker.internal:host-gateway"]
     stop_signal: SIGTERM
@@ -144,7 +148,9 @@ build = { dockerfile = "../compose/Dockerfile.python", target = "dev", args = { 
         "context": "../voice-agent",  # from the Compose file's folder
         "dockerfile": "../compose/Dockerfile.python",  # from the context
         "target": "dev",
-        "args": {"BASE": "python:3.11-slim", "PRICE": "5$$"},
+        # Values as written ($ doubled: not interpolated), then the pip settings airadev passes
+        # to every build, by name (their values from Compose's environment).
+        "args": ["BASE=python:3.11-slim", "PRICE=5$$", *PIP],
     }
     project = tmp_path.name.lower().replace("_", "-")  # as Compose names a project: [a-z0-9-]
     assert data["image"] == f"${{AIRADEV_VOICE_IMAGE:-airadev/{project}-voice:dev}}"
