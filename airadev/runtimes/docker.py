@@ -143,10 +143,20 @@ class DockerRuntime:
         containers = container_services(self.ctx)
         peers = peers_of(containers, service)
         host_config: dict[str, Any] = {"Binds": list(spec.volumes), "ExtraHosts": ["host.docker.internal:host-gateway"]}
+        inside = container_env(service, env, peers)
+        for peer, port in loopback_only(self.ctx, inside, host):
+            self.ctx.event(
+                service.name,
+                f"its environment reaches {peer.name} at host.docker.internal:{port}, but {peer.name} listens on "
+                f"this machine's loopback only, which a container cannot reach; make it listen on "
+                f"{(host_gateway(host) or ('0.0.0.0',))[0]} too (redis-server: --bind 127.0.0.1 <that address>), "
+                "or give it a docker table and run it as a container",
+                "warning",
+            )
         config: dict[str, Any] = {
             "Image": image,
             "Cmd": list(spec.command) or None,
-            "Env": [f"{key}={value}" for key, value in container_env(service, env, peers).items()],
+            "Env": [f"{key}={value}" for key, value in inside.items()],
             "Labels": {
                 WORKSPACE_LABEL: workspace_id(root),
                 SERVICE_LABEL: service.name,
@@ -236,6 +246,35 @@ def container_env(service: Service, env: Mapping[str, str], peers: Mapping[int, 
             name, inner = peers[int(values[port_key])]
             out[key], out[port_key] = name, str(inner)
     return out
+
+
+_HOST_PORT = re.compile(r"host\.docker\.internal:(\d+)")
+
+
+def loopback_only(ctx: Context, inside: Mapping[str, str], host: str) -> list[tuple[Service, int]]:
+    """The stack's services of this machine (not containers) that the container's environment
+    reaches at host.docker.internal, and that listen on loopback only (so it cannot reach them):
+    found among the listening sockets of this machine. One not listening yet is not judged."""
+    ports = {int(port) for value in inside.values() for port in _HOST_PORT.findall(value)}
+    for key, value in inside.items():
+        port_key = key[: -len("_HOST")] + "_PORT" if key.endswith("_HOST") else ""
+        if value == "host.docker.internal" and inside.get(port_key, "").isdigit():
+            ports.add(int(inside[port_key]))
+    by_port = {s.port: s for s in ctx.config.services if s.port in ports and s.runtime.value != "docker"}
+    if not by_port or not is_local(host):
+        return []
+    import psutil
+
+    listening: dict[int, set[str]] = {}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in by_port:
+            listening.setdefault(conn.laddr.port, set()).add(conn.laddr.ip)
+    import ipaddress
+
+    def loopback(ip: str) -> bool:
+        return ipaddress.ip_address(ip.split("%")[0]).is_loopback
+
+    return [(by_port[port], port) for port, ips in sorted(listening.items()) if all(map(loopback, ips))]
 
 
 def container_services(ctx: Context) -> list[Service]:

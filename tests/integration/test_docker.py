@@ -683,3 +683,46 @@ def test_an_image_that_does_not_build_fails_its_service_only_with_the_failing_st
     assert "Traceback" not in built.stderr + result.stderr
     assert stack.cli("down").returncode == 0
     count("bad inputs tried")  # a Dockerfile whose step fails
+
+
+def test_a_container_reaches_a_process_of_the_stack_that_listens_where_containers_reach_this_machine(
+    engine: docker.DockerClient, stack: Stack
+) -> None:
+    """Redis as a process, a client in a container given redis://127.0.0.1:PORT (which becomes
+    host.docker.internal): Redis on loopback only is said to be out of the container's reach,
+    with the address to add; listening there too, the container reaches it."""
+    port = free_port()
+    gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+
+    def write(bind: str) -> None:
+        stack.write(f"""
+[services.redis]
+command = "redis-server --port {port} --bind {bind} --protected-mode no --save ''"
+port = {port}
+health = {{ tcp = true }}
+
+[services.client]
+runtime = "docker"
+env = {{ REDIS_URL = "redis://127.0.0.1:{port}/0" }}
+depends_on = {{ redis = "healthy" }}
+[services.client.docker]
+image = "{IMAGE}"
+command = ["sh", "-c", "while :; do redis-cli -u \\"$REDIS_URL\\" ping; sleep 0.2; done"]
+healthcheck = "true"  # (the image's own pings a Redis of its own)
+""")
+
+    write("127.0.0.1")
+    result = stack.up()
+    assert result.returncode == 0, result.stderr
+    warning = (
+        f"client: its environment reaches redis at host.docker.internal:{port}, but redis listens on this "
+        f"machine's loopback only, which a container cannot reach; make it listen on {gateway} too"
+    )
+    assert warning in stack.log("airadev")
+    assert stack.cli("down").returncode == 0
+    write(f"127.0.0.1 {gateway}")
+    result = stack.up()
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "PONG" in stack.log("client"), timeout=30, what="the container's PING answered")
+    assert stack.log("airadev").count("listens on this machine's loopback only") == 1  # the first run's
+    assert stack.cli("down").returncode == 0
