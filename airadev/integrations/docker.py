@@ -295,7 +295,8 @@ def build_image(
         sdk = docker.from_env(timeout=BUILD_TIMEOUT, environment={**os.environ, "DOCKER_HOST": host})
         stream = sdk.api.build(
             path=str(build.context),
-            dockerfile=str(build.dockerfile) if build.dockerfile else None,
+            # Its content, wherever a link leads (config keeps the path as written).
+            dockerfile=str(build.dockerfile.resolve()) if build.dockerfile else None,
             tag=image,
             target=build.target or None,
             buildargs=build_args(build) or None,

@@ -71,3 +71,5 @@ class Context:
     build: bool = False
     built: set[str] = field(default_factory=set)
     rebuild: set[str] = field(default_factory=set)  # built again at their next start (a watch saw their deps change)
+    # The services of this run (`up db` runs db alone, whatever else the config has); empty: all.
+    running: frozenset[str] = frozenset()

@@ -144,13 +144,14 @@ class DockerRuntime:
         peers = peers_of(containers, service)
         host_config: dict[str, Any] = {"Binds": list(spec.volumes), "ExtraHosts": ["host.docker.internal:host-gateway"]}
         inside = container_env(service, env, peers)
-        for peer, port in loopback_only(self.ctx, inside, host):
+        gateway = host_gateway(host)
+        for peer, port in loopback_only(self.ctx, inside, gateway):
             self.ctx.event(
                 service.name,
                 f"its environment reaches {peer.name} at host.docker.internal:{port}, but {peer.name} listens on "
-                f"this machine's loopback only, which a container cannot reach; make it listen on "
-                f"{(host_gateway(host) or ('0.0.0.0',))[0]} too (redis-server: --bind 127.0.0.1 <that address>), "
-                "or give it a docker table and run it as a container",
+                f"this machine's loopback only, which a container cannot reach; make it listen on {gateway} "
+                "too (redis-server: --bind 127.0.0.1 <that address>), or give it a docker table and run it as "
+                "a container",
                 "warning",
             )
         config: dict[str, Any] = {
@@ -169,15 +170,14 @@ class DockerRuntime:
         if service.port is not None:
             inner = f"{spec.port or service.port}/tcp"
             config["ExposedPorts"] = {inner: {}}
-            # Loopback only on this machine, and the address by which containers reach it
-            # (host.docker.internal: Supabase's database posting to the KB updater); on a remote
-            # engine, where this machine must reach it.
+            # Loopback only on this machine (on a remote engine, where this machine must reach it);
+            # the KB updater also where containers reach this machine (host.docker.internal), for
+            # Supabase's database, whose trigger posts to it.
             bindings = [{"HostIp": "127.0.0.1" if is_local(host) else "", "HostPort": str(service.port)}]
-            gateway = host_gateway(host)
-            if gateway:
-                bindings.append({"HostIp": gateway[0], "HostPort": str(service.port)})
+            if gateway and _is_trigger_target(self.ctx, service):
+                bindings.append({"HostIp": gateway, "HostPort": str(service.port)})
             host_config["PortBindings"] = {inner: bindings}
-        if len(containers) > 1:  # a network of their own, to find each other by name (a lone one needs none)
+        if needs_network(self.ctx):  # a network of their own, to find each other by name
             network = ensure_network(host, root, self.ctx)
             host_config["NetworkMode"] = network
             config["NetworkingConfig"] = {"EndpointsConfig": {network: {"Aliases": list(service.names)}}}
@@ -251,78 +251,102 @@ def container_env(service: Service, env: Mapping[str, str], peers: Mapping[int, 
 _HOST_PORT = re.compile(r"host\.docker\.internal:(\d+)")
 
 
-def loopback_only(ctx: Context, inside: Mapping[str, str], host: str) -> list[tuple[Service, int]]:
+def loopback_only(ctx: Context, inside: Mapping[str, str], gateway: str | None) -> list[tuple[Service, int]]:
     """The stack's services of this machine (not containers) that the container's environment
-    reaches at host.docker.internal, and that listen on loopback only (so it cannot reach them):
-    found among the listening sockets of this machine. One not listening yet is not judged."""
+    reaches at host.docker.internal (``gateway``) and that answer on loopback but not there: a
+    connection to each, both ways. One not listening yet is not judged."""
     ports = {int(port) for value in inside.values() for port in _HOST_PORT.findall(value)}
     for key, value in inside.items():
         port_key = key[: -len("_HOST")] + "_PORT" if key.endswith("_HOST") else ""
         if value == "host.docker.internal" and inside.get(port_key, "").isdigit():
             ports.add(int(inside[port_key]))
     by_port = {s.port: s for s in ctx.config.services if s.port in ports and s.runtime.value != "docker"}
-    if not by_port or not is_local(host):
+    if gateway is None:
         return []
-    import psutil
+    return [
+        (by_port[port], port) for port in sorted(by_port) if _answers("127.0.0.1", port) and not _answers(gateway, port)
+    ]
 
-    listening: dict[int, set[str]] = {}
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in by_port:
-            listening.setdefault(conn.laddr.port, set()).add(conn.laddr.ip)
-    import ipaddress
 
-    def loopback(ip: str) -> bool:
-        return ipaddress.ip_address(ip.split("%")[0]).is_loopback
+def _answers(address: str, port: int) -> bool:
+    import socket
 
-    return [(by_port[port], port) for port, ips in sorted(listening.items()) if all(map(loopback, ips))]
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _is_trigger_target(ctx: Context, service: Service) -> bool:
+    from airadev.integrations.database import kb_service
+
+    kb = kb_service(ctx.config)
+    return kb is not None and kb.name == service.name
 
 
 def container_services(ctx: Context) -> list[Service]:
-    return [s for s in ctx.config.services if s.runtime.value == "docker" and s.docker]
+    """The run's services that run as containers."""
+    return [
+        s
+        for s in ctx.config.services
+        if s.runtime.value == "docker" and s.docker and (not ctx.running or s.name in ctx.running)
+    ]
 
 
-_gateways: dict[str, tuple[str, str] | None] = {}
+def needs_network(ctx: Context) -> bool:
+    """The run's containers get a network of their own when there are several (to find each
+    other by name), or when the database is airadev's PostgreSQL (which trusts that network's
+    subnet alone, never the default bridge's: any container of this machine is on that one)."""
+    containers = container_services(ctx)
+    database = any(
+        s.runtime.value == "postgres" and (not ctx.running or s.name in ctx.running) for s in ctx.config.services
+    )
+    return len(containers) > 1 or bool(containers) and database
 
 
-def host_gateway(host: str) -> tuple[str, str] | None:
-    """The address at which a container reaches this machine (``host.docker.internal``, which
-    the engine maps to its default bridge's gateway) and that bridge's subnet; None when the
-    engine is not on this machine, has no default bridge, or does not answer (then asked again
-    next time)."""
+def host_gateway(host: str) -> str | None:
+    """The address at which a container reaches this machine: ``host.docker.internal``, which
+    the engine maps to its default bridge's gateway. None when the engine is not on this
+    machine, has no such bridge, does not answer, or when that address is not one of this
+    machine's (rootless Docker, Docker Desktop: the bridge is the engine's own)."""
     if not is_local(host):
         return None
-    if host not in _gateways:
-        try:
-            status, bridge = engine_call(host, "GET", "/networks/bridge")
-        except DockerError:
-            return None
-        found = None
-        for ipam in ((bridge.get("IPAM") or {}).get("Config") or []) if status == 200 else []:
-            if ipam.get("Gateway") and ipam.get("Subnet") and ":" not in ipam["Gateway"]:
-                found = str(ipam["Gateway"]), str(ipam["Subnet"])
-                break
-        _gateways[host] = found
-    return _gateways[host]
+    try:
+        status, bridge = engine_call(host, "GET", "/networks/bridge")
+    except DockerError:
+        return None
+    import psutil
+
+    mine = {a.address for addresses in psutil.net_if_addrs().values() for a in addresses}
+    for ipam in ((bridge.get("IPAM") or {}).get("Config") or []) if status == 200 else []:
+        gateway = ipam.get("Gateway")
+        if gateway and ":" not in gateway and gateway in mine:
+            return str(gateway)
+    return None
 
 
-def reach_from_containers(ctx: Context) -> tuple[str, list[str]] | None:
-    """For a service of this machine that the run's containers must reach (the postgres
-    runtime): the address to listen on besides loopback, and the subnets their connections
-    come from (the default bridge's; the stack's own network's, made now when the run has one).
-    None when no service of the run is a container, or the engine is elsewhere."""
-    containers = container_services(ctx)
+def reach_from_containers(ctx: Context) -> tuple[str, str] | None:
+    """For the postgres runtime, when the run's containers must reach it: the address to listen
+    on besides loopback (host.docker.internal's) and the one subnet to trust, the stack's own
+    network's (made now). None when the run has no container, the engine is elsewhere, or the
+    network cannot be made (then said, and the database stays on loopback)."""
+    if not container_services(ctx) or not needs_network(ctx):
+        return None
     host = engine_host()
-    gateway = host_gateway(host) if containers else None
+    gateway = host_gateway(host)
     if gateway is None:
         return None
-    subnets = [gateway[1]]
-    if len(containers) > 1:
+    try:
         name = ensure_network(host, ctx.config.root, ctx)
         status, network = engine_call(host, "GET", f"/networks/{name}")
-        for ipam in ((network.get("IPAM") or {}).get("Config") or []) if status == 200 else []:
-            if ipam.get("Subnet") and ":" not in ipam["Subnet"]:
-                subnets.append(str(ipam["Subnet"]))
-    return gateway[0], subnets
+    except DockerError as exc:
+        ctx.event(None, f"the containers cannot reach the database: {exc.message}", "warning")
+        return None
+    for ipam in ((network.get("IPAM") or {}).get("Config") or []) if status == 200 else []:
+        if ipam.get("Subnet") and ":" not in ipam["Subnet"]:
+            return gateway, str(ipam["Subnet"])
+    return None
 
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost")

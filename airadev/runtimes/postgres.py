@@ -2,9 +2,10 @@
 
 Where there is no Docker engine or no Supabase CLI, this stands in for Supabase's database:
 the server binaries (``initdb``, ``postgres``) run as an ordinary process group of the stack,
-on the DB port (54322), trusting loopback (and the run's containers, when it has any). Readiness is "accepts connections, and the UI
-repo's migrations are applied"; a broken migration leaves the service failed with the file
-and PostgreSQL's error. It is not Supabase: no REST API, no auth service.
+on the DB port (54322), trusting loopback (and the stack's own network, when the run has
+containers). Readiness is "accepts connections, and the UI repo's migrations are applied"; a
+broken migration leaves the service failed with the file and PostgreSQL's error. It is not
+Supabase: no REST API, no auth service.
 
 PostgreSQL refuses to run as root. As root, airadev runs it in a user namespace of its own
 (``unshare -U``): inside, the server is the unmapped user, and the files it writes are still
@@ -98,20 +99,23 @@ class PostgresRuntime:
 
     def _listen(self, home: Path) -> list[str]:
         """Loopback; and when containers of the run need it (``DATABASE_URL`` reaches them as
-        host.docker.internal), the address they reach this machine at, trusted from their
-        subnets only (pg_hba.conf beside the cluster, written at each start)."""
+        host.docker.internal), the address they reach this machine at, trusted from the stack's
+        own network only: the cluster's pg_hba.conf and that one line, in a file beside the
+        cluster written at each start (0600, like everything in .airadev/)."""
         from airadev.runtimes.docker import reach_from_containers
 
         reach = reach_from_containers(self.ctx)
         if reach is None:
             return ["-c", "listen_addresses=127.0.0.1"]
-        address, subnets = reach
-        hba = home / "pg_hba.conf"
-        lines = ["local all all trust", "host all all 127.0.0.1/32 trust", "host all all ::1/128 trust"]
-        lines += [f"host all all {subnet} trust" for subnet in subnets]
-        hba.write_text(
-            "# written by airadev at each start: loopback and this run's containers\n" + "\n".join(lines) + "\n"
+        address, subnet = reach
+        own = (home / "data" / "pg_hba.conf").read_text()
+        text = (
+            f"{own.rstrip()}\n\n# airadev: this run's containers (the stack's network)\nhost all all {subnet} trust\n"
         )
+        hba = home / "pg_hba.conf"
+        fd = os.open(hba, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
         return ["-c", f"listen_addresses=127.0.0.1,{address}", "-c", f"hba_file={hba}"]
 
     def _initdb(self, service: Service, initdb: str, data: Path) -> None:

@@ -95,7 +95,13 @@ class Supervisor:
         tell = self.watchdog.tell
         creating = lambda begun: tell(CREATING if begun else CREATED)  # noqa: E731
         self.runtime_context = Context(
-            config, marker, self._on_loop(self.event), self._on_loop(self.redact.add), creating=creating, build=build
+            config,
+            marker,
+            self._on_loop(self.event),
+            self._on_loop(self.redact.add),
+            creating=creating,
+            build=build,
+            running=frozenset(self.graph),
         )
 
     # --- the run ----------------------------------------------------------------------------

@@ -119,6 +119,14 @@ def _whole_demo(stack: Stack, wheel_index: str, tmp_path: Path, engine: Any, twi
         remove=True,
     )
     assert json.loads(posted) == {"status": "accepted", "document_id": 7}
+    # That container is refused by the database, which trusts the stack's own network alone.
+    answer = engine.containers.run(
+        "airadev-local/python:3.11",
+        ["python3", "-c", PG_STARTUP.format(port=ports["db"])],
+        extra_hosts={"host.docker.internal": "host-gateway"},
+        remove=True,
+    )
+    assert answer.startswith(b"b'E") and b"no pg_hba.conf entry" in answer, answer
     wait_for(
         lambda: "processing document 7 from kb_documents (INSERT)" in stack.log("kb-updater"),
         what="the document in the KB updater's log",
@@ -184,6 +192,20 @@ body = json.dumps({{"type": "INSERT", "table": "kb_documents", "record": {{"id":
 request = urllib.request.Request("http://host.docker.internal:{port}/process-document", data=body,
                                  headers={{"Content-Type": "application/json"}})
 print(urllib.request.urlopen(request, timeout=10).read().decode())
+"""
+
+
+# A PostgreSQL startup message (protocol 3.0, user and database postgres) and the answer, until
+# the server closes: "R" (authentication) first for a trusted address, "E" (an error) for others.
+PG_STARTUP = """
+import socket, struct
+body = struct.pack("!i", 196608) + b"user\\0postgres\\0database\\0postgres\\0\\0"
+sock = socket.create_connection(("host.docker.internal", {port}), timeout=10)
+sock.sendall(struct.pack("!i", len(body) + 4) + body)
+answer = b""
+while chunk := sock.recv(4096):
+    answer += chunk
+print(repr(answer))
 """
 
 

@@ -174,3 +174,45 @@ def test_env_files_in_a_build_context_are_found_unless_dockerignore_leaves_them_
         assert baked_env_files(service) == [], ignore
     (app / ".dockerignore").write_text("__pycache__/\n")
     assert baked_env_files(service) == [".env"]
+
+
+def test_addresses_the_container_sees_differently_are_exported_and_secrets_never(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / ".env").write_text(
+        "REDIS_HOST=localhost\nREDIS_PORT=6379\n"
+        "API_URL=http://127.0.0.1:9000/v1\n"
+        "PLAIN=127.0.0.1 is loopback\n"
+        "DATABASE_URL=postgresql://app:pa55/word@127.0.0.1:5432/app\n"
+        "HOOK_URL=http://localhost:8080/hook?access_token=t0ken-value\n"
+        "OPENAI_API_KEY=sk-test-0123456789\n"
+        "ECHO_URL=http://localhost:7000/echo/sk-test-0123456789\n"
+    )
+    (tmp_path / "airadev.toml").write_text(
+        """
+[services.redis]
+command = "redis-server"
+port = 6379
+docker = { image = "redis:7-alpine", port = 6379 }
+[services.app]
+cwd = "app"
+command = "x"
+env_files = [".env"]
+docker = { image = "app:dev" }
+[services.gone]
+cwd = "app"
+command = "x"
+env_files = ["missing.env"]
+docker = { image = "gone:dev" }
+"""
+    )
+    text = compose(config_module.load(tmp_path), tmp_path)
+    app = yaml.safe_load(text)["services"]["app"]
+    # Redis is a service of the file, found by its name; the rest of this machine as
+    # host.docker.internal; what does not change is left to the env file.
+    assert app["environment"] == {"REDIS_HOST": "redis", "API_URL": "http://host.docker.internal:9000/v1"}
+    for secret in ("pa55", "t0ken-value", "sk-test-0123456789"):
+        assert secret not in text
+    for name in ("DATABASE_URL", "HOOK_URL", "ECHO_URL"):
+        assert f"# {name} (a secret of its env file) points at this machine's loopback" in text
+    assert "#" in text.split("  gone:")[1] and "missing.env not found" in text.split("  gone:")[1]
+    assert "environment" not in yaml.safe_load(text)["services"]["gone"]
