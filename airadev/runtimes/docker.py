@@ -336,6 +336,14 @@ def reach_from_containers(ctx: Context) -> tuple[str, str] | None:
     host = engine_host()
     gateway = host_gateway(host)
     if gateway is None:
+        if is_local(host):
+            ctx.event(
+                None,
+                "the containers cannot reach the database: the address host.docker.internal names is not this "
+                "machine's (rootless Docker, Docker Desktop), so it stays on loopback; run the database as a "
+                'container (runtime = "supabase")',
+                "warning",
+            )
         return None
     try:
         name = ensure_network(host, ctx.config.root, ctx)

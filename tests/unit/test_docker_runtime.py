@@ -75,3 +75,22 @@ def test_a_service_of_this_machine_on_loopback_only_is_found_out_of_a_container_
         assert loopback_only(context(cfg), inside, "127.0.0.2") == []
     # Not listening at all (not started yet): not judged.
     assert loopback_only(context(cfg), inside, "127.0.0.2") == []
+
+
+def test_where_containers_cannot_reach_this_machine_the_database_stays_on_loopback_and_says_so(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Rootless Docker, Docker Desktop: the bridge's gateway is the engine's, not an address of
+    this machine (host_gateway finds it among psutil's addresses: here, as there, it is not)."""
+    from airadev.runtimes import docker as runtime
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
+    monkeypatch.setattr(runtime, "host_gateway", lambda host: None)
+    said: list[tuple[str | None, str, str]] = []
+    cfg = stack(tmp_path, 6390, db=True)
+    ctx = Context(cfg, "run", lambda *event: said.append(event), running=frozenset({"web", "db"}))
+    assert runtime.reach_from_containers(ctx) is None
+    assert said == [(None, said[0][1], "warning")] and "cannot reach the database" in said[0][1]
+    said.clear()
+    alone = Context(cfg, "run", lambda *event: said.append(event), running=frozenset({"db"}))
+    assert runtime.reach_from_containers(alone) is None and said == []  # no container: nothing to say
