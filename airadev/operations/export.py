@@ -115,7 +115,7 @@ def _as_seen_inside(service: Service, in_compose: dict[str, Service]) -> tuple[d
     name; and comments for what is not written (a secret, a missing env file)."""
     from airadev.errors import AiradevError
     from airadev.integrations import envfile
-    from airadev.runtimes.docker import container_env, peers_of
+    from airadev.runtimes.reach import container_env, peers_of
     from airadev.runtimes.environment import env_file_values
 
     try:

@@ -102,7 +102,7 @@ class PostgresRuntime:
         host.docker.internal), the address they reach this machine at, trusted from the stack's
         own network only: the cluster's pg_hba.conf and that one line, in a file beside the
         cluster written at each start (0600, like everything in .airadev/)."""
-        from airadev.runtimes.docker import reach_from_containers
+        from airadev.runtimes.reach import reach_from_containers
 
         reach = reach_from_containers(self.ctx)
         if reach is None:

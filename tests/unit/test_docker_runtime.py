@@ -10,7 +10,7 @@ from pathlib import Path
 
 from airadev import config
 from airadev.runtimes.base import Context
-from airadev.runtimes.docker import container_env, container_services, loopback_only, needs_network, peers_of
+from airadev.runtimes.reach import container_env, container_services, loopback_only, needs_network, peers_of
 
 
 def stack(tmp_path: Path, port: int, db: bool = False) -> config.Config:
@@ -82,7 +82,7 @@ def test_where_containers_cannot_reach_this_machine_the_database_stays_on_loopba
 ) -> None:  # type: ignore[no-untyped-def]
     """Rootless Docker, Docker Desktop: the bridge's gateway is the engine's, not an address of
     this machine (host_gateway finds it among psutil's addresses: here, as there, it is not)."""
-    from airadev.runtimes import docker as runtime
+    from airadev.runtimes import reach as runtime
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
     monkeypatch.setattr(runtime, "host_gateway", lambda host: None)
