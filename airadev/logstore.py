@@ -22,8 +22,46 @@ from typing import Any
 
 TS_LEN = 24  # len("2026-11-25T23:17:45.123Z")
 TS_FIELD = TS_LEN + 1  # with the space after it
-MIN_SECRET_LEN = 4  # shorter values are too common to replace everywhere
+MIN_SECRET_LEN = 8  # a shorter value is too common to replace everywhere (doctor warns instead)
+# Words and placeholders people put in local env files: replacing them everywhere would rewrite
+# ordinary text ("/password-recovery/", a folder name), so they are left alone, like any value
+# of lowercase letters alone (a word), and doctor warns about them (secrets.weak).
+COMMON_VALUES = frozenset(
+    {
+        "password",
+        "passw0rd",
+        "password1",
+        "changethis",
+        "changeme",
+        "postgres",
+        "12345678",
+        "123456789",
+        "1234567890",
+        "qwertyuiop",
+        "admin123",
+        "letmein1",
+        "test1234",
+        "example1",
+        "localhost",
+        "secret123",
+        "your-secret-key",
+        "your_secret_key",
+        "your-api-key",
+        "your_api_key",
+        "development",
+        "placeholder",
+    }
+)
 _BLOCK = 64 * 1024
+
+
+def too_weak_to_hide(value: str) -> bool:
+    """A secret's value that redaction leaves alone: shorter than MIN_SECRET_LEN, a common
+    placeholder, or a word (lowercase letters alone, under 16): hiding it everywhere would
+    corrupt ordinary text."""
+    value = value.strip()
+    word = value.isascii() and value.isalpha() and value.islower() and len(value) < 16
+    return len(value) < MIN_SECRET_LEN or value.lower() in COMMON_VALUES or word
 
 
 # --- framing -----------------------------------------------------------------------------------
@@ -93,7 +131,9 @@ class LineFramer:
 class Redactor:
     """Replaces secret values with ``[redacted:NAME]`` in bytes and text.
 
-    Longer values are replaced first, so a secret that contains another is hidden whole.
+    Longer values are replaced first, so a secret that contains another is hidden whole. A
+    value too weak to hide (``too_weak_to_hide``) is left alone: replacing a word everywhere
+    would corrupt ordinary text.
     Values are only ever added (``add``): a secret changed in an env file stays hidden in its
     old form too.
     """
@@ -109,7 +149,7 @@ class Redactor:
     def add(self, secrets: Mapping[str, str]) -> None:
         changed = False
         for name, value in secrets.items():
-            if value and len(value) >= MIN_SECRET_LEN and value.encode() not in self._by_value:
+            if value and not too_weak_to_hide(value) and value.encode() not in self._by_value:
                 self._by_value[value.encode()] = f"[redacted:{name}]".encode()
                 changed = True
         if changed:

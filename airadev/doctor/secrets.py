@@ -164,6 +164,37 @@ def modes(ctx: Context) -> list[Result]:
     return results or [skipped("secrets.modes", "no env files")]
 
 
+@check("secrets.weak", "secrets long and random enough to be hidden in logs", requires=("workspace.config",))
+def weak(ctx: Context) -> list[Result]:
+    from airadev.logstore import too_weak_to_hide
+
+    results = []
+    for f in _existing(ctx):
+        rid = f"secrets.weak:{ctx.relative(f.path)}"
+        values = {name: value for name, value in f.values.items() if value.strip()}
+        found = {**envfile.secrets_of(values), **envfile.secrets_in_values(values)}
+        # DATABASE_URL.password2 (the URL's decoded form) is DATABASE_URL.password to the user
+        weak = sorted(
+            {
+                name.rstrip("0123456789") if "." in name else name
+                for name, value in found.items()
+                if too_weak_to_hide(value)
+            }
+        )
+        if weak:
+            results.append(
+                warning(
+                    rid,
+                    f"{ctx.relative(f.path)}: {', '.join(weak)} too short or too common to hide in logs "
+                    "(hiding such a value everywhere would rewrite ordinary text), so output shows it as it is",
+                    "use long random values, even locally (python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
+                )
+            )
+        else:
+            results.append(ok(rid, f"{ctx.relative(f.path)}: every secret is hidden in logs"))
+    return results or [skipped("secrets.weak", "no env files")]
+
+
 @check("secrets.shell", "no shell variable silently overrides the UI's env file", requires=("workspace.config",))
 def shell(ctx: Context) -> Result:
     config = ctx.config

@@ -133,6 +133,52 @@ def secrets_of(values: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in values.items() if is_secret(name) and value}
 
 
+# Secrets that hide in values whatever the variable's name: the password (or a DSN's key) of a
+# URL, a PEM block, a JWT.
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:([^@/?#\s]+)@")
+_URL_KEY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([A-Za-z0-9_-]{16,})@")  # Sentry's DSN: https://KEY@host/1
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?-----END [A-Z0-9 ]+-----", re.DOTALL)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
+
+
+def secrets_in_values(values: Mapping[str, str]) -> dict[str, str]:
+    """The secrets inside the values of ``values``, by ``NAME.part`` (``DATABASE_URL.password``,
+    ``SENTRY_DSN.key``, ``GOOGLE_JSON.private_key``, ``X.jwt``), so that redaction hides that
+    part and keeps the rest of the line readable. A PEM block is taken as written and with its
+    ``\\n`` escapes (JSON) turned into newlines, and the other way round. ``NEXT_PUBLIC_*``
+    values are public by definition."""
+    from urllib.parse import unquote
+
+    found: dict[str, str] = {}
+
+    def keep(name: str, value: str) -> None:
+        key, n = name, 1
+        while key in found and found[key] != value:
+            n += 1
+            key = f"{name}{n}"
+        found[key] = value
+
+    for name, value in values.items():
+        if name.startswith(PUBLIC_PREFIX) or not value:
+            continue
+        for match in _URL_PASSWORD.finditer(value):
+            keep(f"{name}.password", match.group(1))
+            if unquote(match.group(1)) != match.group(1):
+                keep(f"{name}.password", unquote(match.group(1)))
+        for match in _URL_KEY.finditer(value):
+            keep(f"{name}.key", match.group(1))
+        for match in _PEM.finditer(value):
+            block = match.group()
+            keep(f"{name}.private_key", block)
+            if "\\n" in block:
+                keep(f"{name}.private_key", block.replace("\\n", "\n"))
+            elif "\n" in block:
+                keep(f"{name}.private_key", block.replace("\n", "\\n"))
+        for match in _JWT.finditer(value):
+            keep(f"{name}.jwt", match.group())
+    return found
+
+
 # --- rewriting one variable -------------------------------------------------------------------
 
 

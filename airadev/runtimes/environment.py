@@ -80,7 +80,8 @@ def service_env(
 
 
 def stack_secrets(config: Config) -> dict[str, str]:
-    """Every secret value of every service's env files and env tables, by variable name.
+    """Every secret value of every service's env files and env tables, by variable name, and
+    the secrets inside any of their values (``envfile.secrets_in_values``).
 
     Missing env files are skipped here; starting the service reports them."""
     found: dict[str, str] = {}
@@ -91,9 +92,12 @@ def stack_secrets(config: Config) -> dict[str, str]:
                 values.update(envfile.read(path, strict=False))
         values.update(dict(service.env))
         found.update(envfile.secrets_of(values))
+        found.update(envfile.secrets_in_values(values))  # a URL's password, a PEM block, a JWT
     for name, value in os.environ.items():
         if envfile.is_secret(name) and value:
             found.setdefault(name, value)
+    for name, value in envfile.secrets_in_values(os.environ).items():
+        found.setdefault(name, value)
     return found
 
 

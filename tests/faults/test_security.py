@@ -24,6 +24,29 @@ from tests.harness import Stack, fake, toml_list
 
 NOBODY = 65534
 PLANTED = "pl4nted-" + secrets.token_hex(16)  # printed by a service, must never be shown
+# Secrets that hide in values whose names say nothing: a URL's password, a DSN's key, a PEM
+# block in a JSON value (its newlines escaped), a JWT. Each part must never be shown.
+PARTS = {
+    "PLANTED_DATABASE_URL.password": "pg-" + secrets.token_hex(12),
+    "PLANTED_REDIS_URL.password": "rd-" + secrets.token_hex(12),
+    "PLANTED_SENTRY_DSN.key": secrets.token_hex(16),
+    "PLANTED_SA_JSON.private_key": "-----BEGIN PRIVATE KEY-----\\n"
+    + secrets.token_urlsafe(48)
+    + "\\n-----END PRIVATE KEY-----",
+    "PLANTED_ROLE.jwt": "eyJ"
+    + secrets.token_urlsafe(12)
+    + ".eyJ"
+    + secrets.token_urlsafe(24)
+    + "."
+    + secrets.token_urlsafe(32),
+}
+PLANTED_VALUES = {
+    "PLANTED_DATABASE_URL": f"postgresql://app:{PARTS['PLANTED_DATABASE_URL.password']}@db:5432/app",
+    "PLANTED_REDIS_URL": f"redis://:{PARTS['PLANTED_REDIS_URL.password']}@cache:6379/0",
+    "PLANTED_SENTRY_DSN": f"https://{PARTS['PLANTED_SENTRY_DSN.key']}@o1.ingest.sentry.io/1",
+    "PLANTED_SA_JSON": '{"type": "service_account", "private_key": "' + PARTS["PLANTED_SA_JSON.private_key"] + '"}',
+    "PLANTED_ROLE": PARTS["PLANTED_ROLE.jwt"],
+}
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +56,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     leaky = f"""
 [services.leaky]
 cwd = "voice-agent"
-command = {toml_list(fake("printer.py", "--env", "PLANTED_SECRET_KEY", "--env", "TWILIO_AUTH_TOKEN"))}
+command = {toml_list(fake("printer.py", "--env", "PLANTED_SECRET_KEY", "--env", "TWILIO_AUTH_TOKEN", *[a for name in PLANTED_VALUES for a in ("--env", name)]))}
 env_files = [".env"]
 health = {{ log = "PLANTED_SECRET_KEY" }}
 """
@@ -41,15 +64,17 @@ health = {{ log = "PLANTED_SECRET_KEY" }}
     with demo_stack(root, extra=leaky) as made:
         with open(root / "voice-agent" / ".env", "a") as env:
             env.write(f"PLANTED_SECRET_KEY={PLANTED}\n")
+            env.write("".join(f"{name}='{value}'\n" for name, value in PLANTED_VALUES.items()))
         made.env_files[root / "voice-agent" / ".env"] = (root / "voice-agent" / ".env").read_bytes()
         yield made
 
 
 def secret_values(demo: Demo) -> dict[str, str]:
-    """Every secret value of the demo: its env files' secrets, the ngrok token, the planted one."""
+    """Every secret value of the demo: its env files' secrets, the ngrok token, the planted ones
+    (among them the parts of values that hide a secret)."""
     from airadev.integrations import envfile
 
-    found = {"NGROK_AUTHTOKEN": NGROK_TOKEN, "PLANTED_SECRET_KEY": PLANTED}
+    found = {"NGROK_AUTHTOKEN": NGROK_TOKEN, "PLANTED_SECRET_KEY": PLANTED, **PARTS}
     for path in [demo.env_local, *demo.env_files]:
         found.update(envfile.secrets_of(envfile.read(path)))
     return found
@@ -100,6 +125,8 @@ def test_a_full_run_with_tunnel_writes_and_prints_no_secret_and_keeps_its_state_
     assert urllib.parse.urlsplit(exposed[0]).port == demo.ports["voice"], exposed
     # The leaky service did print its secrets, and they are hidden.
     assert b"PLANTED_SECRET_KEY" in outputs and b"TWILIO_AUTH_TOKEN" in outputs
+    assert b"PLANTED_DATABASE_URL is postgresql://app:[redacted:PLANTED_DATABASE_URL.password]@db:5432/app" in outputs
+    assert b"PLANTED_SENTRY_DSN is https://[redacted:PLANTED_SENTRY_DSN.key]@o1.ingest.sentry.io/1" in outputs
     assert leaks(outputs, values) == [], "secrets in airadev's output"
     written = sorted(p for p in (demo.stack.root / ".airadev").rglob("*") if p.is_file())
     assert any(p.suffix == ".log" for p in written) and (demo.stack.root / ".airadev" / "state.json").exists()

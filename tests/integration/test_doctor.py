@@ -271,6 +271,11 @@ BREAKS: dict[str, tuple[Callable[[Workspace], object], str, str]] = {
     "secrets.git": (lambda w: w.path(".gitignore").write_text(".airadev/\n"), "error", "add /voice-agent/.env"),
     "secrets.modes": (lambda w: os.chmod(w.path("voice-agent/.env"), 0o644), "warning", "chmod 600"),
     "secrets.shell": (lambda w: w.env.update(NEXT_PUBLIC_APP_URL="https://prod.example"), "warning", "unset them"),
+    "secrets.weak": (
+        lambda w: w.set_var("kb-updater/.env", "SUPABASE_URL", "postgresql://app:changethis@127.0.0.1:5432/app"),
+        "warning",
+        "long random values",
+    ),
     "runtime.ports": (lambda w: _hold(w, "voice-agent"), "error", "kill"),
     "runtime.leftovers": (lambda w: _leftover(w), "warning", "`airadev down` ends them"),
     "runtime.bind": (lambda w: _kb_on_loopback(w), "error", "add --host 0.0.0.0"),

@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 
 from airadev.model import Config, Service
 from airadev import logstore
-from airadev.logstore import MIN_SECRET_LEN, LineFramer, Redactor
+from airadev.logstore import MIN_SECRET_LEN, LineFramer, Redactor, too_weak_to_hide
 from airadev.supervisor.runner import Supervisor
 from airadev.supervisor.unit import PARTIAL_LINE_PAUSE
 
 SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 PASSWORD = "hunter2-very-long-password"
-MARKER = re.compile(rb"\[redacted:([A-Z0-9_]+)\]")
+MARKER = re.compile(rb"\[redacted:([A-Za-z0-9_.]+)\]")
 
 
 class Console:
@@ -117,8 +117,8 @@ def test_a_pause_never_shows_the_start_of_a_secret(tmp_path: Path, held: int) ->
 @pytest.mark.parametrize(
     ("tail", "shown"),
     [
-        (PASSWORD[:3], b"last words hun\n"),  # shorter than MIN_SECRET_LEN: too common to hide
-        (PASSWORD[:4], b"last words [redacted:DB_PASSWORD]\n"),
+        (PASSWORD[:7], b"last words hunter2\n"),  # shorter than MIN_SECRET_LEN: too common to hide
+        (PASSWORD[:8], b"last words [redacted:DB_PASSWORD]\n"),
         (PASSWORD[:-1], b"last words [redacted:DB_PASSWORD]\n"),
     ],
 )
@@ -155,7 +155,12 @@ TEXT = st.binary(max_size=12).map(lambda b: b.replace(b"[", b"(").replace(b"]", 
 
 
 @given(
-    st.lists(st.text(SECRET_CHARS, min_size=MIN_SECRET_LEN, max_size=20), min_size=1, max_size=3, unique=True),
+    st.lists(
+        st.text(SECRET_CHARS, min_size=MIN_SECRET_LEN, max_size=20).filter(lambda v: not too_weak_to_hide(v)),
+        min_size=1,
+        max_size=3,
+        unique=True,
+    ),
     st.lists(st.one_of(TEXT, st.integers(0, 2), st.just(b"\n")), max_size=12),
     st.lists(st.tuples(st.integers(1, 30), st.booleans()), min_size=1, max_size=8),
 )
@@ -198,6 +203,70 @@ def test_output_without_secrets_passes_byte_for_byte(data: bytes, sizes: list[in
         pos, i = pos + sizes[i % len(sizes)], i + 1
     out += redact(framer.flush(final=True))
     assert out == (data if data.endswith(b"\n") or not data else data + b"\n")
+
+
+def test_words_and_placeholders_are_never_redacted_so_ordinary_text_stays_as_it_was() -> None:
+    """A local env file's FIRST_SUPERUSER_PASSWORD=changethis, a short NGROK_AUTHTOKEN: replacing
+    them everywhere rewrote "/password-recovery/" and a folder's name (doctor warns instead)."""
+    weak = {
+        "FIRST_SUPERUSER_PASSWORD": "password",
+        "SECRET_KEY": "changethis",
+        "NGROK_AUTHTOKEN": "ab12cd3",  # 7 characters
+        "POSTGRES_PASSWORD": "postgres",
+        "APP_SECRET": "supersecret",  # a word
+    }
+    assert all(too_weak_to_hide(value) for value in weak.values())
+    redact = Redactor(weak)
+    assert not redact
+    line = b"GET /password-recovery/ 200; postgres ready; changethis in ~/ab12cd3-projects; supersecret\n"
+    assert redact(line) == line
+    # Real-looking values still are, whatever their letters.
+    strong = {"A_TOKEN": "Zx81-kq0", "B_KEY": "supersecretvalue", "C_PASSWORD": "correct-horse-battery"}
+    assert not any(too_weak_to_hide(value) for value in strong.values())
+    assert Redactor(strong)(b"Zx81-kq0 supersecretvalue correct-horse-battery\n") == (
+        b"[redacted:A_TOKEN] [redacted:B_KEY] [redacted:C_PASSWORD]\n"
+    )
+
+
+def test_secrets_inside_values_are_hidden_and_the_rest_of_the_line_kept() -> None:
+    """A service printed its DATABASE_URL, REDIS_URL, SENTRY_DSN and a service account's JSON:
+    their credentials are hidden wherever they appear, the rest stays readable."""
+    from airadev.integrations.envfile import secrets_in_values
+
+    pem = "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\nq83JdS0vYx==\\n-----END PRIVATE KEY-----"
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLW5vdC1yZWFs"
+    values = {
+        "DATABASE_URL": "postgresql://app:Xk9%40pw-2024@db:5432/app",
+        "REDIS_URL": "redis://:r3dis-Pa55w0rd@cache:6379/0",
+        "SENTRY_DSN": "https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/42",
+        "GOOGLE_JSON": '{"type": "service_account", "private_key": "' + pem + '"}',
+        "SERVICE_ROLE": jwt,
+        "NEXT_PUBLIC_SUPABASE_ANON_KEY": jwt[:-4] + "anon",  # public by definition
+        "LOCAL_DB": "postgresql://postgres:postgres@127.0.0.1:54322/postgres",  # a placeholder password
+        "PLAIN_URL": "https://example.com/path",
+    }
+    found = secrets_in_values(values)
+    assert found == {
+        "DATABASE_URL.password": "Xk9%40pw-2024",
+        "DATABASE_URL.password2": "Xk9@pw-2024",  # as the URL means it
+        "REDIS_URL.password": "r3dis-Pa55w0rd",
+        "SENTRY_DSN.key": "0123456789abcdef0123456789abcdef",
+        "GOOGLE_JSON.private_key": pem,
+        "GOOGLE_JSON.private_key2": pem.replace("\\n", "\n"),  # the key as a program reads it
+        "SERVICE_ROLE.jwt": jwt,
+        "LOCAL_DB.password": "postgres",
+    }
+    redact = Redactor(found)
+    printed = "\n".join(f"{name}={value}" for name, value in values.items()) + "\n" + pem.replace("\\n", "\n")
+    out = redact(printed.encode()).decode()
+    assert "DATABASE_URL=postgresql://app:[redacted:DATABASE_URL.password]@db:5432/app" in out
+    assert "REDIS_URL=redis://:[redacted:REDIS_URL.password]@cache:6379/0" in out
+    assert "SENTRY_DSN=https://[redacted:SENTRY_DSN.key]@o1.ingest.sentry.io/42" in out
+    assert '"private_key": "[redacted:GOOGLE_JSON.private_key]"}' in out
+    assert out.endswith("[redacted:GOOGLE_JSON.private_key2]")
+    assert "SERVICE_ROLE=[redacted:SERVICE_ROLE.jwt]" in out
+    assert "LOCAL_DB=postgresql://postgres:postgres@127.0.0.1:54322/postgres" in out  # too weak to hide
+    assert "PLAIN_URL=https://example.com/path" in out and jwt[:-4] + "anon" in out
 
 
 def test_short_and_empty_values_are_never_redacted() -> None:
