@@ -96,8 +96,6 @@ def stack_secrets(config: Config) -> dict[str, str]:
     for name, value in os.environ.items():
         if envfile.is_secret(name) and value:
             found.setdefault(name, value)
-    for name, value in envfile.secrets_in_values(os.environ).items():
-        found.setdefault(name, value)
     return found
 
 
