@@ -31,7 +31,21 @@ def twilio(ctx: Context) -> Result:
     except TwilioError as exc:
         return error("live.twilio", exc.message, exc.fix)
     except Exception as exc:  # noqa: BLE001  (twilio-python's account fetch raises its own)
-        return error("live.twilio", f"Twilio refused: {type(exc).__name__}", "check the credentials")
+        import requests  # twilio-python's HTTP client
+
+        if isinstance(exc, requests.RequestException):  # never answered: nothing is known of the credentials
+            return warning(
+                "live.twilio",
+                f"Twilio cannot be reached ({type(exc).__name__}), so the credentials are not checked",
+                "check the network (or HTTPS_PROXY); `airadev doctor --offline` leaves the live checks out",
+            )
+        status = getattr(exc, "status", None)
+        return error(
+            "live.twilio",
+            f"Twilio refused the credentials of {credentials[0]}"
+            + (f" ({status})" if status else f": {type(exc).__name__}"),
+            "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (the Twilio console, Account info)",
+        )
     if found.routed_elsewhere:
         return warning(
             "live.twilio",
@@ -51,6 +65,12 @@ def twilio(ctx: Context) -> Result:
 def supabase(ctx: Context) -> Result:
     import shutil
 
+    from airadev.model import Runtime
+
+    db = ctx.config.database()
+    if db is None or db.runtime is not Runtime.SUPABASE:
+        what = f"the plain PostgreSQL of services.{db.name}" if db else "none"
+        return skipped("live.supabase", f"the stack's database is not Supabase ({what})")
     ui = ctx.config.ui_service()
     local = ui.cwd / "node_modules" / ".bin" / "supabase"
     exe = str(local) if local.exists() else shutil.which("supabase", path=ctx.env.get("PATH")) or "supabase"

@@ -7,11 +7,40 @@ import re
 from airadev.doctor.base import Action, Context, Result, check, error, ok, skipped, warning
 
 
-def _running_marker(ctx: Context) -> str | None:
+def _running_state(ctx: Context) -> dict | None:
     from airadev.state import Paths, read_state, supervisor_alive
 
     state = read_state(Paths(ctx.root)) if ctx.root else None
-    return state["marker"] if supervisor_alive(state) else None  # type: ignore[index]
+    return state if supervisor_alive(state) else None
+
+
+def _running_marker(ctx: Context) -> str | None:
+    state = _running_state(ctx)
+    return state["marker"] if state else None
+
+
+# A service in one of these states holds its port (a container's through the engine's proxy).
+_HOLDING = ("starting", "healthy", "running", "unhealthy", "restarting")
+
+
+def _ours(pid: int, service: str, state: dict | None, marked: set[int]) -> bool:
+    """Whether ``pid``, holding ``service``'s port, is the running stack's: a process with the
+    run's marker, or in the process group the state file names for a service (Redis rewrites
+    its environment, so its marker is gone), or the port of a container (or Supabase) service
+    the stack runs (held by the engine's proxy)."""
+    import os
+
+    if pid in marked:
+        return True
+    services = (state or {}).get("services") or {}
+    try:
+        group = os.getpgid(pid)
+    except OSError:
+        group = None
+    if group is not None and any(s.get("pgid") == group for s in services.values()):
+        return True
+    mine = services.get(service) or {}
+    return mine.get("runtime") in ("docker", "supabase") and mine.get("state") in _HOLDING
 
 
 @check("runtime.ports", "each port is free, or held by this stack", requires=("workspace.config",))
@@ -19,7 +48,8 @@ def ports(ctx: Context) -> list[Result]:
     from airadev.ports import port_holder, port_in_use
     from airadev import reaper
 
-    marker = _running_marker(ctx)
+    state = _running_state(ctx)
+    marker = state["marker"] if state else None
     ours = set(reaper.marked(marker)) if marker else set()
     results = []
     for service in ctx.config.services:
@@ -30,7 +60,7 @@ def ports(ctx: Context) -> list[Result]:
             results.append(ok(rid, f"port {service.port} ({service.name}) is free"))
             continue
         holder = port_holder(service.port)
-        if holder and (holder[0] in ours or marker and not ours):
+        if holder and (_ours(holder[0], service.name, state, ours) or marker and not ours):
             results.append(ok(rid, f"port {service.port} is held by this stack ({service.name})"))
         elif holder:
             pid, cmdline = holder  # (whole: cut before redaction, a secret's start would show)

@@ -68,6 +68,20 @@ def test_demo_stack_end_to_end(stack: Stack) -> None:
     assert data["services"]["db"]["runtime"] == "postgres"
     assert "not Supabase" in stack.cli("status").stdout
 
+    # doctor on the running demo: no error. Its own Redis (which rewrites its environment, so
+    # only its process group says it is the stack's) is not "held by pid N"; the Python services'
+    # deps are checked where `up` runs them; nothing about a Supabase this stack does not run.
+    # Twilio is reached at an address that refuses: a warning that says so, not "the credentials".
+    stack.env["AIRADEV_TWILIO_API_BASE"] = f"http://127.0.0.1:{free_port()}"
+    report = stack.cli("doctor", "--json")
+    checks = json.loads(report.stdout)["checks"]
+    assert [(c["id"], c["message"]) for c in checks if c["status"] == "error"] == []
+    assert report.returncode == 0
+    by_id = {c["id"]: c for c in checks}
+    assert by_id["runtime.ports:redis"]["status"] == "ok" and "this stack" in by_id["runtime.ports:redis"]["message"]
+    assert by_id["live.supabase"]["status"] == "skipped" and "not Supabase" in by_id["live.supabase"]["message"]
+    assert by_id["live.twilio"]["status"] == "warning" and "cannot be reached" in by_id["live.twilio"]["message"]
+
     # The database: the UI repo's migrations applied, the KB trigger pointed at the KB updater.
     import psycopg
 

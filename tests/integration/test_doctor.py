@@ -97,6 +97,10 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
             r"\b(?:6379|8000|8080|3000|54322)\b", lambda m: str(ports[int(m[0])]), root.joinpath(relative).read_text()
         )
         root.joinpath(relative).write_text(text)
+    # Its database is Supabase (the stand-in CLI on PATH plays a running one), so that the
+    # Supabase checks have something to check.
+    toml = root / "airadev.toml"
+    toml.write_text(toml.read_text().replace('runtime = "postgres"', 'runtime = "supabase"'))
     for relative in ("aira-ui/.env.local", "voice-agent/.env", "kb-updater/.env"):
         os.chmod(root / relative, 0o600)
     supabase = root / "aira-ui" / "supabase"
