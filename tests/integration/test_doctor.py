@@ -231,8 +231,8 @@ BREAKS: dict[str, tuple[Callable[[Workspace], object], str, str]] = {
         "add .airadev/ to .gitignore",
     ),
     "workspace.folders": (lambda w: shutil.rmtree(w.path("kb-updater")), "error", "clone the kb-updater repo"),
-    "workspace.supabase-config": (
-        lambda w: w.path("aira-ui/supabase/config.toml").write_text("[api\n"),
+    "workspace.supabase-config": (  # (with runtime = "supabase", airadev.toml itself would not load)
+        lambda w: (_postgres(w), w.path("aira-ui/supabase/config.toml").write_text("[api\n")),
         "error",
         "fix that line",
     ),
@@ -284,7 +284,7 @@ BREAKS: dict[str, tuple[Callable[[Workspace], object], str, str]] = {
     "runtime.leftovers": (lambda w: _leftover(w), "warning", "`airadev down` ends them"),
     "runtime.bind": (lambda w: _kb_on_loopback(w), "error", "add --host 0.0.0.0"),
     "runtime.database": (
-        lambda w: (w.path(".airadev/postgres/db/data")).mkdir(parents=True),
+        lambda w: (_postgres(w), w.path(".airadev/postgres/db/data").mkdir(parents=True)),
         "error",
         "airadev down --volumes",
     ),
@@ -328,6 +328,12 @@ def _leftover(w: Workspace) -> None:
     import time
 
     time.sleep(0.2)
+
+
+def _postgres(w: Workspace) -> None:
+    """The database as the plain PostgreSQL runtime (the demo's own choice)."""
+    text = w.path("airadev.toml").read_text().replace('runtime = "supabase"', 'runtime = "postgres"')
+    w.path("airadev.toml").write_text(text)
 
 
 def _kb_on_loopback(w: Workspace) -> None:
