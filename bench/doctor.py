@@ -77,6 +77,8 @@ def main() -> int:
     copy = Path(tempfile.mkdtemp(prefix="doctor-bench-")) / "demo"
     shutil.copytree(DEMO, copy, ignore=shutil.ignore_patterns("node_modules", ".next", ".airadev"))
     (copy / "aira-ui" / "node_modules").symlink_to(DEMO / "aira-ui" / "node_modules")
+    toml = copy / "airadev.toml"  # the demo names the repository's virtualenv relative to itself
+    toml.write_text(toml.read_text().replace('venv = "../../../.venv"', f'venv = "{DEMO.parents[1] / ".venv"}"'))
     env_local = copy / "aira-ui" / ".env.local"
     env_local.write_text(env_local.read_text().replace("http://localhost:8000", f"http://127.0.0.1:{port}"))
     start = time.perf_counter()

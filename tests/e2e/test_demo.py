@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -35,7 +37,15 @@ def copy_demo(target: Path) -> dict[str, int]:
         # One pass: a port written for one service is never taken for another's default.
         new = {str(default): str(ports[name]) for name, default in DEFAULT_PORTS.items()}
         path.write_text(re.sub(r"\b(?:" + "|".join(new) + r")\b", lambda m: new[m[0]], path.read_text()))
+    repoint_venv(target / "airadev.toml")
     return ports
+
+
+def repoint_venv(toml: Path) -> None:
+    """The demo names the repository's virtualenv relative to its folder: a copy elsewhere
+    names it by its absolute path."""
+    venv = DEMO.parents[1] / ".venv"
+    toml.write_text(toml.read_text().replace('venv = "../../../.venv"', f'venv = "{venv}"'))
 
 
 def http(url: str, data: bytes | None = None, timeout: float = 30) -> tuple[int, str, str]:
@@ -46,6 +56,10 @@ def http(url: str, data: bytes | None = None, timeout: float = 30) -> tuple[int,
 
 def test_demo_stack_end_to_end(stack: Stack) -> None:
     ports = copy_demo(stack.root)
+    # From a terminal where the repository's virtualenv is not activated: the demo's Python
+    # services name it (venv), so python and uvicorn are found there, and doctor checks there.
+    own_bin = Path(sys.executable).parent
+    stack.env["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != own_bin)
     result = stack.up(timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all 5 services ready" in result.stdout

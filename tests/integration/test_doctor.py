@@ -22,6 +22,7 @@ from airadev.state import workspace_id
 from airadev import reaper
 from tests.fakes.docker_engine import FakeEngine
 from tests.fakes.twilio_api import FakeTwilio
+from tests.e2e.test_demo import repoint_venv
 from tests.harness import FAKES, PY, cli_env, free_port
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
@@ -101,6 +102,7 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     # Supabase checks have something to check.
     toml = root / "airadev.toml"
     toml.write_text(toml.read_text().replace('runtime = "postgres"', 'runtime = "supabase"'))
+    repoint_venv(toml)
     for relative in ("aira-ui/.env.local", "voice-agent/.env", "kb-updater/.env"):
         os.chmod(root / relative, 0o600)
     supabase = root / "aira-ui" / "supabase"
@@ -693,8 +695,9 @@ def test_bind_reads_the_env_file_and_python_deps_honour_markers(ws: Workspace) -
 
 
 def test_a_missing_explicit_venv_and_a_stale_node_lock(ws: Workspace) -> None:
-    text = ws.path("airadev.toml").read_text().replace('cwd = "kb-updater"', 'cwd = "kb-updater"\nvenv = "../venvs/kb"')
-    ws.path("airadev.toml").write_text(text)
+    head, kb = ws.path("airadev.toml").read_text().split("[services.kb-updater]", 1)
+    kb = re.sub(r"^venv = .*$", 'venv = "../venvs/kb"', kb, count=1, flags=re.MULTILINE)
+    ws.path("airadev.toml").write_text(head + "[services.kb-updater]" + kb)
     kb = next(r for r in ws.run("tools.deps") if r.id == "tools.deps:kb-updater")
     assert kb.status is doctor.Status.ERROR and "is not a virtualenv" in kb.message
     lock = json.loads(ws.path("aira-ui/package-lock.json").read_text())
