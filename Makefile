@@ -10,7 +10,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 bootstrap:
 	@scripts/bootstrap
 
-demo: bootstrap
+# (only what the demo needs: no Docker engine, no test images)
+demo:
+	@scripts/bootstrap --demo
 	airadev --workspace examples/demo up
 
 # The same stack with Redis and both Python services as containers airadev builds; no registry
