@@ -347,16 +347,34 @@ def _wait_ready(
                 details=_show_lines("supervisor", lines, stamped=False),
             )
         if time.monotonic() > deadline:
-            waiting = [
-                n
-                for n, s in (state or {}).get("services", {}).items()
-                if s.get("state") not in ("healthy", "running", "completed")
-            ]
-            raise AiradevError(
-                f"not ready after {timeout:.0f}s: {', '.join(waiting) or 'the supervisor'}",
-                "see `airadev status` and `airadev logs`; the stack keeps running",
-            )
+            raise _timed_out(paths, state, timeout)
         time.sleep(0.02)  # a small file read: polling it this often costs nothing
+
+
+def _timed_out(paths: Paths, state: dict | None, timeout: float) -> AiradevError:
+    """What `up -d --timeout` says when time runs out: the service that holds the others (started
+    but not ready), what it waits for, what waits for it, and its last lines."""
+    services = (state or {}).get("services", {})
+    waiting = {n: s for n, s in services.items() if s.get("state") not in ("healthy", "running", "completed")}
+    holders = [n for n, s in waiting.items() if s.get("state") not in ("waiting", "blocked")]
+    if not holders:
+        return AiradevError(
+            f"not ready after {timeout:.0f}s: {', '.join(waiting) or 'the supervisor'}",
+            "see `airadev status` and `airadev logs`; the stack keeps running",
+        )
+    name, holder = holders[0], waiting[holders[0]]
+    why = holder.get("message") or "no answer yet"
+    probe = f"; last probe: {holder['health']}" if holder.get("health") else ""
+    held = [n for n in waiting if n not in holders]
+    also = holders[1:]
+    return AiradevError(
+        f"not ready after {timeout:.0f}s: {name} is {holder.get('state')} ({why}{probe})"
+        + (f", and {', '.join(held)} {'waits' if len(held) == 1 else 'wait'} for it" if held else "")
+        + (f"; not ready either: {', '.join(also)}" if also else ""),
+        f"see `airadev logs {name}` (give it longer with --timeout); the stack keeps running: "
+        "`airadev status`, `airadev down`",
+        details=_show_lines(name, logstore.tail(paths.log(name), 15)),
+    )
 
 
 def _ended_cleanly(daemon: subprocess.Popen[bytes]) -> bool:

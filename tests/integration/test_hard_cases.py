@@ -147,6 +147,30 @@ health = {{ log = "never said" }}
     proc.wait(20)
 
 
+def test_up_detached_that_runs_out_of_time_names_what_holds_the_stack_and_its_last_lines(stack: Stack) -> None:
+    stack.write(f"""
+[services.slow]
+command = {toml_list(fake("printer.py", "--lines", "2", "--tag", "warming"))}
+health = {{ log = "never said" }}
+[services.app]
+command = {toml_list(fake("printer.py"))}
+depends_on = {{ slow = "healthy" }}
+[services.worker]
+command = {toml_list(fake("printer.py"))}
+depends_on = {{ slow = "healthy" }}
+""")
+    result = stack.cli("up", "--detach", "--timeout", "2")
+    assert result.returncode == 1
+    first, *rest = result.stderr.splitlines()
+    assert first == (
+        "error: not ready after 2s: slow is starting (waiting for log /never said/), "
+        "and app, worker wait for it"
+    ), result.stderr
+    assert "last lines of slow:" in rest[0] and "warming 00000001" in result.stderr
+    assert "fix: see `airadev logs slow` (give it longer with --timeout)" in result.stderr
+    assert stack.state()["services"]["app"]["state"] == "waiting", "the stack keeps running"
+
+
 def test_secrets_from_a_changed_env_file_and_from_probe_output_stay_hidden(stack: Stack) -> None:
     src = stack.root / "svc"
     src.mkdir()
