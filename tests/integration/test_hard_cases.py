@@ -163,8 +163,7 @@ depends_on = {{ slow = "healthy" }}
     assert result.returncode == 1
     first, *rest = result.stderr.splitlines()
     assert first == (
-        "error: not ready after 2s: slow is starting (waiting for log /never said/), "
-        "and app, worker wait for it"
+        "error: not ready after 2s: slow is starting (waiting for log /never said/), and app, worker wait for it"
     ), result.stderr
     assert "last lines of slow:" in rest[0] and "warming 00000001" in result.stderr
     assert "fix: see `airadev logs slow` (give it longer with --timeout)" in result.stderr
