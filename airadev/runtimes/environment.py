@@ -115,11 +115,16 @@ def stack_env(config: Config, service: Service) -> dict[str, str]:
     kb = database.kb_service(config)
     if kb is not None and kb.name == service.name and db.runtime is Runtime.SUPABASE:
         env.update(HOST="0.0.0.0", UVICORN_HOST="0.0.0.0")
-    if not service.load_env_files:
-        # A service that reads its env files itself (Next.js) would have them overridden by
-        # the process environment: what its files set, the stack does not.
-        for path in service.env_files:
-            if path.is_file():
-                for name in envfile.read(path, strict=False):
-                    env.pop(name, None)
+    # A service that reads env files itself (Next.js; python-dotenv, which never overrides the
+    # environment) would have them overridden by the process environment: what such a file sets,
+    # the stack does not. Its declared files when airadev does not load them, and a .env in its
+    # folder that airadev.toml does not name (the app's own).
+    own = [] if service.load_env_files else list(service.env_files)
+    undeclared = service.cwd / ".env"
+    if undeclared not in service.env_files:
+        own.append(undeclared)
+    for path in own:
+        if path.is_file():
+            for name in envfile.read(path, strict=False):
+                env.pop(name, None)
     return env

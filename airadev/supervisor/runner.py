@@ -313,9 +313,10 @@ class Supervisor:
         # secret values are hidden from now on, and the old ones still.
         self.redact.add(stack_secrets(self.config))
         unit.starts += 1
-        env = service_env(
-            service, self.marker, colour=self.colour, instance=unit.starts, stack=stack_env(self.config, service)
-        )
+        stack = stack_env(self.config, service)
+        if unit.starts == 1 and "DATABASE_URL" in stack:  # said once: it decides where the data goes
+            self.event(service.name, f"DATABASE_URL is the stack's database: {stack['DATABASE_URL']}", "info")
+        env = service_env(service, self.marker, colour=self.colour, instance=unit.starts, stack=stack)
         if service.name == self._tunnel_ui:
             # Next.js prefers the process environment to .env.local: the variable the tunnel
             # rewrites in the file must not be there (even when the shell exports it).

@@ -124,6 +124,36 @@ depends_on = {{ db = "healthy" }}
     assert f"webhook_url TEXT := 'http://host.docker.internal:{kb_port}/process-document'" in definition
     assert "railway" not in definition
     assert f"now posts to http://host.docker.internal:{kb_port}/process-document" in stack.log("airadev")
+    # Said once in the log: it decides where the service's data goes.
+    said = f"kb-updater: DATABASE_URL is the stack's database: postgresql://postgres:postgres@127.0.0.1:{port}/postgres"
+    assert stack.log("airadev").count(said) == 1
+
+
+def test_an_app_that_reads_its_own_env_file_keeps_its_choice_of_database(stack: Stack) -> None:
+    """An app with python-dotenv reads its folder's .env itself (airadev.toml names no env file),
+    and dotenv never overrides the environment: an injected DATABASE_URL would silently win."""
+    app = stack.root / "app"
+    app.mkdir(parents=True)
+    (app / ".env").write_text("DATABASE_URL=postgresql://app@127.0.0.1:5999/app\n")
+    db_stack(
+        stack,
+        {},
+        extra=f"""
+[services.app]
+cwd = "app"
+command = {toml_list(fake("printer.py", "--env", "DATABASE_URL"))}
+health = {{ log = "DATABASE_URL is" }}
+depends_on = {{ db = "healthy" }}
+[services.other]
+command = {toml_list(fake("printer.py", "--env", "DATABASE_URL"))}
+health = {{ log = "DATABASE_URL is" }}
+depends_on = {{ db = "healthy" }}
+""",
+    )
+    assert stack.up().returncode == 0
+    assert "DATABASE_URL is \n" in stack.log("app") + "\n"  # not given: its .env decides
+    assert "DATABASE_URL is postgresql://postgres:postgres@127.0.0.1:" in stack.log("other")
+    assert "app: DATABASE_URL is the stack's database" not in stack.log("airadev")
 
 
 def test_the_cluster_lives_in_the_workspace_state_folder_only(stack: Stack, tmp_path: Path) -> None:
