@@ -47,7 +47,7 @@ def container_env(service: Service, env: Mapping[str, str], peers: Mapping[int, 
     # A bare host (REDIS_HOST=localhost) goes with its port (REDIS_PORT=6379): when that port is
     # another container's, both become that container's name and port on the stack's network.
     for key, value in values.items():
-        port_key = key[: -len("_HOST")] + "_PORT" if key.endswith("_HOST") else ""
+        port_key = _port_key(key)
         if value in _LOOPBACK_NAMES and values.get(port_key, "").isdigit() and int(values[port_key]) in peers:
             name, inner = peers[int(values[port_key])]
             out[key], out[port_key] = name, str(inner)
@@ -61,17 +61,21 @@ def loopback_only(ctx: Context, inside: Mapping[str, str], gateway: str | None) 
     """The stack's services of this machine (not containers) that the container's environment
     reaches at host.docker.internal (``gateway``) and that answer on loopback but not there: a
     connection to each, both ways. One not listening yet is not judged."""
-    ports = {int(port) for value in inside.values() for port in _HOST_PORT.findall(value)}
-    for key, value in inside.items():
-        port_key = key[: -len("_HOST")] + "_PORT" if key.endswith("_HOST") else ""
-        if value == "host.docker.internal" and inside.get(port_key, "").isdigit():
-            ports.add(int(inside[port_key]))
-    by_port = {s.port: s for s in ctx.config.services if s.port in ports and s.runtime.value != "docker"}
     if gateway is None:
         return []
+    ports = {int(port) for value in inside.values() for port in _HOST_PORT.findall(value)}
+    for key, value in inside.items():
+        if value == "host.docker.internal" and inside.get(_port_key(key), "").isdigit():
+            ports.add(int(inside[_port_key(key)]))
+    by_port = {s.port: s for s in ctx.config.services if s.port in ports and s.runtime.value != "docker"}
     return [
         (by_port[port], port) for port in sorted(by_port) if _answers("127.0.0.1", port) and not _answers(gateway, port)
     ]
+
+
+def _port_key(key: str) -> str:
+    """REDIS_HOST's port variable, REDIS_PORT ("" for a name that is not a *_HOST)."""
+    return key[: -len("_HOST")] + "_PORT" if key.endswith("_HOST") else ""
 
 
 def _answers(address: str, port: int) -> bool:
@@ -91,13 +95,14 @@ def is_trigger_target(ctx: Context, service: Service) -> bool:
     return kb is not None and kb.name == service.name
 
 
+def _in_run(ctx: Context) -> list[Service]:
+    """The services of this run (all of the config's when the context does not say)."""
+    return [s for s in ctx.config.services if not ctx.running or s.name in ctx.running]
+
+
 def container_services(ctx: Context) -> list[Service]:
     """The run's services that run as containers."""
-    return [
-        s
-        for s in ctx.config.services
-        if s.runtime.value == "docker" and s.docker and (not ctx.running or s.name in ctx.running)
-    ]
+    return [s for s in _in_run(ctx) if s.runtime.value == "docker" and s.docker]
 
 
 def needs_network(ctx: Context) -> bool:
@@ -105,9 +110,7 @@ def needs_network(ctx: Context) -> bool:
     other by name), or when the database is airadev's PostgreSQL (which trusts that network's
     subnet alone, never the default bridge's: any container of this machine is on that one)."""
     containers = container_services(ctx)
-    database = any(
-        s.runtime.value == "postgres" and (not ctx.running or s.name in ctx.running) for s in ctx.config.services
-    )
+    database = any(s.runtime.value == "postgres" for s in _in_run(ctx))
     return len(containers) > 1 or bool(containers) and database
 
 
