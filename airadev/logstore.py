@@ -138,7 +138,7 @@ class Redactor:
     old form too.
     """
 
-    def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
+    def __init__(self, secrets: Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> None:
         self._by_value: dict[bytes, bytes] = {}
         self._pairs: list[tuple[bytes, bytes]] = []
         self._pattern: re.Pattern[bytes] | None = None
@@ -146,9 +146,11 @@ class Redactor:
         self.multiline = False  # some secret spans lines: LineFramer must not cut inside one
         self.add(secrets or {})
 
-    def add(self, secrets: Mapping[str, str]) -> None:
+    def add(self, secrets: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+        """Hide these values from now on: a mapping by name, or (name, value) pairs (one name
+        may come with several values)."""
         changed = False
-        for name, value in secrets.items():
+        for name, value in secrets.items() if isinstance(secrets, Mapping) else secrets:
             if value and not too_weak_to_hide(value) and value.encode() not in self._by_value:
                 self._by_value[value.encode()] = f"[redacted:{name}]".encode()
                 changed = True

@@ -79,23 +79,23 @@ def service_env(
     return env
 
 
-def stack_secrets(config: Config) -> dict[str, str]:
-    """Every secret value of every service's env files and env tables, by variable name, and
-    the secrets inside any of their values (``envfile.secrets_in_values``).
+def stack_secrets(config: Config) -> list[tuple[str, str]]:
+    """Every secret value of every service's env files and env tables, with its variable's name,
+    and the secrets inside any of their values (``envfile.secrets_in_values``). Pairs, not a
+    mapping by name: two services may give one name two values (each its own database password),
+    and both must be hidden.
 
     Missing env files are skipped here; starting the service reports them."""
-    found: dict[str, str] = {}
+    found: list[tuple[str, str]] = []
     for service in config.services:
         values: dict[str, str] = {}
         for path in service.env_files:
             if path.is_file():  # what can be read of it: a broken line is for `up` to report
                 values.update(envfile.read(path, strict=False))
         values.update(dict(service.env))
-        found.update(envfile.secrets_of(values))
-        found.update(envfile.secrets_in_values(values))  # a URL's password, a PEM block, a JWT
-    for name, value in os.environ.items():
-        if envfile.is_secret(name) and value:
-            found.setdefault(name, value)
+        found += envfile.secrets_of(values).items()
+        found += envfile.secrets_in_values(values).items()  # a URL's password, a PEM block, a JWT
+    found += [(name, value) for name, value in os.environ.items() if envfile.is_secret(name) and value]
     return found
 
 

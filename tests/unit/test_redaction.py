@@ -309,3 +309,20 @@ def test_a_multi_line_secret_split_across_chunks_is_redacted(tmp_path: Path) -> 
 def test_a_marker_is_never_rewritten_by_another_secret() -> None:
     redact = Redactor({"A_TOKEN": "abcdefgh1234", "B_KEY": "redacted"})
     assert redact(b"x abcdefgh1234 y\n") == b"x [redacted:A_TOKEN] y\n"
+
+
+def test_one_name_with_a_value_in_each_service_hides_both(tmp_path: Path) -> None:
+    """Two services, each with its own POSTGRES_PASSWORD (a project's API and its worker): a
+    mapping by name kept only the last one, and the first service printed its own in clear."""
+    from airadev.runtimes.environment import stack_secrets
+
+    services = []
+    for name, password in (("api", "Api-Db-Pass-456!"), ("worker", "Worker-Db-Pass-789!")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / ".env").write_text(f"POSTGRES_PASSWORD={password}\n")
+        services.append(Service(name=name, command=("x",), cwd=tmp_path / name, env_files=(tmp_path / name / ".env",)))
+    config = Config(root=tmp_path, file=tmp_path / "airadev.toml", services=tuple(services))
+    redact = Redactor(stack_secrets(config))
+    assert redact(b"api Api-Db-Pass-456! worker Worker-Db-Pass-789!\n") == (
+        b"api [redacted:POSTGRES_PASSWORD] worker [redacted:POSTGRES_PASSWORD]\n"
+    )
