@@ -170,6 +170,7 @@ class DatabaseSpec:
     migrations: Path | None = None
     database: str = "postgres"
     user: str = "postgres"
+    password: str = "postgres"  # the user's; loopback is trusted, so it is what apps send, not checked
     exclude: tuple[str, ...] = ()  # `supabase start -x`: containers not started
     trigger_service: str = ""  # whose URL the KB trigger function gets ("" = derive: kb)
     db_port: int = 54322  # PostgreSQL's port (postgres: the service's port)

@@ -88,6 +88,7 @@ class ServiceStatus(NamedTuple):
     container: str | None = None
     image: str | None = None
     usage: Usage | None = None  # only in `status` answers, not in the state file
+    database_url: str | None = None  # a database's: the DATABASE_URL services get (password hidden)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -106,6 +107,8 @@ class ServiceStatus(NamedTuple):
             "container": self.container,
             "image": self.image,
         }
+        if self.database_url:
+            out["database_url"] = self.database_url
         if self.usage is not None:
             out.update(
                 cpu_percent=self.usage.cpu_percent, rss_bytes=self.usage.rss_bytes, processes=self.usage.processes
@@ -135,6 +138,7 @@ class ServiceStatus(NamedTuple):
             container=data.get("container"),
             image=data.get("image"),
             usage=usage,
+            database_url=data.get("database_url"),
         )
 
 

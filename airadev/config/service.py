@@ -50,8 +50,13 @@ SERVICE_KEYS = (
     "project",
     "migrations",
     "exclude",
+    "database",
+    "user",
+    "password",
 )
-DB_KEYS = ("project", "migrations", "exclude")
+DB_KEYS = ("project", "migrations", "exclude", "database", "user", "password")
+# PostgreSQL names airadev creates (unquoted identifiers; a hyphen is quoted when created).
+SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 # `supabase start -x`: the containers it may leave out (Supabase CLI 2.x).
 SUPABASE_CONTAINERS = (
     "gotrue",
@@ -283,6 +288,9 @@ def _parse_database(t: Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | Non
         "project": (Runtime.POSTGRES, Runtime.SUPABASE),
         "migrations": (Runtime.POSTGRES, Runtime.SUPABASE),
         "exclude": (Runtime.SUPABASE,),
+        "database": (Runtime.POSTGRES,),
+        "user": (Runtime.POSTGRES,),
+        "password": (Runtime.POSTGRES,),
     }
     for key, runtimes in applies.items():
         if t.has(key) and runtime not in runtimes:
@@ -318,7 +326,27 @@ def _parse_database(t: Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | Non
         project_id = str(settings.get("project_id", project.name))
     else:
         db_port = t.get("port", int, default=db_port)
-    return DatabaseSpec(project=project, migrations=migrations, exclude=exclude, db_port=db_port, project_id=project_id)
+    names = {}
+    for key in ("user", "database"):
+        value = t.get(key, str, default=names.get("user", "postgres"))
+        if not SQL_NAME.match(value):
+            raise t.error(
+                key, f"{show(value)} is not a PostgreSQL name", "use letters, digits, _ or -, starting with a letter"
+            )
+        names[key] = value
+    password = t.get("password", str, default="postgres")
+    if not password or "\0" in password:
+        raise t.error("password", "is empty", 'remove it (the default is "postgres"), or give one')
+    return DatabaseSpec(
+        project=project,
+        migrations=migrations,
+        exclude=exclude,
+        db_port=db_port,
+        project_id=project_id,
+        database=names["database"],
+        user=names["user"],
+        password=password,
+    )
 
 
 def _supabase_settings(t: Table, project: Path) -> dict[str, Any]:

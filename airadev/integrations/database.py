@@ -50,13 +50,50 @@ class DatabaseError(AiradevError):
     pass
 
 
-def url(service: Service, host: str = "127.0.0.1") -> str:
-    """The URL services get as ``DATABASE_URL``: Supabase's own form, so code written for one
-    works with the other (airadev's cluster trusts loopback; the password is not checked)."""
+def url(service: Service, host: str = "127.0.0.1", *, admin: bool = False) -> str:
+    """The URL services get as ``DATABASE_URL``: Supabase's own form by default, so code written
+    for one works with the other; the postgres runtime's ``database``, ``user`` and ``password``
+    when set (airadev's cluster trusts loopback; the password is not checked). ``admin``: the
+    cluster's superuser on its maintenance database, which always exists."""
+    from urllib.parse import quote
+
     spec = service.database
-    return f"postgresql://postgres:postgres@{host}:{spec.db_port if spec else service.port}/" + (
-        spec.database if spec else "postgres"
-    )
+    port = spec.db_port if spec else service.port
+    if admin or spec is None:
+        return f"postgresql://postgres:postgres@{host}:{port}/postgres"
+    return f"postgresql://{quote(spec.user, safe='')}:{quote(spec.password, safe='')}@{host}:{port}/{quote(spec.database, safe='')}"
+
+
+def shown_url(service: Service) -> str:
+    """``url`` as shown (status, the log): a password of the user's own hidden; the default
+    "postgres" is no secret."""
+    spec = service.database
+    shown = url(service)
+    if spec is not None and spec.password != "postgres":
+        from urllib.parse import quote
+
+        shown = shown.replace(":" + quote(spec.password, safe="") + "@", ":***@", 1)
+    return shown
+
+
+def ensure_database(conn: Any, spec: Any) -> list[str]:
+    """The configured user (a superuser that logs in, as the postgres image makes
+    ``POSTGRES_USER``) and database (owned by it), created when missing; the user's password
+    set. What was created, said."""
+    from psycopg import sql
+
+    made = []
+    if spec.user != "postgres" and not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (spec.user,)).fetchone():
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(spec.user)))
+        made.append(f"user {spec.user}")
+    if spec.password != "postgres" or spec.user != "postgres":
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(spec.user), sql.Literal(spec.password)))
+    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (spec.database,)).fetchone():
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(spec.database), sql.Identifier(spec.user))
+        )
+        made.append(f"database {spec.database}")
+    return made
 
 
 @contextmanager

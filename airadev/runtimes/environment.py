@@ -95,6 +95,8 @@ def stack_secrets(config: Config) -> list[tuple[str, str]]:
         values.update(dict(service.env))
         found += envfile.secrets_of(values).items()
         found += envfile.secrets_in_values(values).items()  # a URL's password, a PEM block, a JWT
+        if service.database is not None and service.database.password != "postgres":
+            found.append((f"{service.name}.password", service.database.password))  # in its DATABASE_URL
     found += [(name, value) for name, value in os.environ.items() if envfile.is_secret(name) and value]
     return found
 

@@ -126,7 +126,7 @@ class PostgresRuntime:
             os.chmod(folder, 0o700)
         building = data.with_name("data.new")
         shutil.rmtree(building, ignore_errors=True)
-        user = service.database.user if service.database else "postgres"
+        user = "postgres"  # the cluster's superuser, as Supabase's; database.user is made by _prepare
         result = subprocess.run(
             [
                 *_namespace(),
@@ -183,7 +183,9 @@ class PostgresInstance:
         return f"postgres on :{self.service.port}"
 
     def info(self) -> dict[str, Any]:
-        return {**self.process.info(), "database": f"127.0.0.1:{self.service.port}"}
+        from airadev.integrations import database
+
+        return {**self.process.info(), "database_url": database.shown_url(self.service)}
 
     async def stop(self, sig: int, grace: float) -> int:
         # SIGTERM is PostgreSQL's "smart" shutdown, which waits for every client to leave;
@@ -199,6 +201,11 @@ class PostgresInstance:
         import psycopg
 
         try:
+            if not self._prepared:
+                with database.connect(database.url(self.service, admin=True), timeout=2) as conn:
+                    made = database.ensure_database(conn, self.service.database)
+                if made:
+                    self.ctx.event(self.service.name, f"created {' and '.join(made)}", "info")
             with database.connect(database.url(self.service), timeout=2) as conn:
                 if not self._prepared:
                     return True, self._prepare(database, conn)

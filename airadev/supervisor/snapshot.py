@@ -58,6 +58,7 @@ def _service(u: Unit, now: float, usage: Usage | None) -> ServiceStatus:
         container=u.runtime_info.get("container"),
         image=u.runtime_info.get("image"),
         usage=usage,
+        database_url=u.runtime_info.get("database_url"),
     )
 
 

@@ -156,6 +156,39 @@ depends_on = {{ db = "healthy" }}
     assert "app: DATABASE_URL is the stack's database" not in stack.log("airadev")
 
 
+def test_the_database_user_and_password_of_the_config_are_made_and_said(stack: Stack) -> None:
+    """As the postgres image makes POSTGRES_DB/POSTGRES_USER/POSTGRES_PASSWORD: the app's own
+    names (Compose projects use `app`); created on first start, the migrations applied in that
+    database; the URL in status, its password hidden there and in the log."""
+    port = db_stack(
+        stack,
+        {"1_items.sql": "CREATE TABLE items (id serial PRIMARY KEY);"},
+        extra=f"""database = "app"
+user = "appuser"
+password = "s3cret-Pa55word-x9"
+[services.api]
+command = {toml_list(fake("printer.py", "--env", "DATABASE_URL"))}
+health = {{ log = "DATABASE_URL is" }}
+depends_on = {{ db = "healthy" }}
+""",
+    )
+    result = stack.up()
+    assert result.returncode == 0, result.stderr
+    url = f"postgresql://appuser:s3cret-Pa55word-x9@127.0.0.1:{port}/app"
+    with psycopg.connect(url) as conn:  # the app's URL works, and its database has the migrations
+        assert conn.execute("SELECT current_user, current_database()").fetchone() == ("appuser", "app")
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (0,)
+    assert "created user appuser and database app" in stack.log("airadev")
+    status = json.loads(stack.cli("status", "--json").stdout)["services"]["db"]
+    assert status["database_url"] == f"postgresql://appuser:***@127.0.0.1:{port}/app"
+    assert f"db: services get DATABASE_URL=postgresql://appuser:***@127.0.0.1:{port}/app" in stack.cli("status").stdout
+    shown = stack.log("airadev") + stack.log("api") + result.stdout + result.stderr
+    assert "s3cret-Pa55word-x9" not in shown and f"@127.0.0.1:{port}/app" in stack.log("api")
+    # The second start finds them there: nothing created again.
+    assert stack.cli("down").returncode == 0 and stack.up().returncode == 0
+    assert stack.log("airadev").count("created user appuser") == 1
+
+
 def test_the_cluster_lives_in_the_workspace_state_folder_only(stack: Stack, tmp_path: Path) -> None:
     db_stack(stack, {})
     assert stack.up().returncode == 0

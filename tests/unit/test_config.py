@@ -450,3 +450,20 @@ build = "."
     assert voice.build.dockerfile == root / "compose" / "Dockerfile.python"  # relative to the context
     assert voice.build.target == "dev" and voice.build.args == (("BASE", "python:3.11-slim"), ("N", "3"))
     assert kb.image == "aira/kb:dev" and kb.build.context == root / "kb" and kb.build.dockerfile is None
+
+
+def test_postgres_database_user_and_password(tmp_path: Path) -> None:
+    cfg = load_text(
+        tmp_path, '[services.db]\nruntime = "postgres"\ndatabase = "app"\nuser = "app-user"\npassword = "pw"\n'
+    )
+    spec = cfg.get("db").database
+    assert spec is not None and (spec.database, spec.user, spec.password) == ("app", "app-user", "pw")
+    # The database defaults to the user's name, as the postgres image does.
+    spec = load_text(tmp_path, '[services.db]\nruntime = "postgres"\nuser = "app"\n').get("db").database
+    assert spec is not None and spec.database == "app" and spec.password == "postgres"
+    err = error_of(tmp_path, '[services.db]\nruntime = "postgres"\ndatabase = "my db"\n')
+    assert 'services.db.database: "my db" is not a PostgreSQL name' in str(err)
+    (tmp_path / "supabase").mkdir()
+    (tmp_path / "supabase" / "config.toml").write_text("")
+    err = error_of(tmp_path, '[services.db]\nruntime = "supabase"\nuser = "app"\n')
+    assert 'applies only to runtime = "postgres"' in str(err)
