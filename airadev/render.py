@@ -239,9 +239,10 @@ def error(exc: AiradevError) -> None:
     sys.stderr.flush()
 
 
-def info(message: str) -> None:
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
+def info(message: str, *, stderr: bool = False) -> None:
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(message + "\n")
+    stream.flush()
 
 
 def warn(message: str) -> None:
@@ -345,6 +346,8 @@ def status(data: StackStatus) -> None:
     for name, svc in services.items():
         if svc.runtime == "postgres":
             info(f"{name}: plain PostgreSQL (runtime postgres), not Supabase: no REST API, no auth; SQL only")
+        if svc.database_url:
+            info(f"{name}: services get DATABASE_URL={svc.database_url}")
     failure = data.failure
     if failure and data.phase == "failed":
         warn(f"{failure.service}: {failure.message}")
