@@ -484,15 +484,26 @@ def doctor(
 @app.command()
 @handled
 def init(
-    directory: Path = typer.Argument(
-        Path("."), help="The workspace folder (holding aira-ui/, voice-agent/, kb-updater/)."
-    ),
+    directory: Path = typer.Argument(Path("."), help="The project or workspace folder."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing airadev.toml."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the config and what was found; write nothing."),
 ) -> None:
-    """Write a commented airadev.toml for the standard AiRa layout and git-ignore .airadev/."""
+    """Write a commented airadev.toml for what is on disk (the AiRa layout, or the apps, Compose
+    file, Procfile and Supabase project found) and git-ignore .airadev/."""
     from airadev.operations import init as op
 
-    result = op.init(directory, force=force)
+    result = op.init(directory, force=force, dry_run=dry_run)
+    planned = result.plan
+    if dry_run and planned is not None:
+        sys.stdout.write(planned.text)
+        sys.stdout.flush()
+    if planned is not None and not planned.aira:
+        for found in planned.found:
+            render.info(f"found {found.name}: {found.why[0]}", stderr=dry_run)
+        for note in planned.notes:
+            render.warn(f"note: {note}")
+    if dry_run:
+        return
     render.info(f"wrote {result.config}")
     if result.gitignore_updated:
         render.info(f"added .airadev/ to {result.gitignore}")

@@ -326,14 +326,14 @@ def _parse_database(t: Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | Non
         project_id = str(settings.get("project_id", project.name))
     else:
         db_port = t.get("port", int, default=db_port)
-    names = {}
+    made: dict[str, str] = {}
     for key in ("user", "database"):
-        value = t.get(key, str, default=names.get("user", "postgres"))
+        value = t.get(key, str, default=made.get("user", "postgres"))
         if not SQL_NAME.match(value):
             raise t.error(
                 key, f"{show(value)} is not a PostgreSQL name", "use letters, digits, _ or -, starting with a letter"
             )
-        names[key] = value
+        made[key] = value
     password = t.get("password", str, default="postgres")
     if not password or "\0" in password:
         raise t.error("password", "is empty", 'remove it (the default is "postgres"), or give one')
@@ -343,8 +343,8 @@ def _parse_database(t: Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | Non
         exclude=exclude,
         db_port=db_port,
         project_id=project_id,
-        database=names["database"],
-        user=names["user"],
+        database=made["database"],
+        user=made["user"],
         password=password,
     )
 

@@ -83,7 +83,10 @@ def ensure_database(conn: Any, spec: Any) -> list[str]:
     from psycopg import sql
 
     made = []
-    if spec.user != "postgres" and not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (spec.user,)).fetchone():
+    if (
+        spec.user != "postgres"
+        and not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (spec.user,)).fetchone()
+    ):
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(spec.user)))
         made.append(f"user {spec.user}")
     if spec.password != "postgres" or spec.user != "postgres":

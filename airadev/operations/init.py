@@ -1,10 +1,15 @@
-"""`airadev init`: a commented airadev.toml for the standard AiRa layout."""
+"""`airadev init`: a commented airadev.toml for what is on disk: the AiRa layout (aira-ui/,
+voice-agent/, kb-updater/) as the guide describes it, or any other project's apps and what it
+declares (``airadev.detect``), each service written with why it was found so."""
 
 from __future__ import annotations
 
+import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from airadev import detect
 from airadev.config import CONFIG_NAME
 from airadev.errors import AiradevError
 from airadev.workspace import ensure_ignored
@@ -103,14 +108,55 @@ def config_text(root: Path) -> str:
     )
 
 
+HEADER = """\
+# airadev.toml: how `airadev up` runs this project, written by `airadev init` from what it found
+# (each service says why). Check the commands and ports, then `airadev doctor` and `airadev up`.
+#
+# Paths: cwd is relative to this file; env_files, watch and venv to the service's cwd.
+# Durations: "500ms", "2s", "1m". A command string with shell syntax (|, &&, $VAR, ...) runs
+# through /bin/sh -c; otherwise it is split like a shell would split it.
+# A service's virtualenv (.venv/ or venv/ in its folder) is used when it exists.
+# Reference: the README's "airadev.toml" section.
+
+[logs]
+max_size = "20MB"   # per service; rotated, keeping `keep` older files in .airadev/logs/
+keep = 3
+"""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What init would write: the config's text, and what it found (empty for the AiRa layout)."""
+
+    text: str
+    found: list[detect.Found]
+    notes: list[str]
+
+    @property
+    def aira(self) -> bool:
+        return not self.found
+
+
+def plan(root: Path) -> Plan:
+    """The AiRa layout when one of its folders is here (or nothing else is found); otherwise
+    what ``detect.scan`` finds."""
+    if not any((root / folder).is_dir() for folder in STANDARD_FOLDERS):
+        detection = detect.scan(root)
+        if detection.services:
+            body = "\n".join(detect.service_toml(found, root) for found in detection.services)
+            return Plan(HEADER + "\n" + body, detection.services, detection.notes)
+    return Plan(config_text(root), [], [])
+
+
 @dataclass(frozen=True)
 class Initialised:
     config: Path
     gitignore: Path
     gitignore_updated: bool
     missing: list[str]
-    env_files: list[Path]  # created from env-templates/ (they were missing)
+    env_files: list[Path]  # created from env-templates/ or the app's .env.example (they were missing)
     dockerfile: Path | None = None  # the guide's Dockerfile.python, written (it was missing)
+    plan: Plan | None = None
 
 
 # folder → (env file in it, its template in env-templates/)
@@ -121,30 +167,44 @@ ENV_FILES = {
 }
 
 
-def init(directory: Path, *, force: bool = False) -> Initialised:
+def init(directory: Path, *, force: bool = False, dry_run: bool = False) -> Initialised:
     root = directory.expanduser().resolve()
     if not root.is_dir():
         raise AiradevError(f"{root} is not a folder", "create it, or run airadev init in your workspace folder")
     target = root / CONFIG_NAME
-    if target.exists() and not force:
+    if target.exists() and not force and not dry_run:
         raise AiradevError(f"{target} already exists", "edit it, or pass --force to overwrite it")
-    text = config_text(root)
-    target.write_text(text, encoding="utf-8")
+    planned = plan(root)
+    text = planned.text
+    # What init writes must load: a detected value airadev.toml would refuse is init's bug, said
+    # before anything is written.
+    from airadev.config import parse
+
+    try:
+        parse(tomllib.loads(text), root=root, file=target)
+    except (tomllib.TOMLDecodeError, AiradevError) as exc:
+        raise AiradevError(
+            f"the config init made from {root} does not load ({exc})",
+            "run airadev init --dry-run to see it, and report this as a bug of airadev",
+        ) from None
     gitignore = root / ".gitignore"
+    if dry_run:
+        return Initialised(target, gitignore, False, [], [], None, planned)
+    target.write_text(text, encoding="utf-8")
     updated = ensure_ignored(gitignore, ".airadev/")
+    if not planned.aira:
+        return Initialised(target, gitignore, updated, [], _app_env_files(planned.found), None, planned)
     missing = [folder for folder in STANDARD_FOLDERS if not (root / folder).is_dir()]
     dockerfile = root / GUIDE_DOCKERFILE
     written = None
     if f"../{GUIDE_DOCKERFILE}" in text and not dockerfile.exists():
         dockerfile.write_bytes((Path(__file__).resolve().parents[1] / "templates" / GUIDE_DOCKERFILE).read_bytes())
         written = dockerfile
-    return Initialised(target, gitignore, updated, missing, _env_files(root), written)
+    return Initialised(target, gitignore, updated, missing, _env_files(root), written, planned)
 
 
 def _env_files(root: Path) -> list[Path]:
     """Each present service folder's env file, from its template, where there is none yet."""
-    import os
-
     from airadev.integrations.envfile import TEMPLATES
 
     created = []
@@ -152,10 +212,33 @@ def _env_files(root: Path) -> list[Path]:
         target = root / folder / name
         if not (root / folder).is_dir() or target.exists() or not (TEMPLATES / template).is_file():
             continue
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, (TEMPLATES / template).read_bytes())
-        finally:
-            os.close(fd)
+        _copy_private(TEMPLATES / template, target)
         created.append(target)
     return created
+
+
+def _app_env_files(found: list[detect.Found]) -> list[Path]:
+    """A detected app's .env, from its own .env.example (.env.sample, .env.template), where
+    there is none yet: the values to fill in are the app's own list."""
+    created = []
+    for service in found:
+        if ".env" not in (service.keys.get("env_files") or []):  # type: ignore[operator]
+            continue
+        target = service.folder / ".env"
+        example = next((service.folder / n for n in EXAMPLES if (service.folder / n).is_file()), None)
+        if target.exists() or example is None:
+            continue
+        _copy_private(example, target)
+        created.append(target)
+    return created
+
+
+EXAMPLES = (".env.example", ".env.sample", ".env.template")
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, source.read_bytes())
+    finally:
+        os.close(fd)

@@ -1,0 +1,217 @@
+"""What a project on disk is made of, for `airadev init`: its apps (Python web apps, Node dev
+servers), and what it already declares (a Compose file, a Procfile, supabase/config.toml).
+
+Compose's Redis and PostgreSQL become airadev's native runtimes; a Compose service built from an
+app's folder becomes that app as a process (the code you edit runs on the host, restarted on
+change), or, when its command is not the server (a migration, a prestart script), that command
+in the app's folder; every other Compose service stays a container."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airadev.detect import apps, compose
+from airadev.detect.found import Found, read_text, service_toml, slug
+
+__all__ = ["Detection", "Found", "scan", "service_toml"]
+
+
+@dataclass
+class Detection:
+    services: list[Found] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was seen and not used, and why
+
+
+def scan(root: Path) -> Detection:
+    detection = Detection()
+    folders = [root, *sorted(p for p in root.iterdir() if p.is_dir() and _candidate(p))]
+    found_apps: dict[Path, list[Found]] = {}
+    for folder in folders:
+        for finder in (apps.python_app, apps.node_app):
+            app = finder(folder)
+            if app is not None:
+                found_apps.setdefault(folder, []).append(app)
+    claimed: set[int] = set()
+    services: list[Found] = []
+
+    compose_path = compose.compose_file(root)
+    if compose_path is not None:
+        try:
+            declared = compose.read_compose(compose_path)
+        except ValueError as exc:
+            declared = []
+            detection.notes.append(f"{exc}: its services were not read")
+        services += _from_compose(declared, root, found_apps, claimed, detection)
+
+    if (root / "Procfile").is_file():
+        for entry in compose.procfile(root):
+            if entry.name not in {s.name for s in services}:
+                services.append(entry)
+        for app in found_apps.get(root, []):  # the Procfile says how the root's app starts
+            claimed.add(id(app))
+
+    if not any(s.kind == "postgres" for s in services):
+        project = compose.supabase_project(root)
+        if project is not None:
+            services.append(compose.supabase_db(project, root))
+
+    for folder, found in found_apps.items():
+        for app in found:
+            if id(app) in claimed:
+                continue
+            base = ("app" if app.kind == "python" else "web") if folder == root else slug(folder.name)
+            if len(found) > 1 and app.kind == "node":
+                base = f"{base}-web"
+            app.name = _unique(base, services)
+            _depend_on_stack(app, services)
+            services.append(app)
+    detection.services = services
+    return detection
+
+
+def _candidate(folder: Path) -> bool:
+    return not folder.name.startswith((".", "_")) and folder.name not in apps.SKIP_DIRS
+
+
+def _unique(name: str, services: list[Found]) -> str:
+    taken = {s.name for s in services}
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    return candidate
+
+
+def _depend_on_stack(app: Found, services: list[Found]) -> None:
+    """An app whose env files name the database or Redis waits for them."""
+    text = " ".join(read_text(app.folder / name) for name in (".env", ".env.example", ".env.sample", ".env.local"))
+    depends = {}
+    for s in services:
+        if s.kind == "postgres" and re.search(r"DATABASE_URL|POSTGRES_|SUPABASE_", text):
+            depends[s.name] = "healthy"
+        elif s.kind == "redis" and "REDIS" in text:
+            depends[s.name] = "healthy"
+    if depends:
+        app.keys["depends_on"] = depends
+        app.why.append("waits for " + ", ".join(depends) + " (named in its env files)")
+
+
+def _from_compose(
+    declared: list[compose.ComposeService],
+    root: Path,
+    found_apps: dict[Path, list[Found]],
+    claimed: set[int],
+    detection: Detection,
+) -> list[Found]:
+    # Where each Compose service is reached from this machine: its published port on 127.0.0.1.
+    hosts = {s.name: {c: h for h, c in s.ports if h} for s in declared}
+    native: dict[str, int] = {}
+    for s in declared:
+        if compose.REDIS_IMAGES.match(s.image):
+            native[s.name] = next((h for h, c in s.ports if h), None) or 6379
+        elif compose.POSTGRES_IMAGES.match(s.image):
+            native[s.name] = next((h for h, c in s.ports if h), None) or 5432
+    container_port = {"redis": 6379, "postgres": 5432}
+
+    def rewrite(value: str) -> str:
+        """A Compose service's name in a URL (`@db:5432`, `http://backend:8000`) as this
+        machine's address of it, for a process on the host."""
+        for name, ports in hosts.items():
+            if name in native:
+                ports = {**ports, **{c: native[name] for c in container_port.values()}}
+
+            def one(m: re.Match[str], ports: dict[int, int] = ports) -> str:
+                port = int(m.group(2)) if m.group(2) else None
+                host_port = ports.get(port, port) if port else None
+                return f"{m.group(1)}127.0.0.1" + (f":{host_port}" if host_port else "")
+
+            value = re.sub(rf"(//|@){re.escape(name)}(?::(\d+))?(?=[/?#]|$)", one, value)
+            if value == name:
+                value = "127.0.0.1"
+        return value
+
+    completed = {dep for s in declared for dep, how in s.depends_on.items() if how == "completed"}
+    out: list[Found] = []
+    for s in declared:
+        app = _app_for(s, found_apps)
+        if compose.REDIS_IMAGES.match(s.image):
+            found = compose.native_redis(s, root)
+        elif compose.POSTGRES_IMAGES.match(s.image):
+            found = compose.native_postgres(s, root)
+        elif app is not None and compose.is_server(s.command):
+            claimed.add(id(app))
+            published = [(h, c) for h, c in s.ports if h]
+            found = app
+            if published and not app.port_fixed:  # the port the project uses with Compose
+                finder = apps.python_app if app.kind == "python" else apps.node_app
+                found = finder(app.folder, published[0][0]) or app
+            found.name = slug(s.name)
+            found.why.insert(
+                0,
+                f"compose service {s.name}, built from {app.folder.relative_to(root).as_posix() or '.'}/: run as a process",
+            )
+            if published and published[0][0] != found.keys.get("port"):
+                detection.notes.append(
+                    f"{s.name}: Compose publishes port {published[0][0]}, the app listens on {found.keys.get('port')} "
+                    "on the host: airadev uses the app's"
+                )
+        elif app is not None:
+            keys: dict[str, object] = {"command": s.command}
+            why = [f"compose service {s.name}: `{s.command}` in {app.folder.name}/, in the app's interpreter"]
+            if s.name in completed:
+                keys["restart"] = {"policy": "no"}
+                why.append("a one-shot task: what depends on it waits until it completes")
+            found = Found(name=slug(s.name), kind="process", folder=app.folder, keys=keys, why=why)
+        else:
+            found = compose.docker_service(s, root, rewrite)
+        if found.kind in ("python", "node", "process"):
+            _carry_env(s, found, root, rewrite)
+        if s.depends_on:
+            found.keys["depends_on"] = {
+                slug(dep): ("healthy" if dep in native and how == "started" else how)
+                for dep, how in s.depends_on.items()
+            }
+        out.append(found)
+    return out
+
+
+def _app_for(s: compose.ComposeService, found_apps: dict[Path, list[Found]]) -> Found | None:
+    if s.build is None:
+        return None
+    candidates = found_apps.get(s.build, [])
+    return candidates[0] if candidates else None
+
+
+def _carry_env(s: compose.ComposeService, found: Found, root: Path, rewrite: Callable[[str], str]) -> None:
+    env, left_out = compose.literal_env(s.environment, rewrite)
+    if env:
+        own = found.keys.get("env")
+        found.keys["env"] = {**(own if isinstance(own, dict) else {}), **env}
+    files = list(found.keys.get("env_files") or [])  # type: ignore[call-overload]
+    for name in s.env_file:
+        relative = os.path.relpath(root / name, found.folder)
+        if relative not in files:
+            files.append(relative)
+    if files:
+        found.keys["env_files"] = files
+    if left_out:
+        found.why.append(
+            f"from Compose's environment, left to the env files (they read ${{...}}): {', '.join(left_out)}"
+        )
+    # keys in a stable order: env_files and env before port and health
+    order = [
+        "runtime",
+        "command",
+        "env_files",
+        "load_env_files",
+        "env",
+        "port",
+        "health",
+        "depends_on",
+        "restart",
+        "watch",
+    ]
+    found.keys = {k: found.keys[k] for k in sorted(found.keys, key=lambda k: order.index(k) if k in order else 99)}

@@ -1,0 +1,3 @@
+export default function Home() {
+  return <main>API at {process.env.NEXT_PUBLIC_API_URL}</main>;
+}

@@ -1,0 +1,241 @@
+"""`airadev init` reading the disk (airadev.detect): each kind of project it recognises, on small
+folders of the same shape as public ones (FastAPI/Flask/Django apps, Next.js and Vite with each
+package manager, Compose files, Procfiles, supabase/config.toml). Every config init writes must
+load (init checks that itself); here, what it says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airadev import config
+from airadev.operations.init import init, plan
+
+FASTAPI = "from fastapi import FastAPI\n\napp = FastAPI()\n\n\n@app.get('/health')\ndef health():\n    return {}\n"
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def services(root: Path) -> dict[str, dict[str, object]]:
+    found = plan(root).found
+    return {f.name: {"cwd": f.folder.relative_to(root).as_posix(), **f.keys} for f in found}
+
+
+def loaded(root: Path) -> config.Config:
+    init(root, force=True)
+    return config.load(root)
+
+
+def test_a_fastapi_module_is_run_by_uvicorn_on_its_port_with_its_health_route(tmp_path: Path) -> None:
+    write(tmp_path, {"api/app/__init__.py": "", "api/app/main.py": FASTAPI, "api/.env": "PORT=8123\n"})
+    (tmp_path / "api" / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / "api" / ".venv" / "bin" / "python").touch()
+    found = services(tmp_path)["api"]
+    assert found["command"] == "uvicorn app.main:app --host 127.0.0.1 --port 8123"
+    assert (found["port"], found["health"], found["env_files"]) == (8123, {"http": "/health"}, [".env"])
+    cfg = loaded(tmp_path)
+    assert cfg.get("api").cwd == tmp_path / "api" and cfg.get("api").watch == (tmp_path / "api",)
+
+
+def test_a_file_that_runs_uvicorn_itself_is_run_as_it_is_on_the_port_its_code_reads(tmp_path: Path) -> None:
+    code = (
+        "import os\nfrom fastapi import FastAPI\nPORT = int(os.getenv('PORT', 5050))\napp = FastAPI()\n"
+        "if __name__ == '__main__':\n    import uvicorn\n    uvicorn.run(app, host='0.0.0.0', port=PORT)\n"
+    )
+    write(tmp_path, {"main.py": code, ".env.example": "OPENAI_API_KEY=\n"})
+    found = plan(tmp_path).found[0]
+    assert (found.name, found.keys["command"], found.keys["port"]) == ("app", "python main.py", 5050)
+    assert found.keys["health"] == {"tcp": True}  # no health route of its own
+    assert "port 5050 from main.py" in found.why
+    result = init(tmp_path)
+    assert result.env_files == [tmp_path / ".env"]  # from .env.example, the values to fill in
+    assert (tmp_path / ".env").read_text() == "OPENAI_API_KEY=\n"
+    write(tmp_path, {".env": "PORT=6000\n"})
+    assert plan(tmp_path).found[0].keys["port"] == 6000  # what the code will read
+
+
+def test_the_interpreter_uv_and_the_fastapi_cli(tmp_path: Path) -> None:
+    write(tmp_path, {"svc/main.py": FASTAPI, "svc/uv.lock": "version = 1\n", "svc/start.sh": "fastapi dev main.py\n"})
+    found = services(tmp_path)["svc"]
+    assert found["command"] == "uv run fastapi dev main.py --no-reload --host 127.0.0.1 --port 8000"
+    (tmp_path / "svc" / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / "svc" / ".venv" / "bin" / "python").touch()
+    assert services(tmp_path)["svc"]["command"] == "fastapi dev main.py --no-reload --host 127.0.0.1 --port 8000"
+
+
+def test_flask_and_django(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "flaskapp/app.py": "from flask import Flask\napp = Flask(__name__)\n",
+            "site/manage.py": "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'site.settings')\nfrom django.core.management import execute_from_command_line\n",
+        },
+    )
+    found = services(tmp_path)
+    assert found["flaskapp"]["command"] == "flask --app app run --port 5000"
+    assert found["site"]["command"] == "python manage.py runserver 127.0.0.1:8000 --noreload"
+    assert loaded(tmp_path).names() == ["flaskapp", "site"]
+
+
+@pytest.mark.parametrize(
+    ("lockfile", "command"),
+    [
+        ("package-lock.json", "npm run dev -- -p 3000"),
+        ("pnpm-lock.yaml", "pnpm run dev -p 3000"),
+        ("yarn.lock", "yarn run dev -p 3000"),
+        ("bun.lock", "bun run dev -p 3000"),
+    ],
+)
+def test_a_next_app_is_run_by_the_package_manager_of_its_lockfile(tmp_path: Path, lockfile: str, command: str) -> None:
+    write(
+        tmp_path,
+        {"web/package.json": '{"scripts": {"dev": "next dev"}}', f"web/{lockfile}": "", "web/.env.local": "A=1\n"},
+    )
+    found = plan(tmp_path).found[0]
+    assert (found.name, found.keys["command"], found.keys["port"]) == ("web", command, 3000)
+    assert found.keys["load_env_files"] is False and found.keys["env_files"] == [".env.local"]
+    assert any("node_modules/ is missing" in line for line in found.why)
+
+
+def test_a_port_in_the_dev_script_is_kept_and_vite_gets_its_own(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "a/package.json": '{"scripts": {"dev": "next dev --port 4100"}}',
+            "b/package.json": '{"scripts": {"dev": "vite"}}',
+        },
+    )
+    found = services(tmp_path)
+    assert (found["a"]["command"], found["a"]["port"]) == ("npm run dev", 4100)
+    assert (found["b"]["command"], found["b"]["port"]) == ("npm run dev -- --port 5173 --strictPort", 5173)
+
+
+def test_supabase_config_gives_a_database_that_the_app_waits_for(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "ui/supabase/config.toml": "[db]\nport = 55432\n",
+            "ui/package.json": '{"scripts": {"dev": "next dev"}}',
+            "voice/main.py": FASTAPI,
+            "voice/.env.example": "DATABASE_URL=\nSUPABASE_URL=\n",
+        },
+    )
+    found = services(tmp_path)
+    # No Supabase CLI here: the database from PostgreSQL's binaries, on the project's DB port.
+    assert found["db"] == {"cwd": ".", "runtime": "postgres", "project": "ui", "port": 55432}
+    assert found["voice"]["depends_on"] == {"db": "healthy"}
+    cfg = loaded(tmp_path)
+    assert (
+        cfg.get("db").database is not None
+        and cfg.get("db").database.migrations == tmp_path / "ui" / "supabase" / "migrations"
+    )
+
+
+COMPOSE = """
+services:
+  cache:
+    image: redis:7-alpine
+    ports: ["6380:6379"]
+  db:
+    image: postgres:16
+    environment:
+      POSTGRES_USER: app
+      POSTGRES_PASSWORD: devpass
+  api:
+    build: ./api
+    ports: ["9000:8000"]
+    environment:
+      - REDIS_URL=redis://cache:6379/0
+      - DATABASE_URL=postgresql://app:devpass@db:5432/app
+      - SECRET=${SECRET:?set it}
+    depends_on: [db, cache]
+  worker:
+    build: ./api
+    command: python -m worker
+    depends_on:
+      db: {condition: service_healthy}
+  adminer:
+    image: adminer:4
+    ports: ["8081:8080"]
+    environment: {ADMINER_DEFAULT_SERVER: db}
+    healthcheck: {test: ["CMD", "wget", "-q", "-O-", "http://localhost:8080"]}
+  e2e:
+    image: playwright
+    profiles: [test]
+"""
+
+
+def test_compose_services_become_native_runtimes_processes_and_containers(tmp_path: Path) -> None:
+    write(tmp_path, {"docker-compose.yml": COMPOSE, "api/app.py": FASTAPI})
+    found = services(tmp_path)
+    assert list(found) == ["cache", "db", "api", "worker", "adminer"]  # e2e is in a profile
+    assert found["cache"]["command"] == "redis-server --port 6380 --save '' --appendonly no"
+    # Compose's database, and the user and database the postgres image would have made.
+    assert {k: found["db"][k] for k in ("runtime", "port", "user", "password")} == {
+        "runtime": "postgres",
+        "port": 5432,
+        "user": "app",
+        "password": "devpass",
+    }
+    api = found["api"]
+    assert api["command"] == "uvicorn app:app --host 127.0.0.1 --port 9000"  # Compose's published port
+    # Compose's service names, as this machine reaches them; ${...} left to the env files.
+    assert api["env"] == {
+        "REDIS_URL": "redis://127.0.0.1:6380/0",
+        "DATABASE_URL": "postgresql://app:devpass@127.0.0.1:5432/app",
+    }
+    assert api["depends_on"] == {"db": "healthy", "cache": "healthy"}
+    assert (found["worker"]["command"], found["worker"]["cwd"]) == ("python -m worker", "api")
+    assert "restart" not in found["worker"]  # nothing waits for it to complete: a service that runs
+    assert found["adminer"]["docker"] == {
+        "image": "adminer:4",
+        "port": 8080,
+        "env": {"ADMINER_DEFAULT_SERVER": "127.0.0.1"},
+        "healthcheck": "wget -q -O- http://localhost:8080",
+    }
+    cfg = loaded(tmp_path)
+    assert cfg.get("db").database is not None and cfg.get("db").database.user == "app"
+    assert cfg.get("adminer").docker is not None and cfg.get("adminer").port == 8081
+
+
+def test_a_procfile_numbers_its_ports_as_foreman_does(tmp_path: Path) -> None:
+    write(tmp_path, {"Procfile": "web: gunicorn app:app --bind 127.0.0.1:$PORT\nworker: python worker.py\n# note\n"})
+    found = services(tmp_path)
+    assert found["web"] == {
+        "cwd": ".",
+        "command": "gunicorn app:app --bind 127.0.0.1:$PORT",
+        "env": {"PORT": "5000"},
+        "port": 5000,
+        "health": {"tcp": True},
+    }
+    assert found["worker"] == {"cwd": ".", "command": "python worker.py"}
+    assert loaded(tmp_path).get("web").command[:2] == ("/bin/sh", "-c")  # $PORT: through the shell
+
+
+def test_a_broken_compose_file_is_said_and_the_apps_are_still_found(tmp_path: Path) -> None:
+    write(tmp_path, {"compose.yaml": "services: [\n", "main.py": FASTAPI})
+    planned = plan(tmp_path)
+    assert [f.name for f in planned.found] == ["app"]
+    assert planned.notes == ["compose.yaml is not valid YAML (while parsing a flow node): its services were not read"]
+
+
+def test_the_aira_layout_still_gives_the_guide_s_config(tmp_path: Path) -> None:
+    from airadev.operations.init import config_text
+
+    write(tmp_path, {"voice-agent/server.py": FASTAPI, "docker-compose.yml": COMPOSE})
+    planned = plan(tmp_path)
+    assert planned.aira and planned.text == config_text(tmp_path)
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    write(tmp_path, {"main.py": FASTAPI, ".env.example": "A=\n"})
+    result = init(tmp_path, dry_run=True)
+    assert result.plan is not None and "[services.app]" in result.plan.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env.example", "main.py"]
