@@ -190,6 +190,9 @@ class Service:
     # override the file (FACTS.md), so its service sets this to false.
     load_env_files: bool = True
     env: tuple[tuple[str, str], ...] = ()
+    # Which of AiRa's env templates (env-templates/) its env file is checked against: "aira-ui",
+    # "voice-agent", "kb-updater"; "" = the app's own .env.example, if it has one.
+    template: str = ""
     port: int | None = None
     health: Probe | None = None
     depends_on: tuple[Dependency, ...] = ()

@@ -46,6 +46,7 @@ SERVICE_KEYS = (
     "watch_debounce",
     "venv",
     "description",
+    "template",
     "docker",
     "project",
     "migrations",
@@ -54,6 +55,8 @@ SERVICE_KEYS = (
     "user",
     "password",
 )
+# `template = "..."`: the AiRa service whose env template (env-templates/) its env file follows.
+AIRA_TEMPLATES = ("aira-ui", "voice-agent", "kb-updater")
 DB_KEYS = ("project", "migrations", "exclude", "database", "user", "password")
 # PostgreSQL names airadev creates (unquoted identifiers; a hyphen is quoted when created).
 SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
@@ -151,8 +154,16 @@ def parse_service(name: str, t: Table, root: Path) -> Service:
     else:
         venv = ((cwd / venv_raw).resolve(),)
 
+    template = t.get("template", str, default="")
+    if template and template not in AIRA_TEMPLATES:
+        raise t.error(
+            "template",
+            f"{show(template)} is not one of AiRa's env templates{did_you_mean(template, AIRA_TEMPLATES)}",
+            f"use one of: {', '.join(AIRA_TEMPLATES)}; or remove it (the app's own .env.example is used)",
+        )
     restart = _parse_restart(t)
     service = Service(
+        template=template,
         name=name,
         command=command,
         cwd=cwd,

@@ -108,11 +108,16 @@ def _from_compose(
 ) -> list[Found]:
     # Where each Compose service is reached from this machine: its published port on 127.0.0.1.
     hosts = {s.name: {c: h for h, c in s.ports if h} for s in declared}
+    # A stack has one local database: the PostgreSQL the others depend on (else the first);
+    # another (a test database) stays a container.
+    postgres = [s.name for s in declared if compose.POSTGRES_IMAGES.match(s.image)]
+    targets = {dep for s in declared for dep in s.depends_on}
+    database = next((n for n in postgres if n in targets), postgres[0] if postgres else None)
     native: dict[str, int] = {}
     for s in declared:
         if compose.REDIS_IMAGES.match(s.image):
             native[s.name] = next((h for h, c in s.ports if h), None) or 6379
-        elif compose.POSTGRES_IMAGES.match(s.image):
+        elif s.name == database:
             native[s.name] = next((h for h, c in s.ports if h), None) or 5432
     container_port = {"redis": 6379, "postgres": 5432}
 
@@ -139,9 +144,9 @@ def _from_compose(
         app = _app_for(s, found_apps)
         if compose.REDIS_IMAGES.match(s.image):
             found = compose.native_redis(s, root)
-        elif compose.POSTGRES_IMAGES.match(s.image):
+        elif s.name == database:
             found = compose.native_postgres(s, root)
-        elif app is not None and compose.is_server(s.command):
+        elif app is not None and compose.is_server(s.command) and id(app) not in claimed:
             claimed.add(id(app))
             published = [(h, c) for h, c in s.ports if h]
             found = app
@@ -158,7 +163,7 @@ def _from_compose(
                     f"{s.name}: Compose publishes port {published[0][0]}, the app listens on {found.keys.get('port')} "
                     "on the host: airadev uses the app's"
                 )
-        elif app is not None:
+        elif app is not None and s.command:
             keys: dict[str, object] = {"command": s.command}
             why = [f"compose service {s.name}: `{s.command}` in {app.folder.name}/, in the app's interpreter"]
             if s.name in completed:
@@ -179,7 +184,9 @@ def _from_compose(
 
 
 def _app_for(s: compose.ComposeService, found_apps: dict[Path, list[Found]]) -> Found | None:
-    if s.build is None:
+    """The app a Compose service builds: its folder's, when built from the folder's own
+    Dockerfile (a Dockerfile.playwright or .test builds something else from the same code)."""
+    if s.build is None or Path(s.build_keys.get("dockerfile", "Dockerfile")).name != "Dockerfile":
         return None
     candidates = found_apps.get(s.build, [])
     return candidates[0] if candidates else None
@@ -190,11 +197,14 @@ def _carry_env(s: compose.ComposeService, found: Found, root: Path, rewrite: Cal
     if env:
         own = found.keys.get("env")
         found.keys["env"] = {**(own if isinstance(own, dict) else {}), **env}
-    files = list(found.keys.get("env_files") or [])  # type: ignore[call-overload]
+    own_files = found.keys.get("env_files")
+    files = [str(f) for f in own_files] if isinstance(own_files, list) else []
     for name in s.env_file:
         relative = os.path.relpath(root / name, found.folder)
         if relative not in files:
             files.append(relative)
+    if left_out and (root / ".env").is_file() and os.path.relpath(root / ".env", found.folder) not in files:
+        files.append(os.path.relpath(root / ".env", found.folder))  # where Compose reads them from
     if files:
         found.keys["env_files"] = files
     if left_out:

@@ -173,10 +173,13 @@ _PORT_FLAG_RE = re.compile(r"(?:-p|--port)[ =](\d+)")
 
 
 def package_manager(folder: Path) -> tuple[str, str]:
-    """(npm | pnpm | yarn | bun, why): by lockfile, else package.json's packageManager, else npm."""
-    for name, manager in LOCKFILES:
-        if (folder / name).is_file():
-            return manager, name
+    """(npm | pnpm | yarn | bun, why): by lockfile, the folder's or, in a monorepo, its
+    workspace root's; else package.json's packageManager; else npm."""
+    monorepo = "workspaces" in _package(folder.parent) or (folder.parent / "pnpm-workspace.yaml").is_file()
+    for where in (folder, folder.parent) if monorepo else (folder,):
+        for name, manager in LOCKFILES:
+            if (where / name).is_file():
+                return manager, name if where == folder else f"../{name}"
     declared = _package(folder).get("packageManager", "")
     if isinstance(declared, str) and declared.split("@")[0] in ("npm", "pnpm", "yarn", "bun"):
         return declared.split("@")[0], "packageManager in package.json"
@@ -196,8 +199,8 @@ def node_app(folder: Path, default_port: int | None = None) -> Found | None:
     for ``python_app``."""
     package = _package(folder)
     scripts = package.get("scripts")
-    if not isinstance(scripts, dict):
-        return None
+    if not isinstance(scripts, dict) or "workspaces" in package:
+        return None  # no scripts, or a monorepo's root: its apps are in their folders
     script_name = (
         "dev" if isinstance(scripts.get("dev"), str) else "start" if isinstance(scripts.get("start"), str) else ""
     )

@@ -85,7 +85,7 @@ def select(names: Iterable[str], offline: bool) -> list[Check]:
 
 def _load_all() -> None:
     # In the order of GROUPS: registration order is the order within a group.
-    from airadev.doctor import tools, workspace, envfiles, secrets, runtime, live  # noqa: F401
+    from airadev.doctor import tools, deps, workspace, commands, envfiles, secrets, runtime, live  # noqa: F401
 
 
 def run(checks: Sequence[Check], ctx: Context) -> list[Result]:

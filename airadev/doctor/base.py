@@ -42,6 +42,9 @@ FIX_TEXT = {
     "reap": "end the {detail} processes a dead run left",
     "npm-ci": "run npm ci in {target}",
     "pip-install": "pip install -r {target}/requirements.txt with {detail}",
+    "new-venv": "create {target}/.venv and pip install -r {target}/requirements.txt there",
+    "node-install": "run {detail} in {target}",
+    "uv-sync": "run uv sync in {target}",
 }
 
 
@@ -158,7 +161,7 @@ class Context:
         found = []
         for service in config.services:
             for path in service.env_files:
-                found.append(EnvFile(service.name, path, template_for(service, path, config.tunnel.ui_service)))
+                found.append(EnvFile(service.name, path, template_for(service, path)))
         return found
 
     def relative(self, path: Path) -> str:

@@ -5,8 +5,8 @@ Messages name variables, never values: a doctor report must be safe to paste int
 
 from __future__ import annotations
 
-from airadev.doctor.base import Action, Context, Result, check, error, ok, skipped
-from airadev.doctor.templates import FORMATS, is_placeholder, jwt_payload, service_role_problem
+from airadev.doctor.base import Action, Context, EnvFile, Result, check, error, ok, skipped, warning
+from airadev.doctor.templates import FORMATS, is_placeholder, jwt_payload, looks_aira, service_role_problem
 from airadev.integrations import envfile
 
 
@@ -59,43 +59,73 @@ def required(ctx: Context) -> list[Result]:
     results = _files(ctx, "env.required") or []
     for f in ctx.env_files:
         if f.path.is_file() and f.template is None:
+            service = ctx.config.get(f.service)
+            aira = looks_aira(service)
+            hint = f'; if it is AiRa\'s {aira}, add template = "{aira}" to [services.{service.name}]' if aira else ""
             results.append(
                 skipped(
                     f"env.required:{ctx.relative(f.path)}",
-                    f"no template for {ctx.relative(f.path)} (templates fit services named "
-                    "aira-ui/ui, voice-agent/voice, kb-updater/kb, and .env.local/.env)",
+                    f"nothing to check {ctx.relative(f.path)} against: no .env.example beside it{hint}",
                 )
             )
     for f in _with_template(ctx):
-        rid = f"env.required:{ctx.relative(f.path)}"
-        missing = [v.name for v in f.template.vars if v.required and v.name not in f.values]
-        empty = [v.name for v in f.template.vars if v.required and v.name in f.values and not f.values[v.name].strip()]
-        placeholder = [
-            v.name
-            for v in f.template.vars
-            if v.required and f.values.get(v.name, "").strip() and is_placeholder(f.values[v.name])
-        ]
-        problems = (
-            ([f"missing: {', '.join(missing)}"] if missing else [])
-            + ([f"empty: {', '.join(empty)}"] if empty else [])
-            + ([f"placeholders: {', '.join(placeholder)}"] if placeholder else [])
-        )
-        if problems:
-            results.append(
-                error(
-                    rid,
-                    f"{ctx.relative(f.path)}: " + "; ".join(problems),
-                    f"fill them in (what each is for: {ctx.relative(f.template.path)})",
-                )
-            )
-        else:
-            results.append(
-                ok(
-                    rid,
-                    f"{ctx.relative(f.path)}: all {sum(v.required for v in f.template.vars)} required variables set",
-                )
-            )
+        results.append(_own_example(ctx, f) if f.template.own else _aira_template(ctx, f))
     return results
+
+
+def _aira_template(ctx: Context, f: EnvFile) -> Result:
+    rid = f"env.required:{ctx.relative(f.path)}"
+    missing = [v.name for v in f.template.vars if v.required and v.name not in f.values]
+    empty = [v.name for v in f.template.vars if v.required and v.name in f.values and not f.values[v.name].strip()]
+    placeholder = [
+        v.name
+        for v in f.template.vars
+        if v.required and f.values.get(v.name, "").strip() and is_placeholder(f.values[v.name])
+    ]
+    problems = (
+        ([f"missing: {', '.join(missing)}"] if missing else [])
+        + ([f"empty: {', '.join(empty)}"] if empty else [])
+        + ([f"placeholders: {', '.join(placeholder)}"] if placeholder else [])
+    )
+    if problems:
+        return error(
+            rid,
+            f"{ctx.relative(f.path)}: " + "; ".join(problems),
+            f"fill them in (what each is for: {ctx.relative(f.template.path)})",
+        )
+    return ok(rid, f"{ctx.relative(f.path)}: all {sum(v.required for v in f.template.vars)} required variables set")
+
+
+def _own_example(ctx: Context, f: EnvFile) -> Result:
+    """The app's own .env.example: a variable it lists that the env file lacks is an error (and
+    an empty secret: the app gets no key); a value still the example's placeholder (or the
+    example's own value of a secret, such as `changethis`) is a warning."""
+    rid = f"env.required:{ctx.relative(f.path)}"
+    example = ctx.relative(f.template.path)
+    missing = [v.name for v in f.template.vars if v.name not in f.values]
+    empty = [
+        v.name
+        for v in f.template.vars
+        if v.visibility == "secret" and v.name in f.values and not f.values[v.name].strip()
+    ]
+    unchanged = [
+        v.name
+        for v in f.template.vars
+        if (value := f.values.get(v.name, "").strip())
+        and (is_placeholder(value) or (v.visibility == "secret" and value == v.default.strip()))
+    ]
+    problems = ([f"missing: {', '.join(missing)}"] if missing else []) + (
+        [f"empty: {', '.join(empty)}"] if empty else []
+    )
+    if problems:
+        return error(rid, f"{ctx.relative(f.path)}: " + "; ".join(problems), f"set them (they are listed in {example})")
+    if unchanged:
+        return warning(
+            rid,
+            f"{ctx.relative(f.path)}: still the example's value: {', '.join(unchanged)}",
+            f"put in real values ({example} has only examples)",
+        )
+    return ok(rid, f"{ctx.relative(f.path)}: every variable of {example} is set")
 
 
 @check("env.format", "values have the expected format", requires=("workspace.config",))

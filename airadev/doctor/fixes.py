@@ -90,8 +90,8 @@ def _npm_ci(action: Action, root: Path) -> str:
 
 
 def _pip_install(action: Action, root: Path) -> str:
-    """Into the interpreter the check looked at (``action.detail``: the service's virtualenv, or
-    the python its command runs); a service with neither gets a new .venv/ in its folder."""
+    """Into the service's virtualenv the check looked at (``action.detail``); without one
+    ("new-venv"), into a new .venv/ in its folder: never into a global interpreter."""
     folder = root / action.target
     python = Path(action.detail) if action.detail else None
     if python is None or not python.exists():
@@ -111,11 +111,38 @@ def _pip_install(action: Action, root: Path) -> str:
     )
 
 
+def _node_install(action: Action, root: Path) -> str:
+    """The package manager's own frozen install (``action.detail``), in the folder of its lockfile."""
+    import shlex
+
+    argv = shlex.split(action.detail)
+    program = shutil.which(argv[0])
+    if program is None:
+        return f"{argv[0]} is not installed: nothing done"
+    done = subprocess.run(
+        [program, *argv[1:]], cwd=root / action.target, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno()
+    )
+    return f"{action.detail} in {action.target}: " + (
+        "done" if done.returncode == 0 else f"failed (exit {done.returncode})"
+    )
+
+
+def _uv_sync(action: Action, root: Path) -> str:
+    uv = shutil.which("uv")
+    if uv is None:
+        return "uv is not installed: nothing done"
+    done = subprocess.run([uv, "sync"], cwd=root / action.target, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno())
+    return f"uv sync in {action.target}: " + ("done" if done.returncode == 0 else f"failed (exit {done.returncode})")
+
+
 FIXERS: dict[str, Callable[[Action, Path], str]] = {
+    "node-install": _node_install,
+    "uv-sync": _uv_sync,
     "create-env": _create_env,
     "gitignore": _gitignore,
     "chmod": _chmod,
     "reap": _reap,
     "npm-ci": _npm_ci,
     "pip-install": _pip_install,
+    "new-venv": _pip_install,  # no interpreter given: a new .venv in the folder
 }

@@ -13,18 +13,18 @@ from airadev.config.table import valid_url
 from airadev.integrations import envfile
 from airadev.model import Service
 
-# template file → the names (or aliases) of the service it is for
-OWNERS = {
-    "aira-ui.env.local": ("aira-ui", "ui"),
-    "voice-agent.env": ("voice-agent", "voice"),
-    "kb-updater.env": ("kb-updater", "kb"),
-}
+# `template = "..."` in airadev.toml → its file in env-templates/
+AIRA = {"aira-ui": "aira-ui.env.local", "voice-agent": "voice-agent.env", "kb-updater": "kb-updater.env"}
+EXAMPLES = (".env.example", ".env.sample", ".env.template")
 
 
 @dataclass(frozen=True)
 class Template:
     path: Path
     vars: tuple[envfile.TemplateVar, ...]
+    # The app's own example (.env.example): every variable it lists is expected, its values are
+    # examples; AiRa's templates say which are required and in what format.
+    own: bool = False
 
     def get(self, name: str) -> envfile.TemplateVar | None:
         return next((v for v in self.vars if v.name == name), None)
@@ -36,15 +36,48 @@ def load(name: str) -> Template:
     return Template(path, tuple(envfile.template_vars(path)))
 
 
-def template_for(service: Service, path: Path, ui_service: str = "") -> Template | None:
-    """The template of the env file ``path`` of ``service``: matched by the service's names (or
-    [tunnel] ui_service for the UI) and the file's kind (.env.local for the UI, .env for the
-    Python services)."""
-    names = set(service.names) | ({"ui"} if ui_service and service.name == ui_service else set())
-    for name, owners in OWNERS.items():
-        if set(owners) & names and path.name == (".env.local" if name.endswith(".local") else ".env"):
-            return load(name)
+def template_for(service: Service, path: Path) -> Template | None:
+    """What the env file ``path`` of ``service`` is checked against: the AiRa template its
+    ``template`` names (for the file of that kind: .env.local for the UI, .env for the Python
+    services), else the app's own example beside the file."""
+    if service.template:
+        name = AIRA[service.template]
+        return load(name) if path.name == (".env.local" if name.endswith(".local") else ".env") else None
+    example = own_example(path)
+    if example is None:
+        return None
+    values = envfile.read(example, strict=False)
+    return Template(
+        example,
+        tuple(
+            envfile.TemplateVar(name, value, "secret" if envfile.is_secret(name) else "server", True, "", "")
+            for name, value in values.items()
+        ),
+        own=True,
+    )
+
+
+def own_example(path: Path) -> Path | None:
+    """``.env.local.example`` for ``.env.local``; else the folder's .env.example (.sample,
+    .template)."""
+    for name in (f"{path.name}.example", f"{path.name}.sample", *EXAMPLES):
+        candidate = path.with_name(name)
+        if candidate != path and candidate.is_file():
+            return candidate
     return None
+
+
+def looks_aira(service: Service) -> str:
+    """The AiRa template a service's names suggest (for a hint only: the config decides)."""
+    names = set(service.names)
+    for template, owners in (
+        ("aira-ui", {"aira-ui", "ui"}),
+        ("voice-agent", {"voice-agent", "voice"}),
+        ("kb-updater", {"kb-updater", "kb"}),
+    ):
+        if names & owners:
+            return template
+    return ""
 
 
 PLACEHOLDER = re.compile(r"^(x{3,}|your[-_ ].*|changeme|change-me|todo|<.*>|\.\.\.)$", re.IGNORECASE)

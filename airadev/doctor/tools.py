@@ -7,11 +7,11 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from airadev.doctor.base import Action, Context, Result, check, error, ok, skipped, warning
+from airadev.doctor.deps import lock_root
+from airadev.doctor.base import Context, Result, check, error, ok, skipped, warning
 
 
 def _version(argv: list[str], ctx: Context, timeout: float = 2.5) -> tuple[str | None, str]:
@@ -73,213 +73,6 @@ def npm(ctx: Context) -> Result:
     return ok("tools.npm", f"npm {version}")
 
 
-@check("tools.deps", "each service's dependencies are installed", timeout=10)
-def deps(ctx: Context) -> list[Result]:
-    config = ctx.config
-    if config is None:
-        return [skipped("tools.deps", "no valid airadev.toml")]
-    from concurrent.futures import ThreadPoolExecutor
-
-    jobs: list[tuple[Callable[[str, Any, Context], Result], str, Any]] = []
-    for service in config.services:
-        rid = f"tools.deps:{service.name}"
-        if (service.cwd / "package.json").is_file():
-            jobs.append((_node_deps, rid, service.cwd))
-        elif (service.cwd / "requirements.txt").is_file():
-            jobs.append((_python_deps, rid, service))
-    if not jobs:
-        return [ok("tools.deps", "no service declares dependencies")]
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:  # each starts an interpreter: overlap them
-        return list(pool.map(lambda job: job[0](job[1], job[2], ctx), jobs))
-
-
-def _lock_root(folder: Path) -> Path:
-    """Where npm installs for ``folder``: the nearest folder up with a package-lock.json (an npm
-    workspaces monorepo keeps one lock and one node_modules at its root), else the folder."""
-    for candidate in (folder, *list(folder.parents)[:4]):
-        if (candidate / "package-lock.json").is_file():
-            return candidate
-    return folder
-
-
-def _node_deps(rid: str, service_folder: Path, ctx: Context) -> Result:
-    folder = _lock_root(service_folder)
-    where = ctx.relative(folder)
-    action = Action("npm-ci", where, install=True)
-    lock = folder / "package-lock.json"
-    installed = folder / "node_modules" / ".package-lock.json"
-    if not (folder / "node_modules").is_dir():
-        return error(rid, f"{where}: node_modules is missing", f"cd {where} && npm ci", action)
-    if not lock.is_file():
-        return warning(
-            rid,
-            f"{where}: no package-lock.json, so installs are not reproducible",
-            f"cd {where} && npm install (then commit package-lock.json)",
-        )
-    try:
-        wanted = json.loads(lock.read_text()).get("packages", {})
-        have = json.loads(installed.read_text()).get("packages", {}) if installed.is_file() else {}
-    except (OSError, ValueError):
-        return error(
-            rid,
-            f"{where}: package-lock.json or node_modules/.package-lock.json is unreadable",
-            f"cd {where} && npm ci",
-            action,
-        )
-    stale = sorted(
-        name.removeprefix("node_modules/")
-        for name, meta in wanted.items()
-        if name.startswith("node_modules/")
-        and not meta.get("optional")
-        and have.get(name, {}).get("version") != meta.get("version")
-    )
-    if stale:
-        shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
-        return error(
-            rid,
-            f"{where}: node_modules is out of step with package-lock.json ({shown})",
-            f"cd {where} && npm ci",
-            action,
-        )
-    return ok(rid, f"{where}: node_modules matches package-lock.json")
-
-
-# Run by the service's own interpreter: is each requirement installed, at a version its
-# specifier allows, and are its modules importable (found, not imported: that would run them)?
-# Markers are evaluated there, with pip's own vendored `packaging` when nothing else is there.
-_IMPORT_CHECK = r"""
-import importlib.util, json, re, sys
-from importlib import metadata
-try:
-    from packaging.requirements import Requirement
-except ImportError:
-    try:
-        from pip._vendor.packaging.requirements import Requirement
-    except ImportError:
-        Requirement = None
-modules = {}
-for module, dists in (metadata.packages_distributions() if hasattr(metadata, "packages_distributions") else {}).items():
-    for dist in dists:
-        modules.setdefault(dist.lower().replace("_", "-"), []).append(module)
-missing, wrong, broken = [], [], []
-for line in json.loads(sys.argv[1]):
-    spec = None
-    if Requirement is not None:
-        try:
-            req = Requirement(line)
-        except Exception:
-            continue
-        if req.marker is not None and not req.marker.evaluate():
-            continue
-        name, spec = req.name, req.specifier
-    else:
-        name = re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0]
-    try:
-        version = metadata.version(name)
-    except metadata.PackageNotFoundError:
-        missing.append(name)
-        continue
-    if spec is not None and not spec.contains(version, prereleases=True):
-        wrong.append(f"{name} {version} (wants {spec})")
-    for module in modules.get(name.lower().replace("_", "-"), [])[:3]:
-        if not module.startswith("_") and importlib.util.find_spec(module) is None:
-            broken.append(name)
-            break
-print(json.dumps([missing, wrong, broken, list(sys.version_info[:3])]))
-"""
-
-
-def _requirements(path: Path, seen: set[Path] | None = None) -> list[str]:
-    """The requirement lines of a requirements file, `-r` includes followed; options, editable
-    installs and URLs are left out."""
-    seen = seen if seen is not None else set()
-    if path in seen or not path.is_file():
-        return []
-    seen.add(path)
-    found = []
-    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        include = re.match(r"^(-r|--requirement)[ =]?\s*(\S+)", line)
-        if include:
-            found.extend(_requirements(path.parent / include.group(2), seen))
-        elif not line.startswith("-") and "://" not in line:
-            found.append(line)
-    return found
-
-
-def _interpreter(service: Any, ctx: Context) -> tuple[str | None, str]:
-    """(the python the service runs with, how to call it): its virtualenv, else the python its
-    command names (directly, or through a script's #! line, as with uvicorn), else python3."""
-    from airadev.runtimes.environment import find_venv
-
-    venv = find_venv(service)  # raises for an explicit venv that is not there
-    if venv:
-        return str(venv / "bin" / "python"), ctx.relative(venv)
-    program = service.command[0] if service.command[0] != "/bin/sh" else "python3"
-    exe = program if "/" in program else shutil.which(program, path=ctx.env.get("PATH"))
-    if exe and Path(exe).name.startswith("python"):
-        return exe, f"{program} on PATH"
-    if exe:
-        try:
-            first = Path(exe).read_bytes()[:200].split(b"\n", 1)[0]
-        except OSError:
-            first = b""
-        if first.startswith(b"#!") and b"python" in first:
-            interpreter = first[2:].decode(errors="replace").split()[0]
-            return interpreter, f"{interpreter} (from {program})"
-    python3 = shutil.which("python3", path=ctx.env.get("PATH"))
-    return python3, "python3 on PATH"
-
-
-def _python_deps(rid: str, service: Any, ctx: Context) -> Result:
-    from airadev.errors import AiradevError
-
-    cwd: Path = service.cwd
-    where = ctx.relative(cwd)
-    try:
-        python, shown = _interpreter(service, ctx)
-    except AiradevError as exc:
-        return error(rid, exc.message, exc.fix)
-    if python is None:
-        return error(
-            rid,
-            f"{where}: no virtualenv and no python on PATH",
-            f"python3 -m venv {where}/.venv && {where}/.venv/bin/pip install -r {where}/requirements.txt",
-        )
-    action = Action("pip-install", where, python, install=True)
-    wanted = _requirements(cwd / "requirements.txt")
-    try:
-        done = subprocess.run(
-            [python, "-c", _IMPORT_CHECK, json.dumps(wanted)],
-            capture_output=True,
-            text=True,
-            timeout=6,
-            stdin=subprocess.DEVNULL,
-            env=dict(ctx.env),
-        )
-        missing, wrong, broken, version = json.loads(done.stdout)
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return error(rid, f"{where}: cannot run {shown}", f"recreate the virtualenv ({shown})")
-    if tuple(version) < (3, 11):
-        return error(
-            rid,
-            f"{where}: {shown} is Python {'.'.join(map(str, version))}; the services need 3.11+",
-            f"recreate the virtualenv with Python 3.11+ (python3.11 -m venv {where}/.venv)",
-        )
-    if missing or wrong or broken:
-        parts = (
-            ([f"lacks {', '.join(missing[:4])}"] if missing else [])
-            + ([f"has {', '.join(wrong[:3])}"] if wrong else [])
-            + ([f"cannot import {', '.join(broken[:3])}"] if broken else [])
-        )
-        return error(
-            rid, f"{where}: {shown} " + "; ".join(parts), f"{python} -m pip install -r {where}/requirements.txt", action
-        )
-    return ok(rid, f"{where}: {shown} has its {len(wanted)} requirements")
-
-
 @check("tools.docker-client", "the docker CLI")
 def docker_client(ctx: Context) -> Result:
     exe = shutil.which("docker", path=ctx.env.get("PATH"))
@@ -336,7 +129,7 @@ def supabase_cli(ctx: Context) -> Result:
 
     config = ctx.config
     ui = config.ui_service() if config else None
-    local = _lock_root(ui.cwd) / "node_modules" / ".bin" / "supabase" if ui else None
+    local = lock_root(ui.cwd) / "node_modules" / ".bin" / "supabase" if ui else None
     if ui is None or not (ui.cwd / "supabase" / "config.toml").is_file():
         return skipped("tools.supabase-cli", "the UI has no supabase/config.toml: Supabase is not part of this stack")
     exe = str(local) if local and local.exists() else shutil.which("supabase", path=ctx.env.get("PATH"))

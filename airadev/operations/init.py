@@ -39,6 +39,7 @@ health = { tcp = true }
 docker = { image = "redis:7-alpine", command = "redis-server --port 6379 --protected-mode no --save '' --appendonly no", port = 6379, healthcheck = "redis-cli -p 6379 ping" }
 
 [services.voice-agent]
+template = "voice-agent"  # checked by `airadev doctor` against env-templates/
 aliases = ["voice"]
 cwd = "voice-agent"
 command = "python server.py"
@@ -54,6 +55,7 @@ watch = ["."]                 # restart on code changes (venv, __pycache__, .git
 {voice_docker}
 
 [services.kb-updater]
+template = "kb-updater"
 aliases = ["kb"]
 cwd = "kb-updater"
 # airadev's own watcher replaces uvicorn's --reload; 0.0.0.0 so Supabase's containers reach it.
@@ -65,6 +67,7 @@ watch = ["."]
 {kb_docker}
 
 [services.aira-ui]
+template = "aira-ui"
 aliases = ["ui"]
 cwd = "aira-ui"
 command = "npm run dev -- -p 3000"   # always pass the port: next dev moves silently otherwise

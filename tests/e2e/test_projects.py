@@ -48,12 +48,18 @@ def test_a_single_file_fastapi_voice_app(stack: Stack) -> None:
     assert f"created {created} from its template" in result.stdout and created.stat().st_mode & 0o777 == 0o600
     text = dry.stdout
     assert '[services.app]\ncommand = "python main.py"' in text and "port = 5050" in text
+    # doctor names exactly what is missing: the secret its .env.example lists.
+    doctor = stack.cli("doctor", "--offline", "--json")
+    errors = [c for c in json.loads(doctor.stdout)["checks"] if c["status"] == "error"]
+    assert [(c["id"], c["message"]) for c in errors] == [("env.required:.env", ".env: empty: OPENAI_API_KEY")]
     # The secret, as its README says; and the port, which main.py reads from PORT (5050 taken
     # here is no failure of airadev's: the test keeps clear of whatever runs on this machine).
     port = free_port()
     created.write_text(f"OPENAI_API_KEY=sk-test-{'x' * 40}\nPORT={port}\n")
     assert stack.cli("init", "--force", str(stack.root)).returncode == 0  # the port, read again from .env
     assert f"port = {port}" in (stack.root / "airadev.toml").read_text()
+    doctor = stack.cli("doctor", "--offline")
+    assert doctor.returncode == 0, doctor.stdout
     up = stack.up()
     assert up.returncode == 0, up.stderr
     assert stack.service("app")["state"] == "healthy"
@@ -97,6 +103,8 @@ def test_a_fastapi_and_nextjs_template_with_compose_uv_pnpm_and_a_prestart_task(
     assert f'command = "pnpm run dev -p {ports[3000]}"' in config
     assert f'command = "uvicorn app.main:app --host 127.0.0.1 --port {ports[8000]}"' in config
 
+    doctor = stack.cli("doctor", "--offline")
+    assert doctor.returncode == 0, doctor.stdout  # nothing to edit: its secrets are in its .env
     up = stack.up(timeout=240)
     assert up.returncode == 0, up.stderr + up.stdout
     services = json.loads(stack.cli("status", "--json").stdout)["services"]

@@ -74,6 +74,7 @@ def demo_stack(root: Path, extra: str = "") -> Iterator[Demo]:
         toml[: toml.index("[services.aira-ui]")]
         + f"""[services.aira-ui]
 aliases = ["ui"]
+template = "aira-ui"
 cwd = "aira-ui"
 command = {toml_list(fake("ui_stub.py", ".env.local"))}
 env_files = [".env.local"]

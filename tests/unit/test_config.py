@@ -371,6 +371,8 @@ def test_init_template_is_valid(tmp_path: Path) -> None:
     assert cfg.get("ui").load_env_files is False
     assert cfg.get("voice").watch and cfg.get("kb").watch and not cfg.get("ui").watch
     assert cfg.get("redis").docker is not None and cfg.get("ui").docker is None
+    # Each AiRa service says which of AiRa's env templates doctor checks it against.
+    assert [cfg.get(n).template for n in ("redis", "voice", "kb", "ui")] == ["", "voice-agent", "kb-updater", "aira-ui"]
 
 
 def test_init_builds_each_python_service_from_its_own_dockerfile_or_the_guide_s(tmp_path: Path) -> None:
@@ -467,3 +469,9 @@ def test_postgres_database_user_and_password(tmp_path: Path) -> None:
     (tmp_path / "supabase" / "config.toml").write_text("")
     err = error_of(tmp_path, '[services.db]\nruntime = "supabase"\nuser = "app"\n')
     assert 'applies only to runtime = "postgres"' in str(err)
+
+
+def test_template_names_one_of_airas(tmp_path: Path) -> None:
+    err = error_of(tmp_path, '[services.voice]\ncommand = "x"\ntemplate = "voice"\n')
+    assert 'services.voice.template: "voice" is not one of AiRa\'s env templates' in str(err)
+    assert "voice-agent" in err.fix

@@ -239,3 +239,40 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     result = init(tmp_path, dry_run=True)
     assert result.plan is not None and "[services.app]" in result.plan.text
     assert sorted(p.name for p in tmp_path.iterdir()) == [".env.example", "main.py"]
+
+
+def test_what_real_templates_showed(tmp_path: Path) -> None:
+    """Found trying init on public FastAPI + frontend templates: a monorepo root's package.json
+    is no app and its lockfile is its apps'; a second PostgreSQL (a test database) stays a
+    container, as a stack has one local database; a Dockerfile.playwright built from an app's
+    folder is not that app; ${...} in Compose's environment comes from the project's .env."""
+    compose_text = """
+services:
+  db: {image: "postgres:17", ports: ["5432:5432"]}
+  db_test: {image: "postgres:17", ports: ["5433:5432"]}
+  backend:
+    build: {context: ., dockerfile: backend/Dockerfile}
+    environment: {SECRET_KEY: "${SECRET_KEY:?Variable not set}"}
+    depends_on: [db]
+  playwright:
+    build: {context: ., dockerfile: frontend/Dockerfile.playwright}
+    ports: ["9323:9323"]
+"""
+    write(
+        tmp_path,
+        {
+            "compose.yml": compose_text,
+            ".env": "SECRET_KEY=changethis\n",
+            "package.json": '{"workspaces": ["frontend"], "scripts": {"dev": "bun run --filter frontend dev"}}',
+            "bun.lock": "",
+            "frontend/package.json": '{"scripts": {"dev": "vite"}}',
+            "backend/app/__init__.py": "",
+            "backend/app/main.py": FASTAPI,
+        },
+    )
+    found = services(tmp_path)
+    assert list(found) == ["db", "db_test", "backend", "playwright", "frontend"]
+    assert found["db_test"]["runtime"] == "docker" and found["playwright"]["runtime"] == "docker"
+    assert found["backend"]["env_files"] == ["../.env"]
+    assert found["frontend"]["command"] == "bun run dev --port 5173 --strictPort"
+    assert loaded(tmp_path).get("db").database is not None

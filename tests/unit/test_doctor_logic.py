@@ -255,13 +255,20 @@ def test_formats(fmt: str, good: str, bad: str) -> None:
     assert test(good) and not test(bad)
 
 
-def test_templates_fit_services_by_name_alias_and_file(tmp_path: Path) -> None:
-    voice = Service(name="agent", aliases=("voice",), command=("x",), cwd=tmp_path)
+def test_aira_templates_apply_by_the_config_and_an_app_s_own_example_otherwise(tmp_path: Path) -> None:
+    voice = Service(name="agent", aliases=("voice",), command=("x",), cwd=tmp_path, template="voice-agent")
     template = template_for(voice, tmp_path / ".env")
-    assert template is not None and template.path.name == "voice-agent.env"
+    assert template is not None and template.path.name == "voice-agent.env" and not template.own
     assert template.get("TWILIO_AUTH_TOKEN") is not None and template.get("NOPE") is None
     assert template_for(voice, tmp_path / ".env.local") is None, "the Python services' file is .env"
-    web = Service(name="web", command=("x",), cwd=tmp_path)
-    assert template_for(web, tmp_path / ".env.local") is None
-    ui = template_for(web, tmp_path / ".env.local", ui_service="web")
-    assert ui is not None and ui.path.name == "aira-ui.env.local"
+    # Named like AiRa's, but not said to be: AiRa's template does not apply (a voice app of
+    # someone else's has its own variables).
+    other = Service(name="voice", command=("x",), cwd=tmp_path)
+    assert template_for(other, tmp_path / ".env") is None
+    (tmp_path / ".env.example").write_text("OPENAI_API_KEY=\nPORT=5050\n")
+    own = template_for(other, tmp_path / ".env")
+    assert own is not None and own.own and own.path == tmp_path / ".env.example"
+    assert [(v.name, v.visibility) for v in own.vars] == [("OPENAI_API_KEY", "secret"), ("PORT", "server")]
+    (tmp_path / ".env.local.example").write_text("A=1\n")  # the file's own example comes first
+    local = template_for(other, tmp_path / ".env.local")
+    assert local is not None and local.path.name == ".env.local.example"
