@@ -197,6 +197,7 @@ class Service:
     health: Probe | None = None
     depends_on: tuple[Dependency, ...] = ()
     restart: Restart = field(default_factory=Restart)
+    restart_given: bool = True  # airadev.toml says how it restarts (a task's default differs)
     stop_signal: int = 15
     stop_grace: float = 10.0
     watch: tuple[Path, ...] = ()

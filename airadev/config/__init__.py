@@ -18,7 +18,16 @@ from airadev.config.service import parse_service
 from airadev.config.table import NAME_RE, RESERVED_NAMES, Table, service_ref, show
 from airadev.config.table import parse_size, split_command  # noqa: F401  (part of this API)
 from airadev.errors import ConfigError, did_you_mean
-from airadev.model import Config, LogSettings, Service, TunnelSettings, TwilioSettings
+from airadev.model import (
+    Condition,
+    Config,
+    LogSettings,
+    Restart,
+    RestartPolicy,
+    Service,
+    TunnelSettings,
+    TwilioSettings,
+)
 from airadev.workspace import CONFIG_NAME, find_root, parse_duration  # noqa: F401  (part of this API)
 
 TOP_KEYS = ("services", "logs", "tunnel", "twilio")
@@ -171,6 +180,16 @@ def _resolve_dependencies(services: list[Service], file: Path) -> list[Service]:
                 )
             deps.append(dataclasses.replace(dep, name=canonical[dep.name]))
         resolved.append(dataclasses.replace(service, depends_on=tuple(deps)))
+    # A task others wait to complete (a migration) is not run again when it fails, unless its
+    # restart says so: Compose's service_completed_successfully, and a failed migration's lines
+    # stay the last ones.
+    tasks = {d.name for s in resolved for d in s.depends_on if d.condition is Condition.COMPLETED}
+    resolved = [
+        dataclasses.replace(s, restart=Restart(policy=RestartPolicy.NO))
+        if s.name in tasks and not s.restart_given
+        else s
+        for s in resolved
+    ]
     from airadev.graph import find_cycle
 
     cycle = find_cycle({s.name: [d.name for d in s.depends_on] for s in resolved})

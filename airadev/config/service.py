@@ -164,6 +164,7 @@ def parse_service(name: str, t: Table, root: Path) -> Service:
     restart = _parse_restart(t)
     service = Service(
         template=template,
+        restart_given=t.has("restart"),
         name=name,
         command=command,
         cwd=cwd,

@@ -137,7 +137,7 @@ class ControlServer:
         deadline = time.monotonic() + timeout
         while True:
             changed = self.sup.changed
-            if unit.state.ready or unit.state.failed or unit.state is State.STOPPED:
+            if unit.ready or unit.state.failed or unit.state is State.STOPPED:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:

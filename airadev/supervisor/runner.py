@@ -29,7 +29,7 @@ from airadev.supervisor.control_server import ControlServer
 from airadev.supervisor.dependencies import Dependencies
 from airadev.supervisor.output import Output
 from airadev.supervisor.unit import NullObserver, Observer, Unit, backoff_delay, describe_exit
-from airadev.supervisor.unit import restarts_after, summarize
+from airadev.supervisor.unit import exit_message, is_one_shot, restarts_after, summarize
 from airadev.supervisor.watch import watch_for_restarts
 from airadev.supervisor.watchdog import CREATED, CREATING, Watchdog
 from airadev.runtimes.environment import service_env, stack_env, stack_secrets
@@ -61,7 +61,7 @@ class Supervisor:
         self.rng = rng or random.Random()
         deps = {s.name: [d.name for d in s.depends_on] for s in config.services}
         self.graph = {n: deps[n] for n in graph.closure(deps, names)}
-        self.units = {n: Unit(config.get(n)) for n in self.graph}
+        self.units = {n: Unit(config.get(n), one_shot=is_one_shot(config.get(n), config)) for n in self.graph}
         self.redact = logstore.Redactor(stack_secrets(config))
         self.clock = logstore.Clock()
         self.output = Output(self.redact, self.clock, self.observer, self._log_matched)
@@ -262,7 +262,7 @@ class Supervisor:
             return False
         if unit.stop_requested or unit.restart_requested:
             return False
-        self.event(unit.name, f"exited: {describe_exit(code)}", "warning" if code else "info")
+        self.event(unit.name, exit_message(unit, code), "warning" if code else "info")
         restart = restarts_after(unit.service.restart.policy, code)
         if restart:
             self._set_state(unit, State.RESTARTING, describe_exit(code))
@@ -395,14 +395,14 @@ class Supervisor:
             self.dependencies.restart_after(unit)
         now = time.monotonic()
         own = now - (unit.started_at or now)
-        if unit.ready_at is None:
+        if unit.ready_at is None and not unit.one_shot:  # a task: once it has completed
             unit.ready_at = now
         if unit.state is not State.RUNNING:
             self.event(unit.name, f"ready in {own:.2f}s")
         self._check_all_ready()
 
     def _check_all_ready(self) -> None:
-        if self.summary is not None or not all(u.state.ready for u in self.units.values()):
+        if self.summary is not None or not all(u.ready for u in self.units.values()):
             return
         self.summary = summarize(self.units, self.graph, self.t0)
         self.phase = "ready"

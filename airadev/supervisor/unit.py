@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from airadev import logstore, reaper
 from airadev.graph import critical_path
-from airadev.model import Condition, RestartPolicy, Service, State
+from airadev.model import Condition, Config, RestartPolicy, Service, State
 from airadev.runtimes import Instance
 from airadev.status import ReadySummary
 
@@ -97,6 +97,13 @@ class Unit:
     runtime_info: dict[str, Any] = field(default_factory=dict)  # the last instance's info()
     fix: str = ""  # how to fix why it could not start (shown by `up -d`)
     fatal: str = ""  # why the last instance can never become ready (a broken migration)
+    # A task (a migration, a prestart script): ready when it has completed, not while it runs
+    # (`one_shot`); its ready time in the summary is its real run time.
+    one_shot: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.state is State.COMPLETED if self.one_shot else self.state.ready
 
     @property
     def name(self) -> str:
@@ -154,6 +161,23 @@ def changed_files(paths: list[Path], base: Path) -> str:
     """The files a watch restart names: the first three, relative to the service's folder."""
     shown = ", ".join(relative(p, base) for p in paths[:3])
     return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
+def is_one_shot(service: Service, config: Config) -> bool:
+    """A task: something waits for it to complete (`depends_on = { NAME = "completed" }`), or it is
+    never restarted and has no port and no health probe to be ready by."""
+    if any(
+        d.name == service.name and d.condition is Condition.COMPLETED for s in config.services for d in s.depends_on
+    ):
+        return True
+    return service.restart.policy is RestartPolicy.NO and service.port is None and service.health is None
+
+
+def exit_message(unit: Unit, code: int) -> str:
+    """What the log says when an instance exits; a task that completed, how long it ran."""
+    if unit.one_shot and code == 0:
+        return f"completed in {time.monotonic() - (unit.started_at or time.monotonic()):.2f}s"
+    return f"exited: {describe_exit(code)}"
 
 
 def summarize(units: Mapping[str, Unit], graph: Mapping[str, list[str]], t0: float) -> ReadySummary:

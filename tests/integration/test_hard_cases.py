@@ -219,3 +219,32 @@ restart = "no"
         for p in stack.stack_processes()
         if reaper.alive(p) and p != stack.state()["supervisor_pid"] and p != stack.state()["reaper_pid"]
     ]
+
+
+def test_a_one_shot_task_is_ready_once_it_completes_and_restart_waits_for_it(stack: Stack) -> None:
+    """A prestart task (migrations, then the first data): what depends on it starts once it has
+    completed, the ready summary counts its real run time (not its first 0.4 s), and
+    `airadev restart TASK` answers when it has completed (0) or failed (1, its last lines)."""
+    flag = stack.root / "broken"
+    task = f"sleep 1.5; if [ -e {flag} ]; then echo 'migration 7 failed: relation exists'; exit 3; fi; echo migrated"
+    stack.write(f"""
+[services.prestart]
+command = {toml_list(["sh", "-c", task])}
+[services.api]
+command = {toml_list(fake("printer.py", "--tag", "api-up", "--lines", "1"))}
+health = {{ log = "api-up" }}
+depends_on = {{ prestart = "completed" }}
+""")
+    assert stack.up().returncode == 0
+    status = json.loads(stack.cli("status", "--json").stdout)
+    assert status["services"]["prestart"]["state"] == "completed"
+    ready = {s["name"]: s for s in status["summary"]["services"]}
+    assert ready["prestart"]["own_time"] >= 1.5 and ready["api"]["ready_after"] >= ready["prestart"]["ready_after"]
+    assert status["summary"]["critical_path"] == ["prestart", "api"]
+    assert "prestart: completed in" in stack.log("airadev")
+    again = stack.cli("restart", "prestart")
+    assert again.returncode == 0 and again.stdout.startswith("prestart: completed"), again.stdout + again.stderr
+    flag.touch()
+    failed = stack.cli("restart", "prestart")
+    assert failed.returncode == 1 and "prestart is failed" in failed.stderr
+    assert "migration 7 failed: relation exists" in failed.stderr
