@@ -99,6 +99,16 @@ def _config():
     return load(_root())
 
 
+def _duration(option: str, text: str) -> float:
+    """A duration option: "90s", "5m", "1.5s", or plain seconds."""
+    from airadev.workspace import parse_duration
+
+    seconds = parse_duration(text) if not text.replace(".", "", 1).isdigit() else float(text)
+    if seconds is None or seconds <= 0:
+        raise UsageError(f"{option} {text}: not a duration", f"write it like {option} 90s, {option} 5m or {option} 120")
+    return seconds
+
+
 def _paths():
     from airadev.state import Paths
 
@@ -115,7 +125,9 @@ def up(
         None, help="Services to start (aliases work); with what they depend on. Default: all."
     ),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; return once all are ready."),
-    timeout: float = typer.Option(300, "--timeout", help="With --detach: give up waiting after this many seconds."),
+    timeout: str = typer.Option(
+        "300s", "--timeout", help="With --detach (or on a running stack): how long to wait, e.g. 90s, 5m."
+    ),
     tunnel: bool = typer.Option(False, "--tunnel", help="Also open the ngrok tunnel once the voice agent is ready."),
     domain: Optional[str] = typer.Option(None, "--domain", help="With --tunnel: a reserved ngrok domain."),
     region: Optional[str] = typer.Option(None, "--region", help="With --tunnel: the ngrok region."),
@@ -125,11 +137,34 @@ def up(
     ),
     build: bool = typer.Option(False, "--build", help="Build the containers' images (docker.build) before starting."),
 ) -> None:
-    """Start the stack in dependency order, health-checked, with one log stream; Ctrl-C stops it all."""
+    """Start the stack in dependency order, health-checked, with one log stream; Ctrl-C stops it all.
+    On a running stack: apply a changed airadev.toml (restart what changed, start what is new,
+    stop what was removed) and wait until it is ready."""
     from airadev.model import Runtime
     from airadev.operations import up as op
+    from airadev.operations.logs import running
 
     config = _config()
+    wait = _duration("--timeout", timeout)
+    if running(_paths()):
+        if runtime is not None or build or tunnel:
+            raise UsageError(
+                "the stack is running: --runtime, --build and --tunnel apply to a new run",
+                "run `airadev down` first, or `airadev tunnel` for a tunnel",
+            )
+        applied = op.apply_running(config, op.select(config, services or []), wait)
+        for what, names in (
+            ("started", applied.started),
+            ("restarted", applied.restarted),
+            ("stopped", applied.stopped),
+        ):
+            if names:
+                render.info(f"{what}: {', '.join(names)}")
+        if not (applied.started or applied.restarted or applied.stopped):
+            render.info("the stack is running and airadev.toml has not changed: nothing to do")
+        elif applied.summary:
+            render.info(f"all {len(applied.summary['services'])} services ready")
+        return
     if runtime is not None:
         if runtime not in ("docker", "process"):
             raise UsageError(f"--runtime {runtime}: unknown", "use --runtime docker (or leave it out)")
@@ -140,7 +175,7 @@ def up(
     tunnel_options = {"domain": domain or "", "region": region or "", "keep": keep} if tunnel else None
     if detach:
         started = op.start_detached(
-            config, names, timeout=timeout, tunnel=tunnel_options, runtime=runtime or "", build=build
+            config, names, timeout=wait, tunnel=tunnel_options, runtime=runtime or "", build=build
         )
         for note in started.notes:
             render.warn(note)
@@ -168,6 +203,7 @@ def up(
             tunnel=tunnel_options,
             on_ready_to_start=announce,
             build=build,
+            runtime=runtime or "",
         )
     finally:
         console.close()
@@ -235,7 +271,7 @@ def _print_summary(summary: dict[str, Any] | None) -> None:
 @app.command()
 @handled
 def down(
-    timeout: float = typer.Option(120, "--timeout", help="Seconds to wait for everything to stop."),
+    timeout: str = typer.Option("120s", "--timeout", help="How long to wait for everything to stop, e.g. 60s, 2m."),
     volumes: bool = typer.Option(False, "--volumes", help="Also delete the local database's data (asks first)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="With --volumes: do not ask."),
 ) -> None:
@@ -247,7 +283,7 @@ def down(
             raise UsageError("--volumes deletes the local database's data", "add --yes to confirm")
         if not typer.confirm("Delete the local database's data (tables, rows, storage)?", default=False):
             raise typer.Exit(EXIT_FAILED)
-    result = manage.down(_paths(), timeout=timeout, volumes=volumes)
+    result = manage.down(_paths(), timeout=_duration("--timeout", timeout), volumes=volumes)
     if result.stopped:
         render.info(f"stopped {len(result.stopped)} services: {', '.join(result.stopped)}")
     if result.dead_run:
@@ -271,11 +307,17 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object (
     """Each service's state, pid, port, health, uptime, restarts, CPU and memory. Exit 3 if nothing runs."""
     from airadev.operations import manage
 
-    status = manage.status(_paths())
+    from airadev.config import digest
+
+    paths = _paths()
+    status = manage.status(paths)
+    changed = bool(status.config_digest) and status.config_digest != digest(paths.root)
     if as_json:
-        render.json_out(status.to_json())
-    else:
-        render.status(status)
+        render.json_out({**status.to_json(), "config_changed": changed})
+        return
+    render.status(status)
+    if changed:
+        render.warn("airadev.toml changed since up: `airadev up` applies it (restarting what changed)")
 
 
 @app.command()
@@ -362,10 +404,11 @@ def _service_command(op: str, name: str, wait: float) -> None:
 @handled
 def restart(
     service: str = typer.Argument(..., help="The service (or alias) to restart."),
-    wait: float = typer.Option(120, "--wait", help="Seconds to wait for it to be ready again."),
+    wait: str = typer.Option("120s", "--wait", help="How long to wait for it to be ready again (a task: to complete)."),
 ) -> None:
-    """Restart one service of the running stack and wait until it is ready again."""
-    _service_command("restart", service, wait)
+    """Restart one service of the running stack and wait until it is ready again (a one-shot
+    task: until it has completed; exit 1 with its last lines if it fails)."""
+    _service_command("restart", service, _duration("--wait", wait))
 
 
 @app.command()
@@ -379,10 +422,10 @@ def stop(service: str = typer.Argument(..., help="The service (or alias) to stop
 @handled
 def start(
     service: str = typer.Argument(..., help="The service (or alias) to start again."),
-    wait: float = typer.Option(120, "--wait", help="Seconds to wait for it to be ready."),
+    wait: str = typer.Option("120s", "--wait", help="How long to wait for it to be ready, e.g. 90s, 2m."),
 ) -> None:
     """Start a stopped service of the running stack again."""
-    _service_command("start", service, wait)
+    _service_command("start", service, _duration("--wait", wait))
 
 
 # --- tunnel ------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class Op(enum.StrEnum):
     RESTART = "restart"  # with "service" and "wait"
     STOP = "stop"
     START = "start"
+    APPLY = "apply"  # with "services": airadev.toml read again and applied (reload.apply)
 
 
 class TunnelAction(enum.StrEnum):

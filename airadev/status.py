@@ -200,6 +200,7 @@ class StackStatus(NamedTuple):
     phase: str  # starting, ready, failed, stopping, stopped
     failure: Failure | None = None
     summary: ReadySummary | None = None
+    config_digest: str = ""  # airadev.toml as the run applied it (supervisor.reload.digest)
     docker_host: str = ""
     containers_left: bool = False  # a container could not be removed: the next `up`/`down` does it
     supabase_left: bool = False  # `supabase stop` did not run or failed: the next `up`/`down` runs it
@@ -219,6 +220,7 @@ class StackStatus(NamedTuple):
             "phase": self.phase,
             "failure": self.failure.to_json() if self.failure else None,
             "summary": self.summary.to_json() if self.summary else None,
+            "config_digest": self.config_digest,
             "docker_host": self.docker_host,
             "containers_left": self.containers_left,
             "supabase_left": self.supabase_left,
@@ -240,6 +242,7 @@ class StackStatus(NamedTuple):
             phase=str(data.get("phase", "")),
             failure=Failure.from_json(failure) if failure else None,
             summary=ReadySummary.from_json(summary) if summary else None,
+            config_digest=str(data.get("config_digest") or ""),
             docker_host=str(data.get("docker_host") or ""),
             containers_left=bool(data.get("containers_left")),
             supabase_left=bool(data.get("supabase_left")),

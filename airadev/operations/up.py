@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airadev.errors import AiradevError, UsageError, did_you_mean
 from airadev.model import Config, Runtime
 from airadev.state import AlreadyRunning, Lock, Paths, new_marker, read_state, supervisor_alive
-from airadev import graph, logstore
+from airadev import control, graph, logstore
 from airadev.ports import port_holder, port_in_use
 from airadev.supervisor.leftovers import reap_leftovers
 
@@ -228,6 +229,7 @@ def run_foreground(
     tunnel: dict[str, Any] | None = None,
     on_ready_to_start: Callable[[list[str]], None] | None = None,
     build: bool = False,
+    runtime: str = "",
 ) -> str:
     """Run the supervisor in this process until it is stopped; returns why it stopped."""
     import asyncio
@@ -241,6 +243,7 @@ def run_foreground(
         supervisor = Supervisor(
             config, names, observer=observer, marker=new_marker(config.root), colour=colour, tunnel=tunnel, build=build
         )
+        supervisor.runtime_override = runtime
         reason = asyncio.run(supervisor.run())
         if supervisor.internal_error:
             raise AiradevError(
@@ -299,6 +302,46 @@ def start_detached(
             )
     # Our copy of the lock is released on leaving the block; the daemon holds its own.
     return _wait_ready(paths, daemon, marker, names, ground.notes(), timeout)
+
+
+@dataclass(frozen=True)
+class Applied:
+    started: list[str]
+    restarted: list[str]
+    stopped: list[str]
+    summary: dict[str, Any] | None = None
+
+
+def apply_running(config: Config, requested: Sequence[str], timeout: float) -> Applied:
+    """`up` on a running stack: the supervisor reads airadev.toml again and applies it (changed
+    services restarted, new ones started, removed ones stopped); this waits until the stack is
+    ready again, or says which service failed. ``config`` was loaded here first: a file that
+    does not load changes nothing."""
+    from airadev.operations.manage import request
+
+    paths = Paths(config.root)
+    answer = request(paths, control.Op.APPLY, services=list(requested), timeout=60)
+    applied = Applied(answer["started"], answer["restarted"], answer["stopped"])
+    if not (applied.started or applied.restarted):
+        return applied
+    deadline = time.monotonic() + timeout
+    while True:
+        state = read_state(paths) or {}
+        if state.get("phase") == "ready":
+            return dataclasses.replace(applied, summary=state.get("summary"))
+        if state.get("phase") == "failed":
+            failure = state["failure"]
+            lines = logstore.tail(paths.log(failure["service"]), 15)
+            raise AiradevError(
+                f"{failure['service']} is {failure['state']}: {failure['message']}",
+                f"see `airadev logs {failure['service']}`; the rest of the stack is still running",
+                details=_show_lines(failure["service"], lines),
+            )
+        if not supervisor_alive(state):
+            raise AiradevError("the stack stopped while the change was applied", "`airadev up` starts it again")
+        if time.monotonic() > deadline:
+            raise _timed_out(paths, state, timeout)
+        time.sleep(0.02)
 
 
 def _wait_ready(

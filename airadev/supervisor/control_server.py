@@ -89,6 +89,11 @@ class ControlServer:
             return await self._tunnel(request)
         if self.sup.stopping:
             raise AiradevError("the stack is stopping", "start it again with `airadev up`")
+        if op is Op.APPLY:
+            from airadev.supervisor import reload
+
+            requested = [str(n) for n in request.get("services") or []]
+            return await reload.apply(self.sup, reload.load(self.sup), requested)
         unit = self._unit(str(request.get("service", "")))
         if op is Op.STOP:
             await self.sup.stop_unit(unit)

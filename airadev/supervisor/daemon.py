@@ -34,6 +34,7 @@ def main() -> None:
         config = config.with_runtime(Runtime(args.runtime))
     tunnel = json.loads(args.tunnel) if args.tunnel else None
     supervisor = Supervisor(config, args.services.split(","), marker=args.marker, tunnel=tunnel, build=args.build)
+    supervisor.runtime_override = args.runtime
     try:
         asyncio.run(supervisor.run())
     finally:

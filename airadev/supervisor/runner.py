@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from airadev.config import digest as config_digest
 from airadev.errors import AiradevError
 from airadev.model import Config, ProbeKind, State
 from airadev.state import Paths, write_json_atomic
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 
 
 class Supervisor:
+    runtime_override = ""  # `up --runtime docker`: kept when `up` applies a changed airadev.toml
+    config_digest = ""  # of airadev.toml as this run applied it (reload.digest): `status` tells a change
+
     def __init__(
         self,
         config: Config,
@@ -107,8 +111,7 @@ class Supervisor:
     # --- the run ----------------------------------------------------------------------------
 
     def _on_loop(self, fn: Any) -> Any:
-        """``fn`` made callable from a runtime's worker thread: it runs on the loop, which owns
-        the logs and the redactor (in call order, so a secret is hidden before output after it)."""
+        """``fn`` callable from worker threads: run on the loop (owner of logs and redactor), in order."""
 
         def call(*args: Any) -> None:
             loop = self._loop
@@ -124,6 +127,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         self._loop, self._loop_thread = loop, threading.get_ident()
         self.paths.ensure()
+        self.config_digest = config_digest(self.config.root)
         self.open_logs()
         self.watchdog.start(
             self.marker,
@@ -155,8 +159,7 @@ class Supervisor:
         return self.exit_reason
 
     def spawn_task(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        """A task whose unexpected exception stops the whole stack: a bug in airadev must not
-        leave services running unwatched."""
+        """A task whose unexpected exception stops the stack (a bug must not leave services unwatched)."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         task.add_done_callback(self._task_done)
         return task
@@ -211,8 +214,7 @@ class Supervisor:
     # --- lifecycle of one service -------------------------------------------------------------
 
     async def _lifecycle(self, unit: Unit) -> None:
-        """The one task that starts instances of a service, one after another, until the
-        service is stopped or settles (completed, failed, crash-loop, blocked)."""
+        """The one task starting a service's instances in turn until it is stopped or settles."""
         while not unit.stop_requested:
             # Every start, restarts too, waits for what the service depends on.
             if not await self.dependencies.wait_for(unit) or unit.stop_requested:
@@ -275,8 +277,7 @@ class Supervisor:
         return restart
 
     async def _backoff(self, unit: Unit, code: int) -> bool:
-        """Wait out the backoff before a restart; False when the service is left stopped
-        (crash-loop, or a stop request)."""
+        """Wait out the backoff before a restart; False when left stopped (crash-loop, a stop)."""
         policy = unit.service.restart
         ran = time.monotonic() - (unit.started_at or time.monotonic())
         if ran >= policy.reset_after:
@@ -431,8 +432,7 @@ class Supervisor:
         return self._shutdown.is_set()
 
     async def wait_or_stop(self, future: asyncio.Future[Any], timeout: float) -> bool:
-        """Wait for ``future`` at most ``timeout`` seconds, or until the stack stops; True if it
-        completed."""
+        """Wait for ``future`` at most ``timeout`` seconds, or until the stack stops; True if done."""
         stop = asyncio.ensure_future(self._shutdown.wait())
         try:
             await asyncio.wait({future, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -32,6 +32,7 @@ def of(sup: Supervisor, usage: dict[str, Usage] | None = None) -> StackStatus:
         phase=sup.phase,
         failure=sup.failure,
         summary=sup.summary,
+        config_digest=sup.config_digest,
         docker_host=sup.docker_host,
         containers_left=bool(stop_options.get("containers_left")),
         supabase_left=bool(stop_options.get("supabase_left") or (sup.unclean and sup.supabase_stop)),

@@ -182,14 +182,38 @@ def stack_cli(stack: Stack) -> list[str]:
     return [sys.executable, "-m", "airadev", "--workspace", str(stack.root)]
 
 
-def test_second_up_refuses_and_names_the_first(stack: Stack) -> None:
-    stack.write(f"[services.a]\ncommand = {toml_list(fake('printer.py'))}\n")
+def test_up_on_a_running_stack_applies_a_changed_config_as_compose_does(stack: Stack) -> None:
+    """Compose's behaviour: `up` on a running stack restarts what changed, starts what is new,
+    stops what was removed, and leaves the rest running (same pid); `status` says when the file
+    changed since; a file that does not load changes nothing."""
+    head = f"[services.a]\ncommand = {toml_list(fake('printer.py', '--env', 'COLOUR'))}\nenv = {{ COLOUR = 'red' }}\n"
+    keep = f"[services.keep]\ncommand = {toml_list(fake('printer.py'))}\n"
+    gone = f"[services.gone]\ncommand = {toml_list(fake('printer.py'))}\n"
+    stack.write(head + keep + gone)
     assert stack.up().returncode == 0
-    pid = stack.state()["supervisor_pid"]
+    supervisor, kept = stack.state()["supervisor_pid"], stack.service("keep")["pid"]
     again = stack.cli("up", "--detach")
-    assert again.returncode == 1
-    assert f"airadev is already running this workspace (supervisor pid {pid})" in again.stderr
-    assert stack.state()["supervisor_pid"] == pid
+    assert again.returncode == 0 and "airadev.toml has not changed: nothing to do" in again.stdout
+    assert json.loads(stack.cli("status", "--json").stdout)["config_changed"] is False
+    new = f"[services.new]\ncommand = {toml_list(fake('printer.py'))}\ndepends_on = {{ a = 'started' }}\n"
+    stack.write(head.replace("'red'", "'blue'") + keep + new)
+    assert json.loads(stack.cli("status", "--json").stdout)["config_changed"] is True
+    assert "airadev.toml changed since up: `airadev up` applies it" in stack.cli("status").stderr
+    (stack.root / "airadev.toml").write_text("[services.a\n")  # a broken file: nothing happens
+    broken = stack.cli("up", "--detach")
+    assert broken.returncode == 2 and set(stack.state()["services"]) == {"a", "keep", "gone"}
+    stack.write(head.replace("'red'", "'blue'") + keep + new)
+    applied = stack.cli("up", "--detach")
+    assert applied.returncode == 0, applied.stderr
+    assert "started: new" in applied.stdout and "restarted: a" in applied.stdout and "stopped: gone" in applied.stdout
+    state = stack.state()
+    assert state["supervisor_pid"] == supervisor and set(state["services"]) == {"a", "keep", "new"}
+    assert state["services"]["keep"]["pid"] == kept, "an unchanged service keeps running"
+    wait_for(lambda: "COLOUR is blue" in stack.log("a"), what="a restarted with its new env")
+    assert json.loads(stack.cli("status", "--json").stdout)["config_changed"] is False
+    # --runtime, --build, --tunnel belong to a new run.
+    refused = stack.cli("up", "--detach", "--build")
+    assert refused.returncode != 0 and "apply to a new run" in refused.stderr
 
 
 def test_port_held_by_a_stranger_stops_up_before_anything_starts(stack: Stack) -> None:
