@@ -317,10 +317,8 @@ def apply_running(config: Config, requested: Sequence[str], timeout: float) -> A
     services restarted, new ones started, removed ones stopped); this waits until the stack is
     ready again, or says which service failed. ``config`` was loaded here first: a file that
     does not load changes nothing."""
-    from airadev.operations.manage import request
-
     paths = Paths(config.root)
-    answer = request(paths, control.Op.APPLY, services=list(requested), timeout=60)
+    answer = control.request(paths.socket, control.Op.APPLY, services=list(requested), timeout=60)
     applied = Applied(answer["started"], answer["restarted"], answer["stopped"])
     if not (applied.started or applied.restarted):
         return applied
