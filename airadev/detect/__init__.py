@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airadev.config.service import SERVICE_KEYS
 from airadev.detect import apps, compose
 from airadev.detect.found import Found, read_text, service_toml, slug
 
@@ -211,17 +212,6 @@ def _carry_env(s: compose.ComposeService, found: Found, root: Path, rewrite: Cal
         found.why.append(
             f"from Compose's environment, left to the env files (they read ${{...}}): {', '.join(left_out)}"
         )
-    # keys in a stable order: env_files and env before port and health
-    order = [
-        "runtime",
-        "command",
-        "env_files",
-        "load_env_files",
-        "env",
-        "port",
-        "health",
-        "depends_on",
-        "restart",
-        "watch",
-    ]
+    # in the order airadev.toml's reference lists them: env files and env before port and health
+    order = SERVICE_KEYS
     found.keys = {k: found.keys[k] for k in sorted(found.keys, key=lambda k: order.index(k) if k in order else 99)}
