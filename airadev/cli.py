@@ -530,12 +530,15 @@ def init(
     directory: Path = typer.Argument(Path("."), help="The project or workspace folder."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing airadev.toml."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the config and what was found; write nothing."),
+    aira: bool = typer.Option(
+        False, "--aira", help="Write the AiRa layout's config (aira-ui/, voice-agent/, kb-updater/)."
+    ),
 ) -> None:
     """Write a commented airadev.toml for what is on disk (the AiRa layout, or the apps, Compose
     file, Procfile and Supabase project found) and git-ignore .airadev/."""
     from airadev.operations import init as op
 
-    result = op.init(directory, force=force, dry_run=dry_run)
+    result = op.init(directory, force=force, dry_run=dry_run, aira=aira)
     planned = result.plan
     if dry_run and planned is not None:
         sys.stdout.write(planned.text)

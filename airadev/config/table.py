@@ -130,8 +130,9 @@ def parse_size(value: str | int) -> int | None:
 
 
 def split_command(command: str) -> tuple[str, ...]:
-    """argv for a command string: shell syntax goes through ``/bin/sh -c``."""
-    if any(ch in _SHELL_CHARS for ch in command):
+    """argv for a command string: shell syntax (and a leading ``VAR=value``, as Procfiles have)
+    goes through ``/bin/sh -c``."""
+    if any(ch in _SHELL_CHARS for ch in command) or re.match(r"^\s*[A-Za-z_]\w*=", command):
         return ("/bin/sh", "-c", command)
     return tuple(shlex.split(command))
 

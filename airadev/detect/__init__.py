@@ -48,7 +48,12 @@ def scan(root: Path) -> Detection:
             detection.notes.append(f"{exc}: its services were not read")
         services += _from_compose(declared, root, found_apps, claimed, detection)
 
-    if (root / "Procfile").is_file():
+    builds = any(f.kind in ("python", "node", "process") for f in services)
+    if (root / "Procfile").is_file() and builds:
+        detection.notes.append(
+            "the Procfile was not used: the Compose file already runs the apps (both would run them twice)"
+        )
+    elif (root / "Procfile").is_file():
         for entry in compose.procfile(root):
             if entry.name not in {s.name for s in services}:
                 services.append(entry)
@@ -68,6 +73,15 @@ def scan(root: Path) -> Detection:
             if len(found) > 1 and app.kind == "node":
                 base = f"{base}-web"
             app.name = _unique(base, services)
+            clash = next(
+                (s for s in services if app.keys.get("port") and s.keys.get("port") == app.keys.get("port")), None
+            )
+            if clash is not None:  # the same app under another name, most likely
+                detection.notes.append(
+                    f"{app.why[0]} ({folder.relative_to(root).as_posix() or '.'}/) not added: its port "
+                    f"{app.keys['port']} is {clash.name}'s"
+                )
+                continue
             _depend_on_stack(app, services)
             services.append(app)
     detection.services = services
@@ -107,90 +121,127 @@ def _from_compose(
     claimed: set[int],
     detection: Detection,
 ) -> list[Found]:
-    # Where each Compose service is reached from this machine: its published port on 127.0.0.1.
-    hosts = {s.name: {c: h for h, c in s.ports if h} for s in declared}
     # A stack has one local database: the PostgreSQL the others depend on (else the first);
     # another (a test database) stays a container.
     postgres = [s.name for s in declared if compose.POSTGRES_IMAGES.match(s.image)]
     targets = {dep for s in declared for dep in s.depends_on}
     database = next((n for n in postgres if n in targets), postgres[0] if postgres else None)
-    native: dict[str, int] = {}
-    for s in declared:
-        if compose.REDIS_IMAGES.match(s.image):
-            native[s.name] = next((h for h, c in s.ports if h), None) or 6379
-        elif s.name == database:
-            native[s.name] = next((h for h, c in s.ports if h), None) or 5432
-    container_port = {"redis": 6379, "postgres": 5432}
-
-    def rewrite(value: str) -> str:
-        """A Compose service's name in a URL (`@db:5432`, `http://backend:8000`) as this
-        machine's address of it, for a process on the host."""
-        for name, ports in hosts.items():
-            if name in native:
-                ports = {**ports, **{c: native[name] for c in container_port.values()}}
-
-            def one(m: re.Match[str], ports: dict[int, int] = ports) -> str:
-                port = int(m.group(2)) if m.group(2) else None
-                host_port = ports.get(port, port) if port else None
-                return f"{m.group(1)}127.0.0.1" + (f":{host_port}" if host_port else "")
-
-            value = re.sub(rf"(//|@){re.escape(name)}(?::(\d+))?(?=[/?#]|$)", one, value)
-            if value == name:
-                value = "127.0.0.1"
-        return value
-
     completed = {dep for s in declared for dep, how in s.depends_on.items() if how == "completed"}
-    out: list[Found] = []
+    found: dict[str, Found] = {}
+    kinds: dict[str, str] = {}
     for s in declared:
+        left_out = compose.left_out(s)
+        if left_out:
+            detection.notes.append(f"{s.name}: left out: {left_out}")
+            continue
         app = _app_for(s, found_apps)
         if compose.REDIS_IMAGES.match(s.image):
-            found = compose.native_redis(s, root)
+            kinds[s.name], found[s.name] = "native", compose.native_redis(s, root)
         elif s.name == database:
-            found = compose.native_postgres(s, root)
+            kinds[s.name], found[s.name] = "native", compose.native_postgres(s, root)
         elif app is not None and compose.is_server(s.command) and id(app) not in claimed:
             claimed.add(id(app))
-            published = [(h, c) for h, c in s.ports if h]
-            found = app
-            if published and not app.port_fixed:  # the port the project uses with Compose
-                finder = apps.python_app if app.kind == "python" else apps.node_app
-                found = finder(app.folder, published[0][0]) or app
-            found.name = slug(s.name)
-            found.why.insert(
-                0,
-                f"compose service {s.name}, built from {app.folder.relative_to(root).as_posix() or '.'}/: run as a process",
-            )
-            if published and published[0][0] != found.keys.get("port"):
-                detection.notes.append(
-                    f"{s.name}: Compose publishes port {published[0][0]}, the app listens on {found.keys.get('port')} "
-                    "on the host: airadev uses the app's"
-                )
+            kinds[s.name], found[s.name] = "app", _compose_app(s, app, root, detection)
         elif app is not None and s.command:
             keys: dict[str, object] = {"command": s.command}
             why = [f"compose service {s.name}: `{s.command}` in {app.folder.name}/, in the app's interpreter"]
             if s.name in completed:
                 keys["restart"] = {"policy": "no"}
                 why.append("a one-shot task: what depends on it waits until it completes")
-            found = Found(name=slug(s.name), kind="process", folder=app.folder, keys=keys, why=why)
+            kinds[s.name] = "app"
+            found[s.name] = Found(name=slug(s.name), kind="process", folder=app.folder, keys=keys, why=why)
         else:
-            found = compose.docker_service(s, root, rewrite)
-        if found.kind in ("python", "node", "process"):
-            _carry_env(s, found, root, rewrite)
-        if s.depends_on:
-            found.keys["depends_on"] = {
-                slug(dep): ("healthy" if dep in native and how == "started" else how)
-                for dep, how in s.depends_on.items()
-            }
-        out.append(found)
-    return out
+            kinds[s.name], found[s.name] = "docker", compose.docker_service(s, root)
+            extra = [h for h, c in s.ports[1:] if h]
+            if extra:
+                detection.notes.append(
+                    f"{s.name}: Compose publishes {len(extra) + 1} ports; airadev publishes one a container "
+                    f"({found[s.name].keys.get('port')}; not {', '.join(map(str, extra))})"
+                )
+    # Where each is reached from this machine: the port it listens on here (an app, a native
+    # runtime) or publishes (a container), by the port Compose's network used.
+    inner = {"redis": 6379, "postgres": 5432}
+    reach: dict[str, dict[int, int]] = {}
+    for s in declared:
+        if s.name not in found:
+            continue
+        port = found[s.name].keys.get("port")
+        published = {c: h for h, c in s.ports if h}
+        if kinds[s.name] != "docker" and isinstance(port, int):
+            published = {**{c: port for c in (*published, *inner.values(), port)}}
+        reach[s.name] = published
+
+    def rewrite(value: str, inside: bool) -> str:
+        """A Compose service's name in a URL (`@db:5432`, `http://backend:8000`), or a bare
+        host name, as where the service is now: this machine's loopback (a container's
+        runtime turns it into host.docker.internal); a container stays reached by its name
+        from another container, on the stack's network."""
+        for name, ports in reach.items():
+            if kinds[name] == "docker" and inside:
+                continue
+
+            def one(m: re.Match[str], ports: dict[int, int] = ports) -> str:
+                port = int(m.group(2)) if m.group(2) else None
+                host_port = ports.get(port, port) if port else None
+                return f"{m.group(1)}127.0.0.1" + (f":{host_port}" if host_port else "")
+
+            value = re.sub(rf"(//|@){re.escape(name)}(?::(\d+))?(?=[/?#\s]|$)", one, value)
+            if value == name:
+                value = "127.0.0.1"
+        return value
+
+    for s in declared:
+        if s.name not in found:
+            continue
+        item = found[s.name]
+        if kinds[s.name] == "docker":
+            compose.container_env(s, item, lambda v: rewrite(v, True))
+        elif kinds[s.name] == "app":
+            _carry_env(s, item, root, lambda v: rewrite(v, False))
+        unreachable = [d for d in s.depends_on if kinds.get(d) == "docker" and not reach.get(d)]
+        if kinds[s.name] == "app" and unreachable:
+            detection.notes.append(
+                f"{s.name} runs on this machine, and {', '.join(unreachable)} publishes no port: "
+                "add one to its docker table for the app to reach it"
+            )
+        depends = {
+            slug(dep): ("healthy" if kinds.get(dep) == "native" and how == "started" else how)
+            for dep, how in s.depends_on.items()
+            if dep in found
+        }
+        if depends:
+            item.keys["depends_on"] = depends
+    return list(found.values())
+
+
+def _compose_app(s: compose.ComposeService, app: Found, root: Path, detection: Detection) -> Found:
+    published = [(h, c) for h, c in s.ports if h]
+    found = app
+    if published and not app.port_fixed:  # the port the project uses with Compose
+        finder = apps.python_app if app.kind == "python" else apps.node_app
+        found = finder(app.folder, published[0][0]) or app
+    found.name = slug(s.name)
+    where = app.folder.relative_to(root).as_posix() or "."
+    found.why.insert(0, f"compose service {s.name}, built from {where}/: run as a process")
+    if published and published[0][0] != found.keys.get("port"):
+        detection.notes.append(
+            f"{s.name}: Compose publishes port {published[0][0]}, the app listens on {found.keys.get('port')} "
+            "on the host: airadev uses the app's"
+        )
+    return found
 
 
 def _app_for(s: compose.ComposeService, found_apps: dict[Path, list[Found]]) -> Found | None:
-    """The app a Compose service builds: its folder's, when built from the folder's own
-    Dockerfile (a Dockerfile.playwright or .test builds something else from the same code)."""
-    if s.build is None or Path(s.build_keys.get("dockerfile", "Dockerfile")).name != "Dockerfile":
+    """The app a Compose service builds: the app of its Dockerfile's folder, else of its build
+    context (`docker/local.Dockerfile` built from `.`); a test runner's image built from the
+    same code is not that app."""
+    if s.build is None or compose.TEST_RUNNER.search(s.build_keys.get("dockerfile", "")):
         return None
-    candidates = found_apps.get(s.build, [])
-    return candidates[0] if candidates else None
+    for folder in (s.build, s.context):
+        candidates = found_apps.get(folder, []) if folder is not None else []
+        if candidates:
+            return candidates[0]
+    return None
 
 
 def _carry_env(s: compose.ComposeService, found: Found, root: Path, rewrite: Callable[[str], str]) -> None:

@@ -14,7 +14,19 @@ from airadev.detect.found import Found, env_value, read_text
 # Where a Python web app's `app = FastAPI()` is looked for, in this order: the folder's own
 # entry files, then a package's (app/main.py, src/PKG/main.py).
 ENTRY_FILES = ("main.py", "app.py", "server.py", "api.py", "asgi.py", "wsgi.py")
-SKIP_DIRS = {".venv", "venv", "node_modules", "__pycache__", ".git", "tests", "test", "dist", "build", "migrations"}
+SKIP_DIRS = {
+    ".venv",
+    "venv",
+    "env",
+    "node_modules",
+    "__pycache__",
+    ".git",
+    "tests",
+    "test",
+    "dist",
+    "build",
+    "migrations",
+}
 _APP_RE = {
     "FastAPI": re.compile(r"^(\w+)\s*(?::\s*[\w.]+\s*)?=\s*(?:fastapi\.)?FastAPI\(", re.M),
     "Flask": re.compile(r"^(\w+)\s*(?::\s*[\w.]+\s*)?=\s*(?:flask\.)?Flask\(", re.M),
@@ -63,14 +75,17 @@ def python_app(folder: Path, default_port: int | None = None) -> Found | None:
         command = f"uvicorn {module}:{variable} --host 127.0.0.1 --port {port}"
     why.append(f"port {port} from {source}")
     keys: dict[str, object] = {}
-    if not _venv(folder) and (folder / "uv.lock").is_file():
+    venv = _venv(folder)
+    if not venv and ((folder / "uv.lock").is_file() or (folder.parent / "uv.lock").is_file()):
         command = f"uv run {command}"
-        why.append("uv.lock and no .venv yet: run through `uv run`")
-    elif _venv(folder):
-        why.append(f"interpreter: {_venv(folder)}/")
+        why.append("a uv project and no .venv yet: run through `uv run`")
+    elif venv:
+        why.append(f"interpreter: {venv}/")
     else:
         why.append("no .venv or venv/ in the folder: the python on PATH (`airadev doctor` says how to make one)")
     keys["command"] = command
+    if venv not in ("", ".venv", "venv"):  # airadev looks for .venv and venv by itself
+        keys["venv"] = venv
     env_files = [name for name in (".env",) if (folder / name).is_file() or _example(folder)]
     if env_files:
         keys["env_files"] = env_files
@@ -93,6 +108,8 @@ def _entry(folder: Path) -> tuple[Path, str, str] | None:
     if manage.is_file() and "django" in read_text(manage).lower():
         return manage, "Django", ""
     candidates = [folder / name for name in ENTRY_FILES]
+    # then any other module of the folder (a Flask app in reminders.py), then packages'
+    candidates += sorted(p for p in folder.glob("*.py") if p.name not in ENTRY_FILES)[:40]
     for package in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIP_DIRS):
         if package.name == "src":
             candidates += [sub / name for sub in sorted(package.iterdir()) if sub.is_dir() for name in ENTRY_FILES]
@@ -141,9 +158,13 @@ def _example(folder: Path) -> Path | None:
 
 
 def _venv(folder: Path) -> str:
-    for name in (".venv", "venv"):
+    """The app's virtualenv, relative to its folder: .venv, venv or env in it; or a uv
+    workspace's, at the workspace root (the parent folder, holding uv.lock)."""
+    for name in (".venv", "venv", "env"):
         if (folder / name / "bin" / "python").exists():
             return name
+    if (folder.parent / "uv.lock").is_file() and (folder.parent / ".venv" / "bin" / "python").exists():
+        return "../.venv"
     return ""
 
 

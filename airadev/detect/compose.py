@@ -35,6 +35,7 @@ class ComposeService:
     name: str
     image: str = ""
     build: Path | None = None  # the folder of its code: the Dockerfile's, else the context
+    context: Path | None = None  # the build context
     build_keys: dict[str, str] = field(default_factory=dict)
     command: str = ""
     ports: list[tuple[int | None, int]] = field(default_factory=list)  # (host, container)
@@ -108,6 +109,7 @@ def _service(name: str, spec: dict[str, Any], root: Path) -> ComposeService:
         context = (root / keys.get("context", ".")).resolve()
         dockerfile = keys.get("dockerfile", "")
         s.build = (context / dockerfile).parent if "/" in dockerfile else context
+        s.context = context
         s.build_keys = keys
     command = spec.get("command")
     s.command = shlex.join(map(str, command)) if isinstance(command, list) else str(command or "")
@@ -195,9 +197,10 @@ def native_postgres(s: ComposeService, root: Path) -> Found:
     return Found(name=slug(s.name), kind="postgres", folder=root, keys=keys, why=why)
 
 
-def docker_service(s: ComposeService, root: Path, rewrite: Callable[[str], str]) -> Found:
+def docker_service(s: ComposeService, root: Path) -> Found:
+    """A container, as Compose runs it: its image (or build), command, first published port,
+    healthcheck and bind mounts; its env by ``container_env``."""
     docker: dict[str, object] = {}
-    why = [f"compose service {s.name}: a container"]
     if s.image:
         docker["image"] = s.image
     if s.command:
@@ -207,11 +210,6 @@ def docker_service(s: ComposeService, root: Path, rewrite: Callable[[str], str])
     if published:
         keys["port"] = published[0][0]
         docker["port"] = published[0][1]
-    env, left_out = literal_env(s.environment, rewrite)
-    if env:
-        docker["env"] = env
-    if left_out:
-        why.append(f"left out (they read ${{...}}; give them in env): {', '.join(left_out)}")
     if s.healthcheck:
         docker["healthcheck"] = s.healthcheck
     if s.volumes:
@@ -219,7 +217,40 @@ def docker_service(s: ComposeService, root: Path, rewrite: Callable[[str], str])
     if s.build is not None:
         docker["build"] = dict(s.build_keys) if len(s.build_keys) > 1 else s.build_keys.get("context", ".")
     keys["docker"] = docker
-    return Found(name=slug(s.name), kind="docker", folder=root, keys=keys, why=why)
+    return Found(
+        name=slug(s.name), kind="docker", folder=root, keys=keys, why=[f"compose service {s.name}: a container"]
+    )
+
+
+def container_env(s: ComposeService, found: Found, rewrite: Callable[[str], str]) -> None:
+    """A container's environment and command, other services' names as it reaches them."""
+    docker = found.keys["docker"]
+    assert isinstance(docker, dict)
+    env, left_out = literal_env(s.environment, rewrite)
+    if "command" in docker:
+        docker["command"] = rewrite(str(docker["command"]))
+    if env:
+        docker["env"] = env
+        found.keys["docker"] = {
+            k: docker[k] for k in ("image", "command", "port", "env", "healthcheck", "volumes", "build") if k in docker
+        }
+    if left_out:
+        found.why.append(f"left out (they read ${{...}}; give them in env): {', '.join(left_out)}")
+
+
+TEST_RUNNER = re.compile(r"playwright|cypress|selenium|\be2e\b|\btests?\b", re.I)
+
+
+def left_out(s: ComposeService) -> str:
+    """Why a Compose service has no place in a development run on this machine, or ""."""
+    if any(v.startswith("/var/run/docker.sock") for v in s.volumes):
+        return (
+            "it mounts the Docker socket (a proxy routing to containers by label); "
+            "the apps run as processes here: reach each on its own port"
+        )
+    if TEST_RUNNER.search(f"{s.name} {s.build_keys.get('dockerfile', '')}"):
+        return "a test runner: run it when you test"
+    return ""
 
 
 def literal_env(environment: dict[str, str | None], rewrite: Callable[[str], str]) -> tuple[dict[str, str], list[str]]:
@@ -240,23 +271,43 @@ def is_server(command: str) -> bool:
 
 
 def procfile(root: Path) -> list[Found]:
-    """Procfile lines `name: command`; `$PORT` gets 5000, 5100, ... as foreman and honcho give."""
-    found: list[Found] = []
+    """Procfile lines `name: command`, as foreman and honcho run them: each gets PORT (5000,
+    5100, ...) and the folder's .env; `web` is the one that listens (on its PORT, as gunicorn
+    and the like read it); `release` (Heroku's step before the others start) is a task the
+    others wait for."""
+    entries = []
     for line in read_text(root / "Procfile").splitlines():
         match = re.match(r"^([A-Za-z0-9_-]+):\s*(.+)$", line.strip())
-        if not match:
-            continue
-        name, command = slug(match.group(1)), match.group(2).strip()
+        if match:
+            entries.append((slug(match.group(1)), match.group(2).strip()))
+    release = any(name == "release" for name, _ in entries)
+    found: list[Found] = []
+    for index, (name, command) in enumerate(entries):
+        port = 5000 + 100 * index
         keys: dict[str, object] = {"command": command}
-        why = [f"Procfile's {match.group(1)}"]
-        if "$PORT" in command or "${PORT}" in command:
-            port = 5000 + 100 * len(found)
+        why = [f"Procfile's {name}"]
+        if (root / ".env").is_file():
+            keys["env_files"] = [".env"]
+        if name == "release":
+            keys["restart"] = {"policy": "no"}
+            why.append("a one-shot task before the others, as on Heroku")
+        else:
             keys["env"] = {"PORT": str(port)}
+            why.append(f"PORT = {port}, as foreman and honcho number them")
+        if name == "web" or "$PORT" in command or "${PORT}" in command:
             keys["port"] = port
             keys["health"] = {"tcp": True}
-            why.append(f"$PORT = {port}, as foreman and honcho number them")
+        if release and name != "release":
+            keys["depends_on"] = {"release": "completed"}
         found.append(Found(name=name, kind="process", folder=root, keys=keys, why=why))
     return found
+
+
+def _engine_here() -> bool:
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        return True  # a remote engine: its answer is doctor's to check
+    return Path(host.removeprefix("unix://") or "/var/run/docker.sock").exists()
 
 
 def supabase_project(root: Path) -> Path | None:
@@ -272,7 +323,8 @@ def supabase_project(root: Path) -> Path | None:
 def supabase_db(project: Path, root: Path) -> Found:
     import tomllib
 
-    docker = shutil.which("supabase") is not None and Path("/var/run/docker.sock").exists()
+    cli = shutil.which("supabase") or (project / "node_modules" / ".bin" / "supabase").exists()
+    docker = bool(cli) and _engine_here()
     keys: dict[str, object] = {"runtime": "supabase" if docker else "postgres"}
     rel = project.relative_to(root).as_posix() if project != root else "."
     if rel != ".":
@@ -287,8 +339,9 @@ def supabase_db(project: Path, root: Path) -> Found:
             settings = {}
         port = (settings.get("db") or {}).get("port", 54322)
         keys["port"] = port if isinstance(port, int) else 54322
+        missing = "a Docker engine" if cli else "the Supabase CLI (on PATH or the project's devDependency)"
         why.append(
-            "its database from PostgreSQL's server binaries, with supabase/migrations "
-            '(no Supabase CLI or Docker engine here: runtime = "supabase" once they are)'
+            f"its database from PostgreSQL's server binaries, with supabase/migrations (no {missing} here: "
+            'runtime = "supabase" once there is; until then no Supabase API, auth or storage)'
         )
     return Found(name="db", kind="postgres", folder=root, keys=keys, why=why)

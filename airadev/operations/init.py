@@ -140,15 +140,23 @@ class Plan:
         return not self.found
 
 
-def plan(root: Path) -> Plan:
-    """The AiRa layout when one of its folders is here (or nothing else is found); otherwise
-    what ``detect.scan`` finds."""
-    if not any((root / folder).is_dir() for folder in STANDARD_FOLDERS):
-        detection = detect.scan(root)
-        if detection.services:
-            body = "\n".join(detect.service_toml(found, root) for found in detection.services)
-            return Plan(HEADER + "\n" + body, detection.services, detection.notes)
-    return Plan(config_text(root), [], [])
+def plan(root: Path, *, aira: bool = False) -> Plan:
+    """The AiRa layout when one of its folders is here (or ``aira``: asked for); otherwise what
+    ``detect.scan`` finds. Nothing found is an error: a config for folders that are not there
+    helps no one."""
+    if aira or any((root / folder).is_dir() for folder in STANDARD_FOLDERS):
+        return Plan(config_text(root), [], [])
+    detection = detect.scan(root)
+    if not detection.services:
+        raise AiradevError(
+            f"found no service in {root}: no Python web app (main.py, app.py, ... with FastAPI or Flask; "
+            "manage.py), no package.json with a dev script, no Compose file, Procfile or supabase/config.toml"
+            + (f" ({'; '.join(detection.notes)})" if detection.notes else ""),
+            "run airadev init in the project's folder, or write airadev.toml yourself (README: airadev.toml); "
+            "`airadev init --aira` writes the AiRa layout's",
+        )
+    body = "\n".join(detect.service_toml(found, root) for found in detection.services)
+    return Plan(HEADER + "\n" + body, detection.services, detection.notes)
 
 
 @dataclass(frozen=True)
@@ -170,14 +178,14 @@ ENV_FILES = {
 }
 
 
-def init(directory: Path, *, force: bool = False, dry_run: bool = False) -> Initialised:
+def init(directory: Path, *, force: bool = False, dry_run: bool = False, aira: bool = False) -> Initialised:
     root = directory.expanduser().resolve()
     if not root.is_dir():
         raise AiradevError(f"{root} is not a folder", "create it, or run airadev init in your workspace folder")
     target = root / CONFIG_NAME
     if target.exists() and not force and not dry_run:
         raise AiradevError(f"{target} already exists", "edit it, or pass --force to overwrite it")
-    planned = plan(root)
+    planned = plan(root, aira=aira)
     text = planned.text
     # What init writes must load: a detected value airadev.toml would refuse is init's bug, said
     # before anything is written.

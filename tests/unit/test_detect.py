@@ -205,18 +205,51 @@ def test_compose_services_become_native_runtimes_processes_and_containers(tmp_pa
     assert cfg.get("adminer").docker is not None and cfg.get("adminer").port == 8081
 
 
-def test_a_procfile_numbers_its_ports_as_foreman_does(tmp_path: Path) -> None:
-    write(tmp_path, {"Procfile": "web: gunicorn app:app --bind 127.0.0.1:$PORT\nworker: python worker.py\n# note\n"})
+def test_a_procfile_runs_as_foreman_runs_it(tmp_path: Path) -> None:
+    """Every process gets PORT (5000, 5100, ...) and the folder's .env; `web` listens on its PORT
+    (gunicorn reads it by itself); `release` runs first, as on Heroku; `VAR=value cmd` lines go
+    through the shell."""
+    procfile = "release: python manage.py migrate\nweb: gunicorn app.wsgi\nworker: REMAP_SIGTERM=SIGQUIT celery -A app worker\n# a note\n"
+    write(tmp_path, {"Procfile": procfile, ".env": "DEBUG=1\n", "manage.py": "import django\n"})
     found = services(tmp_path)
+    assert list(found) == ["release", "web", "worker"]  # the Django app is the Procfile's web
+    assert found["release"] == {
+        "cwd": ".",
+        "command": "python manage.py migrate",
+        "env_files": [".env"],
+        "restart": {"policy": "no"},
+    }
     assert found["web"] == {
         "cwd": ".",
-        "command": "gunicorn app:app --bind 127.0.0.1:$PORT",
-        "env": {"PORT": "5000"},
-        "port": 5000,
+        "command": "gunicorn app.wsgi",
+        "env_files": [".env"],
+        "env": {"PORT": "5100"},
+        "port": 5100,
         "health": {"tcp": True},
+        "depends_on": {"release": "completed"},
     }
-    assert found["worker"] == {"cwd": ".", "command": "python worker.py"}
-    assert loaded(tmp_path).get("web").command[:2] == ("/bin/sh", "-c")  # $PORT: through the shell
+    assert found["worker"]["env"] == {"PORT": "5200"} and "port" not in found["worker"]
+    cfg = loaded(tmp_path)
+    assert cfg.get("worker").command == ("/bin/sh", "-c", "REMAP_SIGTERM=SIGQUIT celery -A app worker")
+
+
+def test_a_procfile_beside_a_compose_file_that_runs_the_apps_is_not_used_twice(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "docker-compose.yml": "services:\n  django:\n    build: {context: ., dockerfile: docker/local.Dockerfile}\n    ports: ['8000:8000']\n",
+            "Procfile": "web: gunicorn app.wsgi\n",
+            "manage.py": "import django\n",
+        },
+    )
+    planned = plan(tmp_path)
+    # The Compose service built from the project (its Dockerfile in docker/) is the Django app.
+    assert [(f.name, f.keys["command"]) for f in planned.found] == [
+        ("django", "python manage.py runserver 127.0.0.1:8000 --noreload")
+    ]
+    assert planned.notes == [
+        "the Procfile was not used: the Compose file already runs the apps (both would run them twice)"
+    ]
 
 
 def test_a_broken_compose_file_is_said_and_the_apps_are_still_found(tmp_path: Path) -> None:
@@ -270,9 +303,96 @@ services:
             "backend/app/main.py": FASTAPI,
         },
     )
+    planned = plan(tmp_path)
     found = services(tmp_path)
-    assert list(found) == ["db", "db_test", "backend", "playwright", "frontend"]
-    assert found["db_test"]["runtime"] == "docker" and found["playwright"]["runtime"] == "docker"
+    assert list(found) == ["db", "db_test", "backend", "frontend"]
+    assert found["db_test"]["runtime"] == "docker"
+    assert planned.notes == ["playwright: left out: a test runner: run it when you test"]
     assert found["backend"]["env_files"] == ["../.env"]
     assert found["frontend"]["command"] == "bun run dev --port 5173 --strictPort"
     assert loaded(tmp_path).get("db").database is not None
+
+
+def test_containers_keep_reaching_containers_by_name_and_the_host_s_services_by_loopback(tmp_path: Path) -> None:
+    """Found on a Django + Celery + RabbitMQ project: a container reaches another container by
+    its name on the stack's network, and what now runs on this machine by loopback (its
+    runtime makes that host.docker.internal), in its env and its command alike; an app on this
+    machine cannot reach a container that publishes no port, and is told."""
+    write(
+        tmp_path,
+        {
+            "compose.yml": """
+services:
+  redis: {image: "redis:7"}
+  rabbitmq: {image: "rabbitmq:3"}
+  mail: {image: "axllent/mailpit", ports: ["8025:8025", "1025:1025"]}
+  proxy: {image: "traefik:3", ports: ["80:80"], volumes: ["/var/run/docker.sock:/var/run/docker.sock:ro"]}
+  web:
+    build: .
+    ports: ["8000:8000"]
+    environment: {BROKER: "amqp://guest:guest@rabbitmq:5672//"}
+    depends_on: [rabbitmq, redis]
+  dashboard:
+    image: "mher/flower"
+    command: celery flower --broker=redis://redis:6379/0
+    environment: {BROKER: "amqp://guest:guest@rabbitmq:5672//", API: "http://web:8000/api"}
+""",
+            "manage.py": "import django\n",
+        },
+    )
+    planned = plan(tmp_path)
+    found = {f.name: f.keys for f in planned.found}
+    assert list(found) == ["redis", "rabbitmq", "mail", "web", "dashboard"]  # not the proxy
+    dashboard = found["dashboard"]["docker"]
+    assert isinstance(dashboard, dict)
+    assert dashboard["command"] == "celery flower --broker=redis://127.0.0.1:6379/0"
+    assert dashboard["env"] == {"BROKER": "amqp://guest:guest@rabbitmq:5672//", "API": "http://127.0.0.1:8000/api"}
+    assert planned.notes == [
+        "mail: Compose publishes 2 ports; airadev publishes one a container (8025; not 1025)",
+        "proxy: left out: it mounts the Docker socket (a proxy routing to containers by label); "
+        "the apps run as processes here: reach each on its own port",
+        "web runs on this machine, and rabbitmq publishes no port: add one to its docker table for the app to reach it",
+    ]
+    assert loaded(tmp_path).get("dashboard").docker is not None
+
+
+def test_interpreters_an_env_folder_and_a_uv_workspace_s_root_venv(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "voice/reminders.py": "from flask import Flask\napp = Flask(__name__)\n",  # not main.py or app.py
+            "uv.lock": "version = 1\n",
+            "backend/app/__init__.py": "",
+            "backend/app/main.py": FASTAPI,
+        },
+    )
+    for venv in (tmp_path / "voice" / "env", tmp_path / ".venv"):
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").touch()
+    found = services(tmp_path)
+    assert found["voice"]["command"] == "flask --app reminders run --port 5000" and found["voice"]["venv"] == "env"
+    assert found["backend"]["command"] == "uvicorn app.main:app --host 127.0.0.1 --port 8000"
+    assert found["backend"]["venv"] == "../.venv"  # the workspace's, where `uv sync` puts it
+    cfg = loaded(tmp_path)
+    assert cfg.get("backend").venv == (tmp_path / ".venv",)
+
+
+def test_nothing_found_is_said_and_the_aira_layout_is_asked_for(tmp_path: Path) -> None:
+    from airadev.errors import AiradevError
+
+    write(tmp_path, {"notes.txt": "hello"})
+    with pytest.raises(AiradevError) as info:
+        init(tmp_path)
+    assert info.value.message.startswith(f"found no service in {tmp_path}: no Python web app")
+    assert "`airadev init --aira` writes the AiRa layout's" in info.value.fix
+    assert not (tmp_path / "airadev.toml").exists()
+    assert init(tmp_path, aira=True).plan is not None and loaded_names(tmp_path) == [
+        "redis",
+        "voice-agent",
+        "kb-updater",
+        "aira-ui",
+    ]
+
+
+def loaded_names(root: Path) -> list[str]:
+    return config.load(root).names()
