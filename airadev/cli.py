@@ -162,8 +162,8 @@ def up(
                 render.info(f"{what}: {', '.join(names)}")
         if not (applied.started or applied.restarted or applied.stopped):
             render.info("the stack is running and airadev.toml has not changed: nothing to do")
-        elif applied.summary:
-            render.info(f"all {len(applied.summary['services'])} services ready")
+        elif applied.started or applied.restarted:
+            render.info(f"ready: {', '.join(applied.started + applied.restarted)}")
         return
     if runtime is not None:
         if runtime not in ("docker", "process"):

@@ -59,7 +59,7 @@ SERVICE_KEYS = (
 AIRA_TEMPLATES = ("aira-ui", "voice-agent", "kb-updater")
 DB_KEYS = ("project", "migrations", "exclude", "database", "user", "password")
 # PostgreSQL names airadev creates (unquoted identifiers; a hyphen is quoted when created).
-SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
+SQL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.$-]{0,62}$")
 # `supabase start -x`: the containers it may leave out (Supabase CLI 2.x).
 SUPABASE_CONTAINERS = (
     "gotrue",
@@ -343,7 +343,7 @@ def _parse_database(t: Table, runtime: Runtime, cwd: Path) -> DatabaseSpec | Non
         value = t.get(key, str, default=made.get("user", "postgres"))
         if not SQL_NAME.match(value):
             raise t.error(
-                key, f"{show(value)} is not a PostgreSQL name", "use letters, digits, _ or -, starting with a letter"
+                key, f"{show(value)} is not a PostgreSQL name", "use letters, digits, _ . $ or - (at most 63)"
             )
         made[key] = value
     password = t.get("password", str, default="postgres")

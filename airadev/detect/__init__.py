@@ -177,7 +177,7 @@ def _from_compose(
         runtime turns it into host.docker.internal); a container stays reached by its name
         from another container, on the stack's network."""
         for name, ports in reach.items():
-            if kinds[name] == "docker" and inside:
+            if kinds[name] == "docker" and (inside or not ports):  # (no port: nowhere to reach it from here)
                 continue
 
             def one(m: re.Match[str], ports: dict[int, int] = ports) -> str:

@@ -71,7 +71,11 @@ def read_compose(path: Path) -> list[ComposeService]:
     for name, extra in (load(override) if override.is_file() else {}).items():
         services[name] = _merge(services.get(name) or {}, extra or {})
     root = path.parent
-    return [_service(name, spec or {}, root) for name, spec in services.items() if not (spec or {}).get("profiles")]
+    return [
+        _service(str(name), spec if isinstance(spec, dict) else {}, root)
+        for name, spec in services.items()
+        if not (isinstance(spec, dict) and spec.get("profiles"))
+    ]
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -114,14 +118,18 @@ def _service(name: str, spec: dict[str, Any], root: Path) -> ComposeService:
     command = spec.get("command")
     s.command = shlex.join(map(str, command)) if isinstance(command, list) else str(command or "")
     for port in spec.get("ports") or []:
-        parsed = _port(port)
+        parsed = _port(port, root)
         if parsed:
             s.ports.append(parsed)
-    s.environment = {k: None if v is None else str(v) for k, v in _mapping(spec.get("environment")).items()}
+    s.environment = {str(k): _text(v) for k, v in _mapping(spec.get("environment")).items()}
     env_file = spec.get("env_file") or []
     for item in [env_file] if isinstance(env_file, (str, dict)) else env_file:
-        s.env_file.append(str(item.get("path", "")) if isinstance(item, dict) else str(item))
+        path = str(item.get("path", "")) if isinstance(item, dict) else str(item)
+        optional = isinstance(item, dict) and item.get("required") is False
+        if path and (not optional or (root / path).is_file()):  # an optional file that is not there: none
+            s.env_file.append(path)
     for dep, how in _mapping(spec.get("depends_on")).items():
+        dep = str(dep)
         condition = how.get("condition", "service_started") if isinstance(how, dict) else "service_started"
         s.depends_on[dep] = CONDITIONS.get(condition, "started")
     test = (spec.get("healthcheck") or {}).get("test")
@@ -133,17 +141,31 @@ def _service(name: str, spec: dict[str, Any], root: Path) -> ComposeService:
     return s
 
 
-def _port(value: Any) -> tuple[int | None, int] | None:
-    if isinstance(value, dict):
-        target, published = value.get("target"), value.get("published")
-        return (int(published) if published else None, int(target)) if target else None
-    parts = str(value).split("/")[0].split(":")
+def _text(value: Any) -> str | None:
+    """An environment value as Compose passes it: YAML's true is "true", not Python's "True"."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _port(value: Any, root: Path) -> tuple[int | None, int] | None:
+    """(published, target) of a port, Compose's ${VAR} resolved; None for what is not one port
+    (a range, a variable without a value)."""
     try:
+        if isinstance(value, dict):
+            target, published = value.get("target"), value.get("published")
+            if not target:
+                return None
+            host = interpolate(str(published), root)[0] if published else ""
+            return (int(host) if host else None, int(target))
+        parts = interpolate(str(value), root)[0].split("/")[0].split(":")
         if len(parts) == 1:
             return None, int(parts[0])
-        return int(parts[-2]), int(parts[-1])
+        return (int(parts[-2]) if parts[-2] else None), int(parts[-1])
     except ValueError:
-        return None  # a range ("8000-8010:8000-8010"): not a service's one port
+        return None
 
 
 def interpolate(value: str, root: Path) -> tuple[str, list[str]]:
@@ -254,13 +276,21 @@ def left_out(s: ComposeService) -> str:
 
 
 def literal_env(environment: dict[str, str | None], rewrite: Callable[[str], str]) -> tuple[dict[str, str], list[str]]:
+    """The values that need nothing from Compose (no ${...}), other services' names in them as
+    ``rewrite`` gives them: in a URL anywhere; a bare value only in a host variable (REDIS_HOST,
+    POSTGRES_SERVER), as a queue or service named like a service is no address."""
     env, left_out = {}, []
     for key, value in environment.items():
         if value is None or "$" in value:
             left_out.append(key)
+        elif re.fullmatch(r"[\w.-]+", value) and not HOST_KEY.search(key):
+            env[key] = value
         else:
             env[key] = rewrite(value)
     return env, left_out
+
+
+HOST_KEY = re.compile(r"(HOST|SERVER|HOSTNAME|ADDR|ADDRESS)$", re.I)
 
 
 def is_server(command: str) -> bool:

@@ -109,9 +109,11 @@ def _named_file(argv: list[str], cwd: Path) -> str:
     if program in NODE_RUNNERS and args:
         script = args[1] if args[0] == "run" and len(args) > 1 else args[0]
         try:
-            scripts = json.loads((cwd / "package.json").read_text()).get("scripts", {})
+            package = json.loads((cwd / "package.json").read_text())
+            scripts = package.get("scripts", {}) if isinstance(package, dict) else None
         except (OSError, ValueError):
             scripts = None
+        scripts = scripts if isinstance(scripts, dict) else None
         builtin = ("install", "ci", "exec", "x", "dlx", "start", "test")
         if scripts is not None and script not in scripts and script not in builtin and not script.startswith("-"):
             return f"package.json has no `{script}` script"

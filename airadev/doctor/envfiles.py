@@ -5,6 +5,8 @@ Messages name variables, never values: a doctor report must be safe to paste int
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from airadev.doctor.base import Action, Context, EnvFile, Result, check, error, ok, skipped, warning
 from airadev.doctor.templates import FORMATS, is_placeholder, jwt_payload, looks_aira, service_role_problem
 from airadev.integrations import envfile
@@ -68,8 +70,13 @@ def required(ctx: Context) -> list[Result]:
                     f"nothing to check {ctx.relative(f.path)} against: no .env.example beside it{hint}",
                 )
             )
+    examples_seen: set[tuple[str, Path]] = set()
     for f in _with_template(ctx):
-        results.append(_own_example(ctx, f) if f.template.own else _aira_template(ctx, f))
+        if not f.template.own:
+            results.append(_aira_template(ctx, f))
+        elif (f.service, f.template.path) not in examples_seen:  # one example, one verdict a service
+            examples_seen.add((f.service, f.template.path))
+            results.append(_own_example(ctx, f))
     return results
 
 
@@ -102,7 +109,14 @@ def _own_example(ctx: Context, f: EnvFile) -> Result:
     example's own value of a secret, such as `changethis`) is a warning."""
     rid = f"env.required:{ctx.relative(f.path)}"
     example = ctx.relative(f.template.path)
-    missing = [v.name for v in f.template.vars if v.name not in f.values]
+    # What the service gets from anywhere: all its env files (Next.js reads .env.local and
+    # .env), its env table, and what the stack gives it (the database's DATABASE_URL).
+    from airadev.runtimes.environment import stack_env
+
+    service = ctx.config.get(f.service)
+    given = {name for other in ctx.env_files if other.service == f.service for name in other.values}
+    given |= {name for name, _ in service.env} | set(stack_env(ctx.config, service))
+    missing = [v.name for v in f.template.vars if v.name not in f.values and v.name not in given]
     empty = [
         v.name
         for v in f.template.vars

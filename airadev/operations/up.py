@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -309,37 +308,44 @@ class Applied:
     started: list[str]
     restarted: list[str]
     stopped: list[str]
-    summary: dict[str, Any] | None = None
+
+
+READY = ("healthy", "running", "completed")
+FAILED = ("failed", "crash-loop", "blocked", "unhealthy")
 
 
 def apply_running(config: Config, requested: Sequence[str], timeout: float) -> Applied:
     """`up` on a running stack: the supervisor reads airadev.toml again and applies it (changed
-    services restarted, new ones started, removed ones stopped); this waits until the stack is
-    ready again, or says which service failed. ``config`` was loaded here first: a file that
-    does not load changes nothing."""
+    services restarted, new ones started, removed ones stopped); this waits until each service
+    started or restarted is ready (a task: has completed), or says which failed. ``config`` was
+    loaded here first: a file that does not load changes nothing."""
     paths = Paths(config.root)
     answer = control.request(paths.socket, control.Op.APPLY, services=list(requested), timeout=60)
     applied = Applied(answer["started"], answer["restarted"], answer["stopped"])
-    if not (applied.started or applied.restarted):
-        return applied
+    tasks = set(answer.get("tasks") or ())
+    waiting = set(applied.started) | set(applied.restarted)
     deadline = time.monotonic() + timeout
-    while True:
+    while waiting:
         state = read_state(paths) or {}
-        if state.get("phase") == "ready":
-            return dataclasses.replace(applied, summary=state.get("summary"))
-        if state.get("phase") == "failed":
-            failure = state["failure"]
-            lines = logstore.tail(paths.log(failure["service"]), 15)
-            raise AiradevError(
-                f"{failure['service']} is {failure['state']}: {failure['message']}",
-                f"see `airadev logs {failure['service']}`; the rest of the stack is still running",
-                details=_show_lines(failure["service"], lines),
-            )
         if not supervisor_alive(state):
             raise AiradevError("the stack stopped while the change was applied", "`airadev up` starts it again")
-        if time.monotonic() > deadline:
+        services = state.get("services") or {}
+        for name in sorted(waiting):
+            now = (services.get(name) or {}).get("state", "")
+            if now in FAILED:
+                lines = logstore.tail(paths.log(name), 15)
+                raise AiradevError(
+                    f"{name} is {now}: {(services.get(name) or {}).get('message', '')}",
+                    f"see `airadev logs {name}`; the rest of the stack is still running",
+                    details=_show_lines(name, lines),
+                )
+            if now == "completed" or (now in READY and name not in tasks):
+                waiting.discard(name)
+        if waiting and time.monotonic() > deadline:
             raise _timed_out(paths, state, timeout)
-        time.sleep(0.02)
+        if waiting:
+            time.sleep(0.02)
+    return applied
 
 
 def _wait_ready(

@@ -96,7 +96,10 @@ def stack_secrets(config: Config) -> list[tuple[str, str]]:
         found += envfile.secrets_of(values).items()
         found += envfile.secrets_in_values(values).items()  # a URL's password, a PEM block, a JWT
         if service.database is not None and service.database.password != "postgres":
-            found.append((f"{service.name}.password", service.database.password))  # in its DATABASE_URL
+            from urllib.parse import quote
+
+            password = service.database.password  # as it is, and as DATABASE_URL has it
+            found += [(f"{service.name}.password", password), (f"{service.name}.password", quote(password, safe=""))]
     found += [(name, value) for name, value in os.environ.items() if envfile.is_secret(name) and value]
     return found
 

@@ -5,13 +5,15 @@ the rest keep running untouched."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from airadev import graph
 from airadev.config import digest
 from airadev.model import Config, Runtime
-from airadev.runtimes.environment import stack_secrets
+from airadev.runtimes.environment import stack_env, stack_secrets
 from airadev.supervisor import leftovers
 from airadev.supervisor.unit import Unit, is_one_shot
 
@@ -26,35 +28,58 @@ def load(sup: Supervisor) -> Config:
     return config.with_runtime(Runtime(sup.runtime_override)) if sup.runtime_override else config
 
 
-def _rewatch(sup: Supervisor) -> None:
-    """The watch, made again for the services (and paths) the run now has."""
-    from airadev.supervisor.watch import watch_for_restarts
-
-    if sup._watcher is not None:
-        sup._watcher.stop()
-    sup._watcher = watch_for_restarts(sup)
+_LOCKS: weakref.WeakKeyDictionary[Supervisor, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 async def apply(sup: Supervisor, config: Config, requested: list[str]) -> dict[str, Any]:
+    """One apply at a time: two `up`s at once would both stop what they both see removed."""
+    lock = _LOCKS.setdefault(sup, asyncio.Lock())
+    async with lock:
+        return await _apply(sup, config, requested)
+
+
+async def _apply(sup: Supervisor, config: Config, requested: list[str]) -> dict[str, Any]:
     deps = {s.name: [d.name for d in s.depends_on] for s in config.services}
     roots = [n for n in sup.units if n in deps] + [n for n in requested if n in deps]
     wanted = {n: deps[n] for n in graph.closure(deps, roots)}
     removed = [n for n in sup.units if n not in wanted]
     added = [n for n in wanted if n not in sup.units]
-    changed = [n for n in wanted if n in sup.units and sup.units[n].service != config.get(n)]
+    # Changed: its own settings, or what the stack gives it (the database's DATABASE_URL, when
+    # the database's port, user, password or name changed).
+    changed = [
+        n
+        for n in wanted
+        if n in sup.units
+        and (
+            sup.units[n].service != config.get(n)
+            or stack_env(sup.config, sup.units[n].service) != stack_env(config, config.get(n))
+        )
+    ]
     unchanged = [n for n in wanted if n in sup.units and n not in changed]
     sup.config_digest = digest(config.root)
+    tasks = [n for n in added + changed if is_one_shot(config.get(n), config)]
+    answer = {"started": added, "restarted": changed, "stopped": removed, "unchanged": unchanged, "tasks": tasks}
     if not (removed or added or changed):
         sup.write_state()
-        return {"started": [], "restarted": [], "stopped": [], "unchanged": unchanged}
+        return answer
+    if sup._watcher is not None:  # no watch restart of a service while the run changes shape
+        sup._watcher.stop()
+        sup._watcher = None
+    sup.redact.add(stack_secrets(config))  # before any output of the new settings
+    sup.event(
+        None,
+        "airadev.toml changed: "
+        + "; ".join(
+            f"{what} {', '.join(names)}"
+            for what, names in (("starting", added), ("restarting", changed), ("stopping", removed))
+            if names
+        ),
+    )
     for name in removed:
         await sup.stop_unit(sup.units[name])
     sup.config = config
     sup.graph = wanted
     sup.runtime_context = dataclasses.replace(sup.runtime_context, config=config, running=frozenset(wanted))
-    sup.redact.add(stack_secrets(config))  # before any output of the new settings
-    for name in removed:
-        del sup.units[name]
     new_units = {name: Unit(config.get(name), one_shot=is_one_shot(config.get(name), config)) for name in added}
     sup.output.open_logs(new_units.values(), sup.paths, config.logs)
     units = {name: new_units.get(name) or sup.units[name] for name in wanted}
@@ -68,20 +93,12 @@ async def apply(sup: Supervisor, config: Config, requested: list[str]) -> dict[s
     services = [u.service for u in units.values()]
     sup.docker_host = sup.docker_host or leftovers.engine_of(services)
     sup.supabase_stop = sup.supabase_stop or leftovers.supabase_stop_of(services)
-    sup.summary, sup.failure, sup.phase = None, None, "starting"
-    sup.event(
-        None,
-        "airadev.toml changed: "
-        + "; ".join(
-            f"{what} {', '.join(names)}"
-            for what, names in (("starting", added), ("restarting", changed), ("stopped", removed))
-            if names
-        ),
-    )
     for name in added:
         await sup.start_unit(units[name])
     for name in changed:
         await sup.restart_unit(units[name], "its settings in airadev.toml changed")
-    _rewatch(sup)
+    from airadev.supervisor.watch import watch_for_restarts
+
+    sup._watcher = watch_for_restarts(sup)
     sup.write_state()
-    return {"started": added, "restarted": changed, "stopped": removed, "unchanged": unchanged}
+    return answer

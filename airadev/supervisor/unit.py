@@ -164,13 +164,11 @@ def changed_files(paths: list[Path], base: Path) -> str:
 
 
 def is_one_shot(service: Service, config: Config) -> bool:
-    """A task: something waits for it to complete (`depends_on = { NAME = "completed" }`), or it is
-    never restarted and has no port and no health probe to be ready by."""
-    if any(
+    """A task: something waits for it to complete (`depends_on = { NAME = "completed" }`). (Not
+    every service that is never restarted: a worker with restart = "no" runs until stopped.)"""
+    return any(
         d.name == service.name and d.condition is Condition.COMPLETED for s in config.services for d in s.depends_on
-    ):
-        return True
-    return service.restart.policy is RestartPolicy.NO and service.port is None and service.health is None
+    )
 
 
 def exit_message(unit: Unit, code: int) -> str:

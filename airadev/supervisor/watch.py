@@ -282,8 +282,8 @@ def watch_for_restarts(sup: Supervisor) -> Watcher | None:
         return None
 
     def changed(name: str, paths: list[Path]) -> None:
-        unit = sup.units[name]
-        if unit.stop_requested or sup.stopping:
+        unit = sup.units.get(name)
+        if unit is None or unit.stop_requested or sup.stopping:  # (removed from the run by `up`)
             return
         why = f"{changed_files(paths, unit.service.cwd)} changed"
         docker = unit.service.docker

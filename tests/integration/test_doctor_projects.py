@@ -163,3 +163,33 @@ command = "bash scripts/prestart.sh"
     assert run(root, "workspace.commands")["workspace.commands:a"].status is doctor.Status.OK
     b = run(root, "workspace.commands")["workspace.commands:b"]
     assert b.status is doctor.Status.OK and b.message.startswith("b: uvicorn is ") and "venv/bin/uvicorn" in b.message
+
+
+def test_the_example_is_checked_against_everything_the_service_gets(tmp_path: Path) -> None:
+    """Found by review: Next.js reads .env.local and .env, an env table and the stack's
+    DATABASE_URL give variables too; a variable any of them gives is not missing, and a service
+    with two env files gets one verdict."""
+    root = project(
+        tmp_path,
+        """
+[services.db]
+runtime = "postgres"
+[services.web]
+cwd = "web"
+command = "npm run dev"
+env_files = [".env.local", ".env"]
+load_env_files = false
+env = { NEXT_PUBLIC_SITE = "http://127.0.0.1:3000" }
+depends_on = { db = "healthy" }
+""",
+        {
+            "web/package.json": '{"scripts": {"dev": "next dev"}}',
+            "web/.env.example": "NEXT_PUBLIC_API_URL=\nSTRIPE_SECRET_KEY=\nDATABASE_URL=\nNEXT_PUBLIC_SITE=\nMISSING_ONE=\n",
+            "web/.env.local": "NEXT_PUBLIC_API_URL=http://127.0.0.1:8000\n",
+            "web/.env": f"STRIPE_SECRET_KEY=sk_test_{'a' * 24}\n",
+        },
+    )
+    results = {k: r for k, r in run(root, "env.required").items() if k.startswith("env.required:")}
+    assert [(k, r.message) for k, r in results.items()] == [
+        ("env.required:web/.env.local", "web/.env.local: missing: MISSING_ONE")
+    ]

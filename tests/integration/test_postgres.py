@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.harness import Stack, fake, free_port, toml_list
+from tests.harness import Stack, fake, free_port, toml_list, wait_for
 
 TRIGGER = """CREATE FUNCTION notify_kb_updater_webhook() RETURNS TRIGGER AS $$
 DECLARE
@@ -187,6 +187,14 @@ depends_on = {{ db = "healthy" }}
     # The second start finds them there: nothing created again.
     assert stack.cli("down").returncode == 0 and stack.up().returncode == 0
     assert stack.log("airadev").count("created user appuser") == 1
+    # A new database name while it runs: `up` restarts the database and the app whose
+    # DATABASE_URL it changes (the app's own settings did not).
+    toml = stack.root / "airadev.toml"
+    toml.write_text(toml.read_text().replace('database = "app"', 'database = "app2"'))
+    applied = stack.cli("up", "--detach")
+    assert applied.returncode == 0, applied.stderr
+    assert "restarted: db, api" in applied.stdout
+    wait_for(lambda: f"@127.0.0.1:{port}/app2" in stack.log("api"), what="the app's new DATABASE_URL")
 
 
 def test_the_cluster_lives_in_the_workspace_state_folder_only(stack: Stack, tmp_path: Path) -> None:

@@ -396,3 +396,48 @@ def test_nothing_found_is_said_and_the_aira_layout_is_asked_for(tmp_path: Path) 
 
 def loaded_names(root: Path) -> list[str]:
     return config.load(root).names()
+
+
+def test_compose_shapes_found_by_review(tmp_path: Path) -> None:
+    """A port from a variable (the project's .env), a numeric service name, YAML's true, an
+    optional env_file that is not there, a value named like a service that is no host, and a
+    database user with a dot: each read as Compose reads it, and the config loads."""
+    write(
+        tmp_path,
+        {
+            ".env": "WEB_PORT=8090\n",
+            "compose.yml": """
+services:
+  db:
+    image: postgres:16
+    environment: {POSTGRES_USER: app.user, POSTGRES_DB: app.db}
+  worker:
+    image: busybox
+  1:
+    image: busybox
+  api:
+    build: ./api
+    ports: [{target: 8000, published: "${WEB_PORT:-8080}"}]
+    env_file: [{path: ./.env.local, required: false}]
+    environment:
+      DEBUG: true
+      QUEUE: worker
+      WORKER_HOST: worker
+      DATABASE_URL: postgres://app.user@db:5432/app.db
+""",
+            "api/main.py": FASTAPI,
+        },
+    )
+    found = services(tmp_path)
+    assert list(found) == ["db", "worker", "1", "api"]
+    api = found["api"]
+    assert api["port"] == 8090 and "env_files" not in api
+    assert api["env"] == {
+        "DEBUG": "true",
+        "QUEUE": "worker",  # a queue's name, not an address
+        "WORKER_HOST": "worker",  # a container without a published port: unreachable from here, said
+        "DATABASE_URL": "postgres://app.user@127.0.0.1:5432/app.db",
+    }
+    cfg = loaded(tmp_path)
+    spec = cfg.get("db").database
+    assert spec is not None and (spec.user, spec.database) == ("app.user", "app.db")
