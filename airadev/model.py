@@ -231,6 +231,7 @@ class TunnelSettings:
     service: str = ""
     ui_service: str = ""
     env_file: Path | None = None
+    no_env_file: bool = False  # `env_file = false`: no file gets the address (Twilio and the database only)
     variable: str = "VOICE_AGENT_SERVICE_URL"
     ngrok_path: Path | None = None
     domain: str = ""
@@ -242,6 +243,7 @@ class TunnelSettings:
 class TwilioSettings:
     test_number: str = ""
     credentials_from: str = ""  # the service whose env files hold TWILIO_ACCOUNT_SID / _AUTH_TOKEN
+    # "" (`sms_path = false` in airadev.toml): that URL of the number is left as it is.
     voice_path: str = "/webhooks/twilio/call"
     sms_path: str = "/webhooks/twilio/sms"
     status_path: str = "/webhooks/twilio/status"
@@ -305,18 +307,17 @@ class Config:
         """The UI whose env file the tunnel rewrites: [tunnel] ui_service, else ui / aira-ui."""
         return self.find(self.tunnel.ui_service, ("ui", "aira-ui"))
 
-    def ui_env_file(self) -> Path:
-        """The env file that gets the tunnel's address: [tunnel] env_file, else the UI's .env.local."""
-        from airadev.errors import AiradevError
-
+    def ui_env_file(self) -> Path | None:
+        """The env file that gets the tunnel's address: [tunnel] env_file, else the UI's
+        .env.local; None with `env_file = false`, or when the stack has no UI (a voice app of its
+        own: Twilio and the database get the address, no file)."""
+        if self.tunnel.no_env_file:
+            return None
         if self.tunnel.env_file is not None:
             return self.tunnel.env_file
         ui = self.ui_service()
         if ui is None:
-            raise AiradevError(
-                "no UI service, so no env file for VOICE_AGENT_SERVICE_URL",
-                'set [tunnel] env_file = "aira-ui/.env.local" in airadev.toml',
-            )
+            return None
         for path in ui.env_files:
             if path.name == ".env.local":
                 return path

@@ -45,11 +45,11 @@ def tunnel_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def twilio_credentials(config: Config, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
-    """TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: from the voice agent's env files (or the service
-    named in twilio.credentials_from), else from the environment."""
+    """TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: from the env files of the service the tunnel
+    exposes (or the one named in twilio.credentials_from), else from the environment."""
     env = os.environ if env is None else env
     name = config.twilio.credentials_from
-    service = config.get(name) if name else config.find("", ("voice", "voice-agent"))
+    service = config.get(name) if name else config.find(config.tunnel.service, ("voice", "voice-agent"))
     values: dict[str, str] = {}
     for path in service.env_files if service else ():
         if path.is_file():
@@ -65,15 +65,25 @@ def test_number(config: Config, env: Mapping[str, str] | None = None) -> str:
 
 
 def webhook_urls(address: str, settings: TwilioSettings) -> dict[str, str]:
+    """The number's URLs the tunnel sets (with their methods): those whose path is not false."""
     base = address.rstrip("/")
-    return {
-        "voice_url": base + settings.voice_path,
-        "voice_method": "POST",
-        "sms_url": base + settings.sms_path,
-        "sms_method": "POST",
-        "status_callback": base + settings.status_path,
-        "status_callback_method": "POST",
-    }
+    wanted = {}
+    for url, method, path in (
+        ("voice_url", "voice_method", settings.voice_path),
+        ("sms_url", "sms_method", settings.sms_path),
+        ("status_callback", "status_callback_method", settings.status_path),
+    ):
+        if path:
+            wanted[url], wanted[method] = base + path, "POST"
+    return wanted
+
+
+def rewired_names(wanted: Mapping[str, str]) -> str:
+    """ "voice, sms and status" of the URLs in ``wanted``."""
+    names = [
+        n for n, key in (("voice", "voice_url"), ("sms", "sms_url"), ("status", "status_callback")) if key in wanted
+    ]
+    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1] if names else "no"
 
 
 # --- the journal -------------------------------------------------------------------------------
@@ -201,10 +211,10 @@ def rewire_twilio(journal: Journal, numbers: Any, number: Any, wanted: dict[str,
             "phone_number": number.phone_number,
             "api_base": numbers.base,
             "before": number.wiring.as_dict(),
-            "after": wanted,
+            "after": {**number.wiring.as_dict(), **wanted},
         }
     )
-    numbers.update(number.sid, Wiring(**wanted))  # reads back, raises if it differs
+    numbers.update(number.sid, Wiring(**{**number.wiring.as_dict(), **wanted}))  # reads back, raises if it differs
     journal.mark(step, "applied")
     return step
 
@@ -219,9 +229,9 @@ def rewire_database(journal: Journal, dsn: str, number: str, wanted: dict[str, s
         if before is None:
             return f"no business_numbers row for {number}: not touched"
         after: dict[str, str | None] = {
-            "voice_url": wanted["voice_url"],
-            "sms_url": wanted["sms_url"],
-            "status_callback_url": wanted["status_callback"],
+            "voice_url": wanted.get("voice_url", before["voice_url"]),
+            "sms_url": wanted.get("sms_url", before["sms_url"]),
+            "status_callback_url": wanted.get("status_callback", before["status_callback_url"]),
         }
         step = journal.add({"kind": "db", "dsn": dsn, "phone_number": number, "before": before, "after": after})
         with conn.transaction():

@@ -94,7 +94,10 @@ def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
 
 
 def _parse_tunnel(t: Table, root: Path, names: set[str]) -> TunnelSettings:
-    env_file = t.get("env_file", str, default="")
+    env_file_raw = t.get("env_file", (str, bool), default="")
+    if env_file_raw is True:
+        raise t.error("env_file", "true names no file", 'write env_file = "aira-ui/.env.local", or false for none')
+    env_file = env_file_raw or ""
     ngrok_path = t.get("ngrok_path", str, default="")
     variable = t.get("variable", str, default=TunnelSettings.variable)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
@@ -103,6 +106,7 @@ def _parse_tunnel(t: Table, root: Path, names: set[str]) -> TunnelSettings:
         service=service_ref(t, "service", names),
         ui_service=service_ref(t, "ui_service", names),
         env_file=(root / env_file) if env_file else None,
+        no_env_file=env_file_raw is False,
         variable=variable,
         ngrok_path=Path(ngrok_path).expanduser() if ngrok_path else None,
         domain=t.get("domain", str, default=""),
@@ -119,8 +123,11 @@ def _parse_twilio(t: Table, names: set[str]) -> TwilioSettings:
         raise t.error("test_number", f'"{number}" is not an E.164 number', 'write it like "+15551234567"')
     paths = {}
     for key in ("voice_path", "sms_path", "status_path"):
-        value = t.get(key, str, default=getattr(TwilioSettings, key))
-        if not value.startswith("/"):
+        value = t.get(key, (str, bool), default=getattr(TwilioSettings, key))
+        if value is False:  # that URL of the number is left as it is
+            paths[key] = ""
+            continue
+        if value is True or not value.startswith("/"):
             raise t.error(
                 key, f"expected a path starting with /, got {show(value)}", f'write {key} = "/webhooks/twilio/..."'
             )

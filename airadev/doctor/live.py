@@ -121,10 +121,9 @@ def supabase(ctx: Context) -> Result:
 def voice_url(ctx: Context) -> Result:
     import httpx
 
-    try:
-        path = ctx.config.ui_env_file()
-    except Exception:  # noqa: BLE001
-        return skipped("live.voice-url", "no UI env file")
+    path = ctx.config.ui_env_file()
+    if path is None:
+        return skipped("live.voice-url", "no env file gets the tunnel's address (no UI, or env_file = false)")
     from airadev.integrations.envfile import read_value
 
     url = read_value(path, ctx.config.tunnel.variable)

@@ -335,9 +335,12 @@ def writable(path: Path) -> Path:
     """The real file behind ``path``, after checking it can be rewritten."""
     target = path.resolve()
     if not target.is_file():
-        raise EnvFileError(
-            f"{path} not found", f"create it (cp {path.name}.example {path}), or point the config at the right file"
+        example = next(
+            (path.with_name(path.name + s) for s in (".example", ".sample") if path.with_name(path.name + s).is_file()),
+            None,
         )
+        make = f"cp {example.name} {path}" if example else "create it"
+        raise EnvFileError(f"{path} not found", f"{make}, or point the config at the right file")
     if not os.access(target, os.R_OK | os.W_OK) or not os.access(target.parent, os.W_OK | os.X_OK):
         raise EnvFileError(
             f"{path} is not writable (by this user)", f"chmod u+w {target} {target.parent}, or run airadev as its owner"

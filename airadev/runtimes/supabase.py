@@ -43,10 +43,11 @@ def wiring(config: Config, found: Mapping[str, str]) -> list[tuple[Path, dict[st
     public, server = keys(found)
     url = found["API_URL"]
     plan: list[tuple[Path, dict[str, str]]] = []
-    if config.ui_service() is not None or config.tunnel.env_file is not None:
+    ui_file = config.ui_env_file()
+    if ui_file is not None:
         plan.append(
             (
-                config.ui_env_file(),
+                ui_file,
                 {
                     "NEXT_PUBLIC_SUPABASE_URL": url,
                     "NEXT_PUBLIC_SUPABASE_ANON_KEY": public,

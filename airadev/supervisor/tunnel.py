@@ -34,7 +34,6 @@ RELOAD_WAIT = 10.0
 class TunnelController:
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
-        self.config = supervisor.config
         self.state = "closed"
         self.message = ""
         self.keep = False
@@ -48,6 +47,11 @@ class TunnelController:
         self._log: logstore.LogFile | None = None
         self._pidfd = -1
         self._agent_died = False
+
+    @property
+    def config(self) -> Any:
+        """The running stack's (after `up` applied a changed airadev.toml, that one)."""
+        return self.sup.config
 
     # --- status ----------------------------------------------------------------------------
 
@@ -139,6 +143,9 @@ class TunnelController:
             raise ngrok.NgrokError(
                 "no ngrok auth token", "set NGROK_AUTHTOKEN, or run `ngrok config add-authtoken TOKEN`"
             )
+        # Everything else that can fail is known before the agent starts: nothing is started,
+        # rewritten or restarted for a tunnel that cannot be wired.
+        await self._preflight()
         sup.redact.add({"NGROK_AUTHTOKEN": token})  # ngrok's auth errors quote the token
         loop = asyncio.get_running_loop()
         self._log = logstore.LogFile(sup.paths.log("ngrok"), config.logs.max_size, config.logs.keep)
@@ -170,6 +177,21 @@ class TunnelController:
         await self._rewire_database()
         self._check()
 
+    async def _preflight(self) -> None:
+        """The env file is there (or there is none to rewire, said once); the Twilio credentials
+        work and the test number is theirs (one read of the number, no write)."""
+        path = self.config.ui_env_file()
+        if path is None:
+            why = "env_file = false" if self.config.tunnel.no_env_file else "the stack has no UI service"
+            self.details["env_file"] = f"none ({why})"
+            self.sup.event(None, f"tunnel: no env file gets the address ({why}): Twilio and the database only")
+        else:
+            envfile.writable(path)  # there, and this user may rewrite it
+        twilio = self._twilio()
+        if twilio is not None:
+            number, numbers = twilio
+            await asyncio.to_thread(numbers.lookup, number)
+
     def _agent_config(self) -> Any:
         """The agent's config file, always explicit (so pyngrok never writes its own default):
         the user's, which holds their token, when there is one; else a minimal one here."""
@@ -188,6 +210,8 @@ class TunnelController:
     async def _rewire_env_file(self) -> None:
         sup = self.sup
         path = self.config.ui_env_file()
+        if path is None:  # (said by the preflight)
+            return
         variable = self.config.tunnel.variable
         ui = self.config.ui_service()
         ui_unit = sup.units.get(ui.name) if ui else None
@@ -216,26 +240,37 @@ class TunnelController:
         sup.event(ui_unit.name, f"did not reload {path.name} within {RELOAD_WAIT:g}s: restarting it", "warning")
         await sup.restart_unit(ui_unit, f"{path.name} changed and it did not reload it")
 
-    async def _rewire_twilio(self) -> None:
+    def _twilio(self) -> tuple[str, Any] | None:
+        """(the test number, a client of the Twilio API with the voice agent's credentials), or
+        None when the tunnel leaves Twilio alone (no test number, or every webhook path false)."""
         from airadev.integrations.twilio import API_BASE_ENV, TwilioNumbers
 
-        sup = self.sup
         number = ops.test_number(self.config, self.env)
-        if not number:
-            self.details["twilio"] = "no test number (twilio.test_number or TWILIO_TEST_NUMBER): not touched"
-            return
+        if not number or not ops.webhook_urls("https://x", self.config.twilio):
+            return None
         credentials = ops.twilio_credentials(self.config, self.env)
         if credentials is None:
             raise AiradevError(
                 "no Twilio credentials for the test number",
                 "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env",
             )
+        base = self.env.get(API_BASE_ENV)
+        return number, TwilioNumbers(*credentials, timeout=self.config.twilio.timeout, base_url=base)
+
+    async def _rewire_twilio(self) -> None:
+        sup = self.sup
+        twilio = self._twilio()
+        if twilio is None:
+            self.details["twilio"] = (
+                "every webhook path is false: not touched"
+                if ops.test_number(self.config, self.env)
+                else "no test number (twilio.test_number or TWILIO_TEST_NUMBER): not touched"
+            )
+            return
+        number, numbers = twilio
         wanted = ops.webhook_urls(self.address, self.config.twilio)
 
         def work() -> str:
-            numbers = TwilioNumbers(
-                *credentials, timeout=self.config.twilio.timeout, base_url=self.env.get(API_BASE_ENV)
-            )
             found = numbers.lookup(number)
             if found.routed_elsewhere:
                 return f"{number}: {found.routed_elsewhere}, so Twilio ignores its webhook URLs: not touched"
@@ -247,9 +282,10 @@ class TunnelController:
         if skipped:
             self.details["twilio"] = skipped
             sup.event(None, f"tunnel: Twilio {skipped}", "warning")
-        else:
-            self.details["twilio"] = f"{number} → {wanted['voice_url']}"
-            sup.event(None, f"tunnel: Twilio {number}: voice, sms and status webhooks → {self.address}")
+            return
+        self.details["twilio"] = f"{number} → {wanted.get('voice_url') or next(iter(wanted.values()))}"
+        left = "" if len(wanted) == 6 else " (the others left as they are)"
+        sup.event(None, f"tunnel: Twilio {number}: {ops.rewired_names(wanted)} webhooks → {self.address}{left}")
 
     async def _rewire_database(self) -> None:
         from airadev.integrations import database
@@ -266,7 +302,8 @@ class TunnelController:
         wanted = ops.webhook_urls(self.address, self.config.twilio)
         assert self.journal is not None
         skipped = await asyncio.to_thread(ops.rewire_database, self.journal, database.url(db), number, wanted)
-        self.details["database"] = skipped or f"business_numbers {number} → {wanted['voice_url']}"
+        shown = wanted.get("voice_url") or next(iter(wanted.values()), "")
+        self.details["database"] = skipped or f"business_numbers {number} → {shown}"
         self.sup.event(None, f"tunnel: {self.details['database']}", "warning" if skipped else "info")
 
     # --- closing -----------------------------------------------------------------------------

@@ -411,7 +411,8 @@ ERRORS = [
         "try again in a minute",
     ),
     ("not E.164", '"5551234" is not an E.164 phone number', "+15551234567"),
-    ("env file missing", ".env.local not found", "cp .env.local.example"),
+    # (no .env.local.example beside it: no `cp` of a file that is not there)
+    ("env file missing", ".env.local not found", "create it, or point the config at the right file"),
     ("env file not writable", ".env.local is not writable", "chmod u+w"),
     ("voice agent not running", "the voice agent (voice-agent) is not running (stopped)", "airadev start voice-agent"),
 ]

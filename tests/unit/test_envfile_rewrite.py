@@ -143,3 +143,16 @@ def test_errors_are_clear_and_write_nothing(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(EnvFileError, match="not writable"):
         envfile.set_value(locked, VAR, URL)
     assert locked.read_bytes() == b"A=1\n"
+
+
+def test_a_missing_env_file_s_fix_names_only_an_example_that_is_there(tmp_path: Path) -> None:
+    from airadev.integrations.envfile import EnvFileError, writable
+
+    target = tmp_path / "tunnel.env"
+    with pytest.raises(EnvFileError) as info:
+        writable(target)
+    assert info.value.fix == "create it, or point the config at the right file"  # not `cp tunnel.env.example`
+    (tmp_path / "tunnel.env.example").write_text("A=1\n")
+    with pytest.raises(EnvFileError) as info:
+        writable(target)
+    assert info.value.fix == f"cp tunnel.env.example {target}, or point the config at the right file"

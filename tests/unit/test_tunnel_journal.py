@@ -384,8 +384,14 @@ def test_what_is_missing_is_said_with_its_fix(tmp_path: Path) -> None:
     assert caught.value.fix == "set services.voice.port"
     with pytest.raises(AiradevError, match="no voice agent service"):
         Config(root=tmp_path, file=config.file, services=()).voice_service()
-    with pytest.raises(AiradevError, match="no UI service"):
-        portless.ui_env_file()
+    assert portless.ui_env_file() is None  # no UI: no file gets the address (Twilio and the database do)
+    none = Config(
+        root=tmp_path,
+        file=config.file,
+        services=(),
+        tunnel=TunnelSettings(env_file=tmp_path / "x.env", no_env_file=True),
+    )
+    assert none.ui_env_file() is None
     explicit = Config(root=tmp_path, file=config.file, services=(), tunnel=TunnelSettings(env_file=tmp_path / "x.env"))
     assert explicit.ui_env_file() == tmp_path / "x.env"
     no_local = Config(
