@@ -457,6 +457,10 @@ def verified(result: dict[str, Any]) -> None:
     info(
         f"verify: POST {result['url']} → {result['status']} in {result['ms']:.0f} ms, {verdict}" + ("" if ok else "  ✗")
     )
+    stream = result.get("stream")
+    if stream:
+        good = stream["same_host"] and stream["upgraded"]
+        info(f"verify: media stream {stream['url']} → {stream['answer'] or 'not tried'}" + ("" if good else "  ✗"))
 
 
 # --- doctor --------------------------------------------------------------------------------------

@@ -89,53 +89,58 @@ def session(paths: Paths, config: Callable[[], Config], options: Options, view: 
             )
         except KeyboardInterrupt:
             # The supervisor opens it anyway: close it again, so that Ctrl-C leaves nothing rewired.
-            view.closed(manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120))
+            view.closed(_close(paths, "Ctrl-C"))
             raise
     elif options.domain and options.domain.split("://")[-1] not in status.address:
         raise UsageError(
             f"a tunnel is already open at {status.address}",
             "close it first (`airadev tunnel --stop`) to open one on another domain",
         )
-    closes = opened_here and not options.detach  # what this command opened, it closes on failure
+    closes = opened_here and not options.detach  # what this command opened, it closes on Ctrl-C
     try:
         if not options.as_json or not options.verify:
             view.status(status)
         if options.verify:
-            _verify(paths, status, config, options, view, closes)
+            # A failed test call: what this command opened is closed and put back, detached or
+            # not (the README's promise: exit 1, nothing left rewired), unless --keep.
+            _verify(paths, status, config, options, view, opened_here and not options.keep)
         if options.detach or not opened_here:
             return
         hold(paths, view)
     except KeyboardInterrupt:
         # Ctrl-C before the hold took over: what this command opened, it still closes.
         if closes:
-            view.closed(manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120))
+            view.closed(_close(paths, "Ctrl-C"))
             return
         raise
+
+
+def _close(paths: Paths, why: str) -> dict[str, Any]:
+    from airadev.operations import manage
+
+    result: dict[str, Any] = manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, why=why, timeout=120)
+    return result
 
 
 def _verify(
     paths: Paths, status: TunnelStatus, config: Callable[[], Config], options: Options, view: View, closes: bool
 ) -> None:
-    from airadev.operations import manage
 
     try:
         result = verify(status.address, config())
     except AiradevError:
         if closes:
-            manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120)
+            _close(paths, "the test call failed")
         raise
-    failed = not (200 <= result["status"] < 300 and result["twiml"])
+    wrong = verdict(result)
     if options.as_json:
         view.json({"schema": 1, **result})
     else:
         view.verified(result)
-    if failed:
+    if wrong:
         if closes:
-            view.closed(manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120))
-        raise AiradevError(
-            f"the test call got {result['status']}" + ("" if result["twiml"] else ", and no TwiML"),
-            "see `airadev logs voice` and `airadev logs ngrok`",
-        )
+            view.closed(_close(paths, "the test call failed"))
+        raise AiradevError(*wrong)
 
 
 def _leftovers(paths: Paths, config: Callable[[], Config], view: View) -> None:
@@ -163,7 +168,6 @@ def hold(paths: Paths, view: View) -> None:
     """Keep the tunnel open until Ctrl-C (or SIGTERM, or the terminal closing), then close it."""
     import signal
 
-    from airadev.operations import manage
     from airadev.state import read_state, supervisor_alive
 
     def interrupt(signum: int, frame: Any) -> None:
@@ -188,7 +192,7 @@ def hold(paths: Paths, view: View) -> None:
                 )
             time.sleep(0.2)
     except KeyboardInterrupt:
-        result = manage.request(paths, Op.TUNNEL, action=TunnelAction.CLOSE, timeout=120)
+        result = _close(paths, "Ctrl-C")
         view.closed(result)
         if result.get("failed"):
             raise AiradevError(
@@ -261,12 +265,107 @@ def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -
             "see `airadev tunnel --status` and `airadev logs ngrok`",
         ) from None
     took = time.perf_counter() - started
-    return {
+    result: dict[str, Any] = {
         "url": url,
         "status": answer.status_code,
         "ms": round(took * 1000, 1),
         "twiml": is_twiml(answer.headers.get("content-type", ""), answer.content),
     }
+    if answer.status_code == 502 and b"ERR_NGROK_8012" in answer.content:
+        result["problem"] = "ngrok could not reach the voice agent (ERR_NGROK_8012)"
+    stream = media_stream(answer.content) if result["twiml"] else ""
+    if stream:
+        # What Twilio does next: it opens the media stream the TwiML names, through the tunnel.
+        result["stream"] = check_stream(stream, address)
+    return result
+
+
+def verdict(result: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What is wrong with a test call's outcome, and its fix; None when Twilio would be served."""
+    if result.get("problem"):
+        return result["problem"], "is the voice agent listening? `airadev status`, `airadev logs voice`"
+    if not (200 <= result["status"] < 300 and result["twiml"]):
+        return (
+            f"the test call got {result['status']}" + ("" if result["twiml"] else ", and no TwiML"),
+            "see `airadev logs voice` and `airadev logs ngrok`",
+        )
+    stream = result.get("stream")
+    if stream and not stream["same_host"]:
+        return (
+            f"the TwiML's media stream goes to {stream['host']}, not to the tunnel ({stream['tunnel_host']})",
+            "build the Stream URL from the request's Host header (ngrok passes the public host on), "
+            "or from the public address",
+        )
+    if stream and not stream["upgraded"]:
+        return (
+            f"the media stream's WebSocket upgrade through the tunnel failed ({stream['answer']})",
+            "see `airadev logs voice`: the app must accept a WebSocket at " + stream["path"],
+        )
+    return None
+
+
+def media_stream(body: bytes) -> str:
+    """The URL of `<Connect><Stream url=...>` (or `<Start><Stream>`) in TwiML, or ""."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return ""
+    for stream in root.iter("Stream"):
+        if stream.get("url"):
+            return str(stream.get("url"))
+    return ""
+
+
+def check_stream(url: str, address: str) -> dict[str, Any]:
+    """Whether the stream's host is the tunnel's, and whether a WebSocket upgrade to it
+    succeeds (101 with the right Sec-WebSocket-Accept); trusted CAs as for the test call."""
+    import base64
+    import hashlib
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts, tunnel = urlsplit(url), urlsplit(address)
+    found: dict[str, Any] = {
+        "url": url,
+        "host": parts.netloc,
+        "tunnel_host": tunnel.netloc,
+        "same_host": parts.netloc == tunnel.netloc,
+        "path": parts.path or "/",
+        "upgraded": False,
+        "answer": "",
+    }
+    if not found["same_host"]:
+        return found
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {found['path']}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\nUser-Agent: TwilioProxy/1.1 (airadev verify)\r\n\r\n"
+    )
+    secure = parts.scheme == "wss"
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or (443 if secure else 80)), timeout=15) as raw:
+            sock = ssl.create_default_context().wrap_socket(raw, server_hostname=parts.hostname) if secure else raw
+            sock.sendall(request.encode())
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 16384:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+    except (OSError, ssl.SSLError) as exc:
+        found["answer"] = f"{type(exc).__name__}: {exc}"
+        return found
+    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)[1] if len(lines[0].split(" ")) > 1 else "?"
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    expected = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC11B41").encode()).digest())
+    found["answer"] = f"HTTP {status}"
+    found["upgraded"] = status == "101" and headers.get("sec-websocket-accept", "") == expected.decode()
+    return found
 
 
 def certificate_problem(exc: BaseException) -> str:

@@ -125,7 +125,8 @@ class ControlServer:
                 {str(k): str(v) for k, v in env.items()},
             )
         keep = request.get("keep")
-        return await self.sup.tunnel_controller().close(None if keep is None else bool(keep), "airadev tunnel --stop")
+        why = str(request.get("why") or "airadev tunnel --stop")  # Ctrl-C of the session, a failed --verify
+        return await self.sup.tunnel_controller().close(None if keep is None else bool(keep), why)
 
     def _unit(self, name: str) -> Unit:
         for unit in self.sup.units.values():

@@ -1,10 +1,14 @@
-"""A minimal voice agent for the tunnel tests: /health, and the Twilio webhooks answering TwiML.
+"""A minimal voice agent for the tunnel tests: /health, and the Twilio webhooks answering TwiML;
+/incoming-call answers as Twilio's media-stream samples do (`<Connect><Stream url="wss://HOST/
+media-stream">`, HOST from the Host header), and /media-stream takes the WebSocket upgrade.
 
 It checks X-Twilio-Signature the way a real app behind ngrok must: over the public URL, rebuilt
 from X-Forwarded-Proto and X-Forwarded-Host, with the auth token from TWILIO_AUTH_TOKEN. It
 logs `signature valid` or `signature INVALID` for each webhook.   usage: voice_stub.py PORT
 """
 
+import base64
+import hashlib
 import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +17,11 @@ from urllib.parse import parse_qs
 from twilio.request_validator import RequestValidator
 
 TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response><Say>stub</Say></Response>'
+STREAM_TWIML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Say>Connecting</Say>'
+    '<Connect><Stream url="wss://{host}/media-stream" /></Connect></Response>'
+)
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B41"  # RFC 6455
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -31,6 +40,19 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health":
             return self.reply(200, b'{"status":"ok"}', "application/json")
+        if self.path == "/media-stream" and self.headers.get("Upgrade", "").lower() == "websocket":
+            key = self.headers.get("Sec-WebSocket-Key", "")
+            accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept)
+            self.end_headers()
+            self.wfile.write(b"\x88\x02\x03\xe8")  # a close frame (1000): the stream is the test's only
+            self.wfile.flush()
+            self.close_connection = True
+            print(f"media stream upgraded (Host {self.headers.get('Host')})", flush=True)
+            return
         self.reply(404, b"not found", "text/plain")
 
     def do_POST(self):
@@ -45,6 +67,9 @@ class Handler(BaseHTTPRequestHandler):
         print(f"{self.path} from {params.get('From', '?')}: signature {'valid' if valid else 'INVALID'}", flush=True)
         if self.path.startswith("/webhooks/twilio/"):
             return self.reply(200, TWIML, "application/xml")
+        if self.path == "/incoming-call":
+            host = os.environ.get("STUB_STREAM_HOST") or self.headers.get("Host", "")
+            return self.reply(200, STREAM_TWIML.format(host=host).encode(), "application/xml")
         self.reply(404, b"not found", "text/plain")
 
 

@@ -348,6 +348,8 @@ def _break_environment(case: str, stack: Stack, monkeypatch: pytest.MonkeyPatch)
         stack.env["FAKE_NGROK_MODE"] = "auth"
     elif case == "session limit":
         stack.env["FAKE_NGROK_MODE"] = "limit"
+    elif case == "agent too old":
+        stack.env["FAKE_NGROK_MODE"] = "old"
     elif case == "domain not the account's":
         stack.env["FAKE_NGROK_DOMAINS"] = "aira-dev.ngrok.app"
     elif case == "agent exits":
@@ -392,6 +394,8 @@ ERRORS = [
         ("ngrok allows this account one agent session at a time, and another one is running (ERR_NGROK_108)"),
         "stop the other ngrok agent",
     ),
+    # Its text begins "authentication failed:" too; the code says what it is.
+    ("agent too old", "this ngrok agent is too old for the ngrok service (ERR_NGROK_121)", "ngrok update"),
     (
         "domain not the account's",
         ("ngrok refused the domain someone-elses.ngrok.app: it is reserved for another ngrok account (ERR_NGROK_320)"),

@@ -63,9 +63,15 @@ status_path = false
 def test_a_one_service_voice_app_gets_only_its_voice_url(stack: Stack, twilio: FakeTwilio) -> None:
     voice_app(stack, twilio)
     assert stack.up().returncode == 0
-    opened = stack.cli("tunnel", "-d")
-    assert opened.returncode == 0, opened.stderr
+    opened = stack.cli("tunnel", "-d", "--verify")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
     address = json.loads(stack.cli("tunnel", "--status", "--json").stdout)["address"]
+    # The signed test call got TwiML naming a media stream on the tunnel's host, and the
+    # WebSocket upgrade to it went through the tunnel (Host passed on as ngrok passes it).
+    assert f"verify: POST {address}/incoming-call → 200" in opened.stdout
+    host = address.split("://")[1]
+    assert f"verify: media stream wss://{host}/media-stream → HTTP 101" in opened.stdout
+    assert f"media stream upgraded (Host {host})" in stack.log("app")
     # Only the voice URL: the app has no SMS or status route, and those stay as they were.
     assert wiring(twilio) == {**BEFORE, "voice_url": f"{address}/incoming-call", "voice_method": "POST"}
     log = stack.log("airadev")
@@ -87,3 +93,33 @@ def test_wrong_credentials_touch_nothing_and_start_no_agent(stack: Stack, twilio
     assert wiring(twilio) == BEFORE and not [r for r in twilio.requests if r[0] == "POST"]
     assert not (stack.state_dir / "logs" / "ngrok.log").exists(), "the agent was never started"
     assert not (stack.state_dir / "tunnel.json").exists()
+
+
+def test_a_failing_verify_leaves_nothing_rewired_even_detached(stack: Stack, twilio: FakeTwilio) -> None:
+    """The TwiML names a media stream on another host (an app that builds it from a fixed
+    setting, say): Twilio would fail there. `tunnel -d --verify` exits 1 and puts back what it
+    opened; `--status` says why it closed."""
+    voice_app(stack, twilio)
+    stack.env["STUB_STREAM_HOST"] = "old-tunnel.ngrok.app"
+    assert stack.up().returncode == 0
+    failed = stack.cli("tunnel", "-d", "--verify")
+    assert failed.returncode == 1
+    lines = failed.stderr.strip().splitlines()
+    assert lines[0].startswith("error: the TwiML's media stream goes to old-tunnel.ngrok.app, not to the tunnel (")
+    assert "Host header" in lines[-1] and len(lines) == 2
+    assert wiring(twilio) == BEFORE and not (stack.state_dir / "tunnel.json").exists()
+    status = json.loads(stack.cli("tunnel", "--status", "--json").stdout)
+    assert (status["state"], status["message"]) == ("closed", "the test call failed")
+
+
+def test_a_voice_agent_that_went_away_is_named_by_ngrok_s_code(stack: Stack, twilio: FakeTwilio) -> None:
+    voice_app(stack, twilio)
+    assert stack.up().returncode == 0
+    assert stack.cli("tunnel", "-d").returncode == 0
+    assert stack.cli("stop", "app").returncode == 0
+    result = stack.cli("tunnel", "--verify")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "error: ngrok could not reach the voice agent (ERR_NGROK_8012)" and "airadev status" in lines[-1]
+    # Not opened by this command: it stays open (the app may come back).
+    assert json.loads(stack.cli("tunnel", "--status", "--json").stdout)["state"] == "open"
