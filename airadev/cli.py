@@ -442,11 +442,33 @@ def tunnel(
     show: bool = typer.Option(False, "--status", help="Show the address and what is rewired where."),
     as_json: bool = typer.Option(False, "--json", help="With --status or --verify: one JSON object (schema 1)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once open; the tunnel stays with the stack."),
+    forget: bool = typer.Option(
+        False, "--forget", help="Show what an earlier tunnel left rewired and could not put back; drop that record."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --forget: do not ask."),
 ) -> None:
     """A public ngrok address for the voice agent, wired into the UI's env file and the Twilio test
     number, and put back when it closes (Ctrl-C, `tunnel --stop`, `down`). Needs a running stack."""
     from airadev.operations import tunnel as op
 
+    if forget:
+        lines = op.still_rewired(_paths())
+        if not lines:
+            render.info("no tunnel left anything rewired: nothing to forget")
+            return
+        render.info("still rewired, and not put back (these stay as they are when forgotten):")
+        for line in lines:
+            render.info(f"  {line}")
+        if not yes:
+            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+                raise UsageError("--forget drops the record of what stays rewired", "add --yes to confirm")
+            if not typer.confirm("Forget it (put those back by hand, e.g. in the Twilio console)?", default=False):
+                raise typer.Exit(EXIT_FAILED)
+        op.forget(_paths())
+        render.info("forgotten: a new tunnel can open; the lines above are as they were left")
+        return
+    if yes:
+        raise UsageError("--yes goes with --forget", "add --forget, or leave --yes out")
     options = op.Options(
         domain=domain or "",
         region=region or "",

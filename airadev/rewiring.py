@@ -93,6 +93,45 @@ def rewired_names(wanted: Mapping[str, str]) -> str:
 JOURNAL_LOCK = threading.RLock()
 
 
+FORGET_FIX = (
+    "run `airadev tunnel --stop` (or `airadev down`) once Twilio answers again; if it never will, "
+    "`airadev tunnel --forget` shows what stays rewired and drops the record"
+)
+
+
+def still_rewired(journal: Journal) -> list[str]:
+    """What a journal's pending steps left rewired, one line each: where, and to what."""
+    lines = []
+    for step in journal.pending():
+        if step["kind"] == "envfile":
+            edit = step["edit"]
+            lines.append(f"{edit['path']}: {edit['name']} = {edit.get('value') or journal.data.get('public_url', '')}")
+        elif step["kind"] == "db":
+            urls = ", ".join(f"{k} → {v}" for k, v in step["after"].items() if v != step["before"].get(k))
+            lines.append(f"business_numbers {step['phone_number']} (local database): {urls}")
+        else:
+            urls = ", ".join(
+                f"{k} → {v}"
+                for k, v in step["after"].items()
+                if not k.endswith("method") and v != step["before"].get(k)
+            )
+            lines.append(
+                f"Twilio {step['phone_number']} (account {step['account_sid']}, at {step.get('api_base') or 'api.twilio.com'}): {urls}"
+            )
+    return lines
+
+
+def forget(paths: Paths) -> list[str]:
+    """Drop the journal (what it says stays as it is); what it held, as ``still_rewired``."""
+    with JOURNAL_LOCK:
+        journal = Journal.load(paths)
+        if journal is None:
+            return []
+        lines = still_rewired(journal)
+        journal.remove()
+        return lines
+
+
 class Journal:
     """The write-ahead record of a tunnel's rewiring. One owner at a time (the supervisor, or
     a CLI holding the run lock when no supervisor runs)."""
@@ -122,7 +161,7 @@ class Journal:
             # Never drop what an earlier tunnel could not put back: it is the only record.
             raise AiradevError(
                 "an earlier tunnel's rewiring is still in the journal, not put back",
-                "run `airadev tunnel --stop` (or `airadev down`) once Twilio answers again",
+                FORGET_FIX,
             )
         journal = cls(
             paths,
@@ -305,19 +344,31 @@ def _undo_step(step: dict[str, Any], config: Config, env: Mapping[str, str] | No
 
     from airadev.integrations.twilio import TwilioNumbers
 
+    from airadev.integrations.twilio import API_BASE_ENV
+
     credentials = twilio_credentials(config, env)
     if credentials is None or credentials[0] != step["account_sid"]:
         raise AiradevError(
             f"no credentials for the Twilio account {step['account_sid']}",
             "put TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN back in the voice agent's .env",
         )
-    numbers = TwilioNumbers(*credentials, timeout=config.twilio.timeout, base_url=step.get("api_base"))
-    current = numbers.fetch(step["number_sid"]).wiring.as_dict()
-    if current == step["before"]:
-        return "restored", f"Twilio {step['phone_number']}: already as it was"
-    if current != step["after"]:
-        return "left", f"Twilio {step['phone_number']}: changed since; left as it is"
-    numbers.update(step["number_sid"], Wiring(**step["before"]))
+    # Where that Twilio is now: AIRADEV_TWILIO_API_BASE when set (a Twilio-compatible server that
+    # moved), else where the step was applied.
+    base = (os.environ if env is None else env).get(API_BASE_ENV) or step.get("api_base")
+    numbers = TwilioNumbers(*credentials, timeout=config.twilio.timeout, base_url=base)
+    try:
+        current = numbers.fetch(step["number_sid"]).wiring.as_dict()
+        if current == step["before"]:
+            return "restored", f"Twilio {step['phone_number']}: already as it was"
+        if current != step["after"]:
+            return "left", f"Twilio {step['phone_number']}: changed since; left as it is"
+        numbers.update(step["number_sid"], Wiring(**step["before"]))
+    except AiradevError as exc:
+        raise AiradevError(
+            f"{exc.message} (Twilio at {numbers.base})",
+            f"{exc.fix}; if that server moved, set {API_BASE_ENV} to where it is now; if it is gone for good, "
+            "`airadev tunnel --forget` drops the record",
+        ) from None
     return "restored", f"Twilio {step['phone_number']}: webhooks put back"
 
 

@@ -103,6 +103,27 @@ def leftovers(ctx: Context) -> Result:
     return ok("runtime.leftovers", "no process of an earlier run is left")
 
 
+@check("runtime.tunnel-journal", "no earlier tunnel left anything rewired", requires=("workspace.config",))
+def tunnel_journal(ctx: Context) -> Result:
+    """What a tunnel could not put back (Twilio gone, say) stays in .airadev/tunnel.json, and a
+    new tunnel refuses to open over it."""
+    from airadev.rewiring import FORGET_FIX, Journal, still_rewired
+    from airadev.state import Paths, read_state
+
+    assert ctx.root is not None
+    paths = Paths(ctx.root)
+    journal = Journal.load(paths)
+    pending = still_rewired(journal) if journal is not None else []
+    tunnel = ((read_state(paths) or {}).get("tunnel") or {}) if _running_marker(ctx) else {}
+    if not pending or tunnel.get("state") == "open":  # an open tunnel's rewiring is no leftover
+        return ok("runtime.tunnel-journal", "no tunnel left anything rewired")
+    return warning(
+        "runtime.tunnel-journal",
+        f"an earlier tunnel left {len(pending)} things rewired and not put back: " + "; ".join(pending),
+        FORGET_FIX,
+    )
+
+
 TRIGGER = re.compile(r"net\.http_post|notify_kb_updater_webhook", re.IGNORECASE)
 
 

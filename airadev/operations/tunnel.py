@@ -61,8 +61,14 @@ def session(paths: Paths, config: Callable[[], Config], options: Options, view: 
             view.status(status)
         return
     if options.stop:
+        env = {key: os.environ[key] for key in ENV_KEYS if key in os.environ}  # this terminal's say
         result = manage.request(
-            paths, Op.TUNNEL, action=TunnelAction.CLOSE, keep=options.keep if options.keep else None, timeout=120
+            paths,
+            Op.TUNNEL,
+            action=TunnelAction.CLOSE,
+            keep=options.keep if options.keep else None,
+            env=env,
+            timeout=120,
         )
         view.closed(result)
         if result.get("failed"):
@@ -141,6 +147,25 @@ def _verify(
         if closes:
             view.closed(_close(paths, "the test call failed"))
         raise AiradevError(*wrong)
+
+
+def still_rewired(paths: Paths) -> list[str]:
+    """What the journal says stays rewired; refused while a tunnel is open (it is no leftover:
+    `--stop` puts it back)."""
+    from airadev import rewiring
+    from airadev.state import read_state, supervisor_alive
+
+    state = read_state(paths)
+    if supervisor_alive(state) and ((state or {}).get("tunnel") or {}).get("state") in ("open", "opening", "closing"):
+        raise UsageError("a tunnel is open", "`airadev tunnel --stop` closes it and puts everything back")
+    journal = rewiring.Journal.load(paths)
+    return rewiring.still_rewired(journal) if journal is not None else []
+
+
+def forget(paths: Paths) -> list[str]:
+    from airadev import rewiring
+
+    return rewiring.forget(paths)
 
 
 def _leftovers(paths: Paths, config: Callable[[], Config], view: View) -> None:

@@ -126,7 +126,15 @@ class ControlServer:
             )
         keep = request.get("keep")
         why = str(request.get("why") or "airadev tunnel --stop")  # Ctrl-C of the session, a failed --verify
-        return await self.sup.tunnel_controller().close(None if keep is None else bool(keep), why)
+        controller = self.sup.tunnel_controller()
+        given = request.get("env")
+        if isinstance(given, dict):  # where Twilio is now (AIRADEV_TWILIO_API_BASE), the credentials
+            from airadev.integrations import envfile
+
+            values = {str(k): str(v) for k, v in given.items()}
+            self.sup.redact.add(envfile.secrets_of(values))
+            controller.env.update(values)
+        return await controller.close(None if keep is None else bool(keep), why)
 
     def _unit(self, name: str) -> Unit:
         for unit in self.sup.units.values():

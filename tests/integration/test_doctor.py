@@ -285,6 +285,14 @@ BREAKS: dict[str, tuple[Callable[[Workspace], object], str, str]] = {
     "runtime.ports": (lambda w: _hold(w, "voice-agent"), "error", "kill"),
     "runtime.leftovers": (lambda w: _leftover(w), "warning", "`airadev down` ends them"),
     "runtime.bind": (lambda w: _kb_on_loopback(w), "error", "add --host 0.0.0.0"),
+    "runtime.tunnel-journal": (lambda w: _pending_journal(w), "warning", "airadev tunnel --forget"),
+    "workspace.commands": (
+        lambda w: w.path("airadev.toml").write_text(
+            w.path("airadev.toml").read_text().replace("uvicorn updater:app", "uvicorn nowhere:app")
+        ),
+        "error",
+        "fix services.kb-updater.command",
+    ),
     "runtime.database": (
         lambda w: (_postgres(w), w.path(".airadev/postgres/db/data").mkdir(parents=True)),
         "error",
@@ -336,6 +344,26 @@ def _postgres(w: Workspace) -> None:
     """The database as the plain PostgreSQL runtime (the demo's own choice)."""
     text = w.path("airadev.toml").read_text().replace('runtime = "supabase"', 'runtime = "postgres"')
     w.path("airadev.toml").write_text(text)
+
+
+def _pending_journal(w: Workspace) -> None:
+    """What a tunnel could not put back: a Twilio step whose server went away."""
+    from airadev.rewiring import Journal
+    from airadev.state import Paths
+
+    journal = Journal.new(Paths(w.root), "https://gone.ngrok.app", None, False)
+    step = journal.add(
+        {
+            "kind": "twilio",
+            "account_sid": "AC" + "0" * 32,
+            "number_sid": "PN" + "0" * 32,
+            "phone_number": "+15551230000",
+            "api_base": "http://127.0.0.1:9",
+            "before": {"voice_url": "https://old/voice"},
+            "after": {"voice_url": "https://gone.ngrok.app/webhooks/twilio/call"},
+        }
+    )
+    journal.mark(step, "applied")
 
 
 def _kb_on_loopback(w: Workspace) -> None:

@@ -757,3 +757,57 @@ def test_backups_are_private_and_few(stack: Stack, twilio: FakeTwilio) -> None:
     backups = sorted((stack.state_dir / "backups").iterdir())
     assert len(backups) == 5
     assert all(oct(b.stat().st_mode & 0o777) == "0o600" and b.read_bytes() == ORIGINAL for b in backups)
+
+
+def test_a_twilio_that_is_gone_or_moved_has_a_way_out(stack: Stack, twilio: FakeTwilio, tmp_path: Path) -> None:
+    """Twilio (here a Twilio-compatible server) goes away while the number points at the tunnel.
+    The hint tells the truth: AIRADEV_TWILIO_API_BASE, when set, is where the step is put back;
+    `tunnel --forget` shows what stays rewired and drops it; doctor reports it until then."""
+    tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    assert stack.cli("tunnel", "-d").returncode == 0
+    rewired, gone = wiring(twilio), twilio.base_url
+    twilio.stop()
+    closed = stack.cli("tunnel", "--stop")
+    assert closed.returncode == 1
+    said = closed.stdout + closed.stderr
+    assert f"(Twilio at {gone}" in said and "set AIRADEV_TWILIO_API_BASE to where it is now" in said
+    assert "`airadev tunnel --forget` drops the record" in said
+    down = stack.cli("down")  # stops the stack; says what it could not put back (exit 1)
+    assert down.returncode == 1 and "airadev tunnel --forget" in down.stderr
+    doctor = json.loads(stack.cli("doctor", "runtime.tunnel-journal", "--offline", "--json").stdout)
+    [check] = [c for c in doctor["checks"] if c["id"] == "runtime.tunnel-journal"]
+    assert check["status"] == "warning" and f"Twilio {NUMBER}" in check["message"]
+    assert "airadev tunnel --forget" in check["fix"]
+    # The server came back elsewhere: pointed there, the leftover is put back from there.
+    moved = FakeTwilio(SID, TOKEN).start()
+    try:
+        record = dict(twilio.number(NUMBER))  # the same number (its SID too), served from its new place
+        moved.numbers = {record["sid"]: record}
+        assert {key: record[key] for key in BEFORE} == rewired
+        stack.env["AIRADEV_TWILIO_API_BASE"] = moved.base_url
+        back = stack.cli("tunnel", "--stop")
+        assert "put back what the last tunnel left: Twilio +15551230000: webhooks put back" in back.stdout, back.stderr
+        assert {key: moved.number(NUMBER)[key] for key in BEFORE} == BEFORE and journal(stack) is None
+    finally:
+        moved.stop()
+
+
+def test_forget_shows_what_stays_rewired_and_asks(stack: Stack, twilio: FakeTwilio) -> None:
+    tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    assert stack.cli("tunnel", "-d").returncode == 0
+    address = json.loads(stack.cli("tunnel", "--status", "--json").stdout)["address"]
+    refused = stack.cli("tunnel", "--forget", "--yes")
+    assert refused.returncode == 2 and "a tunnel is open" in refused.stderr  # --stop puts that back
+    gone = twilio.base_url
+    twilio.stop()
+    assert stack.cli("down").returncode == 1
+    asked = stack.cli("tunnel", "--forget")  # not at a terminal: no yes, no drop
+    assert asked.returncode == 2 and "add --yes to confirm" in asked.stderr and journal(stack) is not None
+    assert f"Twilio {NUMBER} (account {SID}, at {gone}): voice_url → {address}/webhooks/twilio/call" in asked.stdout
+    forgot = stack.cli("tunnel", "--forget", "--yes")
+    assert forgot.returncode == 0 and "forgotten" in forgot.stdout and journal(stack) is None
+    doctor = json.loads(stack.cli("doctor", "runtime.tunnel-journal", "--offline", "--json").stdout)
+    assert [c["status"] for c in doctor["checks"] if c["id"] == "runtime.tunnel-journal"] == ["ok"]
+    assert stack.cli("tunnel", "--forget", "--yes").stdout.startswith("no tunnel left anything rewired")
