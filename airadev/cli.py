@@ -469,6 +469,15 @@ def tunnel(
         return
     if yes:
         raise UsageError("--yes goes with --forget", "add --forget, or leave --yes out")
+    from airadev.config import digest
+    from airadev.state import read_state
+
+    paths = _paths()
+    applied = (read_state(paths) or {}).get("config_digest")
+    if applied and applied != digest(paths.root) and not (show or stop):
+        render.warn(
+            "airadev.toml changed since up: the tunnel uses the running stack's settings; `airadev up` applies the file"
+        )
     options = op.Options(
         domain=domain or "",
         region=region or "",

@@ -343,6 +343,9 @@ def status(data: StackStatus) -> None:
         rows,
         title=title,
     )
+    tunnel = data.tunnel
+    if tunnel is not None and tunnel.state in ("open", "failed") and not tunnel.brief:
+        info(_tunnel_line(tunnel))
     for name, svc in services.items():
         if svc.runtime == "postgres":
             info(f"{name}: plain PostgreSQL (runtime postgres), not Supabase: no REST API, no auth; SQL only")
@@ -351,6 +354,23 @@ def status(data: StackStatus) -> None:
     failure = data.failure
     if failure and data.phase == "failed":
         warn(f"{failure.service}: {failure.message}")
+
+
+def _tunnel_line(tunnel: TunnelStatus) -> str:
+    """`status`'s tunnel line: the public address, since when, and what is rewired to it."""
+    if tunnel.state == "failed":
+        return f"tunnel: failed ({tunnel.message})"
+    since = tunnel.detail("opened_at")
+    when = f", open since {time.strftime('%H:%M:%S', time.localtime(since))}" if since else ""
+    parts = []
+    for item in tunnel.rewired:
+        if item.get("kind") == "envfile":
+            parts.append(f"{os.path.basename(str(item.get('path')))} {item.get('variable')}")
+        elif item.get("kind") == "twilio":
+            parts.append(f"Twilio {item.get('phone_number')}")
+        else:
+            parts.append(f"business_numbers {item.get('phone_number')}")
+    return f"tunnel: {tunnel.address}{when}; rewired: {', '.join(parts) or 'nothing'}"
 
 
 def _health(svc: ServiceStatus) -> str:

@@ -165,6 +165,7 @@ class TunnelController:
         started = time.monotonic()
         tunnel = await asyncio.to_thread(self.agent.start, upstream, f"airadev-{voice.name}", domain)
         self.details["agent_start_seconds"] = round(time.monotonic() - started, 3)
+        self.details["opened_at"] = round(time.time(), 3)
         self.address = tunnel.public_url
         self._watch_agent(tunnel.agent_pid)
         self._check()

@@ -161,6 +161,10 @@ def test_tunnel_rewires_verifies_and_puts_everything_back(stack: Stack, twilio: 
         "status_callback_method": "POST",
     }
     assert [item["kind"] for item in status["rewired"]] == ["envfile", "twilio"]
+    # `status` has the tunnel's line: where, since when, what is rewired to it.
+    line = next(x for x in stack.cli("status").stdout.splitlines() if x.startswith("tunnel: "))
+    assert line.startswith(f"tunnel: {address}, open since ")
+    assert line.endswith(f"; rewired: .env.local VOICE_AGENT_SERVICE_URL, Twilio {NUMBER}")
     # The signed test call went through the tunnel over https (the test CA trusted through
     # SSL_CERT_FILE), and the voice agent found the signature, over the public https URL, right.
     assert f"verify: POST {address}/webhooks/twilio/call → 200" in opened.stdout and "TwiML" in opened.stdout
@@ -552,6 +556,8 @@ def test_ctrl_c_of_a_foreground_tunnel_puts_everything_back(stack: Stack, twilio
         assert foreground.returncode == 0, out
         assert "tunnel: closed" in out and "put back" in out
         assert env_local.read_bytes() == ORIGINAL and wiring(twilio) == BEFORE
+        after = json.loads(stack.cli("tunnel", "--status", "--json").stdout)
+        assert (after["state"], after["message"]) == ("closed", "Ctrl-C")  # not "airadev tunnel --stop"
         assert stack.service("voice-agent")["state"] == "healthy", "the stack keeps running"
         wait_for(lambda: not ngrok_agents(stack), timeout=5, what="the agent to stop")
     finally:

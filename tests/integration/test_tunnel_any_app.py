@@ -79,6 +79,12 @@ def test_a_one_service_voice_app_gets_only_its_voice_url(stack: Stack, twilio: F
     assert f"Twilio {NUMBER}: voice webhooks → {address} (the others left as they are)" in log
     assert stack.cli("tunnel", "--stop").returncode == 0
     assert wiring(twilio) == BEFORE
+    # A tunnel setting changed after `up`: the tunnel says the running stack's are used.
+    toml = stack.root / "airadev.toml"
+    toml.write_text(toml.read_text().replace('voice_path = "/incoming-call"', 'voice_path = "/voice"'))
+    again = stack.cli("tunnel", "-d")
+    assert "airadev.toml changed since up: the tunnel uses the running stack's settings" in again.stderr
+    assert wiring(twilio)["voice_url"].endswith("/incoming-call")
 
 
 def test_wrong_credentials_touch_nothing_and_start_no_agent(stack: Stack, twilio: FakeTwilio) -> None:
