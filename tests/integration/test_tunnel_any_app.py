@@ -129,3 +129,32 @@ def test_a_voice_agent_that_went_away_is_named_by_ngrok_s_code(stack: Stack, twi
     assert lines[0] == "error: ngrok could not reach the voice agent (ERR_NGROK_8012)" and "airadev status" in lines[-1]
     # Not opened by this command: it stays open (the app may come back).
     assert json.loads(stack.cli("tunnel", "--status", "--json").stdout)["state"] == "open"
+
+
+def test_ctrl_c_of_the_voice_app_s_tunnel_puts_its_voice_url_back(stack: Stack, twilio: FakeTwilio) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.harness import wait_for
+
+    voice_app(stack, twilio)
+    assert stack.up().returncode == 0
+    foreground = subprocess.Popen(
+        [sys.executable, "-m", "airadev", "--workspace", str(stack.root), "tunnel", "--verify"],
+        env=stack.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: (stack.state().get("tunnel") or {}).get("state") == "open", timeout=30, what="open")
+        wait_for(lambda: "media stream upgraded" in stack.log("app"), timeout=30, what="the verify")
+        foreground.send_signal(signal.SIGINT)
+        out, _ = foreground.communicate(timeout=30)
+        assert foreground.returncode == 0, out
+        assert "media stream wss://" in out and "HTTP 101" in out
+        assert wiring(twilio) == BEFORE
+    finally:
+        if foreground.poll() is None:
+            foreground.kill()
