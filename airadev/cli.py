@@ -161,7 +161,11 @@ def up(
             if names:
                 render.info(f"{what}: {', '.join(names)}")
         if not (applied.started or applied.restarted or applied.stopped):
-            render.info("the stack is running and airadev.toml has not changed: nothing to do")
+            render.info(
+                "airadev.toml applied: no service needed a restart (its other settings, [tunnel] and [twilio], are in effect)"
+                if applied.file_changed
+                else "the stack is running and airadev.toml has not changed: nothing to do"
+            )
         elif applied.started or applied.restarted:
             render.info(f"ready: {', '.join(applied.started + applied.restarted)}")
         return

@@ -308,6 +308,7 @@ class Applied:
     started: list[str]
     restarted: list[str]
     stopped: list[str]
+    file_changed: bool = False
 
 
 READY = ("healthy", "running", "completed")
@@ -321,7 +322,7 @@ def apply_running(config: Config, requested: Sequence[str], timeout: float) -> A
     loaded here first: a file that does not load changes nothing."""
     paths = Paths(config.root)
     answer = control.request(paths.socket, control.Op.APPLY, services=list(requested), timeout=60)
-    applied = Applied(answer["started"], answer["restarted"], answer["stopped"])
+    applied = Applied(answer["started"], answer["restarted"], answer["stopped"], bool(answer.get("file_changed")))
     tasks = set(answer.get("tasks") or ())
     waiting = set(applied.started) | set(applied.restarted)
     deadline = time.monotonic() + timeout

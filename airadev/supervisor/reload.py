@@ -56,10 +56,20 @@ async def _apply(sup: Supervisor, config: Config, requested: list[str]) -> dict[
         )
     ]
     unchanged = [n for n in wanted if n in sup.units and n not in changed]
-    sup.config_digest = digest(config.root)
+    before, sup.config_digest = sup.config_digest, digest(config.root)
     tasks = [n for n in added + changed if is_one_shot(config.get(n), config)]
-    answer = {"started": added, "restarted": changed, "stopped": removed, "unchanged": unchanged, "tasks": tasks}
+    answer = {
+        "started": added,
+        "restarted": changed,
+        "stopped": removed,
+        "unchanged": unchanged,
+        "tasks": tasks,
+        "file_changed": before != sup.config_digest,
+    }
     if not (removed or added or changed):
+        # No service to restart; what else changed ([tunnel], [twilio], [logs]) is in effect now.
+        sup.config = config
+        sup.runtime_context = dataclasses.replace(sup.runtime_context, config=config)
         sup.write_state()
         return answer
     if sup._watcher is not None:  # no watch restart of a service while the run changes shape

@@ -85,6 +85,12 @@ def test_a_one_service_voice_app_gets_only_its_voice_url(stack: Stack, twilio: F
     again = stack.cli("tunnel", "-d")
     assert "airadev.toml changed since up: the tunnel uses the running stack's settings" in again.stderr
     assert wiring(twilio)["voice_url"].endswith("/incoming-call")
+    assert stack.cli("tunnel", "--stop").returncode == 0
+    # `up` applies it: no service restarts, and the next tunnel uses the new path.
+    applied = stack.cli("up", "-d")
+    assert "airadev.toml applied: no service needed a restart" in applied.stdout, applied.stdout + applied.stderr
+    assert stack.cli("tunnel", "-d").returncode == 0
+    assert wiring(twilio)["voice_url"].endswith("/voice")
 
 
 def test_wrong_credentials_touch_nothing_and_start_no_agent(stack: Stack, twilio: FakeTwilio) -> None:
