@@ -152,22 +152,7 @@ def up(
                 "the stack is running: --runtime, --build and --tunnel apply to a new run",
                 "run `airadev down` first, or `airadev tunnel` for a tunnel",
             )
-        applied = op.apply_running(config, op.select(config, services or []), wait)
-        for what, names in (
-            ("started", applied.started),
-            ("restarted", applied.restarted),
-            ("stopped", applied.stopped),
-        ):
-            if names:
-                render.info(f"{what}: {', '.join(names)}")
-        if not (applied.started or applied.restarted or applied.stopped):
-            render.info(
-                "airadev.toml applied: no service needed a restart (its other settings, [tunnel] and [twilio], are in effect)"
-                if applied.file_changed
-                else "the stack is running and airadev.toml has not changed: nothing to do"
-            )
-        elif applied.started or applied.restarted:
-            render.info(f"ready: {', '.join(applied.started + applied.restarted)}")
+        render.applied(op.apply_running(config, op.select(config, services or []), wait))
         return
     if runtime is not None:
         if runtime not in ("docker", "process"):

@@ -356,6 +356,21 @@ def status(data: StackStatus) -> None:
         warn(f"{failure.service}: {failure.message}")
 
 
+def applied(result: Any) -> None:
+    """What `up` on a running stack did (operations.up.Applied)."""
+    for what, names in (("started", result.started), ("restarted", result.restarted), ("stopped", result.stopped)):
+        if names:
+            info(f"{what}: {', '.join(names)}")
+    if not (result.started or result.restarted or result.stopped):
+        info(
+            "airadev.toml applied: no service needed a restart (its other settings, [tunnel] and [twilio], are in effect)"
+            if result.file_changed
+            else "the stack is running and airadev.toml has not changed: nothing to do"
+        )
+    elif result.started or result.restarted:
+        info(f"ready: {', '.join(result.started + result.restarted)}")
+
+
 def _tunnel_line(tunnel: TunnelStatus) -> str:
     """`status`'s tunnel line: the public address, since when, and what is rewired to it."""
     if tunnel.state == "failed":
@@ -441,13 +456,12 @@ def tunnel_status(status: TunnelStatus) -> None:
         if item["kind"] == "envfile":
             info(f"  {item['path']}: {item['variable']}={item['value']}")
         elif item["kind"] == "db":
-            info(f"  database business_numbers {item['phone_number']}: the same three URLs")
+            info(f"  database business_numbers {item['phone_number']}: the same URLs")
         else:
-            hooks = item["webhooks"]
-            info(
-                f"  Twilio {item['phone_number']}: voice {hooks['voice_url']}, sms {hooks['sms_url']}, "
-                f"status {hooks['status_callback']}"
-            )
+            hooks = item["webhooks"]  # those the tunnel set (a path set to false is left out)
+            names = (("voice", "voice_url"), ("sms", "sms_url"), ("status", "status_callback"))
+            shown = ", ".join(f"{name} {hooks[key]}" for name, key in names if key in hooks)
+            info(f"  Twilio {item['phone_number']}: {shown}")
     reload_note = status.detail("ui_reload")
     if reload_note:
         info(f"  UI: {reload_note}")

@@ -249,8 +249,10 @@ def rewire_twilio(journal: Journal, numbers: Any, number: Any, wanted: dict[str,
             "number_sid": number.sid,
             "phone_number": number.phone_number,
             "api_base": numbers.base,
-            "before": number.wiring.as_dict(),
-            "after": {**number.wiring.as_dict(), **wanted},
+            # Only the fields the tunnel sets: undo compares and restores those, never one it
+            # promised to leave alone (sms_path = false) that its owner changed meanwhile.
+            "before": {key: number.wiring.as_dict()[key] for key in wanted},
+            "after": dict(wanted),
         }
     )
     numbers.update(number.sid, Wiring(**{**number.wiring.as_dict(), **wanted}))  # reads back, raises if it differs
@@ -263,18 +265,19 @@ def rewire_database(journal: Journal, dsn: str, number: str, wanted: dict[str, s
     URLs as Twilio. Returns why it was not touched, or "" when it was."""
     from airadev.integrations import database
 
+    columns = {"voice_url": "voice_url", "sms_url": "sms_url", "status_callback": "status_callback_url"}
+    after: dict[str, str | None] = {column: wanted[key] for key, column in columns.items() if key in wanted}
+    if not after:
+        return "every webhook path is false: not touched"
     with database.connect(dsn) as conn:
-        before = database.number_urls(conn, number)
-        if before is None:
+        current = database.number_urls(conn, number)
+        if current is None:
             return f"no business_numbers row for {number}: not touched"
-        after: dict[str, str | None] = {
-            "voice_url": wanted.get("voice_url", before["voice_url"]),
-            "sms_url": wanted.get("sms_url", before["sms_url"]),
-            "status_callback_url": wanted.get("status_callback", before["status_callback_url"]),
-        }
+        before = {column: current[column] for column in after}  # only the columns it sets
         step = journal.add({"kind": "db", "dsn": dsn, "phone_number": number, "before": before, "after": after})
         with conn.transaction():
-            database.set_number_urls(conn, number, after)  # reads back, raises (and rolls back) if it differs
+            # reads back, raises (and rolls back) if it differs
+            database.set_number_urls(conn, number, {**current, **after})
         journal.mark(step, "applied")
     return ""
 
@@ -340,11 +343,7 @@ def _undo_step(step: dict[str, Any], config: Config, env: Mapping[str, str] | No
                 "part of the stack; its row is left as it is",
             )
         return _undo_database(step)
-    from airadev.integrations.twilio import Wiring
-
-    from airadev.integrations.twilio import TwilioNumbers
-
-    from airadev.integrations.twilio import API_BASE_ENV
+    from airadev.integrations.twilio import API_BASE_ENV, TwilioNumbers
 
     credentials = twilio_credentials(config, env)
     if credentials is None or credentials[0] != step["account_sid"]:
@@ -352,24 +351,45 @@ def _undo_step(step: dict[str, Any], config: Config, env: Mapping[str, str] | No
             f"no credentials for the Twilio account {step['account_sid']}",
             "put TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN back in the voice agent's .env",
         )
-    # Where that Twilio is now: AIRADEV_TWILIO_API_BASE when set (a Twilio-compatible server that
-    # moved), else where the step was applied.
-    base = (os.environ if env is None else env).get(API_BASE_ENV) or step.get("api_base")
-    numbers = TwilioNumbers(*credentials, timeout=config.twilio.timeout, base_url=base)
-    try:
-        current = numbers.fetch(step["number_sid"]).wiring.as_dict()
-        if current == step["before"]:
-            return "restored", f"Twilio {step['phone_number']}: already as it was"
-        if current != step["after"]:
-            return "left", f"Twilio {step['phone_number']}: changed since; left as it is"
-        numbers.update(step["number_sid"], Wiring(**step["before"]))
-    except AiradevError as exc:
+    # Where the step was applied first; if that does not answer and AIRADEV_TWILIO_API_BASE names
+    # another server (a Twilio-compatible one that moved), there, trusted only if the number is
+    # as the tunnel left it (a server that never had the change must not clear the record).
+    override = (os.environ if env is None else env).get(API_BASE_ENV) or ""
+    tried = []
+    for base, strict in ((step.get("api_base"), False), (override, True)):
+        if strict and (not override or override == step.get("api_base")):
+            break
+        numbers = TwilioNumbers(*credentials, timeout=config.twilio.timeout, base_url=base)
+        try:
+            return _undo_twilio(step, numbers, strict)
+        except AiradevError as failed:
+            tried.append((numbers.base, failed))
+    base, last = tried[-1]
+    raise AiradevError(
+        f"{last.message} (Twilio at {base})",
+        f"{last.fix}; if that server moved, set {API_BASE_ENV} to where it is now; if it is gone for good, "
+        "`airadev tunnel --forget` drops the record",
+    )
+
+
+def _undo_twilio(step: dict[str, Any], numbers: Any, strict: bool) -> tuple[str, str]:
+    """Compare and put back only the fields the step set (older journals: all six)."""
+    from airadev.integrations.twilio import Wiring
+
+    wiring = numbers.fetch(step["number_sid"]).wiring.as_dict()
+    current = {key: wiring[key] for key in step["after"]}
+    what = f"Twilio {step['phone_number']}"
+    if strict and current != step["after"]:
         raise AiradevError(
-            f"{exc.message} (Twilio at {numbers.base})",
-            f"{exc.fix}; if that server moved, set {API_BASE_ENV} to where it is now; if it is gone for good, "
-            "`airadev tunnel --forget` drops the record",
-        ) from None
-    return "restored", f"Twilio {step['phone_number']}: webhooks put back"
+            f"{what} is not as the tunnel left it at {numbers.base}: not put back there",
+            "point AIRADEV_TWILIO_API_BASE at the server the tunnel rewired",
+        )
+    if current == step["before"]:
+        return "restored", f"{what}: already as it was"
+    if current != step["after"]:
+        return "left", f"{what}: changed since; left as it is"
+    numbers.update(step["number_sid"], Wiring(**{**wiring, **step["before"]}))
+    return "restored", f"{what}: webhooks put back"
 
 
 def _undo_database(step: dict[str, Any]) -> tuple[str, str]:
@@ -377,13 +397,14 @@ def _undo_database(step: dict[str, Any]) -> tuple[str, str]:
 
     what = f"business_numbers {step['phone_number']}"
     with database.connect(step["dsn"]) as conn:
-        current = database.number_urls(conn, step["phone_number"])
+        row = database.number_urls(conn, step["phone_number"])
+        current = {column: row[column] for column in step["after"]} if row is not None else None
         if current == step["before"]:
             return "restored", f"{what}: already as it was"
-        if current != step["after"]:
+        if row is None or current != step["after"]:
             return "left", f"{what}: changed since; left as it is"
         with conn.transaction():
-            database.set_number_urls(conn, step["phone_number"], step["before"])
+            database.set_number_urls(conn, step["phone_number"], {**row, **step["before"]})
     return "restored", f"{what}: webhook URLs put back"
 
 

@@ -61,7 +61,9 @@ def session(paths: Paths, config: Callable[[], Config], options: Options, view: 
             view.status(status)
         return
     if options.stop:
-        env = {key: os.environ[key] for key in ENV_KEYS if key in os.environ}  # this terminal's say
+        # Where this terminal says Twilio is now (a Twilio-compatible server that moved); not its
+        # credentials: the journal's steps are the voice agent's account.
+        env = {key: os.environ[key] for key in ("AIRADEV_TWILIO_API_BASE",) if key in os.environ}
         result = manage.request(
             paths,
             Op.TUNNEL,
@@ -155,11 +157,19 @@ def still_rewired(paths: Paths) -> list[str]:
     from airadev import rewiring
     from airadev.state import read_state, supervisor_alive
 
-    state = read_state(paths)
-    if supervisor_alive(state) and ((state or {}).get("tunnel") or {}).get("state") in ("open", "opening", "closing"):
-        raise UsageError("a tunnel is open", "`airadev tunnel --stop` closes it and puts everything back")
     journal = rewiring.Journal.load(paths)
-    return rewiring.still_rewired(journal) if journal is not None else []
+    if journal is None or not journal.pending():
+        return []
+    state = read_state(paths)
+    if supervisor_alive(state):  # its tunnel holds the journal: an open one, or one that failed to close
+        tunnel = ((state or {}).get("tunnel") or {}).get("state")
+        if tunnel in ("open", "opening", "closing"):
+            raise UsageError("a tunnel is open", "`airadev tunnel --stop` closes it and puts everything back")
+        raise UsageError(
+            "the stack is running, and its supervisor holds the record",
+            "run `airadev down` (it tries once more to put it back), then `airadev tunnel --forget`",
+        )
+    return rewiring.still_rewired(journal)
 
 
 def forget(paths: Paths) -> list[str]:
@@ -260,6 +270,11 @@ def verify(address: str, config: Config, env: Mapping[str, str] | None = None) -
             "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the voice agent's .env",
         )
     sid, token = credentials
+    if not config.twilio.voice_path:
+        raise AiradevError(
+            "--verify calls the voice webhook, and twilio.voice_path is false here",
+            "leave out --verify, or set twilio.voice_path in airadev.toml",
+        )
     url = address.rstrip("/") + config.twilio.voice_path
     number = test_number(config, env) or "+15005550006"
     params = {
@@ -315,6 +330,16 @@ def verdict(result: Mapping[str, Any]) -> tuple[str, str] | None:
             "see `airadev logs voice` and `airadev logs ngrok`",
         )
     stream = result.get("stream")
+    if stream and stream["answer"].startswith("not a URL"):
+        return (
+            f"the TwiML's media stream URL {stream['url']!r} is {stream['answer']}",
+            "fix the Stream url in the app's TwiML",
+        )
+    if stream and stream["same_host"] and not stream["wss"]:
+        return (
+            f"the TwiML's media stream {stream['url']} is not wss://: Twilio opens media streams over wss only",
+            "make the Stream url wss://",
+        )
     if stream and not stream["same_host"]:
         return (
             f"the TwiML's media stream goes to {stream['host']}, not to the tunnel ({stream['tunnel_host']})",
@@ -343,26 +368,33 @@ def media_stream(body: bytes) -> str:
     return ""
 
 
-def check_stream(url: str, address: str) -> dict[str, Any]:
-    """Whether the stream's host is the tunnel's, and whether a WebSocket upgrade to it
-    succeeds (101 with the right Sec-WebSocket-Accept); trusted CAs as for the test call."""
+def check_stream(url: str, address: str, timeout: float = 15.0) -> dict[str, Any]:
+    """Whether the stream is wss on the tunnel's host (names compared as Twilio would: case and a
+    default port aside), and whether a WebSocket upgrade to it succeeds (101 with the right
+    Sec-WebSocket-Accept) within ``timeout`` in all; the CAs trusted as for the test call."""
     import base64
     import hashlib
     import socket
     import ssl
     from urllib.parse import urlsplit
 
-    parts, tunnel = urlsplit(url), urlsplit(address)
-    found: dict[str, Any] = {
-        "url": url,
-        "host": parts.netloc,
-        "tunnel_host": tunnel.netloc,
-        "same_host": parts.netloc == tunnel.netloc,
-        "path": parts.path or "/",
-        "upgraded": False,
-        "answer": "",
-    }
-    if not found["same_host"]:
+    found: dict[str, Any] = {"url": url, "host": url, "tunnel_host": "", "same_host": False, "wss": False}
+    found.update(path="/", upgraded=False, answer="")
+    try:
+        parts, tunnel = urlsplit(url), urlsplit(address)
+        host, port = (parts.hostname or "").lower(), parts.port or 443
+        tunnel_host, tunnel_port = (tunnel.hostname or "").lower(), tunnel.port or 443
+    except ValueError as exc:  # a malformed URL in the app's TwiML
+        found["answer"] = f"not a URL ({exc})"
+        return found
+    found.update(
+        host=parts.netloc,
+        tunnel_host=tunnel.netloc,
+        same_host=(host, port) == (tunnel_host, tunnel_port),
+        wss=parts.scheme == "wss",
+        path=parts.path or "/",
+    )
+    if not (found["same_host"] and found["wss"]):
         return found
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
@@ -370,17 +402,21 @@ def check_stream(url: str, address: str) -> dict[str, Any]:
         f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\nUser-Agent: TwilioProxy/1.1 (airadev verify)\r\n\r\n"
     )
-    secure = parts.scheme == "wss"
+    deadline = time.monotonic() + timeout
+    head = b""
     try:
-        with socket.create_connection((parts.hostname or "", parts.port or (443 if secure else 80)), timeout=15) as raw:
-            sock = ssl.create_default_context().wrap_socket(raw, server_hostname=parts.hostname) if secure else raw
-            sock.sendall(request.encode())
-            head = b""
-            while b"\r\n\r\n" not in head and len(head) < 16384:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                head += chunk
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout) as raw:
+            with _trusted_context().wrap_socket(raw, server_hostname=parts.hostname) as sock:
+                sock.sendall(request.encode())
+                while b"\r\n\r\n" not in head and len(head) < 16384:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"no answer within {timeout:g}s")
+                    sock.settimeout(left)
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
     except (OSError, ssl.SSLError) as exc:
         found["answer"] = f"{type(exc).__name__}: {exc}"
         return found
@@ -391,6 +427,19 @@ def check_stream(url: str, address: str) -> dict[str, Any]:
     found["answer"] = f"HTTP {status}"
     found["upgraded"] = status == "101" and headers.get("sec-websocket-accept", "") == expected.decode()
     return found
+
+
+def _trusted_context() -> Any:
+    """The CAs the test call trusts (httpx with trust_env): SSL_CERT_FILE / SSL_CERT_DIR when
+    set, else certifi's bundle."""
+    import ssl
+
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def certificate_problem(exc: BaseException) -> str:

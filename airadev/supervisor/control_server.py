@@ -126,15 +126,9 @@ class ControlServer:
             )
         keep = request.get("keep")
         why = str(request.get("why") or "airadev tunnel --stop")  # Ctrl-C of the session, a failed --verify
-        controller = self.sup.tunnel_controller()
-        given = request.get("env")
-        if isinstance(given, dict):  # where Twilio is now (AIRADEV_TWILIO_API_BASE), the credentials
-            from airadev.integrations import envfile
-
-            values = {str(k): str(v) for k, v in given.items()}
-            self.sup.redact.add(envfile.secrets_of(values))
-            controller.env.update(values)
-        return await controller.close(None if keep is None else bool(keep), why)
+        given = request.get("env")  # where Twilio is now (AIRADEV_TWILIO_API_BASE), for this close only
+        env = {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
+        return await self.sup.tunnel_controller().close(None if keep is None else bool(keep), why, env)
 
     def _unit(self, name: str) -> Unit:
         for unit in self.sup.units.values():

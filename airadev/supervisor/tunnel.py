@@ -309,7 +309,9 @@ class TunnelController:
 
     # --- closing -----------------------------------------------------------------------------
 
-    async def close(self, keep: bool | None = None, why: str = "") -> dict[str, Any]:
+    async def close(
+        self, keep: bool | None = None, why: str = "", env: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         async with self._lock:
             if self.state not in ("open", "failed") and self.agent is None and self.journal is None:
                 # No tunnel of this run; but an earlier one's rewiring may wait in the journal
@@ -320,7 +322,7 @@ class TunnelController:
                 self.journal = stale
             keep = self.keep if keep is None else keep
             self.mark("closing", why)
-            undone = await self._undo(keep)
+            undone = await self._undo(keep, env or {})
             await self._stop_agent()
             failed = undone.failed if undone else []
             self.mark("failed" if failed else "closed", ("could not put back: " + "; ".join(failed)) if failed else why)
@@ -337,7 +339,7 @@ class TunnelController:
             self.address = ""
             return result
 
-    async def _undo(self, keep: bool) -> ops.Undone | None:
+    async def _undo(self, keep: bool, env: Mapping[str, str] | None = None) -> ops.Undone | None:
         if self.journal is None:
             return None
         if keep:
@@ -345,7 +347,7 @@ class TunnelController:
             self.sup.event(None, "tunnel: closed; the rewiring is kept (--keep)")
             self.journal = None
             return None
-        undone = await asyncio.to_thread(ops.undo, self.journal, self.config, self.env)
+        undone = await asyncio.to_thread(ops.undo, self.journal, self.config, {**self.env, **(env or {})})
         for line in undone.restored + undone.left + undone.waiting:
             self.sup.event(None, f"tunnel: {line}")
         for line in undone.failed:

@@ -806,8 +806,13 @@ def test_forget_shows_what_stays_rewired_and_asks(stack: Stack, twilio: FakeTwil
     address = json.loads(stack.cli("tunnel", "--status", "--json").stdout)["address"]
     refused = stack.cli("tunnel", "--forget", "--yes")
     assert refused.returncode == 2 and "a tunnel is open" in refused.stderr  # --stop puts that back
-    gone = twilio.base_url
+    gone_now = twilio.base_url
     twilio.stop()
+    failed = stack.cli("tunnel", "--stop")  # the record stays, held by the running supervisor
+    assert failed.returncode == 1
+    held = stack.cli("tunnel", "--forget", "--yes")
+    assert held.returncode == 2 and "run `airadev down`" in held.stderr and journal(stack) is not None
+    gone = gone_now
     assert stack.cli("down").returncode == 1
     asked = stack.cli("tunnel", "--forget")  # not at a terminal: no yes, no drop
     assert asked.returncode == 2 and "add --yes to confirm" in asked.stderr and journal(stack) is not None

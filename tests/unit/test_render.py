@@ -269,7 +269,7 @@ def test_tunnel_status_lists_what_is_rewired(capsys: pytest.CaptureFixture[str])
         "tunnel: https://a.ngrok.app",
         "  aira-ui/.env.local: V=https://a.ngrok.app",
         "  Twilio +1555: voice v, sms s, status c",
-        "  database business_numbers +1555: the same three URLs",
+        "  database business_numbers +1555: the same URLs",
         "  UI: reloaded",
         "  (--keep: the rewiring stays when the tunnel closes)",
     ]

@@ -305,3 +305,27 @@ def test_an_untrusted_certificate_is_recognised_through_httpx_s_exception_chain(
     except httpx.ConnectError as wrapped:
         assert certificate_problem(wrapped) == "unable to get local issuer certificate"
     assert certificate_problem(httpx.ConnectError("[Errno 111] Connection refused")) == ""
+
+
+def test_the_media_stream_check_compares_hosts_as_twilio_would_and_says_what_is_wrong() -> None:
+    """Found by review: a default port or a capital letter is the same host; ws:// is not what
+    Twilio opens; a malformed URL in the TwiML is said, not a crash."""
+    from airadev.operations.tunnel import check_stream, verdict
+
+    tunnel = "https://abc.ngrok-free.app"
+    same = check_stream("ws://ABC.ngrok-free.app:443/media", tunnel)
+    assert same["same_host"] and not same["wss"] and not same["upgraded"]  # (no connection tried)
+    base = {"status": 200, "twiml": True, "url": tunnel + "/incoming-call", "ms": 1.0}
+    said = verdict({**base, "stream": same})
+    assert said is not None and "Twilio opens media streams over wss only" in said[0]
+    other = check_stream("wss://old.ngrok.app/media", tunnel)
+    said = verdict({**base, "stream": other})
+    assert said is not None and said[0] == (
+        "the TwiML's media stream goes to old.ngrok.app, not to the tunnel (abc.ngrok-free.app)"
+    )
+    broken = check_stream("wss://[abc.ngrok-free.app/media", tunnel)
+    said = verdict({**base, "stream": broken})
+    assert said is not None and said[0].startswith(
+        "the TwiML's media stream URL 'wss://[abc.ngrok-free.app/media' is not a URL"
+    )
+    assert verdict(base) is None
