@@ -164,3 +164,16 @@ def test_ctrl_c_of_the_voice_app_s_tunnel_puts_its_voice_url_back(stack: Stack, 
     finally:
         if foreground.poll() is None:
             foreground.kill()
+
+
+def test_a_url_left_alone_may_change_meanwhile_and_the_voice_url_still_goes_back(
+    stack: Stack, twilio: FakeTwilio
+) -> None:
+    """Found by review: with sms_path = false the SMS URL is its owner's; changed while the tunnel
+    is open, it must not make the close leave the voice URL on the dead tunnel."""
+    voice_app(stack, twilio)
+    assert stack.up().returncode == 0
+    assert stack.cli("tunnel", "-d").returncode == 0
+    twilio.number(NUMBER)["sms_url"] = "https://owner.example/sms"
+    assert stack.cli("tunnel", "--stop").returncode == 0
+    assert wiring(twilio) == {**BEFORE, "sms_url": "https://owner.example/sms"}
