@@ -84,7 +84,14 @@ ngrok_path = "{FAKES / "bin" / "ngrok"}"
 [twilio]
 {f'test_number = "{number}"' if number else ""}
 """)
-    home = root.parent / "home"  # no ngrok config of the developer's may leak in
+    stand_ins(stack, twilio)
+    return env_local
+
+
+def stand_ins(stack: Stack, twilio: FakeTwilio) -> None:
+    """What every airadev of the test runs with: the ngrok token, the Twilio stand-in's address,
+    a home with no ngrok config of the developer's, and the test CA trusted."""
+    home = stack.root.parent / "home"
     home.mkdir(exist_ok=True)
     stack.env.update(
         {
@@ -94,7 +101,6 @@ ngrok_path = "{FAKES / "bin" / "ngrok"}"
             **tls.env(),
         }
     )
-    return env_local
 
 
 DB_BEFORE = ("https://old.example/voice", "https://old.example/sms", None)

@@ -9,8 +9,8 @@ import json
 from tests.fakes.twilio_api import FakeTwilio
 from tests.harness import FAKES, Stack, fake, free_port, toml_list
 from tests.integration.test_tunnel import (
+    stand_ins,
     BEFORE,
-    NGROK_TOKEN,
     NUMBER,
     ORIGINAL,
     SID,
@@ -19,7 +19,6 @@ from tests.integration.test_tunnel import (
     twilio,
     wiring,
 )
-from tests.fakes import tls
 
 __all__ = ["twilio"]  # the fixture, used here
 
@@ -47,16 +46,7 @@ voice_path = "/incoming-call"
 sms_path = false
 status_path = false
 """)
-    home = root.parent / "home"
-    home.mkdir(exist_ok=True)
-    stack.env.update(
-        {
-            "NGROK_AUTHTOKEN": NGROK_TOKEN,
-            "AIRADEV_TWILIO_API_BASE": twilio.base_url,
-            "XDG_CONFIG_HOME": str(home),
-            **tls.env(),
-        }
-    )
+    stand_ins(stack, twilio)
     return port
 
 
