@@ -309,6 +309,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object (
         render.warn("airadev.toml changed since up: `airadev up` applies it (restarting what changed)")
 
 
+app.command("ps", help="The same as `airadev status` (compose's and overmind's name).")(status)
+
+
 @app.command()
 @handled
 def logs(
@@ -358,63 +361,71 @@ def logs(
                 return
 
 
-# --- one service -------------------------------------------------------------------------------
+# --- services of the running stack -------------------------------------------------------------
+
+SERVICES_HELP = "Services (aliases work)."
+ALL_HELP = "Every service of the run."
 
 
-def _service_command(op: str, name: str, wait: float) -> None:
+def _service_command(op: str, names: list[str], every: bool, wait: float) -> None:
     from airadev.operations import manage
 
-    from airadev.control import Op
+    def said(result: dict[str, object]) -> None:
+        render.info(
+            f"{result['service']}: {result['state']}" + (f" ({result['message']})" if result.get("message") else "")
+        )
 
-    result = manage.service_op(_config(), Op(op), name, wait)
-    state = result["state"]
-    render.info(f"{result['service']}: {state}" + (f" ({result['message']})" if result.get("message") else ""))
-    wanted = ("stopped",) if op == "stop" else ("healthy", "running", "completed")
-    if state not in wanted:
-        if state == "blocked":  # by a dependency: its own last lines are beside the point
-            raise AiradevError(
-                f"{result['service']} is blocked: {result.get('message')}",
-                "start what it depends on (`airadev start NAME`); it starts by itself then",
-            )
-        details = "\n".join("  " + line for line in result.get("last_lines", []))
-        problem = (
-            f"is {state}"
-            if state in ("crash-loop", "failed", "unhealthy")
-            else f"is not ready after {wait:g}s (still {state})"
-        )
-        raise AiradevError(
-            f"{result['service']} {problem}",
-            f"see `airadev logs {result['service']}` and `airadev status`",
-            details=details,
-        )
+    manage.services_op(_config(), op, names, every, wait, said)
 
 
 @app.command()
 @handled
 def restart(
-    service: str = typer.Argument(..., help="The service (or alias) to restart."),
-    wait: str = typer.Option("120s", "--wait", help="How long to wait for it to be ready again (a task: to complete)."),
+    services: list[str] = typer.Argument(None, help=SERVICES_HELP),
+    every: bool = typer.Option(False, "--all", help=ALL_HELP),
+    wait: str = typer.Option(
+        "120s", "--wait", help="How long to wait for each to be ready again (a task: to complete)."
+    ),
 ) -> None:
-    """Restart one service of the running stack and wait until it is ready again (a one-shot
-    task: until it has completed; exit 1 with its last lines if it fails)."""
-    _service_command("restart", service, _duration("--wait", wait))
+    """Restart services of the running stack, one after another, each waited for until ready
+    again (a one-shot task: until it has completed; exit 1 with its last lines if one fails)."""
+    _service_command("restart", services or [], every, _duration("--wait", wait))
 
 
 @app.command()
 @handled
-def stop(service: str = typer.Argument(..., help="The service (or alias) to stop.")) -> None:
-    """Stop one service of the running stack (its process group and anything it spawned)."""
-    _service_command("stop", service, 60)
+def stop(
+    services: list[str] = typer.Argument(None, help=SERVICES_HELP),
+    every: bool = typer.Option(False, "--all", help=ALL_HELP + " The stack keeps running: `airadev down` ends it."),
+) -> None:
+    """Stop services of the running stack (each one's process group and anything it spawned)."""
+    _service_command("stop", services or [], every, 60)
 
 
 @app.command()
 @handled
 def start(
-    service: str = typer.Argument(..., help="The service (or alias) to start again."),
-    wait: str = typer.Option("120s", "--wait", help="How long to wait for it to be ready, e.g. 90s, 2m."),
+    services: list[str] = typer.Argument(None, help=SERVICES_HELP),
+    every: bool = typer.Option(False, "--all", help=ALL_HELP),
+    wait: str = typer.Option("120s", "--wait", help="How long to wait for each to be ready, e.g. 90s, 2m."),
 ) -> None:
-    """Start a stopped service of the running stack again."""
-    _service_command("start", service, _duration("--wait", wait))
+    """Start stopped services of the running stack again."""
+    _service_command("start", services or [], every, _duration("--wait", wait))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@handled
+def run(
+    service: str = typer.Argument(..., help="The service (or alias) whose environment the command gets."),
+    command: list[str] = typer.Argument(None, help="The command and its arguments (after --); default: a shell."),
+) -> None:
+    """Run a one-off command (a migration, pytest, a shell) in a service's folder and environment
+    (virtualenv, env files, env table, DATABASE_URL), in this terminal; exit with its code."""
+    from airadev.operations import run as op
+    from airadev.operations.up import resolve
+
+    config = _config()
+    op.exec_in(config, resolve(config, service), command or [])
 
 
 # --- tunnel ------------------------------------------------------------------------------------

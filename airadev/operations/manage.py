@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airadev.errors import AiradevError, NotRunning
@@ -35,6 +36,44 @@ def request(paths: Paths, op: control.Op, **args: Any) -> Any:
 
 def status(paths: Paths) -> StackStatus:
     return StackStatus.from_json(request(paths, control.Op.STATUS))
+
+
+def services_op(
+    config: Config, op: str, names: Sequence[str], every: bool, wait: float, said: Callable[[dict[str, Any]], None]
+) -> None:
+    """`stop`, `start`, `restart` of several services (or ``every`` one of the run), one after
+    another; each result ``said``; the first that does not end as asked raises, with its lines."""
+    from airadev.errors import UsageError
+
+    if every == bool(names):
+        raise UsageError(
+            f"{op} needs services, or --all" if not every else f"{op}: name services, or --all, not both",
+            f"write e.g. airadev {op} voice kb, or airadev {op} --all",
+        )
+    if every:
+        names = list(status(Paths(config.root)).services)
+    wanted = ("stopped",) if op == "stop" else ("healthy", "running", "completed")
+    for name in names:
+        result = service_op(config, control.Op(op), name, wait)
+        said(result)
+        state = result["state"]
+        if state in wanted:
+            continue
+        if state == "blocked":  # by a dependency: its own last lines are beside the point
+            raise AiradevError(
+                f"{result['service']} is blocked: {result.get('message')}",
+                "start what it depends on (`airadev start NAME`); it starts by itself then",
+            )
+        problem = (
+            f"is {state}"
+            if state in ("crash-loop", "failed", "unhealthy")
+            else f"is not ready after {wait:g}s (still {state})"
+        )
+        raise AiradevError(
+            f"{result['service']} {problem}",
+            f"see `airadev logs {result['service']}` and `airadev status`",
+            details="\n".join("  " + line for line in result.get("last_lines", [])),
+        )
 
 
 def service_op(config: Config, op: control.Op, name: str, wait: float) -> dict[str, Any]:

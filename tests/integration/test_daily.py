@@ -1,0 +1,85 @@
+"""The daily workflow that users of compose, honcho and overmind expect (issue 15, first part):
+`run` for one-off commands in a service's environment, several services (or --all) to stop,
+start and restart at once, and `ps`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.harness import Stack, fake, free_port, toml_list
+
+
+def test_run_gives_a_one_off_command_the_service_s_environment_and_this_terminal(stack: Stack) -> None:
+    root = stack.root
+    (root / "api").mkdir()
+    (root / "api" / ".env").write_text("API_SECRET=from-the-env-file\n")
+    venv = root / "api" / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").symlink_to(sys.executable)  # a virtualenv of its own: first on PATH
+    port = free_port()
+    stack.write(f"""
+[services.db]
+runtime = "postgres"
+port = {port}
+database = "app"
+
+[services.api]
+aliases = ["a"]
+cwd = "api"
+command = "python -m http.server"
+env_files = [".env"]
+env = {{ MODE = "dev" }}
+""")
+    script = (
+        "import os, sys; print(os.getcwd()); print(os.environ['API_SECRET'], os.environ['MODE']); "
+        "print(os.environ['DATABASE_URL']); print(os.environ['PATH'].split(':')[0]); "
+        "print('marker' if any(k.startswith('AIRADEV_') for k in os.environ) else 'no marker'); "
+        "print(sys.stdin.read().strip()); sys.exit(7)"
+    )
+    # Whether or not the stack runs (it does not here); stdin and the exit code are the command's.
+    done = subprocess.run(
+        [sys.executable, "-m", "airadev", "--workspace", str(root), "run", "a", "--", "python", "-c", script],
+        input="typed in this terminal",
+        capture_output=True,
+        text=True,
+        env=stack.environment(),
+        timeout=60,
+    )
+    assert done.returncode == 7, done.stderr
+    assert done.stdout.splitlines() == [
+        str(root / "api"),
+        "from-the-env-file dev",
+        f"postgresql://postgres:postgres@127.0.0.1:{port}/app",
+        str(venv),
+        "no marker",  # the user's command, not the stack's: `down` leaves it alone
+        "typed in this terminal",
+    ]
+    missing = stack.cli("run", "api", "--", "no-such-program-xyz")
+    assert missing.returncode == 1 and "no-such-program-xyz is not found in api's environment" in missing.stderr
+    database = stack.cli("run", "db", "--", "true")
+    assert (
+        database.returncode == 1 and "`airadev run` runs commands in a process service's environment" in database.stderr
+    )
+
+
+def test_several_services_or_all_stop_start_and_restart_and_ps_is_status(stack: Stack) -> None:
+    stack.write("".join(f"[services.{n}]\ncommand = {toml_list(fake('printer.py'))}\n" for n in ("a", "b", "c")))
+    assert stack.up().returncode == 0
+    stopped = stack.cli("stop", "a", "b")
+    assert stopped.returncode == 0 and stopped.stdout.splitlines() == ["a: stopped", "b: stopped"]
+    assert [stack.service(n)["state"] for n in ("a", "b", "c")] == ["stopped", "stopped", "running"]
+    started = stack.cli("start", "--all")
+    assert started.returncode == 0, started.stderr
+    assert [stack.service(n)["state"] for n in ("a", "b", "c")] == ["running"] * 3
+    pids = {n: stack.service(n)["pid"] for n in ("a", "b", "c")}
+    assert stack.cli("restart", "--all").returncode == 0
+    assert all(stack.service(n)["pid"] != pids[n] for n in pids)
+    both = stack.cli("stop", "a", "--all")
+    assert both.returncode == 2 and "name services, or --all, not both" in both.stderr
+    neither = stack.cli("restart")
+    assert neither.returncode == 2 and "restart needs services, or --all" in neither.stderr
+    ps = stack.cli("ps", "--json")
+    assert ps.returncode == 0
+    assert {n: svc["state"] for n, svc in json.loads(ps.stdout)["services"].items()} == dict.fromkeys("abc", "running")
