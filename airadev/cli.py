@@ -14,7 +14,8 @@ from typing import Any, Optional, TypeVar
 import typer
 
 from airadev import __version__, render
-from airadev.errors import EXIT_FAILED, AiradevError, UsageError
+from airadev.errors import EXIT_FAILED, AiradevError, NotRunning, UsageError
+from airadev.workspace import duration_option as _duration
 
 EXIT_CODES = """Exit codes: 0 success; 1 the operation failed; 2 bad usage or bad config;
 3 nothing is running (status, logs -f, down)."""
@@ -97,16 +98,6 @@ def _config():
     from airadev.config import load
 
     return load(_root())
-
-
-def _duration(option: str, text: str) -> float:
-    """A duration option: "90s", "5m", "1.5s", or plain seconds."""
-    from airadev.workspace import parse_duration
-
-    seconds = parse_duration(text) if not text.replace(".", "", 1).isdigit() else float(text)
-    if seconds is None or seconds <= 0:
-        raise UsageError(f"{option} {text}: not a duration", f"write it like {option} 90s, {option} 5m or {option} 120")
-    return seconds
 
 
 def _paths():
@@ -273,6 +264,8 @@ def down(
         if not typer.confirm("Delete the local database's data (tables, rows, storage)?", default=False):
             raise typer.Exit(EXIT_FAILED)
     result = manage.down(_paths(), timeout=_duration("--timeout", timeout), volumes=volumes)
+    if not (result.stopped or result.leftovers or result.dead_run or result.restored or result.dropped):
+        render.info("nothing is running: nothing to stop")
     if result.stopped:
         render.info(f"stopped {len(result.stopped)} services: {', '.join(result.stopped)}")
     if result.dead_run:
@@ -299,10 +292,16 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object (
     from airadev.config import digest
 
     paths = _paths()
-    status = manage.status(paths)
+    try:
+        status = manage.status(paths)
+    except NotRunning:
+        if as_json:  # always JSON, for scripts; the exit code still says it
+            render.json_out({"schema": 1, "running": False})
+            raise typer.Exit(3) from None
+        raise
     changed = bool(status.config_digest) and status.config_digest != digest(paths.root)
     if as_json:
-        render.json_out({**status.to_json(), "config_changed": changed})
+        render.json_out({**status.to_json(), "running": True, "config_changed": changed})
         return
     render.status(status)
     if changed:
@@ -349,8 +348,6 @@ def logs(
     if not follow:
         return
     if not op.running(paths):
-        from airadev.errors import NotRunning
-
         raise NotRunning(
             "nothing is running, so there is nothing to follow (the lines above are stored ones)",
             "start the stack with `airadev up`",

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from airadev.errors import ConfigError
+from airadev.errors import ConfigError, UsageError
 
 CONFIG_NAME = "airadev.toml"
 WORKSPACE_ENV = "AIRADEV_WORKSPACE"
@@ -79,6 +79,14 @@ def parse_duration(value: str | int | float) -> float | None:
     if not match:
         return None
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def duration_option(option: str, text: str) -> float:
+    """A command-line duration: "90s", "5m", "1.5s", or plain seconds; a bad one is a usage error."""
+    seconds = parse_duration(text) if not text.replace(".", "", 1).isdigit() else float(text)
+    if seconds is None or seconds <= 0:
+        raise UsageError(f"{option} {text}: not a duration", f"write it like {option} 90s, {option} 5m or {option} 120")
+    return seconds
 
 
 def ensure_ignored(gitignore: Path, entry: str) -> bool:

@@ -91,8 +91,8 @@ class Down(NamedTuple):
 
 
 def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
-    """Stop the running stack, or end what a dead run left. Raises NotRunning when there was
-    nothing to do. ``volumes``: the local database's data goes too (Supabase's volumes, or
+    """Stop the running stack, or end what a dead run left; with nothing to do, an empty Down
+    (`down` is idempotent, as compose's is). ``volumes``: the local database's data goes too (Supabase's volumes, or
     airadev's PostgreSQL cluster)."""
     state = read_state(paths)
     lock = Lock(paths)
@@ -140,8 +140,6 @@ def down(paths: Paths, timeout: float = 120.0, volumes: bool = False) -> Down:
             write_json_atomic(paths.state, {**state, "phase": "stopped"})  # type: ignore[dict-item]
     finally:
         lock.release()
-    if not stopped and not leftovers and not dead_run and not restored and not dropped:
-        raise _not_running(paths)
     return Down(stopped, leftovers, dead_run, restored, dropped)
 
 

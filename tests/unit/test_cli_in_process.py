@@ -85,10 +85,15 @@ def test_no_workspace_is_a_clear_error(run, tmp_path: Path) -> None:  # type: ig
 
 def test_nothing_running_is_exit_3(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     workspace(tmp_path)
-    for args in (["status"], ["status", "--json"], ["down"], ["restart", "voice"], ["stop", "redis"]):
+    for args in (["status"], ["restart", "voice"], ["stop", "redis"]):
         code, out, err = run(*args)
         assert code == 3, (args, err)
         assert two_lines(err) == ("nothing is running in this workspace", "start the stack with `airadev up`")
+    # `status --json` always answers in JSON (still exit 3); `down` is idempotent (exit 0).
+    code, out, err = run("status", "--json")
+    assert code == 3 and json.loads(out) == {"schema": 1, "running": False} and err == ""
+    code, out, _ = run("down")
+    assert (code, out) == (0, "nothing is running: nothing to stop\n")
 
 
 def test_a_dead_run_is_named_when_nothing_runs(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
