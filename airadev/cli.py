@@ -590,6 +590,7 @@ def init(
 
 
 def main() -> None:
+    render.plain_text_where_needed()
     app(prog_name="airadev")
 
 

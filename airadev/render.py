@@ -32,7 +32,7 @@ LEVEL_COLOUR = {"info": "", "warning": YELLOW, "error": RED}
 
 def use_colour(stream: Any = None) -> bool:
     stream = stream or sys.stdout
-    if os.environ.get("NO_COLOR"):
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
@@ -40,6 +40,30 @@ def use_colour(stream: Any = None) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+# What the output's own marks become on a terminal that cannot show them (PYTHONIOENCODING=ascii,
+# a C locale): ASCII, never a UnicodeEncodeError.
+ASCII = {"✓": "ok", "✗": "x", "→": "->", "←": "<-", "…": "...", "·": "-", "—": "-", "–": "-", "×": "x", "│": "|"}
+
+
+def plain_text_where_needed() -> None:
+    """stdout and stderr that cannot encode the marks write them as ASCII (anything else
+    unencodable as "?")."""
+    import codecs
+
+    def ascii_marks(error: UnicodeError) -> tuple[str, int]:
+        assert isinstance(error, UnicodeEncodeError)
+        text = error.object[error.start : error.end]
+        return "".join(ASCII.get(ch, "?") for ch in text), error.end
+
+    codecs.register_error("airadev-ascii", ascii_marks)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            "✓→".encode(stream.encoding or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="airadev-ascii")
 
 
 def _write(fd: int, data: bytes | memoryview) -> bool:

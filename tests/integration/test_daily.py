@@ -83,3 +83,40 @@ def test_several_services_or_all_stop_start_and_restart_and_ps_is_status(stack: 
     ps = stack.cli("ps", "--json")
     assert ps.returncode == 0
     assert {n: svc["state"] for n, svc in json.loads(ps.stdout)["services"].items()} == dict.fromkeys("abc", "running")
+
+
+def test_a_dumb_or_ascii_terminal_gets_plain_text_never_a_crash(stack: Stack) -> None:
+    import os
+    import pty
+
+    stack.write(f"[services.a]\ncommand = {toml_list(fake('printer.py'))}\n")
+    base = {k: v for k, v in stack.environment().items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    ascii_only = subprocess.run(
+        [sys.executable, "-m", "airadev", "--workspace", str(stack.root), "doctor", "tools.python"],
+        capture_output=True,
+        env={**base, "PYTHONIOENCODING": "ascii"},
+        timeout=60,
+    )
+    assert ascii_only.returncode == 0, ascii_only.stderr
+    assert b"  ok Python " in ascii_only.stdout and max(ascii_only.stdout + ascii_only.stderr) < 128
+    # On a terminal (a pty) that says TERM=dumb: no colour codes.
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airadev", "--workspace", str(stack.root), "doctor", "tools.python"],
+        stdout=secondary,
+        stderr=secondary,
+        env={**base, "TERM": "dumb"},
+    )
+    os.close(secondary)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(60) == 0
+    os.close(main)
+    assert b"Python" in out and b"\x1b[" not in out
