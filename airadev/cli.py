@@ -18,13 +18,14 @@ from airadev.errors import EXIT_FAILED, AiradevError, NotRunning, UsageError
 from airadev.workspace import duration_option as _duration
 
 EXIT_CODES = """Exit codes: 0 success; 1 the operation failed; 2 bad usage or bad config;
-3 nothing is running (status, logs -f, down)."""
+3 nothing is running (status, logs -f, and what needs a running stack)."""
 
 app = typer.Typer(
     name="airadev",
     help="Run the AiRa stack locally: one command up, one readable log stream, nothing left behind.",
     epilog=EXIT_CODES,
     add_completion=False,
+    rich_markup_mode=None,  # click's help: brackets shown as written, rich not imported (bench/cli.py)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -289,7 +290,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object (
     """Each service's state, pid, port, health, uptime, restarts, CPU and memory. Exit 3 if nothing runs."""
     from airadev.operations import manage
 
-    from airadev.config import digest
+    from airadev.workspace import config_digest as digest
 
     paths = _paths()
     try:
@@ -466,7 +467,7 @@ def tunnel(
         return
     if yes:
         raise UsageError("--yes goes with --forget", "add --forget, or leave --yes out")
-    from airadev.config import digest
+    from airadev.workspace import config_digest as digest
     from airadev.state import read_state
 
     paths = _paths()

@@ -81,6 +81,17 @@ def parse_duration(value: str | int | float) -> float | None:
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
+def config_digest(root: Path) -> str:
+    """What `status` compares to tell that airadev.toml changed since `up` applied it (here, not
+    in airadev.config: `status` must not pay for importing the config's parser)."""
+    import hashlib
+
+    try:
+        return hashlib.sha256((root / CONFIG_NAME).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return ""
+
+
 def duration_option(option: str, text: str) -> float:
     """A command-line duration: "90s", "5m", "1.5s", or plain seconds; a bad one is a usage error."""
     seconds = parse_duration(text) if not text.replace(".", "", 1).isdigit() else float(text)

@@ -1,6 +1,7 @@
-"""CLI latency: median wall time of `airadev status` and `airadev logs voice -n 100` against a
-running stack whose voice agent has a 100,000-line log, next to `python -c "import typer"`;
-and `logs -n 100` of a 1 GB log (read from the end, it costs the same).
+"""CLI latency: median wall time of `airadev status` and `airadev logs voice -n 100` (against a
+running stack whose voice agent has a 100,000-line log), `logs -n 100` of a 1 GB log (read from
+the end, it costs the same), and `airadev --help` / `airadev up --help`; next to
+`python -c "import typer"`, measured in the same interleaved rounds.
 
 Target: each at most 1.3 times the `import typer` baseline (the cost of any typer CLI).
 
@@ -60,6 +61,8 @@ command = ["{PY}", "{FAKES / "printer.py"}"]
     try:
         commands = {
             "base": [PY, "-c", "import typer"],
+            "help": [str(BIN / "airadev"), "--help"],
+            "up_help": [str(BIN / "airadev"), "up", "--help"],
             "status": airadev(root, "status"),
             "logs": airadev(root, "logs", "voice", "-n", "100"),
             "python": [PY, "-c", "pass"],
@@ -72,8 +75,8 @@ command = ["{PY}", "{FAKES / "printer.py"}"]
         for _ in range(args.runs):
             for name, argv in commands.items():
                 samples[name].append(median_wall(argv, 1))
-        base, status, logs, python, big_logs = (
-            statistics.median(samples[n]) for n in ("base", "status", "logs", "python", "big")
+        base, status, logs, python, big_logs, help_, up_help = (
+            statistics.median(samples[n]) for n in ("base", "status", "logs", "python", "big", "help", "up_help")
         )
     finally:
         run_airadev(root, "down")
@@ -83,6 +86,8 @@ command = ["{PY}", "{FAKES / "printer.py"}"]
         ("airadev status", f"{status * 1000:.0f} ms", f"{status / base:.2f}x"),
         ("airadev logs voice -n 100", f"{logs * 1000:.0f} ms", f"{logs / base:.2f}x"),
         ("... on a 1 GB log file", f"{big_logs * 1000:.0f} ms", f"{big_logs / base:.2f}x"),
+        ("airadev --help", f"{help_ * 1000:.0f} ms", f"{help_ / base:.2f}x"),
+        ("airadev up --help", f"{up_help * 1000:.0f} ms", f"{up_help / base:.2f}x"),
     ]
     return (
         0
@@ -92,6 +97,8 @@ command = ["{PY}", "{FAKES / "printer.py"}"]
             [
                 ("status at most 1.3x import typer", status <= 1.3 * base),
                 ("logs -n 100 at most 1.3x import typer", logs <= 1.3 * base),
+                ("--help at most 1.3x import typer", help_ <= 1.3 * base),
+                ("up --help at most 1.3x import typer", up_help <= 1.3 * base),
             ],
         )
         else 1

@@ -51,16 +51,6 @@ def load(root: Path) -> Config:
     return parse(raw, root=root, file=path)
 
 
-def digest(root: Path) -> str:
-    """What `status` compares to tell that airadev.toml changed since `up` applied it."""
-    import hashlib
-
-    try:
-        return hashlib.sha256((root / CONFIG_NAME).read_bytes()).hexdigest()[:16]
-    except OSError:
-        return ""
-
-
 def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
     top = Table(raw, file, "")
     top.finish(TOP_KEYS)  # an unknown key first: [service.x] is a typo of [services.x]

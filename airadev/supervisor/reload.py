@@ -11,7 +11,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from airadev import graph
-from airadev.config import digest
+from airadev.workspace import config_digest as digest
 from airadev.model import Config, Runtime
 from airadev.runtimes.environment import stack_env, stack_secrets
 from airadev.supervisor import leftovers

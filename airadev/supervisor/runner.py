@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from airadev.config import digest as config_digest
+from airadev.workspace import config_digest
 from airadev.errors import AiradevError
 from airadev.model import Config, ProbeKind, State
 from airadev.state import Paths, write_json_atomic
