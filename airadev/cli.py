@@ -591,8 +591,9 @@ def init(
 
 
 def main() -> None:
-    render.plain_text_where_needed()
-    app(prog_name="airadev")
+    from airadev import terminal
+
+    terminal.run(app)
 
 
 if __name__ == "__main__":

@@ -42,30 +42,6 @@ def use_colour(stream: Any = None) -> bool:
         return False
 
 
-# What the output's own marks become on a terminal that cannot show them (PYTHONIOENCODING=ascii,
-# a C locale): ASCII, never a UnicodeEncodeError.
-ASCII = {"✓": "ok", "✗": "x", "→": "->", "←": "<-", "…": "...", "·": "-", "—": "-", "–": "-", "×": "x", "│": "|"}
-
-
-def plain_text_where_needed() -> None:
-    """stdout and stderr that cannot encode the marks write them as ASCII (anything else
-    unencodable as "?")."""
-    import codecs
-
-    def ascii_marks(error: UnicodeError) -> tuple[str, int]:
-        assert isinstance(error, UnicodeEncodeError)
-        text = error.object[error.start : error.end]
-        return "".join(ASCII.get(ch, "?") for ch in text), error.end
-
-    codecs.register_error("airadev-ascii", ascii_marks)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            "✓→".encode(stream.encoding or "ascii")
-        except (UnicodeEncodeError, LookupError):
-            if hasattr(stream, "reconfigure"):
-                stream.reconfigure(errors="airadev-ascii")
-
-
 def _write(fd: int, data: bytes | memoryview) -> bool:
     """Write all of ``data``; False when the reader has gone (a closed pipe, a terminal that
     hung up: EPIPE, EIO)."""

@@ -120,3 +120,16 @@ def test_a_dumb_or_ascii_terminal_gets_plain_text_never_a_crash(stack: Stack) ->
     assert proc.wait(60) == 0
     os.close(main)
     assert b"Python" in out and b"\x1b[" not in out
+
+
+def test_typer_s_usage_errors_are_airadev_s_two_lines(stack: Stack) -> None:
+    stack.write(f"[services.a]\ncommand = {toml_list(fake('printer.py'))}\n")
+    for args, what in (
+        (["stop", "--bogus"], "error: No such option: --bogus"),
+        (["logs", "-n", "many"], "error: Invalid value for '-n' / '--lines': 'many' is not a valid int."),
+    ):
+        result = stack.cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [what, f"  fix: see `airadev {args[0]} --help`"], result.stderr
+    plain = subprocess.run([sys.executable, "-m", "airadev", "up", "--help"], capture_output=True, text=True)
+    assert "[services.X.docker]" in plain.stdout and "\x1b[" not in plain.stdout  # no markup eaten
