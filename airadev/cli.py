@@ -13,7 +13,7 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
-from airadev import __version__, render
+from airadev import __version__, render, views
 from airadev.errors import EXIT_FAILED, AiradevError, NotRunning, UsageError
 from airadev.workspace import duration_option as _duration
 
@@ -73,7 +73,7 @@ def handled(fn: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, SystemExit, BrokenPipeError):  # (a closed pipe: click exits quietly)
             raise
         except Exception as exc:
             if Options.debug:
@@ -144,7 +144,7 @@ def up(
                 "the stack is running: --runtime, --build and --tunnel apply to a new run",
                 "run `airadev down` first, or `airadev tunnel` for a tunnel",
             )
-        render.applied(op.apply_running(config, op.select(config, services or []), wait))
+        views.applied(op.apply_running(config, op.select(config, services or []), wait))
         return
     if runtime is not None:
         if runtime not in ("docker", "process"):
@@ -567,27 +567,17 @@ def init(
     file, Procfile and Supabase project found) and git-ignore .airadev/."""
     from airadev.operations import init as op
 
-    result = op.init(directory, force=force, dry_run=dry_run, aira=aira)
-    planned = result.plan
-    if dry_run and planned is not None:
-        sys.stdout.write(planned.text)
-        sys.stdout.flush()
-    if planned is not None and not planned.aira:
-        for found in planned.found:
-            render.info(f"found {found.name}: {found.why[0]}", stderr=dry_run)
-        for note in planned.notes:
-            render.warn(f"note: {note}")
-    if dry_run:
-        return
-    render.info(f"wrote {result.config}")
-    if result.gitignore_updated:
-        render.info(f"added .airadev/ to {result.gitignore}")
-    for path in result.env_files:
-        render.info(f"created {path} from its template (mode 0600): fill in the values, then `airadev doctor`")
-    if result.dockerfile:
-        render.info(f"wrote {result.dockerfile}: the image of the Python services that have no Dockerfile of their own")
-    for folder in result.missing:
-        render.warn(f"note: {folder}/ is not there yet; clone it or edit airadev.toml")
+    views.initialised(op.init(directory, force=force, dry_run=dry_run, aira=aira), dry_run)
+
+
+@app.command("config")
+@handled
+def show_config(as_json: bool = typer.Option(False, "--json", help="One JSON object (schema 1).")) -> None:
+    """Validate airadev.toml and print it resolved: defaults filled in, aliases, runtimes, ports,
+    dependencies, env files by name, env variables by name (never their values)."""
+    from airadev.operations.export import resolved
+
+    views.resolved_config(resolved(_config()), as_json)
 
 
 def main() -> None:

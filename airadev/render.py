@@ -356,21 +356,6 @@ def status(data: StackStatus) -> None:
         warn(f"{failure.service}: {failure.message}")
 
 
-def applied(result: Any) -> None:
-    """What `up` on a running stack did (operations.up.Applied)."""
-    for what, names in (("started", result.started), ("restarted", result.restarted), ("stopped", result.stopped)):
-        if names:
-            info(f"{what}: {', '.join(names)}")
-    if not (result.started or result.restarted or result.stopped):
-        info(
-            "airadev.toml applied: no service needed a restart (its other settings, [tunnel] and [twilio], are in effect)"
-            if result.file_changed
-            else "the stack is running and airadev.toml has not changed: nothing to do"
-        )
-    elif result.started or result.restarted:
-        info(f"ready: {', '.join(result.started + result.restarted)}")
-
-
 def _tunnel_line(tunnel: TunnelStatus) -> str:
     """`status`'s tunnel line: the public address, since when, and what is rewired to it."""
     if tunnel.state == "failed":

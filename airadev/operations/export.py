@@ -18,6 +18,8 @@ import os
 import re
 from pathlib import Path
 
+from typing import Any
+
 from airadev.model import BuildSpec, Condition, Config, Dependency, Service
 
 HEADER = (
@@ -200,3 +202,72 @@ def write(target: Path, text: str) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def resolved(config: Config) -> dict[str, Any]:
+    """`airadev config`: the configuration as airadev will run it, defaults filled in. Env
+    variables by name only, a database's password never, and any secret of the stack that a
+    command line holds redacted."""
+    import shlex
+
+    from airadev import logstore
+    from airadev.runtimes.environment import stack_secrets
+
+    hide = logstore.Redactor(stack_secrets(config)).text
+
+    def rel(path: Path | None) -> str | None:
+        return None if path is None else os.path.relpath(path, config.root)
+
+    services: dict[str, Any] = {}
+    for s in config.services:
+        probe = s.health
+        services[s.name] = {
+            "aliases": list(s.aliases),
+            "runtime": str(s.runtime),
+            "cwd": rel(s.cwd),
+            "command": hide(shlex.join(s.command)) if s.command else None,
+            "port": s.port,
+            "health": None if probe is None else probe.describe(),
+            "depends_on": {d.name: str(d.condition) for d in s.depends_on},
+            "env_files": [rel(p) for p in s.env_files],
+            "load_env_files": s.load_env_files,
+            "env": [name for name, _ in s.env],
+            "restart": str(s.restart.policy),
+            "watch": [rel(p) for p in s.watch],
+            "venv": [rel(p) for p in s.venv],
+            "template": s.template,
+            "docker": None
+            if s.docker is None
+            else {
+                "image": s.docker.image,
+                "port": s.docker.port,
+                "build": rel(s.docker.build.context) if s.docker.build else None,
+            },
+            "database": None
+            if s.database is None
+            else {"database": s.database.database, "user": s.database.user, "migrations": rel(s.database.migrations)},
+        }
+    voice = config.find(config.tunnel.service, ("voice", "voice-agent"))
+    ui = config.ui_service()
+    twilio = config.twilio
+    return {
+        "schema": 1,
+        "file": str(config.file),
+        "services": services,
+        "tunnel": {
+            "service": voice.name if voice else None,
+            "ui_service": ui.name if ui else None,
+            "env_file": rel(config.ui_env_file()),
+            "variable": config.tunnel.variable,
+            "domain": config.tunnel.domain,
+            "region": config.tunnel.region,
+        },
+        "twilio": {
+            "test_number": twilio.test_number,
+            "voice_path": twilio.voice_path or False,
+            "sms_path": twilio.sms_path or False,
+            "status_path": twilio.status_path or False,
+            "timeout": twilio.timeout,
+        },
+        "logs": {"max_size": config.logs.max_size, "keep": config.logs.keep},
+    }

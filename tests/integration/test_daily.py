@@ -133,3 +133,42 @@ def test_typer_s_usage_errors_are_airadev_s_two_lines(stack: Stack) -> None:
         assert result.stderr.splitlines() == [what, f"  fix: see `airadev {args[0]} --help`"], result.stderr
     plain = subprocess.run([sys.executable, "-m", "airadev", "up", "--help"], capture_output=True, text=True)
     assert "[services.X.docker]" in plain.stdout and "\x1b[" not in plain.stdout  # no markup eaten
+
+
+def test_config_prints_the_resolved_configuration_without_secret_values(stack: Stack) -> None:
+    (stack.root / "api").mkdir()
+    (stack.root / "api" / ".env").write_text("API_TOKEN=tok_live_9f8e7d6c5b4a39281716\n")
+    stack.write(f"""
+[services.db]
+runtime = "postgres"
+database = "app"
+password = "pw-Secret-42-xyz"
+
+[services.api]
+aliases = ["a"]
+cwd = "api"
+command = {toml_list(fake("printer.py", "--tag", "tok_live_9f8e7d6c5b4a39281716"))}
+env_files = [".env"]
+env = {{ MODE = "dev", SIGNING_SECRET = "sig-Secret-77-abc" }}
+port = 8123
+depends_on = ["db"]
+""")
+    result = stack.cli("config", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    api = data["services"]["api"]
+    assert (api["aliases"], api["runtime"], api["cwd"], api["port"]) == (["a"], "process", "api", 8123)
+    assert api["depends_on"] == {"db": "started"} and api["env_files"] == ["api/.env"]
+    assert api["env"] == ["MODE", "SIGNING_SECRET"] and api["restart"] == "on-failure"
+    assert data["services"]["db"]["database"] == {
+        "database": "app",
+        "user": "postgres",
+        "migrations": "supabase/migrations",
+    }
+    text = stack.cli("config").stdout
+    assert text.startswith(f"# {stack.root / 'airadev.toml'}: valid") and '[services.api]\naliases = ["a"]' in text
+    for secret in ("tok_live_9f8e7d6c5b4a39281716", "pw-Secret-42-xyz", "sig-Secret-77-abc"):
+        assert secret not in result.stdout + text, secret
+    (stack.root / "airadev.toml").write_text("[services.api\n")
+    broken = stack.cli("config")
+    assert broken.returncode == 2 and broken.stderr.startswith("error: ")

@@ -1,0 +1,69 @@
+"""What a command did, shown: `up` on a running stack, `init`, `config`. (render.py holds the
+shared pieces: tables, the log console, reports.)"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from airadev import render
+
+
+def applied(result: Any) -> None:
+    """What `up` on a running stack did (operations.up.Applied)."""
+    for what, names in (("started", result.started), ("restarted", result.restarted), ("stopped", result.stopped)):
+        if names:
+            render.info(f"{what}: {', '.join(names)}")
+    if not (result.started or result.restarted or result.stopped):
+        render.info(
+            "airadev.toml applied: no service needed a restart (its other settings, [tunnel] and [twilio], are in effect)"
+            if result.file_changed
+            else "the stack is running and airadev.toml has not changed: nothing to do"
+        )
+    elif result.started or result.restarted:
+        render.info(f"ready: {', '.join(result.started + result.restarted)}")
+
+
+def initialised(result: Any, dry_run: bool) -> None:
+    """What `airadev init` did (operations.init.Initialised); with --dry-run, the config on
+    stdout and what was found on stderr."""
+    planned = result.plan
+    if dry_run and planned is not None:
+        sys.stdout.write(planned.text)
+        sys.stdout.flush()
+    if planned is not None and not planned.aira:
+        for found in planned.found:
+            render.info(f"found {found.name}: {found.why[0]}", stderr=dry_run)
+        for note in planned.notes:
+            render.warn(f"note: {note}")
+    if dry_run:
+        return
+    render.info(f"wrote {result.config}")
+    if result.gitignore_updated:
+        render.info(f"added .airadev/ to {result.gitignore}")
+    for path in result.env_files:
+        render.info(f"created {path} from its template (mode 0600): fill in the values, then `airadev doctor`")
+    if result.dockerfile:
+        render.info(f"wrote {result.dockerfile}: the image of the Python services that have no Dockerfile of their own")
+    for folder in result.missing:
+        render.warn(f"note: {folder}/ is not there yet; clone it or edit airadev.toml")
+
+
+def resolved_config(data: dict[str, Any], as_json: bool) -> None:
+    """`airadev config`: the resolved configuration, as JSON or one block a service."""
+    if as_json:
+        render.json_out(data)
+        return
+    render.info(f"# {data['file']}: valid")
+    from airadev.detect.found import toml_value
+
+    for name, svc in data["services"].items():
+        render.info(f"\n[services.{name}]")
+        for key, value in svc.items():
+            if value not in (None, [], {}, ""):
+                shown = {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
+                render.info(f"{key} = {toml_value(shown)}")
+    for section in ("tunnel", "twilio", "logs"):
+        render.info(f"\n[{section}]")
+        for key, value in data[section].items():
+            render.info(f"{key} = {toml_value(value) if value is not None else 'none'}")
