@@ -15,6 +15,7 @@ import typer
 
 from airadev import __version__, render, views
 from airadev.errors import EXIT_FAILED, AiradevError, NotRunning, UsageError
+from airadev.workspace import complete_services as _names
 from airadev.workspace import duration_option as _duration
 
 EXIT_CODES = """Exit codes: 0 success; 1 the operation failed; 2 bad usage or bad config;
@@ -24,7 +25,7 @@ app = typer.Typer(
     name="airadev",
     help="Run the AiRa stack locally: one command up, one readable log stream, nothing left behind.",
     epilog=EXIT_CODES,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,  # click's help: brackets shown as written, rich not imported (bench/cli.py)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -114,7 +115,7 @@ def _paths():
 @handled
 def up(
     services: list[str] = typer.Argument(
-        None, help="Services to start (aliases work); with what they depend on. Default: all."
+        None, help="Services to start (aliases work); with what they depend on. Default: all.", autocompletion=_names
     ),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; return once all are ready."),
     timeout: str = typer.Option(
@@ -193,7 +194,9 @@ def up(
 @app.command()
 @handled
 def build(
-    services: list[str] = typer.Argument(None, help="Services whose images to build (aliases work). Default: all."),
+    services: list[str] = typer.Argument(
+        None, help="Services to build (aliases work). Default: all.", autocompletion=_names
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Build every step again, ignoring the engine's cache."),
 ) -> None:
     """Build the images of the services that have a [services.NAME.docker] build, as `up` does
@@ -316,7 +319,7 @@ app.command("ps", help="The same as `airadev status` (compose's and overmind's n
 @handled
 def logs(
     services: list[str] = typer.Argument(
-        None, help="Services (aliases work; 'airadev' is the supervisor). Default: all."
+        None, help="Services (aliases work; 'airadev' is the supervisor). Default: all.", autocompletion=_names
     ),
     lines: int = typer.Option(100, "-n", "--lines", help="How many of the last lines of each service."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines, across restarts."),
@@ -379,7 +382,7 @@ def _service_command(op: str, names: list[str], every: bool, wait: float) -> Non
 @app.command()
 @handled
 def restart(
-    services: list[str] = typer.Argument(None, help=SERVICES_HELP),
+    services: list[str] = typer.Argument(None, help=SERVICES_HELP, autocompletion=_names),
     every: bool = typer.Option(False, "--all", help=ALL_HELP),
     wait: str = typer.Option(
         "120s", "--wait", help="How long to wait for each to be ready again (a task: to complete)."
@@ -393,7 +396,7 @@ def restart(
 @app.command()
 @handled
 def stop(
-    services: list[str] = typer.Argument(None, help=SERVICES_HELP),
+    services: list[str] = typer.Argument(None, help=SERVICES_HELP, autocompletion=_names),
     every: bool = typer.Option(False, "--all", help=ALL_HELP + " The stack keeps running: `airadev down` ends it."),
 ) -> None:
     """Stop services of the running stack (each one's process group and anything it spawned)."""
@@ -403,7 +406,7 @@ def stop(
 @app.command()
 @handled
 def start(
-    services: list[str] = typer.Argument(None, help=SERVICES_HELP),
+    services: list[str] = typer.Argument(None, help=SERVICES_HELP, autocompletion=_names),
     every: bool = typer.Option(False, "--all", help=ALL_HELP),
     wait: str = typer.Option("120s", "--wait", help="How long to wait for each to be ready, e.g. 90s, 2m."),
 ) -> None:
@@ -414,7 +417,7 @@ def start(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @handled
 def run(
-    service: str = typer.Argument(..., help="The service (or alias) whose environment the command gets."),
+    service: str = typer.Argument(..., help="The service whose environment the command gets.", autocompletion=_names),
     command: list[str] = typer.Argument(None, help="The command and its arguments (after --); default: a shell."),
 ) -> None:
     """Run a one-off command (a migration, pytest, a shell) in a service's folder and environment

@@ -81,6 +81,17 @@ def parse_duration(value: str | int | float) -> float | None:
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
+def complete_services(incomplete: str) -> list[str]:
+    """Shell completion of service names and aliases, from the airadev.toml found from here
+    (or AIRADEV_WORKSPACE); nothing when there is none or it does not parse."""
+    try:
+        names = service_names(find_root())
+    except Exception:  # noqa: BLE001  (completion must never print an error into the shell)
+        return []
+    every = sorted({n for name, aliases in names.items() for n in (name, *aliases)})
+    return [n for n in every if n.startswith(incomplete)]
+
+
 def config_digest(root: Path) -> str:
     """What `status` compares to tell that airadev.toml changed since `up` applied it (here, not
     in airadev.config: `status` must not pay for importing the config's parser)."""

@@ -172,3 +172,24 @@ depends_on = ["db"]
     (stack.root / "airadev.toml").write_text("[services.api\n")
     broken = stack.cli("config")
     assert broken.returncode == 2 and broken.stderr.startswith("error: ")
+
+
+def test_shell_completion_offers_commands_and_the_workspace_s_services(stack: Stack) -> None:
+    stack.write(f'[services.voice-agent]\naliases = ["voice"]\ncommand = {toml_list(fake("printer.py"))}\n')
+
+    def complete(words: str) -> list[str]:
+        env = {**stack.environment(), "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+        env["_AIRADEV_COMPLETE"] = "complete_bash"
+        done = subprocess.run(
+            [sys.executable, "-m", "airadev"], capture_output=True, text=True, env=env, cwd=stack.root, timeout=30
+        )
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        return done.stdout.split()
+
+    assert complete("airadev lo") == ["logs"]
+    assert complete("airadev logs vo") == ["voice", "voice-agent"]
+    assert complete("airadev restart v") == ["voice", "voice-agent"]
+    (stack.root / "airadev.toml").write_text("[services.a\n")  # a broken file: no names, no error
+    assert complete("airadev logs v") == []
+    help_text = stack.cli("--help").stdout
+    assert "--install-completion" in help_text and "--show-completion" in help_text
