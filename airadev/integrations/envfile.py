@@ -18,15 +18,12 @@ PUBLIC_PREFIX = "NEXT_PUBLIC_"
 
 
 def _templates() -> Path:
-    """env-templates/: in a checkout beside the package; in an installed wheel, where its
-    data files go (<prefix>/share/airadev/env-templates)."""
-    import sys
+    """The env templates, package data of airadev (airadev/env-templates): found beside the
+    package's own files however it is installed (a venv, `pip install --prefix`, a system pip,
+    an editable checkout)."""
+    from importlib.resources import files
 
-    import site
-
-    checkout = Path(__file__).resolve().parents[2] / "env-templates"
-    installed = [Path(base) / "share" / "airadev" / "env-templates" for base in (sys.prefix, site.USER_BASE or "")]
-    return next((p for p in [checkout, *installed] if p.is_dir()), checkout)
+    return Path(str(files("airadev") / "env-templates"))
 
 
 TEMPLATES = _templates()
