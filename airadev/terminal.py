@@ -22,6 +22,14 @@ def run(app: Any) -> None:
     from typer._click.exceptions import UsageError as ClickUsageError
 
     plain_text_where_needed()
+    if not sys.platform.startswith("linux"):
+        render.error(
+            AiradevError(
+                f"airadev runs on Linux only (it finds processes through /proc); this is {sys.platform}",
+                "run it on a Linux machine, a Linux VM or WSL 2",
+            )
+        )
+        sys.exit(1)
     try:
         code = app(prog_name="airadev", standalone_mode=False)
     except NoArgsIsHelpError as exc:

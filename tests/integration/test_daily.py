@@ -193,3 +193,17 @@ def test_shell_completion_offers_commands_and_the_workspace_s_services(stack: St
     assert complete("airadev logs v") == []
     help_text = stack.cli("--help").stdout
     assert "--install-completion" in help_text and "--show-completion" in help_text
+
+
+def test_another_os_gets_one_clear_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.platform = 'darwin'; from airadev.cli import main; main()", "status"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert done.returncode == 1 and done.stderr.splitlines() == [
+        "error: airadev runs on Linux only (it finds processes through /proc); this is darwin",
+        "  fix: run it on a Linux machine, a Linux VM or WSL 2",
+    ]
