@@ -16,6 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 DEPS = sysconfig.get_paths()["purelib"]  # this run's virtualenv: typer, rich, psutil, ...
 
 
+def pip(*args: str) -> None:
+    """This run's pip, offline (--no-index everywhere it installs or builds)."""
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True, capture_output=True)
+
+
 def build_wheel(tmp_path: Path) -> Path:
     source = tmp_path / "source"
     source.mkdir()
@@ -23,23 +28,7 @@ def build_wheel(tmp_path: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     out = tmp_path / "wheel"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            str(source),
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-q",
-            "-w",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    pip("wheel", str(source), "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out))
     [wheel] = out.glob("airadev-*.whl")
     return wheel
 
@@ -73,33 +62,13 @@ def test_a_wheel_installed_into_a_fresh_venv_and_with_a_prefix_works(tmp_path: P
     wheel = build_wheel(tmp_path)
     # pip install --prefix (a system pip's way, or a distribution's): the package under the prefix.
     prefix = tmp_path / "prefix"
-    subprocess.run(
-        # --ignore-installed: without it pip uninstalls this run's own (editable) airadev first
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q"]
-        + ["--prefix", str(prefix), str(wheel)],
-        check=True,
-        capture_output=True,
-    )
+    # --ignore-installed: without it pip uninstalls this run's own (editable) airadev first
+    pip("install", "--no-deps", "--no-index", "--ignore-installed", "-q", "--prefix", str(prefix), str(wheel))
     [site] = prefix.glob("lib/python3*/site-packages")
     check_installed(sys.executable, str(site), tmp_path, "prefix")
     # A fresh virtualenv of its own.
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(venv / "bin" / "python"),
-            "install",
-            "--no-deps",
-            "--no-index",
-            "-q",
-            str(wheel),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    pip("--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index", "-q", str(wheel))
     [venv_site] = venv.glob("lib/python3*/site-packages")
     check_installed(str(venv / "bin" / "python"), str(venv_site), tmp_path, "venv")
