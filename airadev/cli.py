@@ -129,6 +129,7 @@ def up(
         None, "--runtime", help="docker: run every service that has a [services.X.docker] image as a container."
     ),
     build: bool = typer.Option(False, "--build", help="Build the containers' images (docker.build) before starting."),
+    no_deps: bool = typer.Option(False, "--no-deps", help="Start only the services named, not what they depend on."),
 ) -> None:
     """Start the stack in dependency order, health-checked, with one log stream; Ctrl-C stops it all.
     On a running stack: apply a changed airadev.toml (restart what changed, start what is new,
@@ -145,13 +146,13 @@ def up(
                 "the stack is running: --runtime, --build and --tunnel apply to a new run",
                 "run `airadev down` first, or `airadev tunnel` for a tunnel",
             )
-        views.applied(op.apply_running(config, op.select(config, services or []), wait))
+        views.applied(op.apply_running(config, op.select(config, services or [], no_deps), wait, no_deps))
         return
     if runtime is not None:
         if runtime not in ("docker", "process"):
             raise UsageError(f"--runtime {runtime}: unknown", "use --runtime docker (or leave it out)")
         config = config.with_runtime(Runtime(runtime))
-    names = op.select(config, services or [])
+    names = op.select(config, services or [], no_deps)
     if (domain or region or keep) and not tunnel:
         raise UsageError("--domain, --region and --keep go with --tunnel", "add --tunnel, or leave them out")
     tunnel_options = {"domain": domain or "", "region": region or "", "keep": keep} if tunnel else None

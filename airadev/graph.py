@@ -50,6 +50,13 @@ def closure(graph: Mapping[str, Sequence[str]], roots: Iterable[str]) -> list[st
     return [node for node in graph if node in wanted]
 
 
+def subgraph(graph: Mapping[str, Sequence[str]], names: Iterable[str]) -> dict[str, list[str]]:
+    """The graph of ``names`` only, in the graph's own order: a dependency outside it is dropped
+    (`up --no-deps`: what is not in the run is not waited for)."""
+    keep = set(names)
+    return {node: [d for d in deps if d in keep] for node, deps in graph.items() if node in keep}
+
+
 def dependents(graph: Mapping[str, Sequence[str]], node: str) -> list[str]:
     """The services that depend on ``node`` directly."""
     return [other for other, deps in graph.items() if node in deps]

@@ -23,11 +23,12 @@ if TYPE_CHECKING:
     from airadev.status import TunnelStatus
 
 
-def select(config: Config, names: Sequence[str]) -> list[str]:
-    """Canonical names of the requested services and everything they depend on."""
+def select(config: Config, names: Sequence[str], no_deps: bool = False) -> list[str]:
+    """Canonical names of the requested services and everything they depend on (with
+    ``no_deps``, only them, in the config's order)."""
     chosen = [resolve(config, name) for name in names] if names else config.names()
     deps = {s.name: [d.name for d in s.depends_on] for s in config.services}
-    return graph.closure(deps, chosen)
+    return [n for n in deps if n in chosen] if no_deps else graph.closure(deps, chosen)
 
 
 def resolve(config: Config, name: str) -> str:
@@ -315,13 +316,13 @@ READY = ("healthy", "running", "completed")
 FAILED = ("failed", "crash-loop", "blocked", "unhealthy")
 
 
-def apply_running(config: Config, requested: Sequence[str], timeout: float) -> Applied:
+def apply_running(config: Config, requested: Sequence[str], timeout: float, no_deps: bool = False) -> Applied:
     """`up` on a running stack: the supervisor reads airadev.toml again and applies it (changed
     services restarted, new ones started, removed ones stopped); this waits until each service
     started or restarted is ready (a task: has completed), or says which failed. ``config`` was
     loaded here first: a file that does not load changes nothing."""
     paths = Paths(config.root)
-    answer = control.request(paths.socket, control.Op.APPLY, services=list(requested), timeout=60)
+    answer = control.request(paths.socket, control.Op.APPLY, services=list(requested), no_deps=no_deps, timeout=60)
     applied = Applied(answer["started"], answer["restarted"], answer["stopped"], bool(answer.get("file_changed")))
     tasks = set(answer.get("tasks") or ())
     waiting = set(applied.started) | set(applied.restarted)

@@ -93,7 +93,8 @@ class ControlServer:
             from airadev.supervisor import reload
 
             requested = [str(n) for n in request.get("services") or []]
-            return await reload.apply(self.sup, reload.load(self.sup), requested)
+            no_deps = bool(request.get("no_deps"))
+            return await reload.apply(self.sup, reload.load(self.sup), requested, no_deps)
         unit = self._unit(str(request.get("service", "")))
         if op is Op.STOP:
             await self.sup.stop_unit(unit)

@@ -23,7 +23,9 @@ class Dependencies:
         """Wait until what ``unit`` depends on allows its start (every start, restarts too);
         False when it never will (a dependency failed: ``unit`` is blocked) or it was stopped."""
         for dep in unit.service.depends_on:
-            other = self.sup.units[dep.name]
+            other = self.sup.units.get(dep.name)
+            if other is None:  # not in this run (`up --no-deps`): not waited for
+                continue
             announced = False
             while True:
                 changed = self.sup.changed

@@ -31,17 +31,18 @@ def load(sup: Supervisor) -> Config:
 _LOCKS: weakref.WeakKeyDictionary[Supervisor, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-async def apply(sup: Supervisor, config: Config, requested: list[str]) -> dict[str, Any]:
+async def apply(sup: Supervisor, config: Config, requested: list[str], no_deps: bool = False) -> dict[str, Any]:
     """One apply at a time: two `up`s at once would both stop what they both see removed."""
     lock = _LOCKS.setdefault(sup, asyncio.Lock())
     async with lock:
-        return await _apply(sup, config, requested)
+        return await _apply(sup, config, requested, no_deps)
 
 
-async def _apply(sup: Supervisor, config: Config, requested: list[str]) -> dict[str, Any]:
+async def _apply(sup: Supervisor, config: Config, requested: list[str], no_deps: bool) -> dict[str, Any]:
     deps = {s.name: [d.name for d in s.depends_on] for s in config.services}
     roots = [n for n in sup.units if n in deps] + [n for n in requested if n in deps]
-    wanted = {n: deps[n] for n in graph.closure(deps, roots)}
+    # What runs after: with what it depends on, or (`up --no-deps`) only what runs and what was named.
+    wanted = graph.subgraph(deps, roots if no_deps else graph.closure(deps, roots))
     removed = [n for n in sup.units if n not in wanted]
     added = [n for n in wanted if n not in sup.units]
     # Changed: its own settings, or what the stack gives it (the database's DATABASE_URL, when

@@ -64,7 +64,7 @@ class Supervisor:
         self.colour = colour
         self.rng = rng or random.Random()
         deps = {s.name: [d.name for d in s.depends_on] for s in config.services}
-        self.graph = {n: deps[n] for n in graph.closure(deps, names)}
+        self.graph = graph.subgraph(deps, names)  # names as `up` chose them (with --no-deps: alone)
         self.units = {n: Unit(config.get(n), one_shot=is_one_shot(config.get(n), config)) for n in self.graph}
         self.redact = logstore.Redactor(stack_secrets(config))
         self.clock = logstore.Clock()

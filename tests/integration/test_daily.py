@@ -207,3 +207,31 @@ def test_another_os_gets_one_clear_line(tmp_path) -> None:  # type: ignore[no-un
         "error: airadev runs on Linux only (it finds processes through /proc); this is darwin",
         "  fix: run it on a Linux machine, a Linux VM or WSL 2",
     ]
+
+
+def test_up_no_deps_starts_only_the_services_named(stack: Stack) -> None:
+    printer = toml_list(fake("printer.py"))
+    stack.write(f"""
+[services.db]
+command = {printer}
+
+[services.api]
+command = {printer}
+depends_on = {{ db = "started" }}
+
+[services.worker]
+command = {printer}
+depends_on = {{ api = "started" }}
+""")
+    # A fresh run: only api, which does not wait for a db that is not in the run.
+    assert stack.up("api", "--no-deps").returncode == 0
+    assert sorted(stack.state()["services"]) == ["api"]
+    assert stack.service("api")["state"] == "running"
+    # On the running stack: worker joins alone; api's db still does not come.
+    joined = stack.cli("up", "worker", "--no-deps")
+    assert joined.returncode == 0, joined.stderr
+    assert sorted(stack.state()["services"]) == ["api", "worker"]
+    assert stack.service("worker")["state"] == "running"
+    # Without --no-deps, what the named service depends on comes too.
+    assert stack.cli("up", "api").returncode == 0
+    assert sorted(stack.state()["services"]) == ["api", "db", "worker"]
