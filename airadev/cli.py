@@ -162,7 +162,7 @@ def up(
         )
         for note in started.notes:
             render.warn(note)
-        _print_summary(started.summary)
+        views.ready_summary(started.summary)
         if started.tunnel:
             render.tunnel_status(started.tunnel)
         render.info(
@@ -238,19 +238,6 @@ def export(
         return
     op.write(target, text)
     render.info(f"wrote {output}")
-
-
-def _print_summary(summary: dict[str, Any] | None) -> None:
-    if not summary:
-        return
-    render.info(f"all {len(summary['services'])} services ready in {summary['total']:.2f}s")
-    for item in summary["services"]:
-        render.info(
-            f"  {item['name']:<14} ready after {item['ready_after']:6.2f}s  (own start {item['own_time']:.2f}s)"
-        )
-    if summary.get("critical_path"):
-        own = {item["name"]: item["own_time"] for item in summary["services"]}
-        render.info("  critical path: " + " → ".join(f"{n} {own[n]:.2f}s" for n in summary["critical_path"]))
 
 
 @app.command()
@@ -428,6 +415,16 @@ def run(
 
     config = _config()
     op.exec_in(config, resolve(config, service), command or [])
+
+
+@app.command()
+@handled
+def attach(service: str = typer.Argument(..., help="The process service to take over.", autocompletion=_names)) -> None:
+    """Take a running service over into this terminal (stdin and tty here: pdb works) while its
+    dependents keep running; when it ends (Ctrl-C), the supervisor takes it back."""
+    from airadev.operations import attach as op
+
+    raise typer.Exit(op.attach(_config(), service, render.info))
 
 
 # --- tunnel ------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class Op(enum.StrEnum):
     STOP = "stop"
     START = "start"
     APPLY = "apply"  # with "services": airadev.toml read again and applied (reload.apply)
+    ATTACH = "attach"  # with "service" and "tty": a conversation (Session; supervisor/attach.py)
 
 
 class TunnelAction(enum.StrEnum):
@@ -81,34 +82,53 @@ def peer_uid(sock: socket.socket) -> int:
 def request(path: Path, op: Op, *, timeout: float = 10.0, **args: Any) -> Any:
     """Send one request and return its result. Raises NotRunning when nothing listens, and
     AiradevError with the supervisor's message when it refuses."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    session = Session(path, op, **args)
     try:
+        return session.answer(timeout)
+    finally:
+        session.close()
+
+
+class Session:
+    """One connection: the request, then its answer; `attach` goes on with more lines each way."""
+
+    def __init__(self, path: Path, op: Op, **args: Any) -> None:
+        self.op = op
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._data = b""
         try:
             with _short_path(path) as address:
-                sock.connect(address)
+                self.sock.connect(address)
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+            self.sock.close()
             raise NotRunning("nothing is running in this workspace", "start the stack with `airadev up`") from None
-        sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
+        self.send(op=op, **args)
+
+    def send(self, **message: Any) -> None:
+        self.sock.sendall(json.dumps(message).encode() + b"\n")
+
+    def answer(self, timeout: float | None) -> Any:
+        """The next answer's result (None: wait as long as it takes)."""
+        self.sock.settimeout(timeout)
+        while b"\n" not in self._data:
             try:
-                chunk = sock.recv(65536)
+                chunk = self.sock.recv(65536)
             except socket.timeout:
                 raise AiradevError(
-                    f"the supervisor did not answer '{op}' within {timeout:.0f}s",
+                    f"the supervisor did not answer '{self.op}' within {timeout:.0f}s",
                     "see `airadev logs airadev`; `airadev down` stops the stack",
                 ) from None
             if not chunk:
-                break
-            data += chunk
-    finally:
-        sock.close()
-    if not data:
-        raise AiradevError(
-            f"the supervisor closed the connection during '{op}'", "it may be stopping; run `airadev status`"
-        )
-    answer = json.loads(data)
-    if not answer.get("ok"):
-        raise AiradevError(answer.get("error", "the supervisor refused"), answer.get("fix", ""))
-    return answer.get("result")
+                raise AiradevError(
+                    f"the supervisor closed the connection during '{self.op}'",
+                    "it may be stopping; run `airadev status`",
+                )
+            self._data += chunk
+        line, self._data = self._data.split(b"\n", 1)
+        answer = json.loads(line)
+        if not answer.get("ok"):
+            raise AiradevError(answer.get("error", "the supervisor refused"), answer.get("fix", ""))
+        return answer.get("result")
+
+    def close(self) -> None:
+        self.sock.close()

@@ -299,7 +299,7 @@ _STATE_STYLE = {
 def _state_markup(cell: str) -> str:
     from rich.markup import escape
 
-    style = _STATE_STYLE.get(cell)
+    style = _STATE_STYLE.get(cell.removesuffix(" (attached)"))
     return f"[{style}]{escape(cell)}[/{style}]" if style else escape(cell)
 
 
@@ -313,7 +313,7 @@ def status(data: StackStatus) -> None:
             [
                 name,
                 svc.runtime,
-                svc.state,
+                f"{svc.state} (attached)" if svc.attached else svc.state,
                 str(svc.pid or "-"),
                 str(svc.port or "-"),
                 _health(svc),
@@ -351,6 +351,8 @@ def status(data: StackStatus) -> None:
             info(f"{name}: plain PostgreSQL (runtime postgres), not Supabase: no REST API, no auth; SQL only")
         if svc.database_url:
             info(f"{name}: services get DATABASE_URL={svc.database_url}")
+        if svc.attached:
+            info(f"{name}: attached to {svc.attached} (`airadev attach`): its output goes there, not to the log")
     failure = data.failure
     if failure and data.phase == "failed":
         warn(f"{failure.service}: {failure.message}")

@@ -89,6 +89,7 @@ class ServiceStatus(NamedTuple):
     image: str | None = None
     usage: Usage | None = None  # only in `status` answers, not in the state file
     database_url: str | None = None  # a database's: the DATABASE_URL services get (password hidden)
+    attached: str | None = None  # the terminal `airadev attach` took it over into
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -109,6 +110,8 @@ class ServiceStatus(NamedTuple):
         }
         if self.database_url:
             out["database_url"] = self.database_url
+        if self.attached:
+            out["attached"] = self.attached
         if self.usage is not None:
             out.update(
                 cpu_percent=self.usage.cpu_percent, rss_bytes=self.usage.rss_bytes, processes=self.usage.processes
@@ -139,6 +142,7 @@ class ServiceStatus(NamedTuple):
             image=data.get("image"),
             usage=usage,
             database_url=data.get("database_url"),
+            attached=data.get("attached"),
         )
 
 

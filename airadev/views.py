@@ -1,4 +1,4 @@
-"""What a command did, shown: `up` on a running stack, `init`, `config`. (render.py holds the
+"""What a command did, shown: `up -d`, `up` on a running stack, `init`, `config`. (render.py holds the
 shared pieces: tables, the log console, reports.)"""
 
 from __future__ import annotations
@@ -7,6 +7,20 @@ import sys
 from typing import Any
 
 from airadev import render
+
+
+def ready_summary(summary: dict[str, Any] | None) -> None:
+    """`up -d`'s summary: each service's time to ready, and the critical path."""
+    if not summary:
+        return
+    render.info(f"all {len(summary['services'])} services ready in {summary['total']:.2f}s")
+    for item in summary["services"]:
+        render.info(
+            f"  {item['name']:<14} ready after {item['ready_after']:6.2f}s  (own start {item['own_time']:.2f}s)"
+        )
+    if summary.get("critical_path"):
+        own = {item["name"]: item["own_time"] for item in summary["services"]}
+        render.info("  critical path: " + " → ".join(f"{n} {own[n]:.2f}s" for n in summary["critical_path"]))
 
 
 def applied(result: Any) -> None:

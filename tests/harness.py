@@ -285,3 +285,74 @@ def pids_in_log(text: str, marker: str) -> list[int]:
     import re
 
     return [int(m) for m in re.findall(re.escape(marker) + r" (\d+)", text)]
+
+
+class Terminal:
+    """A program run from a shell in a terminal of its own (a pty, the shell its session leader,
+    as in a terminal window): for what needs a person at a terminal (`airadev attach`, pdb).
+    The shell stays once the program has ended (``exit_code`` reads what it said of it): a
+    terminal whose shell has gone hangs up what still runs in it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        import fcntl
+        import termios
+
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(
+            ["/bin/sh", "-c", '"$@"; echo "[exit $?]"; exec sleep 3600', "sh", *argv],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        self.screen = b""
+
+    def expect(self, text: str, timeout: float = 30) -> str:
+        """Read what it shows until ``text`` appears (the event; ``timeout`` is only a safety net)."""
+        import select
+
+        wanted = text.encode()
+        deadline = time.monotonic() + timeout
+        while wanted not in self.screen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {text!r} on the terminal; it shows:\n{self.text}")
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # EIO: every holder of the terminal is gone
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"the terminal closed before {text!r}; it shows:\n{self.text}")
+                self.screen += chunk
+        return self.text
+
+    def exit_code(self) -> int:
+        """The program's exit code, once it has ended (as its shell tells it)."""
+        import re
+
+        self.expect("[exit ")
+        self.expect("]", timeout=5)
+        return int(re.findall(r"\[exit (\d+)\]", self.text)[-1])
+
+    def program(self) -> int:
+        """The pid of the program the shell runs."""
+        import psutil
+
+        return int(wait_for(lambda: psutil.Process(self.proc.pid).children(), what="the program").pop().pid)
+
+    def type(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    @property
+    def text(self) -> str:
+        return self.screen.decode(errors="replace").replace("\r\n", "\n")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)

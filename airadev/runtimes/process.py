@@ -193,13 +193,7 @@ class ProcessInstance:
             self._exited.set_result(code)
 
     async def stop(self, sig: int, grace: float) -> int:
-        found = await asyncio.to_thread(
-            reaper.terminate, self.marker, pgids=[self.pgid], instance=self.instance, sig=sig, grace=grace
-        )
-        # The leader is reaped by _reaped on this loop; let it run.
-        if not self._exited.done():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._exited), 5)
+        found = await end_group(self.marker, self.pgid, self.instance, self._exited, sig, grace)
         self._drain()
         self._close_pipe()
         return found
@@ -207,6 +201,16 @@ class ProcessInstance:
     def close(self) -> None:
         """Forget the pipe even if writers (escaped daemons) still hold it."""
         self._close_pipe()
+
+
+async def end_group(marker: str, pgid: int, instance: str, exited: asyncio.Future[int], sig: int, grace: float) -> int:
+    """End an instance's process group and everything carrying its marker (reaper.terminate),
+    then let the loop see its leader's end (``exited``). How many processes were found."""
+    found = await asyncio.to_thread(reaper.terminate, marker, pgids=[pgid], instance=instance, sig=sig, grace=grace)
+    if not exited.done():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(exited), 5)
+    return found
 
 
 def _spawn_error(service: Service, exc: OSError) -> AiradevError:

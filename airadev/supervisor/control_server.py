@@ -46,6 +46,11 @@ class ControlServer:
                     op = str(request.get("op", ""))
                 except (ValueError, AttributeError):
                     request, op = None, ""
+                if request is not None and op == Op.ATTACH:  # a conversation: it answers itself
+                    from airadev.supervisor import attach
+
+                    await attach.session(self, request, reader, writer)
+                    return
                 if request is None:
                     answer = {
                         "ok": False,

@@ -326,7 +326,7 @@ class Supervisor:
             # Armed before the start: a container's first lines may arrive while it is created.
             unit.log_regex = re.compile(str(service.health.target).encode())
             unit.awaiting_log_match, unit.matched_early = True, False
-        runtime = runtime_for(service.runtime, self.runtime_context)
+        runtime = unit.handover or runtime_for(service.runtime, self.runtime_context)
         try:
             # The lambda is an OnOutput: mypy cannot infer the type of a lambda with default arguments.
             started = runtime.start(service, env, lambda data, u=unit, feed=self.output.feed: feed(u, data))  # type: ignore[misc]

@@ -60,6 +60,7 @@ def _service(u: Unit, now: float, usage: Usage | None) -> ServiceStatus:
         image=u.runtime_info.get("image"),
         usage=usage,
         database_url=u.runtime_info.get("database_url"),
+        attached=u.handover.tty if u.handover is not None and u.handover.attached else None,
     )
 
 

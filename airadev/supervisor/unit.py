@@ -12,13 +12,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airadev import logstore, reaper
 from airadev.graph import critical_path
 from airadev.model import Condition, Config, RestartPolicy, Service, State
 from airadev.runtimes import Instance
 from airadev.status import ReadySummary
+
+if TYPE_CHECKING:
+    from airadev.supervisor.attach import Handover
 
 # A partial line is shown after this long without more output. Well above the process
 # runtime's pause in a steady trickle (process._HOLD, 0.1 s): a line written in two parts
@@ -100,6 +103,7 @@ class Unit:
     # A task (a migration, a prestart script): ready when it has completed, not while it runs
     # (`one_shot`); its ready time in the summary is its real run time.
     one_shot: bool = False
+    handover: Handover | None = None  # its next start goes to the terminal of `airadev attach`
 
     @property
     def ready(self) -> bool:

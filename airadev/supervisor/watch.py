@@ -286,6 +286,9 @@ def watch_for_restarts(sup: Supervisor) -> Watcher | None:
         if unit is None or unit.stop_requested or sup.stopping:  # (removed from the run by `up`)
             return
         why = f"{changed_files(paths, unit.service.cwd)} changed"
+        if unit.handover is not None:  # in a debugger, maybe: the user's terminal decides
+            sup.event(name, f"{why}; not restarted while attached to {unit.handover.tty}")
+            return
         docker = unit.service.docker
         if unit.service.runtime is Runtime.DOCKER and docker and docker.build and rebuilds(paths):
             # Its dependencies changed: the image is built again before the restart. (Code
