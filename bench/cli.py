@@ -1,7 +1,8 @@
 """CLI latency: median wall time of `airadev status` and `airadev logs voice -n 100` (against a
 running stack whose voice agent has a 100,000-line log), `logs -n 100` of a 1 GB log (read from
-the end, it costs the same), and `airadev --help` / `airadev up --help`; next to
-`python -c "import typer"`, measured in the same interleaved rounds.
+the end, it costs the same), `airadev --help`, every subcommand's `--help` (the slowest is
+shown), and a shell completion of a service name (`airadev logs v<TAB>`, as bash asks it); next
+to `python -c "import typer"`, measured in the same interleaved rounds.
 
 Target: each at most 1.3 times the `import typer` baseline (the cost of any typer CLI).
 
@@ -28,6 +29,14 @@ def _write_gigabyte(path) -> None:  # type: ignore[no-untyped-def]
 def airadev(root, *args: str) -> list[str]:  # type: ignore[no-untyped-def]
     """The installed console script, as a user runs it (not `python -m`, which adds runpy)."""
     return [str(BIN / "airadev"), "--workspace", str(root), *args]
+
+
+def _subcommands() -> list[str]:
+    import typer
+
+    from airadev.cli import app
+
+    return sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
 
 def main() -> int:
@@ -67,6 +76,15 @@ command = ["{PY}", "{FAKES / "printer.py"}"]
             "logs": airadev(root, "logs", "voice", "-n", "100"),
             "python": [PY, "-c", "pass"],
             "big": airadev(root, "logs", "big", "-n", "100"),
+            "complete": [
+                "env",
+                "_AIRADEV_COMPLETE=complete_bash",
+                "COMP_WORDS=airadev logs v",
+                "COMP_CWORD=2",
+                f"AIRADEV_WORKSPACE={root}",
+                str(BIN / "airadev"),
+            ],
+            **{f"help {name}": [str(BIN / "airadev"), name, "--help"] for name in _subcommands()},
         }
         for argv in commands.values():  # warm the file cache
             median_wall(argv, 2)
@@ -75,9 +93,12 @@ command = ["{PY}", "{FAKES / "printer.py"}"]
         for _ in range(args.runs):
             for name, argv in commands.items():
                 samples[name].append(median_wall(argv, 1))
-        base, status, logs, python, big_logs, help_, up_help = (
-            statistics.median(samples[n]) for n in ("base", "status", "logs", "python", "big", "help", "up_help")
+        base, status, logs, python, big_logs, help_, up_help, complete = (
+            statistics.median(samples[n])
+            for n in ("base", "status", "logs", "python", "big", "help", "up_help", "complete")
         )
+        slowest = max((n for n in samples if n.startswith("help ")), key=lambda n: statistics.median(samples[n]))
+        sub_help = statistics.median(samples[slowest])
     finally:
         run_airadev(root, "down")
     rows = [
@@ -88,6 +109,8 @@ command = ["{PY}", "{FAKES / "printer.py"}"]
         ("... on a 1 GB log file", f"{big_logs * 1000:.0f} ms", f"{big_logs / base:.2f}x"),
         ("airadev --help", f"{help_ * 1000:.0f} ms", f"{help_ / base:.2f}x"),
         ("airadev up --help", f"{up_help * 1000:.0f} ms", f"{up_help / base:.2f}x"),
+        (f"slowest subcommand --help ({slowest[5:]})", f"{sub_help * 1000:.0f} ms", f"{sub_help / base:.2f}x"),
+        ("completion: airadev logs v<TAB>", f"{complete * 1000:.0f} ms", f"{complete / base:.2f}x"),
     ]
     return (
         0
@@ -99,6 +122,8 @@ command = ["{PY}", "{FAKES / "printer.py"}"]
                 ("logs -n 100 at most 1.3x import typer", logs <= 1.3 * base),
                 ("--help at most 1.3x import typer", help_ <= 1.3 * base),
                 ("up --help at most 1.3x import typer", up_help <= 1.3 * base),
+                ("every subcommand's --help at most 1.3x import typer", sub_help <= 1.3 * base),
+                ("completion at most 1.3x import typer", complete <= 1.3 * base),
             ],
         )
         else 1
