@@ -16,6 +16,7 @@ import enum
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def peer_uid(sock: socket.socket) -> int:
 def request(path: Path, op: Op, *, timeout: float = 10.0, **args: Any) -> Any:
     """Send one request and return its result. Raises NotRunning when nothing listens, and
     AiradevError with the supervisor's message when it refuses."""
-    session = Session(path, op, **args)
+    session = Session(path, op, timeout=timeout, **args)
     try:
         return session.answer(timeout)
     finally:
@@ -92,16 +93,28 @@ def request(path: Path, op: Op, *, timeout: float = 10.0, **args: Any) -> Any:
 class Session:
     """One connection: the request, then its answer; `attach` goes on with more lines each way."""
 
-    def __init__(self, path: Path, op: Op, **args: Any) -> None:
+    def __init__(self, path: Path, op: Op, *, timeout: float = 10.0, **args: Any) -> None:
         self.op = op
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
         self._data = b""
-        try:
-            with _short_path(path) as address:
-                self.sock.connect(address)
-        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
-            self.sock.close()
-            raise NotRunning("nothing is running in this workspace", "start the stack with `airadev up`") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with _short_path(path) as address:
+                    self.sock.connect(address)
+                break
+            except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+                self.sock.close()
+                raise NotRunning("nothing is running in this workspace", "start the stack with `airadev up`") from None
+            except (BlockingIOError, socket.timeout):  # its backlog is full: it is not taking requests
+                if time.monotonic() > deadline:
+                    self.sock.close()
+                    raise AiradevError(
+                        f"the supervisor did not take the '{op}' request within {timeout:g}s",
+                        "see `airadev logs airadev`; `airadev down` stops the stack",
+                    ) from None
+                time.sleep(0.02)
         self.send(op=op, **args)
 
     def send(self, **message: Any) -> None:
@@ -115,7 +128,7 @@ class Session:
                 chunk = self.sock.recv(65536)
             except socket.timeout:
                 raise AiradevError(
-                    f"the supervisor did not answer '{self.op}' within {timeout:.0f}s",
+                    f"the supervisor did not answer '{self.op}' within {timeout:g}s",
                     "see `airadev logs airadev`; `airadev down` stops the stack",
                 ) from None
             if not chunk:

@@ -208,6 +208,8 @@ def terminate(
     if not targets:
         return 0
     send(sig, targets)
+    if sig != signal.SIGKILL:  # a stopped process (Ctrl-Z, kill -STOP) acts on it once continued
+        send(signal.SIGCONT, targets)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         time.sleep(poll)

@@ -293,11 +293,13 @@ class Terminal:
     The shell stays once the program has ended (``exit_code`` reads what it said of it): a
     terminal whose shell has gone hangs up what still runs in it."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], setup: Callable[[int], None] | None = None) -> None:
         import fcntl
         import termios
 
         self.master, slave = os.openpty()
+        if setup is not None:  # the terminal's modes, say (on the master: the pair shares them)
+            setup(self.master)
         self.proc = subprocess.Popen(
             ["/bin/sh", "-c", '"$@"; echo "[exit $?]"; exec sleep 3600', "sh", *argv],
             stdin=slave,

@@ -74,8 +74,10 @@ class Dependencies:
                 )
 
     def restart_after(self, unit: Unit) -> None:
-        """``unit`` was restarted and is ready again: restart those that asked for it."""
-        if self.sup.stopping:
+        """``unit`` was restarted and is ready again: restart those that asked for it (not for a
+        start of `airadev attach`, or when it is given back: its dependents keep running)."""
+        quiet, unit.quiet_start = unit.quiet_start, False
+        if self.sup.stopping or quiet:
             return
         for other, dep in self._of(unit):
             started = other.started_at or 0.0

@@ -40,9 +40,13 @@ async def apply(sup: Supervisor, config: Config, requested: list[str], no_deps: 
 
 async def _apply(sup: Supervisor, config: Config, requested: list[str], no_deps: bool) -> dict[str, Any]:
     deps = {s.name: [d.name for d in s.depends_on] for s in config.services}
-    roots = [n for n in sup.units if n in deps] + [n for n in requested if n in deps]
-    # What runs after: with what it depends on, or (`up --no-deps`) only what runs and what was named.
-    wanted = graph.subgraph(deps, roots if no_deps else graph.closure(deps, roots))
+    running = [n for n in sup.units if n in deps]
+    named = [n for n in requested if n in deps]
+    # What runs after: what runs, and what was named with what it depends on (`--no-deps`: not).
+    # A running service's dependencies come only when the file gives it a new one: one left out
+    # by an earlier `up --no-deps` stays out.
+    grown = [n for n in running if set(deps[n]) - {d.name for d in sup.units[n].service.depends_on}]
+    wanted = graph.subgraph(deps, running + (named if no_deps else graph.closure(deps, named + grown)))
     removed = [n for n in sup.units if n not in wanted]
     added = [n for n in wanted if n not in sup.units]
     # Changed: its own settings, or what the stack gives it (the database's DATABASE_URL, when

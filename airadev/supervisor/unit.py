@@ -104,6 +104,7 @@ class Unit:
     # (`one_shot`); its ready time in the summary is its real run time.
     one_shot: bool = False
     handover: Handover | None = None  # its next start goes to the terminal of `airadev attach`
+    quiet_start: bool = False  # the next start (attached, given back) restarts no dependent
 
     @property
     def ready(self) -> bool:

@@ -222,6 +222,9 @@ depends_on = {{ db = "started" }}
 [services.worker]
 command = {printer}
 depends_on = {{ api = "started" }}
+
+[services.other]
+command = {printer}
 """)
     # A fresh run: only api, which does not wait for a db that is not in the run.
     assert stack.up("api", "--no-deps").returncode == 0
@@ -232,6 +235,9 @@ depends_on = {{ api = "started" }}
     assert joined.returncode == 0, joined.stderr
     assert sorted(stack.state()["services"]) == ["api", "worker"]
     assert stack.service("worker")["state"] == "running"
+    # Another service named later does not bring the db left out before.
+    assert stack.cli("up", "other").returncode == 0
+    assert sorted(stack.state()["services"]) == ["api", "other", "worker"]
     # Without --no-deps, what the named service depends on comes too.
     assert stack.cli("up", "api").returncode == 0
-    assert sorted(stack.state()["services"]) == ["api", "db", "worker"]
+    assert sorted(stack.state()["services"]) == ["api", "db", "other", "worker"]

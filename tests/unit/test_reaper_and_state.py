@@ -162,6 +162,20 @@ def test_what_ignores_sigterm_is_killed_after_the_grace(marker: str, procs) -> N
     assert reaper.terminate(marker, grace=0.3) == 0, "nothing left: returns at once"
 
 
+def test_a_stopped_process_is_continued_to_act_on_sigterm(marker: str, procs) -> None:  # type: ignore[no-untyped-def]
+    """A service suspended (Ctrl-Z in `airadev attach`, kill -STOP) is ended by its stop signal,
+    not only by SIGKILL once the grace is over."""
+    import sys
+
+    suspended = spawn(
+        procs, [sys.executable, "-c", "import time; time.sleep(60)"], marks(marker), start_new_session=True
+    )
+    wait_listed(marker, 1)
+    os.kill(suspended.pid, signal.SIGSTOP)
+    assert reaper.terminate(marker, pgids=[suspended.pid], grace=30) == 1
+    assert suspended.wait(timeout=5) == -signal.SIGTERM
+
+
 # --- finding a run's processes ---------------------------------------------------------------------
 
 
