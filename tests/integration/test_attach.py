@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from airadev import reaper
+from airadev import control, reaper
+from airadev.state import Paths
 from tests.harness import PY, Stack, Terminal, fake, free_port, toml_list, wait_for
 
 
@@ -202,3 +203,21 @@ def test_attach_refuses_what_it_cannot_take_over(attachable: Stack) -> None:
         term.close()
     assert stack.cli("down").returncode == 0
     assert stack.cli("attach", "api").returncode == 3
+
+
+def test_a_cli_that_never_says_what_it_started_does_not_hold_up_stop(attachable: Stack) -> None:
+    """The attach conversation left hanging after the start was handed over (the CLI Ctrl-Z'd
+    or stuck): `stop` still stops the service, at once, and nothing is started behind it."""
+    stack = attachable
+    session = control.Session(Paths(stack.root).socket, control.Op.ATTACH, service="api", tty="a frozen terminal")
+    try:
+        spec = session.answer(60)
+        assert spec["command"] and spec["env"][reaper.INSTANCE_VAR].startswith("api.")
+        stopped = stack.cli("stop", "api", timeout=20)  # not the 30 s the CLI would have had
+        assert stopped.returncode == 0 and stopped.stdout.strip() == "api: stopped", stopped.stdout + stopped.stderr
+        assert stack.service("api")["state"] == "stopped"
+        assert reaper.marked(stack.state()["marker"], instance=spec["env"][reaper.INSTANCE_VAR]) == []
+    finally:
+        session.close()
+    assert stack.cli("start", "api").returncode == 0
+    stack.wait_state("api", "healthy")
