@@ -169,6 +169,39 @@ def bind(ctx: Context) -> list[Result]:
     return results or [skipped("runtime.bind", "no voice agent or KB updater service")]
 
 
+# `body := payload::text` in a call of net.http_post (the AiRa guide's trigger): pg_net's body is jsonb.
+_TEXT_BODY = re.compile(r"net\.http_post\s*\((?:[^;]*?)\bbody\s*:=\s*([^,;]*?)::\s*text\b", re.IGNORECASE | re.DOTALL)
+
+
+@check(
+    "runtime.pg-net", "the database triggers call net.http_post as pg_net defines it", requires=("workspace.config",)
+)
+def pg_net(ctx: Context) -> Result:
+    """pg_net's net.http_post takes its body as jsonb; called with text, no function matches
+    and the insert that fires the trigger fails, on Supabase and on airadev's postgres runtime."""
+    ui = ctx.config.ui_service()
+    db = ctx.config.database()
+    folder = db.database.migrations if db and db.database else None
+    folder = folder or (ui.cwd / "supabase" / "migrations" if ui else None)
+    if folder is None or not folder.is_dir():
+        return skipped("runtime.pg-net", "no migrations folder")
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _TEXT_BODY.search(path.read_text(errors="replace"))
+        if match:
+            found.append((path, match.group(1).strip()))
+    if not found:
+        return ok("runtime.pg-net", "no trigger passes net.http_post a text body")
+    path, expression = found[0]
+    return error(
+        "runtime.pg-net",
+        f"{ctx.relative(path)}: net.http_post(body := {expression}::text): pg_net's body is jsonb, so no "
+        "function matches and every insert that fires the trigger fails"
+        + (f" (and {len(found) - 1} more files)" if len(found) > 1 else ""),
+        f"write body := {expression} (jsonb) in a new migration that replaces the function",
+    )
+
+
 @check("runtime.database", "the local database can start, and what it is", requires=("workspace.config",))
 def database(ctx: Context) -> Result:
     from airadev.model import Runtime

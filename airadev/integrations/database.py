@@ -135,7 +135,12 @@ def apply_migrations(conn: Any, folder: Path | None, *, shim: bool) -> list[str]
     the earlier files stay applied and the failing one left no trace."""
     import psycopg
 
-    conn.execute(_SUPABASE_SHIM if shim else _HISTORY)
+    if shim:  # with pg_net's functions (what Supabase's triggers call), delivered by pgnet.Deliverer
+        from airadev.integrations import pgnet
+
+        conn.execute(_SUPABASE_SHIM + pgnet.SCHEMA)
+    else:
+        conn.execute(_HISTORY)
     done = {row[0] for row in conn.execute("SELECT version FROM supabase_migrations.schema_migrations")}
     applied = []
     for version, path in migration_files(folder):
@@ -234,10 +239,12 @@ def kb_service(config: Config) -> Service | None:
     return None
 
 
-def local_trigger_url(kb: Service) -> str:
-    """Where the database's trigger reaches the KB updater from inside Supabase's containers
-    (FACTS.md: the CLI maps host.docker.internal to the host)."""
-    return f"http://host.docker.internal:{kb.port or 8080}/process-document"
+def local_trigger_url(kb: Service, *, from_containers: bool) -> str:
+    """Where the database's trigger reaches the KB updater: from inside Supabase's containers
+    (FACTS.md: the CLI maps host.docker.internal to the host), or from this machine (the
+    postgres runtime's requests are sent by airadev's pg_net deliverer, here)."""
+    host = "host.docker.internal" if from_containers else "127.0.0.1"
+    return f"http://{host}:{kb.port or 8080}/process-document"
 
 
 def _first_line(exc: Exception) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from airadev.errors import AiradevError
-from airadev.model import Service
+from airadev.model import Runtime, Service
 from airadev.state import Paths
 from airadev.runtimes.process import ProcessInstance, ProcessRuntime
 from airadev.runtimes.base import Context, Fatal, OnOutput
@@ -95,7 +95,7 @@ class PostgresRuntime:
             *await asyncio.to_thread(self._listen, home),
         )
         process = ProcessRuntime(self.ctx.marker).start(replace(service, command=command, cwd=home), env, on_output)
-        return PostgresInstance(process, service, self.ctx)
+        return PostgresInstance(process, service, self.ctx, on_output)
 
     def _listen(self, home: Path) -> list[str]:
         """Loopback; and when containers of the run need it (``DATABASE_URL`` reaches them as
@@ -167,13 +167,16 @@ class PostgresInstance:
 
     readiness = "connections and migrations"
 
-    def __init__(self, process: ProcessInstance, service: Service, ctx: Context) -> None:
+    def __init__(self, process: ProcessInstance, service: Service, ctx: Context, on_output: OnOutput) -> None:
         self.process = process
         self.pid = process.pid
         self.pgid = process.pgid
         self.service = service
         self.ctx = ctx
         self._prepared = False
+        self._on_output = on_output
+        self._loop = asyncio.get_running_loop()
+        self.deliverer: Any = None  # pgnet.Deliverer, once the database is prepared
 
     @property
     def exited(self) -> asyncio.Future[int]:
@@ -190,7 +193,12 @@ class PostgresInstance:
     async def stop(self, sig: int, grace: float) -> int:
         # SIGTERM is PostgreSQL's "smart" shutdown, which waits for every client to leave;
         # SIGINT ("fast") rolls back open sessions and stops cleanly.
-        return await self.process.stop(signal.SIGINT if sig == signal.SIGTERM else sig, grace)
+        if self.deliverer is not None:
+            self.deliverer.stop()
+        found = await self.process.stop(signal.SIGINT if sig == signal.SIGTERM else sig, grace)
+        if self.deliverer is not None:  # its connection ended with the server
+            await asyncio.to_thread(self.deliverer.join, 10)
+        return found
 
     async def check(self) -> tuple[bool, str]:
         from airadev.integrations import database
@@ -228,17 +236,32 @@ class PostgresInstance:
         if applied:
             self.ctx.event(self.service.name, f"applied {len(applied)} migrations: {', '.join(applied)}", "info")
         prepare_database(self.ctx, self.service, conn)
+        self._deliver(database)
         self._prepared = True
         return f"accepting connections, {len(applied)} migrations applied"
+
+    def _deliver(self, database: Any) -> None:
+        """Start sending what the database's triggers post (net.http_post), into its log."""
+        from airadev.integrations.pgnet import Deliverer
+
+        ports = {s.port: s.name for s in self.ctx.config.services if s.port and s.name != self.service.name}
+
+        def write(line: str) -> None:
+            self._loop.call_soon_threadsafe(self._on_output, (line + "\n").encode())
+
+        self.deliverer = Deliverer(database.url(self.service), write, ports.get)
+        self.deliverer.start()
 
 
 def prepare_database(ctx: Context, service: Service, conn: Any) -> None:
     """What every local database of the stack gets once it is up: the KB updater's trigger
-    pointed where the database reaches it."""
+    pointed where the database's requests reach it (Supabase's pg_net, in a container, or
+    airadev's, on this machine)."""
     from airadev.integrations import database
 
     kb = database.kb_service(ctx.config)
-    changed = None if kb is None else database.set_trigger_url(conn, database.local_trigger_url(kb))
+    target = None if kb is None else database.local_trigger_url(kb, from_containers=service.runtime is Runtime.SUPABASE)
+    changed = None if target is None else database.set_trigger_url(conn, target)
     if changed:
         ctx.event(service.name, f"{database.TRIGGER_FUNCTION}() now posts to {changed[1]} (was {changed[0]})", "info")
     from airadev.rewiring import recover_database_rows

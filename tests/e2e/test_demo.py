@@ -102,7 +102,15 @@ def test_demo_stack_end_to_end(stack: Stack) -> None:
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:{ports['db']}/postgres") as conn:
         assert conn.execute("SELECT phone_number FROM business_numbers").fetchall() == [("+15005550006",)]
         definition = conn.execute("SELECT pg_get_functiondef('notify_kb_updater_webhook'::regproc)").fetchone()[0]
-    assert f"http://host.docker.internal:{ports['kb']}/process-document" in definition
+        # A new KB document reaches the KB updater through the trigger (airadev's pg_net).
+        doc = conn.execute("INSERT INTO kb_documents (title) VALUES ('menu.pdf') RETURNING id").fetchone()[0]
+        conn.commit()
+    assert f"http://127.0.0.1:{ports['kb']}/process-document" in definition
+    wait_for(
+        lambda: f"processing document {doc} from kb_documents (INSERT)" in stack.log("kb-updater"),
+        what="the new document at the KB updater",
+    )
+    assert f"POST http://127.0.0.1:{ports['kb']}/process-document → 200" in stack.log("db")
     assert all(reaper.alive(s["pid"]) for s in data["services"].values())
     assert data["services"]["aira-ui"]["processes"] >= 3, "npm → next → workers: the whole tree is counted"
 

@@ -15,7 +15,7 @@ TRIGGER = """CREATE FUNCTION notify_kb_updater_webhook() RETURNS TRIGGER AS $$
 DECLARE
   webhook_url TEXT := 'https://kb-updater-production.up.railway.app/process-document';
 BEGIN
-  PERFORM net.http_post(url := webhook_url, body := '{}');
+  PERFORM net.http_post(url := webhook_url, body := '{}'::jsonb);
   RETURN NEW;
 END;
 $$ LANGUAGE plpgsql;
@@ -118,12 +118,13 @@ depends_on = {{ db = "healthy" }}
     assert result.returncode == 0, result.stderr
     log = stack.log("kb-updater")
     assert f"DATABASE_URL is postgresql://postgres:postgres@127.0.0.1:{port}/postgres" in log
-    # No container calls it here (plain PostgreSQL has no pg_net): it stays on its own address.
+    # No container calls it here (airadev's pg_net posts from this machine): it stays on its own address.
     assert "UVICORN_HOST is \n" in log + "\n" and "0.0.0.0" not in log
     definition = query(port, "SELECT pg_get_functiondef('notify_kb_updater_webhook'::regproc)")[0][0]
-    assert f"webhook_url TEXT := 'http://host.docker.internal:{kb_port}/process-document'" in definition
+    # airadev's pg_net sends the trigger's requests from this machine: to the KB updater's port here.
+    assert f"webhook_url TEXT := 'http://127.0.0.1:{kb_port}/process-document'" in definition
     assert "railway" not in definition
-    assert f"now posts to http://host.docker.internal:{kb_port}/process-document" in stack.log("airadev")
+    assert f"now posts to http://127.0.0.1:{kb_port}/process-document" in stack.log("airadev")
     # Said once in the log: it decides where the service's data goes.
     said = f"kb-updater: DATABASE_URL is the stack's database: postgresql://postgres:postgres@127.0.0.1:{port}/postgres"
     assert stack.log("airadev").count(said) == 1

@@ -20,10 +20,11 @@ BEGIN
     'record', row_to_json(NEW)
   );
 
+  -- pg_net's body is jsonb: the guide's `body := payload::text` finds no such function.
   PERFORM net.http_post(
     url := webhook_url,
     headers := '{"Content-Type": "application/json"}'::jsonb,
-    body := payload::text
+    body := payload
   );
 
   RETURN NEW;

@@ -1,0 +1,127 @@
+"""The KB trigger on the local database (issue 16): the postgres runtime's pg_net stand-in.
+A kb_documents row reaches the demo's KB updater (real uvicorn) through the AiRa migration's
+own trigger; a rolled-back insert posts nothing; what is inserted while the KB updater is
+stopped, or while the supervisor is dead, goes out once, when it is back."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
+
+import psycopg
+
+from tests.harness import PY, Stack, free_port, wait_for
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
+
+
+def kb_stack(stack: Stack) -> tuple[int, int]:
+    shutil.copytree(DEMO / "aira-ui" / "supabase" / "migrations", stack.root / "aira-ui" / "supabase" / "migrations")
+    db, kb = free_port(), free_port()
+    stack.write(f"""
+[services.db]
+runtime = "postgres"
+project = "aira-ui"
+port = {db}
+
+[services.kb-updater]
+aliases = ["kb"]
+cwd = "{DEMO / "kb-updater"}"
+command = ["{PY}", "-m", "uvicorn", "updater:app", "--port", "{kb}"]
+port = {kb}
+health = {{ http = "/health" }}
+depends_on = {{ db = "healthy" }}
+""")
+    return db, kb
+
+
+def sql(port: int, *statements: str) -> list[tuple]:
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+        rows: list[tuple] = []
+        for statement in statements:
+            cursor = conn.execute(statement)
+            rows = cursor.fetchall() if cursor.description else []
+        return rows
+
+
+def received(stack: Stack) -> list[int]:
+    """The document ids the KB updater logged, in order."""
+    return [
+        int(n) for n in re.findall(r"processing document (\d+) from kb_documents \(INSERT\)", stack.log("kb-updater"))
+    ]
+
+
+def insert(port: int, title: str) -> int:
+    return sql(port, f"INSERT INTO kb_documents (title) VALUES ('{title}') RETURNING id")[0][0]
+
+
+def test_an_insert_reaches_the_kb_updater_and_a_rolled_back_one_posts_nothing(stack: Stack) -> None:
+    db, kb = kb_stack(stack)
+    assert stack.up().returncode == 0
+    first = insert(db, "menu.pdf")
+    wait_for(lambda: received(stack) == [first], what="the document at the KB updater")
+    assert re.search(rf"POST http://127\.0\.0\.1:{kb}/process-document → 200 in \d+ ms", stack.log("db"))
+    # pg_net's record of it.
+    assert sql(db, "SELECT status_code, error_msg FROM net._http_response") == [(200, None)]
+    # A rolled-back insert: its request was queued in the same transaction, and went with it.
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{db}/postgres") as conn:
+        rolled_back = conn.execute("INSERT INTO kb_documents (title) VALUES ('draft') RETURNING id").fetchone()[0]
+        conn.rollback()
+    after = insert(db, "prices.pdf")
+    wait_for(lambda: received(stack) == [first, after], what="the next document")
+    assert rolled_back not in received(stack)
+    assert sql(db, "SELECT count(*) FROM net.http_request_queue") == [(0,)]
+
+
+def test_what_is_inserted_while_the_kb_updater_or_the_supervisor_is_down_arrives_once(stack: Stack) -> None:
+    db, kb = kb_stack(stack)
+    assert stack.up().returncode == 0
+    assert stack.cli("stop", "kb").returncode == 0
+    ids = [insert(db, f"doc {n}.pdf") for n in range(10)]
+    wait_for(lambda: "kb-updater does not answer; held until it does" in stack.log("db"), what="the hold said")
+    assert stack.log("db").count("held until it does") == 1  # said once, not once per try
+    assert stack.cli("start", "kb").returncode == 0
+    wait_for(lambda: received(stack) == ids, what="the ten documents, in order")
+    # The supervisor killed with requests queued (the KB updater stopped): the next up sends them.
+    assert stack.cli("stop", "kb").returncode == 0
+    later = [insert(db, f"late {n}.pdf") for n in range(3)]
+    assert sql(db, "SELECT count(*) FROM net.http_request_queue") == [(3,)]
+    os.kill(stack.state()["supervisor_pid"], signal.SIGKILL)
+    wait_for(lambda: stack.cli("status").returncode == 3, what="the stack to be gone")
+    assert stack.up().returncode == 0
+    wait_for(lambda: received(stack) == ids + later, what="the three queued before the crash")
+    assert sorted(received(stack)) == sorted(set(received(stack)))  # each once
+    assert sql(db, "SELECT count(*) FROM net.http_request_queue") == [(0,)]
+    assert sql(db, "SELECT count(*) FROM net._http_response WHERE status_code = 200") == [(13,)]
+
+
+def test_doctor_finds_the_guides_text_body_which_no_pg_net_function_takes(stack: Stack) -> None:
+    """The AiRa guide's trigger passes `body := payload::text`; pg_net's body is jsonb, so the
+    insert fails ("function net.http_post(...) does not exist"), on Supabase as here."""
+    db, _ = kb_stack(stack)
+    migration = stack.root / "aira-ui" / "supabase" / "migrations" / "20260102000000_kb_documents.sql"
+    fixed = migration.read_text()
+    migration.write_text(fixed.replace("body := payload\n", "body := payload::text\n"))
+
+    def verdict() -> dict:
+        import json
+
+        report = json.loads(stack.cli("doctor", "--offline", "--json", "runtime.pg-net").stdout)
+        return next(c for c in report["checks"] if c["id"] == "runtime.pg-net")
+
+    found = verdict()
+    assert found["status"] == "error" and "net.http_post(body := payload::text)" in found["message"]
+    assert "write body := payload (jsonb)" in found["fix"]
+    # And it is so: with that migration, the insert fails.
+    assert stack.up().returncode == 0
+    try:
+        insert(db, "menu.pdf")
+        raise AssertionError("the insert went through")
+    except psycopg.errors.UndefinedFunction as exc:
+        assert "function net.http_post(url => text, headers => jsonb, body => text) does not exist" in str(exc)
+    assert stack.cli("down").returncode == 0
+    migration.write_text(fixed)
+    assert verdict()["status"] == "ok"
