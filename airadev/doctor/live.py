@@ -144,3 +144,61 @@ def voice_url(ctx: Context) -> Result:
             "open the tunnel again (`airadev tunnel`), or see `airadev logs voice`",
         )
     return ok("live.voice-url", f"{url} answers ({answer.status_code})")
+
+
+@check(
+    "live.kb-deliveries",
+    "the database's webhook requests (pg_net) are delivered",
+    live=True,
+    timeout=6,
+    requires=("workspace.config",),
+)
+def kb_deliveries(ctx: Context) -> Result:
+    """Reads what pg_net (Supabase's, or airadev's on the postgres runtime) recorded in the last
+    hour, and what waits: inserts nothing, changes nothing."""
+    from airadev.integrations import database
+    from airadev.state import Paths, read_state, supervisor_alive
+
+    rid = "live.kb-deliveries"
+    db = ctx.config.database()
+    state = read_state(Paths(ctx.root)) if ctx.root else None
+    if db is None or not supervisor_alive(state):
+        return skipped(rid, "no local database is running")
+    if ((state or {}).get("services", {}).get(db.name) or {}).get("state") != "healthy":
+        return skipped(rid, f"{db.name} is not healthy")
+    try:
+        with database.connect(database.url(db), timeout=3) as conn:
+            if conn.execute("SELECT to_regclass('net._http_response')").fetchone()[0] is None:
+                return skipped(rid, f"{db.name} has no pg_net (net._http_response)")
+            failed, last = conn.execute(
+                "SELECT count(*), (array_agg(coalesce(status_code::text, error_msg) ORDER BY created DESC))[1]"
+                " FROM net._http_response WHERE created > now() - interval '1 hour'"
+                " AND (status_code IS NULL OR status_code >= 400)"
+            ).fetchone()
+            delivered = conn.execute(
+                "SELECT count(*) FROM net._http_response WHERE created > now() - interval '1 hour'"
+            ).fetchone()[0]
+            waiting, first = conn.execute(
+                "SELECT count(*), (array_agg(url ORDER BY id))[1] FROM net.http_request_queue"
+            ).fetchone()
+    except database.DatabaseError as exc:
+        return warning(rid, exc.message, exc.fix)
+    from airadev.logstore import Redactor
+    from airadev.runtimes.environment import stack_secrets
+
+    hide = Redactor(stack_secrets(ctx.config)).text  # a token in a URL, an error quoting one
+    if failed:
+        shown = hide(str(last))[:120]
+        return warning(
+            rid,
+            f"{failed} of {delivered} webhook requests of the last hour failed (the last: {shown})",
+            f"see `airadev logs {db.name}` (one line per delivery) and the target's log; "
+            "SELECT * FROM net._http_response ORDER BY created DESC",
+        )
+    if waiting:
+        return warning(
+            rid,
+            f"{waiting} webhook requests wait to be sent (the first to {hide(str(first))})",
+            f"is its target running? `airadev status`; `airadev logs {db.name}` says why they wait",
+        )
+    return ok(rid, f"{delivered} webhook requests in the last hour, none failed, none waiting")

@@ -74,6 +74,22 @@ def test_an_insert_reaches_the_kb_updater_and_a_rolled_back_one_posts_nothing(st
     wait_for(lambda: received(stack) == [first, after], what="the next document")
     assert rolled_back not in received(stack)
     assert sql(db, "SELECT count(*) FROM net.http_request_queue") == [(0,)]
+    assert deliveries(stack)["status"] == "ok"
+    # A request its target refuses is recorded as pg_net does; doctor reads it (inserting nothing).
+    sql(db, f"SELECT net.http_post('http://127.0.0.1:{kb}/no-such-path', '{{}}'::jsonb)")
+    wait_for(lambda: sql(db, "SELECT count(*) FROM net._http_response") == [(3,)], what="the refused request recorded")
+    found = deliveries(stack)
+    assert (
+        found["status"] == "warning"
+        and "1 of 3 webhook requests of the last hour failed (the last: 404)" in found["message"]
+    )
+
+
+def deliveries(stack: Stack) -> dict:
+    import json
+
+    report = json.loads(stack.cli("doctor", "--json", "live.kb-deliveries").stdout)
+    return next(c for c in report["checks"] if c["id"] == "live.kb-deliveries")
 
 
 def test_what_is_inserted_while_the_kb_updater_or_the_supervisor_is_down_arrives_once(stack: Stack) -> None:
@@ -83,6 +99,11 @@ def test_what_is_inserted_while_the_kb_updater_or_the_supervisor_is_down_arrives
     ids = [insert(db, f"doc {n}.pdf") for n in range(10)]
     wait_for(lambda: "kb-updater does not answer; held until it does" in stack.log("db"), what="the hold said")
     assert stack.log("db").count("held until it does") == 1  # said once, not once per try
+    found = deliveries(stack)
+    assert found["status"] == "warning"
+    assert (
+        f"10 webhook requests wait to be sent (the first to http://127.0.0.1:{kb}/process-document)" in found["message"]
+    )
     assert stack.cli("start", "kb").returncode == 0
     wait_for(lambda: received(stack) == ids, what="the ten documents, in order")
     # The supervisor killed with requests queued (the KB updater stopped): the next up sends them.
