@@ -255,21 +255,7 @@ def down(
             raise UsageError("--volumes deletes the local database's data", "add --yes to confirm")
         if not typer.confirm("Delete the local database's data (tables, rows, storage)?", default=False):
             raise typer.Exit(EXIT_FAILED)
-    result = manage.down(_paths(), timeout=_duration("--timeout", timeout), volumes=volumes)
-    if not (result.stopped or result.leftovers or result.dead_run or result.restored or result.dropped):
-        render.info("nothing is running: nothing to stop")
-    if result.stopped:
-        render.info(f"stopped {len(result.stopped)} services: {', '.join(result.stopped)}")
-    if result.dead_run:
-        render.info("the last run's supervisor had died without stopping the stack")
-    for line in result.restored:
-        render.info(f"put back what the tunnel left: {line}")
-    for line in result.dropped:
-        render.info(line)
-    if result.leftovers:
-        render.info(f"ended {result.leftovers} leftover processes")
-    elif result.dead_run:
-        render.info("none of its processes were left")
+    views.stopped(manage.down(_paths(), timeout=_duration("--timeout", timeout), volumes=volumes))
 
 
 # --- status / logs -----------------------------------------------------------------------------
@@ -425,6 +411,19 @@ def attach(service: str = typer.Argument(..., help="The process service to take 
     from airadev.operations import attach as op
 
     raise typer.Exit(op.attach(_config(), service, render.info))
+
+
+stripe_app = typer.Typer(help="Stripe's test events, forwarded to the UI ([stripe] in airadev.toml).")
+app.add_typer(stripe_app, name="stripe")
+
+
+@stripe_app.command("trigger")
+@handled
+def stripe_trigger(event: str = typer.Argument(..., help="An event, e.g. checkout.session.completed.")) -> None:
+    """Send a test event through Stripe (`stripe trigger` with the UI's test key); the listener forwards it."""
+    from airadev.operations import stripe as op
+
+    op.trigger(_config(), event)
 
 
 # --- tunnel ------------------------------------------------------------------------------------

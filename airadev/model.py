@@ -18,6 +18,12 @@ class Runtime(enum.StrEnum):
     DOCKER = "docker"  # a container, through the docker SDK
     POSTGRES = "postgres"  # a local PostgreSQL cluster in .airadev/, from the server binaries
     SUPABASE = "supabase"  # the Supabase CLI's containers (`supabase start`)
+    STRIPE = "stripe"  # `stripe listen`, the service that [stripe] adds (runtimes/stripe.py)
+
+    @property
+    def what(self) -> str:
+        """What a service of this runtime is, in a sentence."""
+        return {"docker": "a container", "stripe": "the Stripe listener"}.get(self.value, "the database")
 
 
 class Condition(enum.StrEnum):
@@ -251,6 +257,25 @@ class TwilioSettings:
 
 
 @dataclass(frozen=True)
+class StripeSettings:
+    """[stripe]: Stripe's test events forwarded to the UI by the Stripe CLI (`stripe listen`, run
+    as the service "stripe"), and the signing secret it prints wired into the UI's env file."""
+
+    enabled: bool = False
+    ui_service: str = ""  # where the events go (default: the UI)
+    path: str = "/api/payment/webhook"  # the AiRa guide's
+    events: tuple[str, ...] = (
+        "checkout.session.completed",
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+    )
+    env_file: Path | None = None  # default: the UI's .env.local
+    variable: str = "STRIPE_WEBHOOK_SECRET"
+    key_variable: str = "STRIPE_SECRET_KEY"  # in that env file: the test-mode key the CLI uses
+    cli: str = "stripe"
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     file: Path
@@ -258,6 +283,7 @@ class Config:
     logs: LogSettings = field(default_factory=LogSettings)
     tunnel: TunnelSettings = field(default_factory=TunnelSettings)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
+    stripe: StripeSettings = field(default_factory=StripeSettings)
 
     def names(self) -> list[str]:
         return [s.name for s in self.services]

@@ -136,13 +136,15 @@ class Journal:
     """The write-ahead record of a tunnel's rewiring. One owner at a time (the supervisor, or
     a CLI holding the run lock when no supervisor runs)."""
 
+    FILE = "tunnel.json"
+
     def __init__(self, paths: Paths, data: dict[str, Any]) -> None:
         self.paths = paths
         self.data = data
 
-    @staticmethod
-    def path_of(paths: Paths) -> Path:
-        return paths.dir / "tunnel.json"
+    @classmethod
+    def path_of(cls, paths: Paths) -> Path:
+        return paths.dir / cls.FILE
 
     @classmethod
     def new(cls, paths: Paths, public_url: str, agent_pid: int | None, keep: bool, marker: str = "") -> Journal:
@@ -218,6 +220,14 @@ class Journal:
             if self.path_of(self.paths).exists():
                 self.data["marker"] = ""
                 self.save()
+
+
+class StripeJournal(Journal):
+    """The record of the Stripe listener's signing secret written into the UI's env file
+    (runtimes/stripe.py): put back when the listener stops, or by the next `up`/`down` after a
+    crash, as a tunnel's."""
+
+    FILE = "stripe.json"
 
 
 # --- applying and undoing --------------------------------------------------------------------------
@@ -442,14 +452,26 @@ def recover(paths: Paths, config: Config, env: Mapping[str, str] | None = None) 
         return _recover(paths, config, env)
 
 
+def recover_stripe(paths: Paths, config: Config) -> Undone | None:
+    """Put back what a Stripe listener of a dead run left in the UI's env file (not a tunnel's:
+    the running stack may have one)."""
+    with JOURNAL_LOCK:
+        journal = StripeJournal.load(paths)
+        return _undo(journal, config, None) if journal is not None else None
+
+
 def _recover(paths: Paths, config: Config, env: Mapping[str, str] | None) -> Undone | None:
+    found = recover_stripe(paths, config)  # the listener's secret in the UI's env file
     journal = Journal.load(paths)
     if journal is None:
-        return None
+        return found
     if journal.data.get("keep"):
         journal.remove()
-        return None
-    return undo(journal, config, env)
+        return found
+    undone = _undo(journal, config, env)
+    if found is not None:
+        undone = Undone(found.restored + undone.restored, found.left + undone.left, found.failed + undone.failed)
+    return undone
 
 
 # --- the signed test call ------------------------------------------------------------------------

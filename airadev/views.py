@@ -23,6 +23,24 @@ def ready_summary(summary: dict[str, Any] | None) -> None:
         render.info("  critical path: " + " → ".join(f"{n} {own[n]:.2f}s" for n in summary["critical_path"]))
 
 
+def stopped(result: Any) -> None:
+    """What `down` did (operations.manage.Down)."""
+    if not (result.stopped or result.leftovers or result.dead_run or result.restored or result.dropped):
+        render.info("nothing is running: nothing to stop")
+    if result.stopped:
+        render.info(f"stopped {len(result.stopped)} services: {', '.join(result.stopped)}")
+    if result.dead_run:
+        render.info("the last run's supervisor had died without stopping the stack")
+    for line in result.restored:
+        render.info(f"put back what the tunnel left: {line}")
+    for line in result.dropped:
+        render.info(line)
+    if result.leftovers:
+        render.info(f"ended {result.leftovers} leftover processes")
+    elif result.dead_run:
+        render.info("none of its processes were left")
+
+
 def applied(result: Any) -> None:
     """What `up` on a running stack did (operations.up.Applied)."""
     for what, names in (("started", result.started), ("restarted", result.restarted), ("stopped", result.stopped)):

@@ -21,16 +21,20 @@ from airadev.errors import ConfigError, did_you_mean
 from airadev.model import (
     Condition,
     Config,
+    Dependency,
     LogSettings,
     Restart,
     RestartPolicy,
+    Runtime,
     Service,
+    StripeSettings,
     TunnelSettings,
     TwilioSettings,
 )
 from airadev.workspace import CONFIG_NAME, find_root, parse_duration  # noqa: F401  (part of this API)
 
-TOP_KEYS = ("services", "logs", "tunnel", "twilio")
+TOP_KEYS = ("services", "logs", "tunnel", "twilio", "stripe")
+STRIPE_KEYS = ("enabled", "ui_service", "path", "events", "env_file", "variable", "key_variable", "cli")
 TUNNEL_KEYS = ("service", "ui_service", "env_file", "variable", "ngrok_path", "domain", "region", "start_timeout")
 TWILIO_KEYS = ("test_number", "credentials_from", "voice_path", "sms_path", "status_path", "timeout")
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -68,6 +72,14 @@ def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
         if not isinstance(body, dict):
             raise ConfigError(f"{file}: services.{name}: expected a table", f"write it as [services.{name}]")
         services.append(parse_service(name, Table(body, file, f"services.{name}"), root))
+        if services[-1].runtime is Runtime.STRIPE:
+            raise ConfigError(
+                f'{file}: services.{name}.runtime: "stripe" is the service [stripe] adds',
+                "write a [stripe] table instead (see the README)",
+            )
+    stripe = _parse_stripe(top.table("stripe"), root) if "stripe" in raw else StripeSettings()
+    if stripe.enabled:
+        services.append(_stripe_service(stripe, services, file))
     _check_names(services, file)
     databases = [s.name for s in services if s.database is not None]
     if len(databases) > 1:
@@ -80,7 +92,66 @@ def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
     names = {n for s in services for n in s.names}
     tunnel = _parse_tunnel(tunnel_table, root, names)
     twilio = _parse_twilio(twilio_table, names)
-    return Config(root=root, file=file, services=tuple(services), logs=logs, tunnel=tunnel, twilio=twilio)
+    return Config(
+        root=root, file=file, services=tuple(services), logs=logs, tunnel=tunnel, twilio=twilio, stripe=stripe
+    )
+
+
+def _parse_stripe(t: Table, root: Path) -> StripeSettings:
+    path = t.get("path", str, default=StripeSettings.path)
+    if not path.startswith("/"):
+        raise t.error(
+            "path", f"expected a path starting with /, got {show(path)}", 'write path = "/api/payment/webhook"'
+        )
+    events = t.get("events", list, default=list(StripeSettings.events))
+    if not events or not all(isinstance(e, str) and re.fullmatch(r"[a-z_]+(\.[a-z_]+)+|\*", e) for e in events):
+        raise t.error(
+            "events",
+            f"expected Stripe event names, got {show(events)}",
+            'write events = ["checkout.session.completed"]',
+        )
+    names = {}
+    for key in ("variable", "key_variable"):
+        names[key] = t.get(key, str, default=getattr(StripeSettings, key))
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", names[key]):
+            raise t.error(
+                key, f'"{names[key]}" is not a variable name', f'write {key} = "{getattr(StripeSettings, key)}"'
+            )
+    env_file = t.get("env_file", str, default="")
+    settings = StripeSettings(
+        enabled=t.get("enabled", bool, default=True),
+        ui_service=t.get("ui_service", str, default=""),
+        path=path,
+        events=tuple(events),
+        env_file=(root / env_file) if env_file else None,
+        cli=t.get("cli", str, default=StripeSettings.cli),
+        **names,
+    )
+    t.finish(STRIPE_KEYS)
+    return settings
+
+
+def _stripe_service(stripe: StripeSettings, services: list[Service], file: Path) -> Service:
+    """The service [stripe] adds: `stripe listen` forwarding to the UI (runtimes/stripe.py
+    builds its command), ready once its signing secret is in the UI's env file."""
+    wanted = [stripe.ui_service] if stripe.ui_service else ["ui", "aira-ui"]
+    ui = next((s for name in wanted for s in services if name in s.names), None)
+    if ui is None:
+        raise ConfigError(
+            f"{file}: [stripe]: no UI service to forward Stripe's events to",
+            'set [stripe] ui_service = "NAME" (the Next.js app serving the webhook path)',
+        )
+    if ui.port is None:
+        raise ConfigError(f"{file}: [stripe]: services.{ui.name} has no port", f"set services.{ui.name}.port")
+    env_file = stripe.env_file or next((p for p in ui.env_files if p.name == ".env.local"), ui.cwd / ".env.local")
+    return Service(
+        name="stripe",
+        command=(stripe.cli, "listen"),
+        cwd=ui.cwd,
+        runtime=Runtime.STRIPE,
+        env_files=(env_file,),
+        depends_on=(Dependency(ui.name, Condition.STARTED),),
+    )
 
 
 def _parse_tunnel(t: Table, root: Path, names: set[str]) -> TunnelSettings:

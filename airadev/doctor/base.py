@@ -158,8 +158,12 @@ class Context:
         config = self.config
         if config is None:
             return []
+        from airadev.model import Runtime
+
         found = []
         for service in config.services:
+            if service.runtime is Runtime.STRIPE:  # the UI's env file, checked as the UI's
+                continue
             for path in service.env_files:
                 found.append(EnvFile(service.name, path, template_for(service, path)))
         return found

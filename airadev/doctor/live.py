@@ -202,3 +202,33 @@ def kb_deliveries(ctx: Context) -> Result:
             f"is its target running? `airadev status`; `airadev logs {db.name}` says why they wait",
         )
     return ok(rid, f"{delivered} webhook requests in the last hour, none failed, none waiting")
+
+
+@check("live.stripe", "the UI's STRIPE_WEBHOOK_SECRET is the running listener's", live=True, timeout=4)
+def stripe_secret(ctx: Context) -> Result:
+    """Compares the env file with what airadev wrote there for the running listener (its journal),
+    never showing either."""
+    from airadev.integrations.envfile import read_value
+    from airadev.rewiring import StripeJournal
+    from airadev.state import Paths, read_state, supervisor_alive
+
+    rid = "live.stripe"
+    config = ctx.config
+    if config is None or not config.stripe.enabled:
+        return skipped(rid, "no [stripe] in airadev.toml")
+    state = read_state(Paths(ctx.root)) if ctx.root else None
+    if not supervisor_alive(state) or ((state or {}).get("services", {}).get("stripe") or {}).get("state") != "healthy":
+        return skipped(rid, "the Stripe listener is not running")
+    path, variable = config.get("stripe").env_files[0], config.stripe.variable
+    journal = StripeJournal.load(Paths(ctx.root))  # type: ignore[arg-type]
+    wired = [s["edit"]["value"] for s in journal.steps if s["status"] == "applied"] if journal else []
+    if not wired:
+        return warning(rid, "the listener runs, but its secret is not in the env file", "`airadev restart stripe`")
+    if read_value(path, variable) != wired[-1]:
+        return error(
+            rid,
+            f"{ctx.relative(path)}: {variable} is not the running listener's signing secret (changed since "
+            "airadev wrote it): the UI rejects every event it forwards",
+            "`airadev restart stripe` writes it again",
+        )
+    return ok(rid, f"{ctx.relative(path)}: {variable} is the running listener's signing secret")

@@ -206,3 +206,38 @@ def redis(ctx: Context) -> Result:
         "neither redis-server nor a Redis image is here (the voice agent needs Redis)",
         "apt-get install redis-server (or run Redis in a container)",
     )
+
+
+@check("tools.stripe", "the Stripe CLI and a test-mode key, for Stripe's events ([stripe])")
+def stripe(ctx: Context) -> Result:
+    from airadev.errors import AiradevError
+    from airadev.runtimes.stripe import test_key
+
+    config = ctx.config
+    settings = config.stripe if config else None
+    if config is None or settings is None or not settings.enabled:
+        ui = config.ui_service() if config else None
+        keys = [f.values.get("STRIPE_SECRET_KEY", "") for f in ctx.env_files if ui and f.service == ui.name]
+        if any(k.startswith(("sk_test_", "rk_test_")) for k in keys):
+            return skipped(
+                "tools.stripe",
+                "the UI has a test-mode STRIPE_SECRET_KEY, but no [stripe] in airadev.toml: "
+                "add [stripe] to have `airadev up` forward Stripe's test events to it",
+            )
+        return skipped("tools.stripe", "no [stripe] in airadev.toml")
+    from airadev.integrations import envfile
+
+    path = config.get("stripe").env_files[0]
+    values = envfile.read(path, strict=False) if path.is_file() else {}
+    try:
+        test_key(settings, values, ctx.relative(path))
+    except AiradevError as exc:
+        return error("tools.stripe", exc.message, exc.fix)
+    cli = shutil.which(settings.cli, path=ctx.env.get("PATH"))
+    if cli is None:
+        return error(
+            "tools.stripe",
+            f"the Stripe CLI ({settings.cli}) is not found",
+            "install it (https://docs.stripe.com/stripe-cli), or set [stripe] cli to its path",
+        )
+    return ok("tools.stripe", f"{cli}; {ctx.relative(path)} has a test-mode {settings.key_variable}")

@@ -22,7 +22,7 @@ def command_env(config: Config, name: str) -> tuple[dict[str, str], str]:
     """(the environment, the folder) a one-off command of ``name`` runs with."""
     service = config.get(name)
     if service.runtime is not Runtime.PROCESS:
-        kind = "a container" if service.runtime is Runtime.DOCKER else "the database"
+        kind = service.runtime.what
         raise AiradevError(
             f"services.{name} runs as {kind}: `airadev run` runs commands in a process service's environment",
             "run a command in the container with `docker exec`; for the database, `airadev run` another "

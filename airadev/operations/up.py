@@ -77,6 +77,10 @@ def preflight(config: Config, names: Sequence[str]) -> None:
                     raise AiradevError(
                         f"services.{name}.env_files: {path} not found", f"create {path}, or remove it from env_files"
                     )
+        if service.runtime is Runtime.STRIPE:  # a live key is refused before anything starts
+            from airadev.runtimes.stripe import test_key
+
+            test_key(config.stripe, env_file_values(service), str(service.env_files[0]))
         if service.runtime is not Runtime.PROCESS:
             continue  # its runtime checks what it needs when it starts it
         venv = find_venv(service)

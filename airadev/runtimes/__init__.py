@@ -32,5 +32,9 @@ def runtime_for(kind: RuntimeKind, ctx: Context) -> Runtime:
         from airadev.runtimes.supabase import SupabaseRuntime
 
         return SupabaseRuntime(ctx)
+    if kind is RuntimeKind.STRIPE:
+        from airadev.runtimes.stripe import StripeRuntime
+
+        return StripeRuntime(ctx)
     # Config validation admits only the runtimes above; reaching this is a bug in airadev.
     raise AiradevError(f"airadev has no '{kind}' runtime", "report this: the config validation let it through")

@@ -73,3 +73,6 @@ class Context:
     rebuild: set[str] = field(default_factory=set)  # built again at their next start (a watch saw their deps change)
     # The services of this run (`up db` runs db alone, whatever else the config has); empty: all.
     running: frozenset[str] = frozenset()
+    # The supervisor (loop-only), for a runtime that works with another service: the Stripe
+    # listener waits for the UI to reload its env file, as the tunnel does.
+    stack: Any = None

@@ -248,8 +248,7 @@ def _attachable(server: ControlServer, name: str) -> Unit:
     unit = server._unit(name)
     if unit.service.runtime is not Runtime.PROCESS:
         raise AiradevError(
-            f"{unit.name} runs as {'a container' if unit.service.runtime is Runtime.DOCKER else 'the database'}: "
-            "`airadev attach` takes over a process service",
+            f"{unit.name} runs as {unit.service.runtime.what}: `airadev attach` takes over a process service",
             f"attach to a container with `docker attach` (or `docker exec -it`); see `airadev logs {unit.name}`",
         )
     if unit.handover is not None:

@@ -96,16 +96,15 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.unclean = False  # a second signal killed everything at once
         self._loop_thread = 0
-        tell = self.watchdog.tell
-        creating = lambda begun: tell(CREATING if begun else CREATED)  # noqa: E731
         self.runtime_context = Context(
             config,
             marker,
             self._on_loop(self.event),
             self._on_loop(self.redact.add),
-            creating=creating,
+            creating=lambda begun: self.watchdog.tell(CREATING if begun else CREATED),
             build=build,
             running=frozenset(self.graph),
+            stack=self,
         )
 
     # --- the run ----------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,9 +25,6 @@ from airadev import logstore, reaper
 
 if TYPE_CHECKING:
     from airadev.supervisor.runner import Supervisor
-
-RELOAD_ENV = re.compile(rb"Reload env: \S*\.env")
-RELOAD_WAIT = 10.0
 
 
 class TunnelController:
@@ -209,37 +205,23 @@ class TunnelController:
         return path
 
     async def _rewire_env_file(self) -> None:
-        sup = self.sup
+        from airadev.runtimes.envreload import rewire
+
         path = self.config.ui_env_file()
         if path is None:  # (said by the preflight)
             return
         variable = self.config.tunnel.variable
         ui = self.config.ui_service()
-        ui_unit = sup.units.get(ui.name) if ui else None
-        if ui_unit is not None and ui_unit.instance is not None and not ui_unit.state.ready:
-            # A UI still starting may or may not have read the file yet; once it is ready, a
-            # change is one it will notice (or be restarted for).
-            await sup.wait_until(lambda: ui_unit.state.ready or ui_unit.state.failed or ui_unit.instance is None)
-            self._check()
-        reloaded = sup.output.wait_for(ui_unit, RELOAD_ENV) if ui_unit and ui_unit.instance else None
         assert self.journal is not None
-        changed = await asyncio.to_thread(ops.rewire_env_file, self.journal, path, variable, self.address)
-        sup.event(None, f"tunnel: {_relative(path, self.config.root)}: {variable}={self.address}")
-        self.details["env_file"] = {"path": str(path), "variable": variable}
-        if reloaded is None or not changed:
-            self.details["ui_reload"] = (
-                "no UI running" if reloaded is None else "not needed (the value was already there)"
-            )
-            return
-        assert ui_unit is not None  # reloaded is None without it
-        if await sup.wait_or_stop(reloaded, RELOAD_WAIT):
-            self.details["ui_reload"] = "reloaded by Next.js"
-            sup.event(ui_unit.name, f"reloaded {path.name} by itself")
-            return
-        self._check()
-        self.details["ui_reload"] = "restarted"
-        sup.event(ui_unit.name, f"did not reload {path.name} within {RELOAD_WAIT:g}s: restarting it", "warning")
-        await sup.restart_unit(ui_unit, f"{path.name} changed and it did not reload it")
+
+        def written() -> None:
+            self.sup.event(None, f"tunnel: {_relative(path, self.config.root)}: {variable}={self.address}")
+            self.details["env_file"] = {"path": str(path), "variable": variable}
+
+        ui_name = ui.name if ui else None
+        self.details["ui_reload"] = await rewire(
+            self.sup, self.journal, ui_name, path, variable, self.address, self._check, written
+        )
 
     def _twilio(self) -> tuple[str, Any] | None:
         """(the test number, a client of the Twilio API with the voice agent's credentials), or
