@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from airadev.doctor.base import Action, Context, Result, check, error, ok, skipped, warning
 
@@ -171,6 +172,19 @@ def bind(ctx: Context) -> list[Result]:
 
 # `body := payload::text` in a call of net.http_post (the AiRa guide's trigger): pg_net's body is jsonb.
 _TEXT_BODY = re.compile(r"net\.http_post\s*\((?:[^;]*?)\bbody\s*:=\s*([^,;]*?)::\s*text\b", re.IGNORECASE | re.DOTALL)
+_FUNCTION = re.compile(r"\bcreate\s+(?:or\s+replace\s+)?function\s+([\w.\"]+)", re.IGNORECASE)
+
+
+def _latest_functions(files: list[Path]) -> dict[str, tuple[Path, str]]:
+    """Each function's latest definition in the migrations (in their order): (file, its text)."""
+    latest: dict[str, tuple[Path, str]] = {}
+    for path in files:
+        text = path.read_text(errors="replace")
+        starts = list(_FUNCTION.finditer(text))
+        for i, found in enumerate(starts):
+            end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
+            latest[found.group(1).replace('"', "").lower()] = (path, text[found.start() : end])
+    return latest
 
 
 @check(
@@ -178,7 +192,10 @@ _TEXT_BODY = re.compile(r"net\.http_post\s*\((?:[^;]*?)\bbody\s*:=\s*([^,;]*?)::
 )
 def pg_net(ctx: Context) -> Result:
     """pg_net's net.http_post takes its body as jsonb; called with text, no function matches
-    and the insert that fires the trigger fails, on Supabase and on airadev's postgres runtime."""
+    and the insert that fires the trigger fails, on Supabase and on airadev's postgres runtime.
+    Only each function's latest definition counts (a later migration may have fixed it)."""
+    from airadev.integrations.database import migration_files
+
     ui = ctx.config.ui_service()
     db = ctx.config.database()
     folder = db.database.migrations if db and db.database else None
@@ -186,19 +203,21 @@ def pg_net(ctx: Context) -> Result:
     if folder is None or not folder.is_dir():
         return skipped("runtime.pg-net", "no migrations folder")
     found = []
-    for path in sorted(folder.glob("*.sql")):
-        match = _TEXT_BODY.search(path.read_text(errors="replace"))
-        if match:
-            found.append((path, match.group(1).strip()))
+    for name, (path, text) in _latest_functions([p for _, p in migration_files(folder)]).items():
+        for match in _TEXT_BODY.finditer(text):
+            expression = match.group(1).strip()
+            if expression.count("(") == expression.count(")"):  # not `to_jsonb(x::text)`
+                found.append((name, path, expression))
     if not found:
         return ok("runtime.pg-net", "no trigger passes net.http_post a text body")
-    path, expression = found[0]
+    name, path, expression = found[0]
     return error(
         "runtime.pg-net",
-        f"{ctx.relative(path)}: net.http_post(body := {expression}::text): pg_net's body is jsonb, so no "
-        "function matches and every insert that fires the trigger fails"
-        + (f" (and {len(found) - 1} more files)" if len(found) > 1 else ""),
-        f"write body := {expression} (jsonb) in a new migration that replaces the function",
+        f"{ctx.relative(path)}: {name}() calls net.http_post(body := {expression}::text): pg_net's body is "
+        "jsonb, so no function matches and every insert that fires the trigger fails"
+        + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""),
+        f"in a new migration that replaces {name}(), pass a jsonb: body := {expression} if it is jsonb "
+        f"already, else body := ({expression})::jsonb",
     )
 
 

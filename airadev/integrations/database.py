@@ -135,9 +135,9 @@ def apply_migrations(conn: Any, folder: Path | None, *, shim: bool) -> list[str]
     the earlier files stay applied and the failing one left no trace."""
     import psycopg
 
-    if shim:  # with pg_net's functions (what Supabase's triggers call), delivered by pgnet.Deliverer
-        from airadev.integrations import pgnet
+    from airadev.integrations import pgnet
 
+    if shim:  # with pg_net's functions (what Supabase's triggers call), delivered by pgnet.Deliverer
         conn.execute(_SUPABASE_SHIM + pgnet.SCHEMA)
     else:
         conn.execute(_HISTORY)
@@ -156,7 +156,9 @@ def apply_migrations(conn: Any, folder: Path | None, *, shim: bool) -> list[str]
         assert name is not None  # migration_files lists only the files whose names match
         try:
             with conn.transaction():
-                conn.execute(sql)  # several statements: psycopg sends them in one simple query
+                # Several statements: psycopg sends them in one simple query. On airadev's own
+                # cluster, `create extension pg_net` is a no-op: its stand-in is there.
+                conn.execute(pgnet.without_extension(sql) if shim else sql)
                 conn.execute(
                     "INSERT INTO supabase_migrations.schema_migrations (version, name, statements) VALUES (%s, %s, %s)",
                     (version, name.group(2), [sql]),

@@ -196,8 +196,8 @@ class PostgresInstance:
         if self.deliverer is not None:
             self.deliverer.stop()
         found = await self.process.stop(signal.SIGINT if sig == signal.SIGTERM else sig, grace)
-        if self.deliverer is not None:  # its connection ended with the server
-            await asyncio.to_thread(self.deliverer.join, 10)
+        if self.deliverer is not None:  # its connection ended with the server (a request in
+            await asyncio.to_thread(self.deliverer.join, 2)  # flight is sent again next start)
         return found
 
     async def check(self) -> tuple[bool, str]:

@@ -134,8 +134,9 @@ def test_doctor_finds_the_guides_text_body_which_no_pg_net_function_takes(stack:
         return next(c for c in report["checks"] if c["id"] == "runtime.pg-net")
 
     found = verdict()
-    assert found["status"] == "error" and "net.http_post(body := payload::text)" in found["message"]
-    assert "write body := payload (jsonb)" in found["fix"]
+    assert found["status"] == "error"
+    assert "notify_kb_updater_webhook() calls net.http_post(body := payload::text)" in found["message"]
+    assert "pass a jsonb: body := payload if it is jsonb already" in found["fix"]
     # And it is so: with that migration, the insert fails.
     assert stack.up().returncode == 0
     try:
@@ -144,5 +145,77 @@ def test_doctor_finds_the_guides_text_body_which_no_pg_net_function_takes(stack:
     except psycopg.errors.UndefinedFunction as exc:
         assert "function net.http_post(url => text, headers => jsonb, body => text) does not exist" in str(exc)
     assert stack.cli("down").returncode == 0
-    migration.write_text(fixed)
+    # Fixed as the fix says, in a later migration: only the function's latest definition counts.
+    # (It also says `create extension pg_net`, as Supabase projects do: a no-op here, not an error.)
+    later = migration.with_name("20260103000000_fix_kb_trigger.sql")
+    body = fixed[fixed.index("CREATE OR REPLACE FUNCTION") : fixed.index("CREATE TRIGGER")]
+    later.write_text("create extension if not exists pg_net with schema extensions;\n" + body)
     assert verdict()["status"] == "ok"
+    assert stack.up().returncode == 0
+    first = insert(db, "menu.pdf")
+    wait_for(lambda: first in received(stack), what="the document, with the fixed trigger")
+    # A text cast inside a jsonb expression is no text body.
+    later.write_text(body.replace("body := payload", "body := to_jsonb(NEW.title::text)"))
+    assert verdict()["status"] == "ok"
+
+
+def test_requests_go_out_as_pg_net_sends_them_and_one_bad_request_or_a_lost_connection_stops_nothing(
+    stack: Stack,
+) -> None:
+    import http.server
+    import threading
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/old":
+                self.send_response(307)
+                self.send_header("Location", "/new")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            seen.append((self.path, self.headers.get("Content-Type")))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    echo = f"http://127.0.0.1:{server.server_port}"
+    db = free_port()
+    stack.write(f'[services.db]\nruntime = "postgres"\nport = {db}\n')
+    try:
+        assert stack.up().returncode == 0
+        sql(
+            db,
+            # The URL's own query kept, a token in it hidden in the log; no headers: JSON's content type.
+            f"SELECT net.http_post('{echo}/echo?token=s3cr3t-in-the-url', '{{}}'::jsonb, headers := NULL)",
+            # params go into the query; a redirect is followed (as libcurl does for pg_net).
+            f"""SELECT net.http_post(url := '{echo}/p', body := '{{}}', params := '{{"x": "1"}}')""",
+            f"SELECT net.http_post('{echo}/old', '{{}}'::jsonb)",
+            # A header no HTTP request can carry: recorded as failed, and the next one still goes.
+            f"""SELECT net.http_post('{echo}/bad', '{{}}'::jsonb, headers := '{{"X-Title": "men\u00fa\\n"}}')""",
+            f"SELECT net.http_post('{echo}/after', '{{}}'::jsonb)",
+        )
+        wait_for(
+            lambda: [p for p, _ in seen] == ["/echo?token=s3cr3t-in-the-url", "/p?x=1", "/new", "/after"],
+            what="the four",
+        )
+        assert {t for _, t in seen} == {"application/json"}
+        failed = sql(db, "SELECT error_msg FROM net._http_response WHERE status_code IS NULL")
+        assert len(failed) == 1 and failed[0][0]
+        log = stack.log("db")
+        assert f"POST {echo}/echo?token=*** → 200" in log and "s3cr3t-in-the-url" not in log
+        # Its connection ended under it (a "reset the database" script): it connects again.
+        sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'airadev pg_net'")
+        wait_for(lambda: "pg_net: lost the database connection" in stack.log("db"), what="the loss said")
+        sql(db, f"SELECT net.http_post('{echo}/again', '{{}}'::jsonb)")
+        wait_for(lambda: seen[-1][0] == "/again", what="a delivery after the reconnection")
+    finally:
+        server.shutdown()
