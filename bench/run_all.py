@@ -23,6 +23,7 @@ def main() -> int:
         ["tunnel.py"] + (["--runs", "2"] if quick else []),
         ["doctor.py"] + (["--runs", "3"] if quick else []),
         ["containers.py"] + (["--runs", "3"] if quick else []),
+        ["kb_trigger.py"] + (["--inserts", "10"] if quick else []),
     ]
     failed = []
     for argv in runs:
