@@ -166,8 +166,22 @@ def kb_deliveries(ctx: Context) -> Result:
         return skipped(rid, "no local database is running")
     if ((state or {}).get("services", {}).get(db.name) or {}).get("state") != "healthy":
         return skipped(rid, f"{db.name} is not healthy")
+    from urllib.parse import urlsplit
+
+    from airadev.model import Runtime
+
     try:
         with database.connect(database.url(db), timeout=3) as conn:
+            target = database.trigger_url(conn) or ""
+            if db.runtime is Runtime.SUPABASE and urlsplit(target).hostname in ("127.0.0.1", "localhost", "::1"):
+                # Supabase's pg_net runs in its database's container: loopback there is the container.
+                return error(
+                    rid,
+                    f"{database.TRIGGER_FUNCTION}() posts to {target}: from Supabase's database container "
+                    "that is the container itself, never the KB updater",
+                    f"use host.docker.internal (airadev sets it at `up`: `airadev restart {db.name}`), "
+                    "and have the KB updater listen on 0.0.0.0",
+                )
             if conn.execute("SELECT to_regclass('net._http_response')").fetchone()[0] is None:
                 return skipped(rid, f"{db.name} has no pg_net (net._http_response)")
             failed, last = conn.execute(

@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
+
+from airadev.integrations.database import set_trigger_url
 import pytest
 
 from airadev.integrations import supabase
@@ -214,6 +216,26 @@ def test_supabase_starts_keys_are_wired_migrations_applied_and_trigger_pointed_h
         ]
         definition = conn.execute("SELECT pg_get_functiondef('notify_kb_updater_webhook'::regproc)").fetchone()[0]
     assert f"'http://host.docker.internal:{files['kb_port']}/process-document'" in definition
+
+    # doctor: a trigger URL on loopback is the database's container itself, not the KB updater.
+    def kb_check() -> dict:
+        report = json.loads(stack.cli("doctor", "--json", "live.kb-deliveries").stdout)
+        return next(c for c in report["checks"] if c["id"] == "live.kb-deliveries")
+
+    # (doctor reads the database the services get, `postgres` on that server; this test's stand-in
+    # keeps its migrations in a database of its own: the function is made there for the check.)
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{postgres}/postgres", autocommit=True) as conn:
+        conn.execute(definition.replace("host.docker.internal", "127.0.0.1"))
+        try:
+            found = kb_check()
+            set_trigger_url(conn, f"http://host.docker.internal:{files['kb_port']}/process-document")
+            fixed = kb_check()
+        finally:
+            conn.execute("DROP FUNCTION notify_kb_updater_webhook()")
+    assert found["status"] == "error" and "that is the container itself, never the KB updater" in found["message"], (
+        found
+    )
+    assert fixed["status"] == "skipped" and "no pg_net" in fixed["message"]  # nothing more to read here
     # Shown in a summary, secrets never.
     events = stack.log("airadev")
     assert (
