@@ -95,7 +95,9 @@ def resolved_config(data: dict[str, Any], as_json: bool) -> None:
             if value not in (None, [], {}, ""):
                 shown = {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
                 render.info(f"{key} = {toml_value(shown)}")
-    for section in ("tunnel", "twilio", "logs"):
+    for section in ("tunnel", "twilio", "logs", "stripe"):
+        if section not in data:
+            continue
         render.info(f"\n[{section}]")
         for key, value in data[section].items():
             render.info(f"{key} = {toml_value(value) if value is not None else 'none'}")

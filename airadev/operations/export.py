@@ -270,4 +270,20 @@ def resolved(config: Config) -> dict[str, Any]:
             "timeout": twilio.timeout,
         },
         "logs": {"max_size": config.logs.max_size, "keep": config.logs.keep},
+        **({"stripe": _stripe(config, rel)} if config.stripe.enabled else {}),
+    }
+
+
+def _stripe(config: Config, rel: Any) -> dict[str, Any]:
+    """[stripe] as it runs: where the events go, the file the secret goes into (names only)."""
+    listener = config.get("stripe")
+    ui = config.get(listener.depends_on[0].name)
+    return {
+        "ui_service": ui.name,
+        "forward_to": f"http://127.0.0.1:{ui.port}{config.stripe.path}",
+        "events": list(config.stripe.events),
+        "env_file": rel(listener.env_files[0]),
+        "variable": config.stripe.variable,
+        "key_variable": config.stripe.key_variable,
+        "cli": config.stripe.cli,
     }

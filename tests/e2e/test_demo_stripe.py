@@ -36,6 +36,9 @@ def test_stripe_events_reach_the_ui_with_the_listener_s_secret_wired_and_put_bac
     # The stand-in's secret for this key (as the real CLI's, the same on every run).
     secret = "whsec_" + hashlib.sha256(("signing:" + key).encode()).hexdigest()[:40]
 
+    resolved = stack.cli("config").stdout  # as it will run, no value of the key
+    assert f'forward_to = "http://127.0.0.1:{ports["ui"]}/api/payment/webhook"' in resolved and key not in resolved
+
     result = stack.up("stripe", timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert stack.service("stripe")["state"] == "healthy"
