@@ -92,17 +92,23 @@ class StripeInstance:
         self.secret = ""  # the listener's, once it has said it
         self.wired = ""  # the secret now in the env file
         self.journal: Any = None
+        self._carry = b""  # the end of the last read
 
     def attach(self, process: ProcessInstance) -> None:
         self.process, self.pid, self.pgid = process, process.pid, process.pgid
 
     def output(self, data: bytes) -> None:
-        """Its output, on the loop: a signing secret is hidden before the line is shown."""
-        if b"whsec_" in data:
-            found = SECRET.search(data)
-            if found:
-                self.secret = found.group().decode()
-                self.ctx.hide({self.ctx.config.stripe.variable: self.secret})
+        """Its output, on the loop: a signing secret is hidden before the line is shown. Read
+        with the end of the chunk before (a secret may come in two reads), and learnt only once
+        something follows it (a secret cut at the end of a read is not the whole secret); the
+        line it is on is shown only once it is whole, so after that."""
+        window = self._carry + data
+        if b"whsec_" in window:
+            for found in SECRET.finditer(window):
+                if found.end() < len(window) and found.group().decode() != self.secret:
+                    self.secret = found.group().decode()
+                    self.ctx.hide({self.ctx.config.stripe.variable: self.secret})
+        self._carry = window[-96:]
         self._on_output(data)
 
     @property
