@@ -445,11 +445,14 @@ def _recover_rows(journal: Journal) -> list[str]:
     return done
 
 
-def recover(paths: Paths, config: Config, env: Mapping[str, str] | None = None) -> Undone | None:
-    """After a crash: put back what a dead run's tunnel left rewired. Call only under the run
-    lock, or from the supervisor that owns the journal."""
+def recover(
+    paths: Paths, config: Config, env: Mapping[str, str] | None = None, *, stripe: bool = False
+) -> Undone | None:
+    """After a crash: put back what a dead run's tunnel left rewired (``stripe``: and its Stripe
+    listener's secret; never from a live supervisor, whose listener may be running). Call only
+    under the run lock, or from the supervisor that owns the journal."""
     with JOURNAL_LOCK:
-        return _recover(paths, config, env)
+        return _recover(paths, config, env, stripe)
 
 
 def recover_stripe(paths: Paths, config: Config) -> Undone | None:
@@ -460,8 +463,8 @@ def recover_stripe(paths: Paths, config: Config) -> Undone | None:
         return _undo(journal, config, None) if journal is not None else None
 
 
-def _recover(paths: Paths, config: Config, env: Mapping[str, str] | None) -> Undone | None:
-    found = recover_stripe(paths, config)  # the listener's secret in the UI's env file
+def _recover(paths: Paths, config: Config, env: Mapping[str, str] | None, stripe: bool) -> Undone | None:
+    found = recover_stripe(paths, config) if stripe else None  # the listener's secret in the UI's env file
     journal = Journal.load(paths)
     if journal is None:
         return found

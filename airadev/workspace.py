@@ -59,6 +59,9 @@ def service_names(root: Path) -> dict[str, tuple[str, ...]]:
     for name, body in services.items():
         aliases = body.get("aliases", []) if isinstance(body, dict) else []
         names[name] = tuple(a for a in (aliases if isinstance(aliases, list) else [aliases]) if isinstance(a, str))
+    stripe = raw.get("stripe")
+    if isinstance(stripe, dict) and stripe.get("enabled", True) is not False:
+        names.setdefault("stripe", ())  # the listener [stripe] adds
     return names
 
 

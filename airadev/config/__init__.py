@@ -79,6 +79,12 @@ def parse(raw: Mapping[str, Any], *, root: Path, file: Path) -> Config:
             )
     stripe = _parse_stripe(top.table("stripe"), root) if "stripe" in raw else StripeSettings()
     if stripe.enabled:
+        taken = next((s for s in services if "stripe" in s.names), None)
+        if taken is not None:
+            raise ConfigError(
+                f'{file}: services.{taken.name}: the name "stripe" is the service [stripe] adds (the Stripe listener)',
+                f"rename services.{taken.name} (or its alias), or remove [stripe]",
+            )
         services.append(_stripe_service(stripe, services, file))
     _check_names(services, file)
     databases = [s.name for s in services if s.database is not None]
@@ -104,7 +110,7 @@ def _parse_stripe(t: Table, root: Path) -> StripeSettings:
             "path", f"expected a path starting with /, got {show(path)}", 'write path = "/api/payment/webhook"'
         )
     events = t.get("events", list, default=list(StripeSettings.events))
-    if not events or not all(isinstance(e, str) and re.fullmatch(r"[a-z_]+(\.[a-z_]+)+|\*", e) for e in events):
+    if not events or not all(isinstance(e, str) and re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+)+|\*", e) for e in events):
         raise t.error(
             "events",
             f"expected Stripe event names, got {show(events)}",
@@ -124,7 +130,7 @@ def _parse_stripe(t: Table, root: Path) -> StripeSettings:
         path=path,
         events=tuple(events),
         env_file=(root / env_file) if env_file else None,
-        cli=t.get("cli", str, default=StripeSettings.cli),
+        cli=t.get("cli", str, default=StripeSettings.cli) or StripeSettings.cli,
         **names,
     )
     t.finish(STRIPE_KEYS)
@@ -144,9 +150,12 @@ def _stripe_service(stripe: StripeSettings, services: list[Service], file: Path)
     if ui.port is None:
         raise ConfigError(f"{file}: [stripe]: services.{ui.name} has no port", f"set services.{ui.name}.port")
     env_file = stripe.env_file or next((p for p in ui.env_files if p.name == ".env.local"), ui.cwd / ".env.local")
+    url = f"http://127.0.0.1:{ui.port}{stripe.path}"
     return Service(
         name="stripe",
-        command=(stripe.cli, "listen"),
+        # What it runs with, whole (runtimes/stripe.py finds the CLI): a changed [stripe] or UI
+        # port is a changed service, restarted by `up` on a running stack.
+        command=(stripe.cli, "listen", "--forward-to", url, "--events", ",".join(stripe.events), "--skip-update"),
         cwd=ui.cwd,
         runtime=Runtime.STRIPE,
         env_files=(env_file,),

@@ -215,11 +215,11 @@ def _recover_tunnel(paths: Paths) -> list[str]:
     """Put back what a dead run's tunnel left rewired (the journal says what)."""
     from airadev import rewiring as tunnel
 
-    if not tunnel.Journal.path_of(paths).exists():
+    if not (tunnel.Journal.path_of(paths).exists() or tunnel.StripeJournal.path_of(paths).exists()):
         return []
     from airadev.config import load
 
-    undone = tunnel.recover(paths, load(paths.root))
+    undone = tunnel.recover(paths, load(paths.root), stripe=True)
     if undone and undone.failed:
         raise AiradevError(
             "could not put back what the tunnel left: " + "; ".join(undone.failed),

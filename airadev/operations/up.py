@@ -206,7 +206,7 @@ def _claim(config: Config, names: Sequence[str]) -> Iterator[Ground]:
     try:
         reaped = reap_leftovers(paths)
         # Offline after a crash, Twilio may not answer: that must not keep the stack from starting.
-        undone = tunnel.recover(paths, config)
+        undone = tunnel.recover(paths, config, stripe=True)
         preflight(config, names)
         yield Ground(
             paths, lock, reaped, (undone.restored + undone.left) if undone else [], undone.failed if undone else []

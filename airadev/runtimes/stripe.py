@@ -28,13 +28,6 @@ SECRET = re.compile(rb"whsec_[A-Za-z0-9]{16,}")
 LIVE = ("sk_live_", "rk_live_")
 
 
-def listen_command(ctx: Context, service: Service, cli: str) -> tuple[str, ...]:
-    settings = ctx.config.stripe
-    ui = ctx.config.get(service.depends_on[0].name)
-    url = f"http://127.0.0.1:{ui.port}{settings.path}"
-    return (cli, "listen", "--forward-to", url, "--events", ",".join(settings.events), "--skip-update")
-
-
 def test_key(settings: Any, env: Mapping[str, str], where: str) -> str:
     """The test-mode key from the UI's env file; a missing or live one refused in one line."""
     key = env.get(settings.key_variable, "")
@@ -71,7 +64,7 @@ class StripeRuntime:
 
         await asyncio.to_thread(rewiring.recover_stripe, Paths(self.ctx.config.root), self.ctx.config)
         instance = StripeInstance(self.ctx, service, on_output)
-        command = listen_command(self.ctx, service, cli)
+        command = (cli, *service.command[1:])  # config built it whole (`stripe listen ...`)
         process = ProcessRuntime(self.ctx.marker).start(
             dataclasses.replace(service, command=command), {**env, "STRIPE_API_KEY": key}, instance.output
         )
@@ -92,24 +85,25 @@ class StripeInstance:
         self.secret = ""  # the listener's, once it has said it
         self.wired = ""  # the secret now in the env file
         self.journal: Any = None
-        self._carry = b""  # the end of the last read
+        self._held = b""  # the start of a line not yet whole
 
     def attach(self, process: ProcessInstance) -> None:
         self.process, self.pid, self.pgid = process, process.pid, process.pgid
 
     def output(self, data: bytes) -> None:
-        """Its output, on the loop: a signing secret is hidden before the line is shown. Read
-        with the end of the chunk before (a secret may come in two reads), and learnt only once
-        something follows it (a secret cut at the end of a read is not the whole secret); the
-        line it is on is shown only once it is whole, so after that."""
-        window = self._carry + data
-        if b"whsec_" in window:
-            for found in SECRET.finditer(window):
-                if found.end() < len(window) and found.group().decode() != self.secret:
+        """Its output, on the loop, passed on a whole line at a time (the CLI writes whole
+        lines): a signing secret is learnt from a whole line, so never in part, and hidden
+        before that line is shown, however the reads cut it."""
+        data = self._held + data
+        end = data.rfind(b"\n") + 1
+        data, self._held = data[:end], data[end:]
+        if b"whsec_" in data:
+            for found in SECRET.finditer(data):
+                if found.group().decode() != self.secret:
                     self.secret = found.group().decode()
                     self.ctx.hide({self.ctx.config.stripe.variable: self.secret})
-        self._carry = window[-96:]
-        self._on_output(data)
+        if data:
+            self._on_output(data)
 
     @property
     def exited(self) -> asyncio.Future[int]:

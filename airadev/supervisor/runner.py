@@ -4,8 +4,7 @@ Concurrency model (DESIGN.md, habit 2): one asyncio loop owns all state. Output 
 ``add_reader`` callbacks, exits through pidfds, probe results through tasks, file changes from
 the watcher thread through ``call_soon_threadsafe``, control requests through the socket
 server, signals through ``add_signal_handler``; every one of them runs on the loop, so no lock
-guards a service's state. Each service has one lifecycle task that alone starts its instances.
-"""
+guards a service's state. Each service has one lifecycle task that alone starts its instances."""
 
 from __future__ import annotations
 
@@ -318,9 +317,11 @@ class Supervisor:
             self.event(service.name, f"DATABASE_URL is the stack's database: {stack['DATABASE_URL']}", "info")
         env = service_env(service, self.marker, colour=self.colour, instance=unit.starts, stack=stack)
         if service.name == self._tunnel_ui:
-            # Next.js prefers the process environment to .env.local: the variable the tunnel
-            # rewrites in the file must not be there (even when the shell exports it).
-            env.pop(self.config.tunnel.variable, None)
+            # Next.js prefers the process environment to .env.local: the variables the tunnel and
+            # the Stripe listener rewrite in the file must not be there (even when exported).
+            stripe = [self.config.stripe.variable] if self.config.stripe.enabled else []
+            for variable in (self.config.tunnel.variable, *stripe):
+                env.pop(variable, None)
         if service.health is not None and service.health.kind is ProbeKind.LOG:
             # Armed before the start: a container's first lines may arrive while it is created.
             unit.log_regex = re.compile(str(service.health.target).encode())

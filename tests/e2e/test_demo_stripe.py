@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 
 import pytest
 
@@ -33,6 +34,8 @@ def test_stripe_events_reach_the_ui_with_the_listener_s_secret_wired_and_put_bac
     key = re.search(rb"^STRIPE_SECRET_KEY=(\S+)$", before, re.M)[1].decode()  # type: ignore[index]
     stack.env["PATH"] = f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}"
     stack.env["FAKE_STRIPE_DIR"] = str(stack.root.parent / "stripe")
+    # Exported in the shell, it would win over the file in Next.js: the UI does not get it.
+    stack.env["STRIPE_WEBHOOK_SECRET"] = "whsec_" + "7" * 40
     # The stand-in's secret for this key (as the real CLI's, the same on every run).
     secret = "whsec_" + hashlib.sha256(("signing:" + key).encode()).hexdigest()[:40]
 
@@ -59,7 +62,12 @@ def test_stripe_events_reach_the_ui_with_the_listener_s_secret_wired_and_put_bac
     url = f"http://127.0.0.1:{ports['ui']}/api/payment/webhook"
     assert f"<--  [200] POST {url} [{verified[1]}]" in stack.log("stripe")
     # The secret is hidden wherever airadev shows or keeps output.
-    shown = stack.cli("logs", "stripe").stdout + stack.cli("status").stdout + stack.cli("logs", "airadev").stdout
+    listener = stack.cli("logs", "stripe")
+    assert (
+        listener.returncode == 0
+        and "Your webhook signing secret is [redacted:STRIPE_WEBHOOK_SECRET]" in listener.stdout
+    )
+    shown = listener.stdout + stack.cli("status").stdout + stack.cli("logs", "airadev").stdout
     assert "[redacted:STRIPE_WEBHOOK_SECRET]" in stack.log("stripe") and secret not in shown
     for path in (stack.root / ".airadev" / "logs").iterdir():
         assert secret.encode() not in path.read_bytes(), path
@@ -72,8 +80,18 @@ def test_stripe_events_reach_the_ui_with_the_listener_s_secret_wired_and_put_bac
     assert secret not in json.dumps(found)
     env_local.write_bytes(after)
 
+    # A changed [stripe] is a changed service: `up` restarts the listener (and it wires again).
+    toml.write_text(toml.read_text().replace("\n[stripe]\n", '\n[stripe]\nevents = ["checkout.session.completed"]\n'))
+    applied = stack.cli("up", timeout=120)
+    assert applied.returncode == 0 and "restarted: stripe" in applied.stdout, applied.stdout + applied.stderr
+    assert env_local.read_bytes() == after
+
+    # The supervisor killed: `down` puts the file back (the journal says what), as `up` would.
+    os.kill(stack.state()["supervisor_pid"], signal.SIGKILL)
+    wait_for(lambda: stack.cli("status").returncode == 3, what="the stack to be gone")
     assert stack.cli("down").returncode == 0
     assert env_local.read_bytes() == before, "put back byte for byte"
+    assert not (stack.root / ".airadev" / "stripe.json").exists()
 
     # A live key: refused in one line before anything starts; the file is left as it is.
     live = before.replace(f"STRIPE_SECRET_KEY={key}".encode(), b"STRIPE_SECRET_KEY=sk_live_" + b"1" * 24)

@@ -284,6 +284,14 @@ def test_dependencies_may_name_aliases(tmp_path: Path) -> None:
             '[services.db]\nruntime = "postgres"\n[services.db2]\nruntime = "postgres"\nport = 1\n',
             "a stack has one local database",
         ),
+        # [stripe] adds the service "stripe": a user's own of that name (or alias) is refused.
+        (
+            '[services.ui]\ncommand = "x"\nport = 3000\n[services.stripe]\ncommand = "sleep 1"\n[stripe]\n',
+            'services.stripe: the name "stripe" is the service [stripe] adds',
+        ),
+        ('[services.ui]\ncommand = "x"\nport = 3000\n[stripe]\nevents = ["Not An Event"]\n', "stripe.events"),
+        ('[services.web]\ncommand = "x"\n[stripe]\n', "[stripe]: no UI service to forward Stripe's events to"),
+        ('[services.x]\nruntime = "stripe"\ncommand = "x"\n', '"stripe" is the service [stripe] adds'),
     ],
 )
 def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:

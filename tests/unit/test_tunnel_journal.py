@@ -125,6 +125,20 @@ def test_undo_puts_the_env_file_back_byte_for_byte(tmp_path: Path) -> None:
     assert not Journal.path_of(paths).exists(), "the journal goes once nothing is pending"
 
 
+def test_a_tunnel_s_recovery_leaves_a_running_stripe_listener_s_secret_and_up_s_puts_it_back(tmp_path: Path) -> None:
+    """The tunnel recovers what an earlier tunnel left while the stack runs: the Stripe
+    listener's secret in the same file is the live run's, not a leftover. `up` and `down`
+    (stripe=True) run with no supervisor: then it is one, and goes back."""
+    config, paths, env_local = workspace(tmp_path)
+    journal = tunnel.StripeJournal.new(paths, "", None, False)
+    rewire_env_file(journal, env_local, "STRIPE_WEBHOOK_SECRET", "whsec_" + "5" * 40)
+    wired = env_local.read_bytes()
+    recover(paths, config, NO_ENV)
+    assert env_local.read_bytes() == wired and tunnel.StripeJournal.path_of(paths).exists()
+    recover(paths, config, NO_ENV, stripe=True)
+    assert env_local.read_bytes() == ORIGINAL and not tunnel.StripeJournal.path_of(paths).exists()
+
+
 def test_an_appended_variable_is_taken_out_again(tmp_path: Path) -> None:
     config, paths, env_local = workspace(tmp_path)
     original = b"NEXT_PUBLIC_APP_URL=http://localhost:3000\n"
