@@ -48,6 +48,15 @@ def state(root: Path) -> dict:
         return {}
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -46,7 +46,21 @@ import time
 import urllib.request
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-from common import BIN, PY, ROOT, env, load, median_wall, report, run_airadev, spread, state, wait_for, workspace
+from common import (
+    BIN,
+    PY,
+    ROOT,
+    env,
+    free_port,
+    load,
+    median_wall,
+    report,
+    run_airadev,
+    spread,
+    state,
+    wait_for,
+    workspace,
+)
 
 IMAGE = "airadev-local/redis:7"
 
@@ -73,12 +87,6 @@ def by_hand(port: int, name: str) -> float:
     took = time.perf_counter() - start
     subprocess.run(["docker", "rm", "-f", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return took
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> int:

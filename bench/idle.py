@@ -27,6 +27,7 @@ from common import (
     children,
     cpu_seconds,
     env,
+    free_port,
     honcho,
     load,
     mb,
@@ -56,7 +57,7 @@ def sampled(pids: list[int], seconds: float) -> tuple[float, float]:
 
 def run_ours(seconds: float) -> tuple[float, float]:
 
-    ports = [_free_port() for _ in range(N)]
+    ports = [free_port() for _ in range(N)]
     src = Path(tempfile.mkdtemp(prefix="airadev-src-"))
     body = []
     for i, port in enumerate(ports):
@@ -83,7 +84,7 @@ def run_honcho(seconds: float) -> tuple[float, float]:
     exe = honcho()
     assert exe, "honcho is not installed: pip install -e '.[bench]'"
     folder = Path(tempfile.mkdtemp(prefix="honcho-idle-"))
-    lines = [f"s{i}: {PY} {FAKES / 'slow_starter.py'} {_free_port()} 0" for i in range(N)]
+    lines = [f"s{i}: {PY} {FAKES / 'slow_starter.py'} {free_port()} 0" for i in range(N)]
     (folder / "Procfile").write_text("\n".join(lines) + "\n")
     proc = subprocess.Popen([exe, "start"], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
     time.sleep(5)
@@ -103,7 +104,7 @@ def run_supervisord(seconds: float) -> tuple[float, float]:
     assert exe, "supervisord is not installed: pip install -e '.[bench]'"
     folder = Path(tempfile.mkdtemp(prefix="supervisord-idle-"))
     conf = supervisord_config(
-        folder, {f"s{i}": [PY, str(FAKES / "slow_starter.py"), str(_free_port()), "0"] for i in range(N)}
+        folder, {f"s{i}": [PY, str(FAKES / "slow_starter.py"), str(free_port()), "0"] for i in range(N)}
     )
     proc = subprocess.Popen(
         [exe, "-n", "-c", str(conf)], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
@@ -119,14 +120,6 @@ def run_supervisord(seconds: float) -> tuple[float, float]:
     finally:
         proc.terminate()
         proc.wait(20)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:

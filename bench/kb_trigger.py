@@ -25,15 +25,7 @@ import time
 import httpx
 import psycopg
 
-from common import PY, ROOT, report, run_airadev, workspace
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from common import PY, ROOT, free_port, report, run_airadev, workspace
 
 
 def main() -> int:

@@ -211,7 +211,7 @@ def redis(ctx: Context) -> Result:
 @check("tools.stripe", "the Stripe CLI and a test-mode key, for Stripe's events ([stripe])")
 def stripe(ctx: Context) -> Result:
     from airadev.errors import AiradevError
-    from airadev.runtimes.stripe import test_key
+    from airadev.runtimes.stripe import find_cli, test_key
 
     config = ctx.config
     settings = config.stripe if config else None
@@ -233,11 +233,8 @@ def stripe(ctx: Context) -> Result:
         test_key(settings, values, ctx.relative(path))
     except AiradevError as exc:
         return error("tools.stripe", exc.message, exc.fix)
-    cli = shutil.which(settings.cli, path=ctx.env.get("PATH"))
-    if cli is None:
-        return error(
-            "tools.stripe",
-            f"the Stripe CLI ({settings.cli}) is not found",
-            "install it (https://docs.stripe.com/stripe-cli), or set [stripe] cli to its path",
-        )
+    try:
+        cli = find_cli(settings, ctx.env.get("PATH"))
+    except AiradevError as exc:
+        return error("tools.stripe", exc.message, exc.fix)
     return ok("tools.stripe", f"{cli}; {ctx.relative(path)} has a test-mode {settings.key_variable}")

@@ -5,7 +5,6 @@ Stripe CLI's own `stripe trigger`, in this terminal); the stack's listener (the 
 from __future__ import annotations
 
 import os
-import shutil
 
 from airadev.errors import AiradevError
 from airadev.model import Config
@@ -13,17 +12,12 @@ from airadev.model import Config
 
 def trigger(config: Config, event: str) -> None:
     from airadev.runtimes.environment import env_file_values
-    from airadev.runtimes.stripe import test_key
+    from airadev.runtimes.stripe import find_cli, test_key
 
     settings = config.stripe
     if not settings.enabled:
         raise AiradevError("no [stripe] table in airadev.toml", "add [stripe] (see the README), then `airadev up`")
     service = config.get("stripe")
     key = test_key(settings, env_file_values(service), str(service.env_files[0]))
-    cli = shutil.which(settings.cli)
-    if cli is None:
-        raise AiradevError(
-            f"the Stripe CLI ({settings.cli}) is not found",
-            "install it (https://docs.stripe.com/stripe-cli), or set [stripe] cli to its path",
-        )
+    cli = find_cli(settings, os.environ.get("PATH"))
     os.execve(cli, [cli, "trigger", event, "--skip-update"], {**os.environ, "STRIPE_API_KEY": key})

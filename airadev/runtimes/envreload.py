@@ -48,3 +48,11 @@ async def rewire(
     sup.event(ui_unit.name, f"did not reload {path.name} within {RELOAD_WAIT:g}s: restarting it", "warning")
     await sup.restart_unit(ui_unit, f"{path.name} changed and it did not reload it")
     return "restarted"
+
+
+def relative(path: Any, root: Any) -> str:
+    """``path`` as the log and status show it: from the workspace, when it is in it."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

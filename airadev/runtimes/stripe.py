@@ -22,6 +22,7 @@ from typing import Any
 from airadev.errors import AiradevError
 from airadev.model import Service
 from airadev.runtimes.base import Context, OnOutput
+from airadev.runtimes.envreload import relative as _relative
 from airadev.runtimes.process import ProcessInstance, ProcessRuntime
 
 SECRET = re.compile(rb"whsec_[A-Za-z0-9]{16,}")
@@ -44,6 +45,17 @@ def test_key(settings: Any, env: Mapping[str, str], where: str) -> str:
     return key
 
 
+def find_cli(settings: Any, path: str | None) -> str:
+    """The Stripe CLI's path ([stripe] cli, looked up on ``path``), or the error that says how to get it."""
+    cli = shutil.which(settings.cli, path=path)
+    if cli is None:
+        raise AiradevError(
+            f"[stripe]: the Stripe CLI ({settings.cli}) is not found",
+            "install it (https://docs.stripe.com/stripe-cli), or set [stripe] cli to its path",
+        )
+    return cli
+
+
 class StripeRuntime:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -52,12 +64,7 @@ class StripeRuntime:
         settings = self.ctx.config.stripe
         where = _relative(service.env_files[0], self.ctx.config.root)
         key = test_key(settings, env, where)
-        cli = shutil.which(settings.cli, path=env.get("PATH"))
-        if cli is None:
-            raise AiradevError(
-                f"[stripe]: the Stripe CLI ({settings.cli}) is not found",
-                "install it (https://docs.stripe.com/stripe-cli), or set [stripe] cli to its path",
-            )
+        cli = find_cli(settings, env.get("PATH"))
         # What an earlier listener of a run that died left in the env file goes back first.
         from airadev import rewiring
         from airadev.state import Paths
@@ -152,10 +159,3 @@ class StripeInstance:
             self.journal, self.wired = None, ""
         assert self.process is not None
         return await self.process.stop(sig, grace)
-
-
-def _relative(path: Any, root: Any) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

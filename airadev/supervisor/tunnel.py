@@ -22,6 +22,7 @@ from airadev.status import TunnelStatus
 from airadev.integrations import envfile
 from airadev import rewiring as ops
 from airadev import logstore, reaper
+from airadev.runtimes.envreload import relative as _relative
 
 if TYPE_CHECKING:
     from airadev.supervisor.runner import Supervisor
@@ -392,13 +393,6 @@ class TunnelController:
             await self.close(keep=False, why=why)
         except Exception as exc:  # noqa: BLE001  (a failed undo is reported; it must not stop the stack)
             self.sup.event(None, f"tunnel: closing after the agent exited failed: {exc!r}", "error")
-
-
-def _relative(path: Any, root: Any) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _shown(step: dict[str, Any]) -> dict[str, Any]:
