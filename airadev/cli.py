@@ -130,6 +130,7 @@ def up(
     ),
     build: bool = typer.Option(False, "--build", help="Build the containers' images (docker.build) before starting."),
     no_deps: bool = typer.Option(False, "--no-deps", help="Start only the services named, not what they depend on."),
+    dash: bool = typer.Option(False, "--dash", help="A dashboard, not the log stream; quitting it stops the stack."),
 ) -> None:
     """Start the stack in dependency order, health-checked, with one log stream; Ctrl-C stops it all.
     On a running stack: apply a changed airadev.toml (restart what changed, start what is new,
@@ -147,6 +148,10 @@ def up(
                 "run `airadev down` first, or `airadev tunnel` for a tunnel",
             )
         views.applied(op.apply_running(config, op.select(config, services or [], no_deps), wait, no_deps))
+        if dash:
+            from airadev import dash as ui
+
+            ui.show(_paths(), _config)
         return
     if runtime is not None:
         if runtime not in ("docker", "process"):
@@ -156,6 +161,12 @@ def up(
     if (domain or region or keep) and not tunnel:
         raise UsageError("--domain, --region and --keep go with --tunnel", "add --tunnel, or leave them out")
     tunnel_options = {"domain": domain or "", "region": region or "", "keep": keep} if tunnel else None
+    if dash:
+        if detach:
+            raise UsageError("--dash shows the stack it runs: not with --detach", "leave out one of them")
+        from airadev import dash as ui
+
+        return ui.up(config, names, _config, tunnel=tunnel_options, runtime=runtime or "", build=build)
     if detach:
         started = op.start_detached(
             config, names, timeout=wait, tunnel=tunnel_options, runtime=runtime or "", build=build
@@ -224,8 +235,6 @@ def export(
     ),
 ) -> None:
     """Export the stack's containers as a Compose file, generated from airadev.toml."""
-    from pathlib import Path
-
     from airadev.operations import export as op
 
     if what != "compose":
@@ -266,7 +275,6 @@ def down(
 def status(as_json: bool = typer.Option(False, "--json", help="One JSON object (schema 1).")) -> None:
     """Each service's state, pid, port, health, uptime, restarts, CPU and memory. Exit 3 if nothing runs."""
     from airadev.operations import manage
-
     from airadev.workspace import config_digest as digest
 
     paths = _paths()
@@ -334,6 +342,20 @@ def logs(
         for line in batch:
             if not printer.write(line.service, [line.raw]):
                 return
+
+
+@app.command()
+@handled
+def dash() -> None:
+    """A live dashboard of the running stack, from any terminal: services, tunnel, logs; keys
+    restart, stop or start a service, open the tunnel, verify it, show doctor's findings, and
+    quit (the stack keeps running). Exit 3 if nothing runs."""
+    from airadev import dash as ui
+    from airadev.operations.logs import running
+
+    if not running(_paths()):
+        raise NotRunning("nothing is running: the dashboard shows a running stack", "start it with `airadev up --dash`")
+    ui.show(_paths(), _config)
 
 
 # --- services of the running stack -------------------------------------------------------------
@@ -450,20 +472,7 @@ def tunnel(
     from airadev.operations import tunnel as op
 
     if forget:
-        lines = op.still_rewired(_paths())
-        if not lines:
-            render.info("no tunnel left anything rewired: nothing to forget")
-            return
-        render.info("still rewired, and not put back (these stay as they are when forgotten):")
-        for line in lines:
-            render.info(f"  {line}")
-        if not yes:
-            if not (sys.stdin.isatty() and sys.stdout.isatty()):
-                raise UsageError("--forget drops the record of what stays rewired", "add --yes to confirm")
-            if not typer.confirm("Forget it (put those back by hand, e.g. in the Twilio console)?", default=False):
-                raise typer.Exit(EXIT_FAILED)
-        op.forget(_paths())
-        render.info("forgotten: a new tunnel can open; the lines above are as they were left")
+        views.forget_tunnel(_paths(), yes)
         return
     if yes:
         raise UsageError("--yes goes with --forget", "add --forget, or leave --yes out")
@@ -507,9 +516,6 @@ def doctor(
 ) -> None:
     """Check that everything the stack needs is there and right, and say how to fix what is not.
     Exit 0 with no errors, 1 with errors (or warnings, with --strict)."""
-    import sys
-    from pathlib import Path
-
     from airadev import doctor as dr
     from airadev.operations import doctor as op
 

@@ -42,14 +42,25 @@ def stat(pid: int) -> tuple[str, int, int, int] | None:
         return None
 
 
-def usage(marker: str, groups: dict[int, str]) -> dict[str, tuple[int, float, int]]:
+def usage(
+    marker: str, groups: dict[int, str], foreign: dict[int, int] | None = None
+) -> dict[str, tuple[int, float, int]]:
     """Per service: (processes, CPU seconds, RSS bytes) of every live process carrying the
-    run's marker, or in one of ``groups`` (pgid → service). One pass over /proc."""
+    run's marker, or in one of ``groups`` (pgid → service). One pass over /proc.
+
+    ``foreign`` (pid → start time), kept by a caller that asks often (`airadev dash`), remembers
+    the processes found without the marker: an environment does not gain it later, so theirs
+    is not read again. (Not one younger than 2 s: between fork and exec, a service's child still
+    has its parent's environment.)"""
     needle = f"\0{MARKER_VAR}={marker}\0".encode()
     prefix = f"\0{SERVICE_VAR}=".encode()
     tick = os.sysconf("SC_CLK_TCK")
     page = os.sysconf("SC_PAGE_SIZE")
     totals: dict[str, list[float]] = {}
+    settled = 0
+    if foreign is not None:
+        with open("/proc/uptime", "rb") as f:
+            settled = int((float(f.read().split()[0]) - 2) * tick)
     for pid in pids():
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
@@ -61,8 +72,13 @@ def usage(marker: str, groups: dict[int, str]) -> dict[str, tuple[int, float, in
             continue
         service = groups.get(int(fields[2]))
         if service is None:
+            started = int(fields[19])
+            if foreign is not None and foreign.get(pid) == started:
+                continue
             env = environ(pid)
             if needle not in env:
+                if foreign is not None and started < settled:
+                    foreign[pid] = started
                 continue
             start = env.find(prefix)
             if start < 0:

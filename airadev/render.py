@@ -345,7 +345,7 @@ def status(data: StackStatus) -> None:
     )
     tunnel = data.tunnel
     if tunnel is not None and tunnel.state in ("open", "failed") and not tunnel.brief:
-        info(_tunnel_line(tunnel))
+        info(tunnel_line(tunnel))
     for name, svc in services.items():
         if svc.runtime == "postgres":
             info(f"{name}: plain PostgreSQL (runtime postgres), not Supabase: no REST API, no auth; SQL only")
@@ -358,7 +358,7 @@ def status(data: StackStatus) -> None:
         warn(f"{failure.service}: {failure.message}")
 
 
-def _tunnel_line(tunnel: TunnelStatus) -> str:
+def tunnel_line(tunnel: TunnelStatus) -> str:
     """`status`'s tunnel line: the public address, since when, and what is rewired to it."""
     if tunnel.state == "failed":
         return f"tunnel: failed ({tunnel.message})"

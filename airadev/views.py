@@ -101,3 +101,26 @@ def resolved_config(data: dict[str, Any], as_json: bool) -> None:
         render.info(f"\n[{section}]")
         for key, value in data[section].items():
             render.info(f"{key} = {toml_value(value) if value is not None else 'none'}")
+
+
+def forget_tunnel(paths: Any, yes: bool) -> None:
+    """`airadev tunnel --forget`: show what an earlier tunnel left rewired, ask, drop the record."""
+    from airadev.errors import EXIT_FAILED, UsageError
+    from airadev.operations import tunnel as op
+
+    lines = op.still_rewired(paths)
+    if not lines:
+        render.info("no tunnel left anything rewired: nothing to forget")
+        return
+    render.info("still rewired, and not put back (these stay as they are when forgotten):")
+    for line in lines:
+        render.info(f"  {line}")
+    if not yes:
+        import typer
+
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise UsageError("--forget drops the record of what stays rewired", "add --yes to confirm")
+        if not typer.confirm("Forget it (put those back by hand, e.g. in the Twilio console)?", default=False):
+            raise typer.Exit(EXIT_FAILED)
+    op.forget(paths)
+    render.info("forgotten: a new tunnel can open; the lines above are as they were left")

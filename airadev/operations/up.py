@@ -269,6 +269,37 @@ def start_detached(
     """Start a background supervisor and return once every service is ready (and the tunnel
     open, if asked for); raise with the reason and the failing service's last lines if one
     fails first."""
+    paths, daemon, marker, notes = _spawn(config, names, tunnel, runtime, build)
+    return _wait_ready(paths, daemon, marker, names, notes, timeout)
+
+
+@dataclass(frozen=True)
+class Held:
+    paths: Paths
+    notes: list[str]
+
+
+def start_held(
+    config: Config, names: Sequence[str], *, tunnel: dict[str, Any] | None, runtime: str = "", build: bool = False
+) -> Held:
+    """`up --dash`: a background supervisor that stops the stack when this process ends, however
+    it ends (it holds a pidfd of it); returns once it runs, before its services are ready."""
+    paths, daemon, marker, notes = _spawn(config, names, tunnel, runtime, build, held_by=os.getpid())
+    while (read_state(paths) or {}).get("marker") != marker:
+        if daemon.poll() is not None:
+            _wait_ready(paths, daemon, marker, names, notes, 0)  # says why, as `up -d` does
+        time.sleep(0.02)
+    return Held(paths, notes)
+
+
+def _spawn(
+    config: Config,
+    names: Sequence[str],
+    tunnel: dict[str, Any] | None,
+    runtime: str,
+    build: bool,
+    held_by: int | None = None,
+) -> tuple[Paths, subprocess.Popen[bytes], str, list[str]]:
     import json
 
     with _claim(config, names) as ground:
@@ -296,6 +327,7 @@ def start_detached(
                     "--runtime",
                     runtime,
                     *(["--build"] if build else []),
+                    *(["--held-by", str(held_by)] if held_by else []),
                 ],
                 pass_fds=(lock.fd,),
                 start_new_session=True,
@@ -305,7 +337,7 @@ def start_detached(
                 cwd=config.root,
             )
     # Our copy of the lock is released on leaving the block; the daemon holds its own.
-    return _wait_ready(paths, daemon, marker, names, ground.notes(), timeout)
+    return paths, daemon, marker, ground.notes()
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--tunnel", default="")
     parser.add_argument("--runtime", default="")
     parser.add_argument("--build", action="store_true")
+    parser.add_argument("--held-by", type=int, default=0)  # `up --dash`: stop when that process ends
     args = parser.parse_args()
     config = config_module.load(Path(args.workspace))
     if args.runtime:
@@ -36,11 +37,29 @@ def main() -> None:
     supervisor = Supervisor(config, args.services.split(","), marker=args.marker, tunnel=tunnel, build=args.build)
     supervisor.runtime_override = args.runtime
     try:
-        asyncio.run(supervisor.run())
+        asyncio.run(_run(supervisor, args.held_by))
     finally:
         os.close(args.lock_fd)
     if supervisor.internal_error:
         sys.exit(f"airadev stopped the stack after an internal error: {supervisor.internal_error}")
+
+
+async def _run(supervisor: Supervisor, held_by: int) -> str:
+    if held_by:
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(held_by)
+        except ProcessLookupError:  # it is gone already
+            supervisor.request_shutdown("the dashboard that started it has ended")
+        else:
+
+            def ended() -> None:
+                loop.remove_reader(fd)
+                os.close(fd)
+                supervisor.request_shutdown("the dashboard that started it has ended")
+
+            loop.add_reader(fd, ended)
+    return await supervisor.run()
 
 
 if __name__ == "__main__":
