@@ -139,6 +139,8 @@ def up(
     from airadev.operations import up as op
     from airadev.operations.logs import running
 
+    if dash and detach:
+        raise UsageError("--dash shows the stack in this terminal: not with --detach", "leave out one of them")
     config = _config()
     wait = _duration("--timeout", timeout)
     if running(_paths()):
@@ -162,8 +164,6 @@ def up(
         raise UsageError("--domain, --region and --keep go with --tunnel", "add --tunnel, or leave them out")
     tunnel_options = {"domain": domain or "", "region": region or "", "keep": keep} if tunnel else None
     if dash:
-        if detach:
-            raise UsageError("--dash shows the stack it runs: not with --detach", "leave out one of them")
         from airadev import dash as ui
 
         return ui.up(config, names, _config, tunnel=tunnel_options, runtime=runtime or "", build=build)

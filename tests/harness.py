@@ -358,3 +358,67 @@ class Terminal:
             self.proc.kill()
             self.proc.wait()
         os.close(self.master)
+
+
+class Tmux:
+    """A program in a tmux window of its own (a private server; ``size`` columns × rows), run from
+    a shell as a person runs it, and driven so: ``keys`` types, ``screen`` reads what the window
+    shows. The shell stays once the program has ended and says its exit code (``exit_code``)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], size: tuple[int, int] = (80, 24)) -> None:
+        import shlex
+        import tempfile
+
+        self.socket = Path(tempfile.mkdtemp(prefix="airadev-tmux-")) / "s"
+        command = " ".join(shlex.quote(a) for a in argv)
+        shell = f'{command}; echo "[exit $?]"; exec sleep 3600'
+        self._tmux("new-session", "-d", "-x", str(size[0]), "-y", str(size[1]), shell, env=env)
+
+    def _tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
+        result = subprocess.run(
+            ["tmux", "-S", str(self.socket), *args], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert result.returncode == 0, f"tmux {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def keys(self, *keys: str) -> None:
+        """tmux key names (``Down``, ``C-c``) or literal text."""
+        self._tmux("send-keys", *keys)
+
+    def screen(self, escapes: bool = False) -> str:
+        return self._tmux("capture-pane", "-p", *(["-e"] if escapes else []))
+
+    def expect(self, predicate: Callable[[str], Any] | str, timeout: float = 60) -> str:
+        """What the window shows once it holds ``predicate`` (a text, or a test of the screen)."""
+        test = (lambda s: predicate in s) if isinstance(predicate, str) else predicate
+        screen = ""
+
+        def shows() -> bool:
+            nonlocal screen
+            screen = self.screen()
+            return bool(test(screen))
+
+        try:
+            wait_for(shows, timeout=timeout, interval=0.1)
+        except AssertionError:
+            raise AssertionError(f"timed out waiting for {predicate!r}; the window shows:\n{screen}") from None
+        return screen
+
+    def program(self) -> int:
+        """The pid of the program the window's shell runs."""
+        import psutil
+
+        shell = int(self._tmux("display-message", "-p", "#{pane_pid}").strip())
+        return int(wait_for(lambda: psutil.Process(shell).children(), what="the program").pop().pid)
+
+    def exit_code(self, timeout: float = 120) -> int:
+        import re
+
+        screen = self.expect(re.compile(r"\[exit \d+\]").search, timeout=timeout)
+        return int(re.findall(r"\[exit (\d+)\]", screen)[-1])
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], capture_output=True, timeout=30)
+        import shutil
+
+        shutil.rmtree(self.socket.parent, ignore_errors=True)

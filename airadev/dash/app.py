@@ -104,6 +104,8 @@ class Dash(App[None]):
     #logs { height: 1fr; border: round $panel; }
     #search { dock: bottom; display: none; }
     #search.open { display: block; }
+    App:nocolor DataTable > .datatable--cursor { text-style: reverse; }
+    App:nocolor Footer .footer-key--key { text-style: bold; }
     Findings { align: center middle; }
     #findings { width: 90%; height: auto; max-height: 90%; border: round $warning; background: $surface; padding: 0 1; }
     """
@@ -114,15 +116,17 @@ class Dash(App[None]):
         Binding("t", "tunnel", "tunnel"),
         Binding("v", "verify", "verify"),
         Binding("d", "doctor", "doctor"),
-        Binding("a", "all_logs", "all logs"),
-        Binding("slash", "search", "search"),
+        Binding("a", "all_logs", "all"),
+        Binding("slash", "search", "find"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
     ENABLE_COMMAND_PALETTE = False
 
     def __init__(self, paths: Paths, config: Callable[[], Config], *, owner: bool = False) -> None:
-        super().__init__()
+        # NO_COLOR: textual's own answer is greys (still colour codes); with the terminal's
+        # colours it strips them all, and the cursor is shown reversed (CSS, App:nocolor).
+        super().__init__(ansi_color=True if "NO_COLOR" in os.environ else None)
         self.paths = paths
         self.load_config = config
         self.owner = owner  # `up --dash`: quitting stops the stack (said in the title)

@@ -1,0 +1,284 @@
+"""`airadev dash` against a real stack (a detached supervisor and its processes).
+
+textual's pilot drives the app in this process for what is checked cell by cell; tmux drives the
+command as a person does (`send-keys` to act, `capture-pane` to read) for what the terminal shows
+and for how it ends. Every wait is for something shown or a state, with a deadline as a net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from airadev import config as config_module
+from airadev.state import Paths
+from tests.fakes.twilio_api import FakeTwilio
+from tests.harness import PY, Stack, Tmux, fake, free_port, toml_list, wait_for
+from tests.integration.test_tunnel import ORIGINAL, tunnel_stack, twilio  # noqa: F401  (a fixture)
+
+SIZE = (80, 24)
+
+
+def plain_stack(stack: Stack) -> int:
+    port = free_port()
+    stack.write(f"""
+[services.web]
+command = {toml_list(fake("slow_starter.py", port, 0))}
+port = {port}
+health = {{ tcp = true }}
+
+[services.worker]
+command = ["/bin/sh", "-c", "echo \\"worker $$ says hello\\"; exec sleep 100000"]
+depends_on = ["web"]
+""")
+    result = stack.up()
+    assert result.returncode == 0, result.stderr
+    return port
+
+
+def status(stack: Stack) -> dict[str, Any]:
+    result = stack.cli("status", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def pilot(stack: Stack, test: Callable[[Any, Any], Any]) -> None:
+    """Run ``test(app, pilot)`` with the dashboard at 80×24, in this process."""
+    from airadev.dash.app import Dash
+
+    app = Dash(Paths(stack.root), lambda: config_module.load(stack.root))
+
+    async def run() -> None:
+        async with app.run_test(size=SIZE) as driver:
+            await test(app, driver)
+
+    asyncio.run(run())
+
+
+async def until(driver: Any, predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Let the app run until ``predicate()`` holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := predicate()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await driver.pause(0.05)
+    return value
+
+
+def cells(app: Any, name: str) -> list[str]:
+    from textual.widgets import DataTable
+
+    return [str(c) for c in app.query_one(DataTable).get_row(name)]
+
+
+def pane(app: Any) -> str:
+    from textual.widgets import Log
+
+    return "\n".join(app.query_one("#logs", Log).lines)
+
+
+# --- textual's pilot ---------------------------------------------------------------------------
+
+
+def test_the_table_is_what_status_json_says_and_r_restarts_the_selected_service(stack: Stack) -> None:
+    port = plain_stack(stack)
+    before = status(stack)["services"]
+
+    async def test(app: Any, driver: Any) -> None:
+        for name, svc in before.items():
+            row = cells(app, name)
+            assert row[0] == name
+            assert row[1] == svc["state"]
+            assert row[3] == str(svc["pid"])
+            assert row[4] == (str(svc["port"]) if svc["port"] else "-")
+            assert row[6] == str(svc["restarts"])
+            assert row[9] == svc["runtime"]
+        assert cells(app, "web")[4] == str(port)
+        assert cells(app, "web")[2] == "port open"  # the last probe's result
+        # CPU and memory of the process tree, as `status` measures them
+        await until(driver, lambda: cells(app, "web")[7].endswith("%"), "web's CPU")
+        assert cells(app, "web")[8].endswith("MB")
+        # The line the worker printed before the dashboard opened is in the pane (scroll-back).
+        assert f"worker {before['worker']['pid']} says hello" in pane(app)
+
+        await driver.press("down")  # the worker
+        assert app.selected() == "worker"
+        await driver.press("r")
+        after = wait_for(
+            lambda: (s := status(stack)["services"]["worker"])["restarts"] == 1 and s["state"] == "running" and s,
+            what="the worker restarted",
+        )
+        assert after["pid"] != before["worker"]["pid"]
+        await until(driver, lambda: cells(app, "worker")[6] == "1", "the restart count in the table")
+        await until(driver, lambda: cells(app, "worker")[3] == str(after["pid"]), "the new pid in the table")
+        # ... and the line the new worker printed reaches the pane as it is written.
+        await until(driver, lambda: f"worker {after['pid']} says hello" in pane(app), "the new worker's line")
+        assert status(stack)["services"]["web"]["restarts"] == 0  # only the selected service
+
+    pilot(stack, test)
+    assert status(stack)["phase"] == "ready"  # quitting the dashboard leaves the stack running
+
+
+def test_x_stops_and_s_starts_the_selected_service_and_search_keeps_matching_lines(stack: Stack) -> None:
+    plain_stack(stack)
+
+    async def test(app: Any, driver: Any) -> None:
+        await driver.press("down", "x")
+        await until(driver, lambda: cells(app, "worker")[1] == "stopped", "the worker stopped")
+        assert status(stack)["services"]["worker"]["state"] == "stopped"
+        await driver.press("s")
+        await until(driver, lambda: cells(app, "worker")[1] == "running", "the worker running")
+        await driver.press("slash", *"says hello", "enter")
+        await until(driver, lambda: "only 'says hello'" in str(app.query_one("#logs").border_title), "the filter")
+        shown = pane(app).splitlines()
+        assert len(shown) == 2 and all("says hello" in line for line in shown), shown
+        await driver.press("slash", "escape")
+        await until(driver, lambda: "slow starter" in pane(app), "every line again")
+
+    pilot(stack, test)
+
+
+def test_the_tunnel_panel_shows_the_stand_ins_address_and_t_v_t_open_verify_and_close(
+    stack: Stack,
+    twilio: FakeTwilio,  # noqa: F811  (the fixture)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env_local = tunnel_stack(stack, twilio)
+    assert stack.up().returncode == 0
+    for key, value in stack.env.items():  # what `airadev tunnel` would run with
+        monkeypatch.setenv(key, value)
+
+    async def test(app: Any, driver: Any) -> None:
+        panel = app.query_one("#tunnel")
+        assert "tunnel: closed" in str(panel.render())
+        await driver.press("t")
+        await until(driver, lambda: "https://" in str(panel.render()), "the tunnel's address", 120)
+        address = json.loads(stack.cli("tunnel", "--status", "--json").stdout)["address"]
+        assert address.startswith("https://") and address in str(panel.render())
+        assert "VOICE_AGENT_SERVICE_URL" in str(panel.render()) and "Twilio" in str(panel.render())
+        await driver.press("v")
+        await until(driver, lambda: "last verify: 200" in str(panel.render()), "the verify result", 60)
+        assert "TwiML" in str(panel.render())
+        await driver.press("t")
+        await until(driver, lambda: "tunnel: closed" in str(panel.render()), "the tunnel closed", 120)
+
+    pilot(stack, test)
+    assert env_local.read_bytes() == ORIGINAL
+
+
+def test_d_shows_doctors_findings_about_the_selected_service_first(stack: Stack) -> None:
+    plain_stack(stack)
+    (stack.root / "worker").mkdir()
+    env = stack.root / "worker" / ".env"
+    env.write_text("API_KEY=sk_test_abcdefghijklmnopqrstuvwx\n")
+    env.chmod(0o644)  # readable by everyone: doctor's secrets.modes says so
+    text = (stack.root / "airadev.toml").read_text()
+    stack.write(text.replace('depends_on = ["web"]', 'depends_on = ["web"]\ncwd = "worker"\nenv_files = [".env"]'))
+    assert stack.cli("up").returncode == 0
+
+    async def test(app: Any, driver: Any) -> None:
+        from airadev.dash.app import Findings
+
+        await driver.press("down", "d")
+        screen = await until(driver, lambda: isinstance(app.screen, Findings) and app.screen, "the findings", 120)
+        shown = screen.text
+        assert "about worker:" in shown
+        about = shown.split("about worker:")[1].split("the rest of the workspace:")[0]
+        assert "secrets.modes" in about and "worker/.env" in about
+        assert "sk_test_abcdefghijklmnopqrstuvwx" not in shown  # redacted as doctor prints
+        await driver.press("escape")
+        await until(driver, lambda: not isinstance(app.screen, Findings), "the findings closed")
+
+    pilot(stack, test)
+
+
+# --- tmux: the command as a person runs it -------------------------------------------------------
+
+
+@pytest.fixture
+def windows() -> Iterator[list[Tmux]]:
+    made: list[Tmux] = []
+    yield made
+    for window in made:
+        window.close()
+
+
+def tmux(stack: Stack, windows: list[Tmux], *args: str, env: dict[str, str] | None = None) -> Tmux:
+    window = Tmux([PY, "-m", "airadev", "--workspace", str(stack.root), *args], {**stack.environment(), **(env or {})})
+    windows.append(window)
+    return window
+
+
+def test_dash_in_80x24_with_no_color_shows_every_column_acts_and_quits_leaving_the_stack(
+    stack: Stack, windows: list[Tmux]
+) -> None:
+    plain_stack(stack)
+    window = tmux(stack, windows, "dash", env={"NO_COLOR": "1"})
+    screen = window.expect(re.compile(r"worker\s+running").search)
+    header = next(line for line in screen.splitlines() if line.startswith("service"))
+    assert header.split() == ["service", "state", "health", "pid", "port", "up", "rst", "cpu", "mem", "runtime"]
+    assert all(len(line) <= SIZE[0] for line in screen.splitlines())
+    window.expect("q quit")  # the keys, at the foot
+    colours = re.findall(r"\x1b\[[0-9;]*m", window.screen(escapes=True))
+    assert not [c for c in colours if re.search(r"(^|;)(3[0-7]|38|4[0-7]|48|9[0-7]|10[0-7])(;|m)", c[2:])], colours
+    window.keys("Down", "x")
+    window.expect(re.compile(r"worker\s+stopped").search)
+    assert status(stack)["services"]["worker"]["state"] == "stopped"
+    window.keys("q")
+    assert window.exit_code() == 0
+    assert status(stack)["phase"] == "ready"  # the stack keeps running
+
+
+def test_up_dash_shows_the_start_and_q_stops_the_stack_leaving_nothing(stack: Stack, windows: list[Tmux]) -> None:
+    port = free_port()
+    stack.write(f"""
+[services.web]
+command = {toml_list(fake("slow_starter.py", port, 0))}
+port = {port}
+health = {{ tcp = true }}
+""")
+    window = tmux(stack, windows, "up", "--dash")
+    window.expect(re.compile(r"web\s+healthy").search)
+    assert "q stops the stack" in window.screen()
+    stack._remember()
+    pids = stack.stack_processes()
+    window.keys("q")
+    assert window.exit_code() == 0
+    assert "stopped 1 services: web" in window.screen()
+    assert stack.cli("status").returncode == 3
+    stack.wait_nothing_left(pids)
+
+
+def test_up_dash_killed_stops_the_stack_by_itself(stack: Stack, windows: list[Tmux]) -> None:
+    port = free_port()
+    stack.write(f"""
+[services.web]
+command = {toml_list(fake("slow_starter.py", port, 0))}
+port = {port}
+health = {{ tcp = true }}
+""")
+    window = tmux(stack, windows, "up", "--dash")
+    window.expect(re.compile(r"web\s+healthy").search)
+    stack._remember()
+    pids = stack.stack_processes()
+    os.kill(window.program(), signal.SIGKILL)
+    wait_for(lambda: stack.state().get("phase") == "stopped", timeout=60, what="the stack stopped")
+    stack.wait_nothing_left(pids)
+
+
+def test_dash_refuses_without_a_stack_or_without_a_terminal(stack: Stack) -> None:
+    stack.write(f"[services.web]\ncommand = {toml_list(fake('slow_starter.py', free_port(), 0))}\n")
+    nothing = stack.cli("dash")
+    assert nothing.returncode == 3 and "nothing is running" in nothing.stderr
+    assert stack.up().returncode == 0
+    piped = stack.cli("dash")
+    assert piped.returncode == 2 and "the dashboard needs a terminal" in piped.stderr
+    refused = stack.cli("up", "--dash", "--detach")
+    assert refused.returncode == 2 and "--dash" in refused.stderr
