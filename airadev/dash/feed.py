@@ -136,6 +136,8 @@ class LogTail:
         skipped = 0
         end = os.fstat(self._f.fileno()).st_size
         behind = end - self._f.tell()
+        if behind < 0:  # truncated: the caller starts again from its beginning
+            return 0, 0
         if behind > self.budget:  # a flood: pass over all but the last quarter of the budget
             start = self._f.tell()
             self._f.seek(end - self.budget // 4)
