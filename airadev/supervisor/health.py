@@ -30,6 +30,15 @@ class Report(Protocol):
     def log_trace(self, what: str, exc: BaseException) -> None: ...
     def internal_fix(self) -> str: ...
     def hide(self, text: str) -> str: ...
+    def write_state(self) -> None: ...
+
+
+def _health(unit: Unit, message: str, report: Report) -> None:
+    """The last check's result; the state file is written again when it says something new
+    (its words are stable: "HTTP 200", "port open"), so that the dashboard shows it."""
+    if message != unit.health:
+        unit.health = message
+        report.write_state()
 
 
 async def probe_loop(
@@ -44,7 +53,7 @@ async def probe_loop(
         if unit.instance is not instance:
             return
         message = report.hide(message)  # an exec probe's output may hold anything
-        unit.health = message
+        _health(unit, message, report)
         if ok:
             failures = 0
             report.passed(unit, message, first=not healthy_once)
@@ -86,7 +95,7 @@ async def own_check_loop(unit: Unit, instance: Instance, report: Report) -> None
         if unit.instance is not instance:
             return
         message = report.hide(message)
-        unit.health = message
+        _health(unit, message, report)
         if ok:
             failures = 0
             report.passed(unit, message, first=not healthy_once)

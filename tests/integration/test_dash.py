@@ -126,6 +126,29 @@ def test_the_table_is_what_status_json_says_and_r_restarts_the_selected_service(
     assert status(stack)["phase"] == "ready"  # quitting the dashboard leaves the stack running
 
 
+def test_the_health_cell_is_the_last_probes_result_before_the_state_changes(stack: Stack) -> None:
+    port = free_port()
+    flag = stack.root / "sick"
+    stack.write(f"""
+[services.api]
+command = {toml_list(fake("switchable.py", port, flag))}
+port = {port}
+health = {{ http = "/health", interval = "0.2s", retries = 1000 }}
+""")
+    assert stack.up().returncode == 0
+
+    async def test(app: Any, driver: Any) -> None:
+        assert cells(app, "api")[1:3] == ["healthy", "HTTP 200"]
+        flag.touch()
+        await until(driver, lambda: cells(app, "api")[2] == "HTTP 503", "the failed probe in the table")
+        assert cells(app, "api")[1] == "healthy"  # a thousand retries before it is unhealthy
+        assert status(stack)["services"]["api"]["health"] == "HTTP 503"
+        flag.unlink()
+        await until(driver, lambda: cells(app, "api")[2] == "HTTP 200", "the probe passing again")
+
+    pilot(stack, test)
+
+
 def test_x_stops_and_s_starts_the_selected_service_and_search_keeps_matching_lines(stack: Stack) -> None:
     plain_stack(stack)
 
