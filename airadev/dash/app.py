@@ -294,6 +294,7 @@ class Dash(App[None]):
         lines = feed.history(self.paths, names, HISTORY, self.needle)
         width = max((len(n) for n in names), default=0)
         log.write_lines([feed.shown(line, self.following == ALL, width) for line in lines])
+        log.scroll_end(animate=False)  # (once laid out: a cleared pane is not "at the end" yet)
         self._show_title()
 
     def _read_logs(self, dirty: set[str]) -> None:
@@ -362,6 +363,7 @@ class Dash(App[None]):
         box.add_class("open")
         box.value = self.needle
         box.focus()
+        self._keep_at_end()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.needle = event.value.strip()
@@ -380,6 +382,14 @@ class Dash(App[None]):
         box = self.query_one("#search", Input)
         box.remove_class("open")
         self.query_one(DataTable).focus()
+        self._keep_at_end()
+
+    def _keep_at_end(self) -> None:
+        """The search box takes lines from the pane: one following its newest line goes on doing so
+        (textual's Log follows only while it is at its end, which a shorter pane is not)."""
+        log = self.query_one("#logs", Log)
+        if log.is_vertical_scroll_end:
+            log.scroll_end(animate=False)
 
     def action_restart(self) -> None:
         self._service_op(control.Op.RESTART, "restarting")

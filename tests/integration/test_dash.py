@@ -37,6 +37,9 @@ health = {{ tcp = true }}
 [services.worker]
 command = ["/bin/sh", "-c", "echo \\"worker $$ says hello\\"; exec sleep 100000"]
 depends_on = ["web"]
+
+[services.chatty]
+command = {toml_list(fake("printer.py", "--lines", 300, "--tag", "chatty"))}
 """)
     result = stack.up()
     assert result.returncode == 0, result.stderr
@@ -158,12 +161,20 @@ def test_x_stops_and_s_starts_the_selected_service_and_search_keeps_matching_lin
         assert status(stack)["services"]["worker"]["state"] == "stopped"
         await driver.press("s")
         await until(driver, lambda: cells(app, "worker")[1] == "running", "the worker running")
-        await driver.press("slash", *"says hello", "enter")
+        log = app.query_one("#logs")
+        await until(driver, lambda: log.max_scroll_y > 0 and log.is_vertical_scroll_end, "a full pane at its end")
+        await driver.press("slash")  # the search box takes lines from the pane: it stays at its end
+        await until(driver, lambda: app.query_one("#search").has_class("open"), "the search box")
+        await driver.pause()
+        assert log.is_vertical_scroll_end
+        await driver.press(*"says hello", "enter")
         await until(driver, lambda: "only 'says hello'" in str(app.query_one("#logs").border_title), "the filter")
         shown = pane(app).splitlines()
         assert len(shown) == 2 and all("says hello" in line for line in shown), shown
         await driver.press("slash", "escape")
         await until(driver, lambda: "slow starter" in pane(app), "every line again")
+        # A pane filled again follows its newest line (it scrolls to the end), as it did before.
+        await until(driver, lambda: log.max_scroll_y > 0 and log.is_vertical_scroll_end, "the pane at its end")
 
     pilot(stack, test)
 
