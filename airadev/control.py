@@ -43,6 +43,7 @@ class TunnelAction(enum.StrEnum):
     STATUS = "status"
     OPEN = "open"  # with "domain", "region", "keep", "env"
     CLOSE = "close"  # with "keep"
+    VERIFIED = "verified"  # with "address" and "result": a test call's outcome, kept with the open tunnel
 
 
 @contextlib.contextmanager

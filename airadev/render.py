@@ -458,8 +458,18 @@ def tunnel_status(status: TunnelStatus) -> None:
     database = status.detail("database")
     if database and not any(i["kind"] == "db" for i in status.rewired):
         info(f"  database: {database}")
+    if status.detail("verified"):
+        info(f"  last verify: {verify_line(status.detail('verified'))}")
     if status.keep:
         info("  (--keep: the rewiring stays when the tunnel closes)")
+
+
+def verify_line(verified: dict[str, Any]) -> str:
+    """The last test call through the tunnel, as the supervisor keeps it (TunnelAction.VERIFIED)."""
+    when = time.strftime("%H:%M:%S", time.localtime(verified.get("at") or 0))
+    kind = "TwiML" if verified.get("twiml") else "not TwiML"
+    wrong = f"  ✗ {verified['wrong']}" if verified.get("wrong") else ""
+    return f"{when}: {verified.get('status')} in {verified.get('ms') or 0:.0f} ms, {kind}{wrong}"
 
 
 def tunnel_closed(result: dict[str, Any]) -> None:

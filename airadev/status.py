@@ -147,7 +147,7 @@ class ServiceStatus(NamedTuple):
 
 
 # What a tunnel's status may say beyond its state, in the order it learns them while opening.
-_TUNNEL_DETAILS = ("opened_at", "agent_start_seconds", "env_file", "ui_reload", "twilio", "database")
+_TUNNEL_DETAILS = ("opened_at", "agent_start_seconds", "env_file", "ui_reload", "twilio", "database", "verified")
 
 
 class TunnelStatus(NamedTuple):

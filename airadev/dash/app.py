@@ -137,7 +137,6 @@ class Dash(App[None]):
         self.tails: dict[str, feed.LogTail] = {}
         self.following = ALL
         self.needle = ""
-        self.verified = ""
         self.deliveries = ""
         self._rows: dict[str, tuple[str, ...]] = {}
         self._title = ""
@@ -166,6 +165,8 @@ class Dash(App[None]):
         asyncio.get_running_loop().add_reader(self._watcher.fd, self._woken)
         if self.stack.status is not None and self.stack.alive:
             self.usage = self.sampler.sample(self.stack.status)  # from here on, CPU is since the last look
+        for name in self._databases():  # the last delivery before the dashboard opened
+            self._delivery([logstore.Line(name, raw) for raw in logstore.tail(self.paths.log(name), 200)])
         self._show_stack()
         self._load_history()
         self.set_interval(USAGE_EVERY, self._sample)
@@ -263,8 +264,8 @@ class Dash(App[None]):
             lines.append(f"tunnel: {tunnel.state}")
         else:
             lines.append(render.tunnel_line(tunnel))
-        if self.verified:
-            lines.append(f"  last verify: {self.verified}")
+        if tunnel is not None and tunnel.detail("verified") and tunnel.state == "open":
+            lines.append(f"  last verify {render.verify_line(tunnel.detail('verified'))}")
         stripe = status.services.get("stripe") if status else None
         if stripe is not None and stripe.runtime == "stripe":
             lines.append(f"stripe: {stripe.state}" + (f" ({stripe.message})" if stripe.message else ""))
@@ -311,7 +312,7 @@ class Dash(App[None]):
             chunk = tail.read(PER_READ)
             self.rate.add(chunk.arrived)
             lines = [logstore.Line(name, raw) for raw in chunk.lines]
-            if name == "db":
+            if name in self._databases():
                 self._delivery(lines)
             if self.following not in (ALL, name):
                 continue
@@ -324,6 +325,11 @@ class Dash(App[None]):
         if batch:
             log.write_lines([feed.shown(line, self.following == ALL, width) for line in batch])
         self._show_title()
+
+    def _databases(self) -> list[str]:
+        """The postgres runtime's services: their logs have the KB trigger's deliveries."""
+        status = self.stack.status
+        return [n for n, svc in status.services.items() if svc.runtime == "postgres"] if status else []
 
     def _delivery(self, lines: list[logstore.Line]) -> None:
         """The database's webhook deliveries (pg_net: `POST url → 200 in 12 ms`), the last one."""
@@ -450,14 +456,13 @@ class Dash(App[None]):
         self.say(f"verify: calling {address}…")
 
         def work() -> str:
-            from airadev.operations.tunnel import verdict, verify
+            from airadev.operations.tunnel import record, verdict, verify
 
             result = verify(address, self.load_config())
             wrong = verdict(result)
+            record(self.paths, address, result, wrong)  # the panel shows it from the state file
             kind = "TwiML" if result["twiml"] else "not TwiML"
-            self.verified = f"{result['status']} in {result['ms']:.0f} ms, {kind}" + (f" ✗ {wrong[0]}" if wrong else "")
-            self.call_from_thread(self._show_tunnel)
-            return f"verify: {self.verified}"
+            return f"verify: {result['status']} in {result['ms']:.0f} ms, {kind}" + (f" ✗ {wrong[0]}" if wrong else "")
 
         self._in_background(work)
 

@@ -141,6 +141,7 @@ def _verify(
             _close(paths, "the test call failed")
         raise
     wrong = verdict(result)
+    record(paths, status.address, result, wrong)
     if options.as_json:
         view.json({"schema": 1, **result})
     else:
@@ -149,6 +150,18 @@ def _verify(
         if closes:
             view.closed(_close(paths, "the test call failed"))
         raise AiradevError(*wrong)
+
+
+def record(paths: Paths, address: str, result: Mapping[str, Any], wrong: tuple[str, str] | None) -> None:
+    """Tell the running stack a test call's outcome: `tunnel --status` and the dashboard show the
+    last one. Best effort: the call's own outcome is what the caller says."""
+    from airadev.operations import manage
+
+    summary = {key: result.get(key) for key in ("status", "ms", "twiml")} | {"wrong": wrong[0] if wrong else ""}
+    try:
+        manage.request(paths, Op.TUNNEL, action=TunnelAction.VERIFIED, address=address, result=summary)
+    except AiradevError:
+        pass
 
 
 def still_rewired(paths: Paths) -> list[str]:

@@ -120,6 +120,10 @@ class ControlServer:
             ) from None
         if action is TunnelAction.STATUS:
             return (self.sup.tunnel.status() if self.sup.tunnel else TunnelStatus("closed", brief=True)).to_json()
+        if action is TunnelAction.VERIFIED:
+            result = request.get("result")
+            address = str(request.get("address") or "")
+            return bool(self.sup.tunnel and isinstance(result, dict) and self.sup.tunnel.verified(address, result))
         if self.sup.stopping:
             raise AiradevError("the stack is stopping", "start it again with `airadev up`")
         if action is TunnelAction.OPEN:

@@ -64,6 +64,15 @@ class TunnelController:
             tuple(_shown(s) for s in steps if s["status"] == "applied"),
         )
 
+    def verified(self, address: str, result: dict[str, Any]) -> bool:
+        """A test call's outcome (`tunnel --verify`, the dashboard's `v`), kept while this tunnel is open."""
+        if self.state != "open" or address != self.address:
+            return False
+        kept = {key: result.get(key) for key in ("status", "ms", "twiml", "wrong")}
+        self.details["verified"] = {**kept, "at": round(time.time(), 3)}
+        self.sup.write_state()
+        return True
+
     def mark(self, state: str, message: str = "") -> None:
         self.state, self.message = state, message
         self.sup.write_state()

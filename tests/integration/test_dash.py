@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from airadev import config as config_module
+from airadev import render
 from airadev.state import Paths
 from tests.fakes.twilio_api import FakeTwilio
 from tests.harness import PY, Stack, Tmux, fake, free_port, toml_list, wait_for
@@ -152,6 +153,36 @@ health = {{ http = "/health", interval = "0.2s", retries = 1000 }}
     pilot(stack, test)
 
 
+def test_the_dashboard_writes_nothing_and_follows_the_stack_down_and_up_again(stack: Stack) -> None:
+    plain_stack(stack)
+    supervisor = stack.state()["supervisor_pid"]
+
+    def files() -> dict[str, tuple[int, int]]:
+        return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in stack.state_dir.rglob("*") if p.is_file()}
+
+    async def test(app: Any, driver: Any) -> None:
+        # With the supervisor frozen, nothing but the dashboard could write: nothing is written.
+        os.kill(supervisor, signal.SIGSTOP)
+        try:
+            before = files()
+            await driver.press("a", "a", "slash", *"hello", "enter", "slash", "escape")
+            await until(driver, lambda: app.sampler._last, "a look at CPU and memory")
+            await driver.pause(0.1)
+            assert files() == before
+        finally:
+            os.kill(supervisor, signal.SIGCONT)
+        title = app.query_one("#title")
+        assert stack.cli("down").returncode == 0
+        await until(driver, lambda: "stopped" in str(title.render()), "the title saying the stack stopped")
+        assert stack.up().returncode == 0  # a new run: the dashboard follows it
+        await until(driver, lambda: "ready" in str(title.render()), "the new run ready")
+        now = status(stack)["services"]["worker"]["pid"]
+        await until(driver, lambda: cells(app, "worker")[3] == str(now), "the new run's pids")
+        await until(driver, lambda: f"worker {now} says hello" in pane(app), "the new run's lines")
+
+    pilot(stack, test)
+
+
 def test_x_stops_and_s_starts_the_selected_service_and_search_keeps_matching_lines(stack: Stack) -> None:
     plain_stack(stack)
 
@@ -198,8 +229,15 @@ def test_the_tunnel_panel_shows_the_stand_ins_address_and_t_v_t_open_verify_and_
         assert address.startswith("https://") and address in str(panel.render())
         assert "VOICE_AGENT_SERVICE_URL" in str(panel.render()) and "Twilio" in str(panel.render())
         await driver.press("v")
-        await until(driver, lambda: "last verify: 200" in str(panel.render()), "the verify result", 60)
-        assert "TwiML" in str(panel.render())
+        await until(driver, lambda: re.search(r"last verify \S+: 200 in \d+ ms, TwiML", str(panel.render())), "v", 60)
+        kept = json.loads(stack.cli("tunnel", "--status", "--json").stdout)["verified"]
+        assert (kept["status"], kept["twiml"], kept["wrong"]) == (200, True, "")  # kept by the stack
+        # A test call from another terminal is the panel's last one too.
+        assert stack.cli("tunnel", "--verify").returncode == 0
+        again = json.loads(stack.cli("tunnel", "--status", "--json").stdout)["verified"]
+        assert again["at"] > kept["at"]
+        line = render.verify_line(again)
+        await until(driver, lambda: line in str(panel.render()), "the CLI's verify on the panel", 60)
         await driver.press("t")
         await until(driver, lambda: "tunnel: closed" in str(panel.render()), "the tunnel closed", 120)
 

@@ -61,3 +61,11 @@ def test_airadev_has_no_import_loops() -> None:
 def test_no_module_is_longer_than_a_newcomer_reads_at_once() -> None:
     lengths = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert {name: n for name, n in lengths.items() if n > LONGEST} == {}
+
+
+def test_only_the_dashboard_imports_textual() -> None:
+    """`airadev dash` alone pays for textual: no other command imports it (nor the modules they use)."""
+    graph = grimp.build_graph("airadev", include_external_packages=True)
+    assert graph.find_modules_that_directly_import("textual") == {"airadev.dash.app"}
+    importers = graph.find_downstream_modules("airadev.dash.app")
+    assert importers <= {"airadev.dash", "airadev.cli", "airadev.__main__"}, importers
