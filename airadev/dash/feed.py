@@ -55,10 +55,12 @@ class UsageSampler:
     def __init__(self) -> None:
         self._foreign: dict[int, int] = {}
         self._last: dict[str, tuple[int | None, float, float]] = {}  # name → (pid, when, cpu seconds)
+        self.samples = 0
 
     def sample(self, status: StackStatus) -> dict[str, Usage]:
         if len(self._foreign) > 16384:  # pids are reused: forget now and then
             self._foreign.clear()
+        self.samples += 1
         groups = {s.pgid: name for name, s in status.services.items() if s.pgid and s.pid}
         found = reaper.usage(status.marker, groups, self._foreign)
         now = time.monotonic()

@@ -165,9 +165,9 @@ def test_the_dashboard_writes_nothing_and_follows_the_stack_down_and_up_again(st
         os.kill(supervisor, signal.SIGSTOP)
         try:
             before = files()
+            looked = app.sampler.samples
             await driver.press("a", "a", "slash", *"hello", "enter", "slash", "escape")
-            await until(driver, lambda: app.sampler._last, "a look at CPU and memory")
-            await driver.pause(0.1)
+            await until(driver, lambda: app.sampler.samples > looked, "its next look at CPU and memory")
             assert files() == before
         finally:
             os.kill(supervisor, signal.SIGCONT)
