@@ -35,17 +35,17 @@ KEEP = 5000  # lines the pane holds
 PER_READ = 400  # at most this many new lines a service shows per read: the rest is counted
 SETTLE = 0.1  # seconds between a change and reading it: a flood is read ten times a second
 USAGE_EVERY = 2.0
-COLUMNS = (  # (label, key, width): 80 columns hold them all
-    ("service", "name", 11),
+COLUMNS = (  # (label, key, width): 80 columns hold them all, a space between each two
+    ("service", "name", 12),
     ("state", "state", 11),
-    ("health", "health", 11),
+    ("health", "health", 10),
     ("pid", "pid", 8),
     ("port", "port", 6),
-    ("up", "uptime", 7),
+    ("up", "uptime", 6),
     ("rst", "restarts", 4),
     ("cpu", "cpu", 6),
-    ("mem", "mem", 7),
-    ("runtime", "runtime", 8),
+    ("mem", "mem", 8),
+    ("runtime", "runtime", 9),
 )
 
 
@@ -54,17 +54,24 @@ def row(svc: ServiceStatus, usage: Usage | None, now: float) -> tuple[str, ...]:
     running = svc.pid is not None or svc.container is not None
     uptime = now - svc.started_at if running and svc.started_at else None
     health = svc.health or (svc.message if svc.state != "healthy" else "") or "-"
-    return (
+    cpu = None if usage is None else usage.cpu_percent
+    cells = (
         svc.state,
         health,
         str(svc.pid or "-"),
         str(svc.port or "-"),
         _uptime(uptime),
-        str(svc.restarts),
-        "-" if usage is None or usage.cpu_percent is None else f"{usage.cpu_percent:.1f}%",
+        str(svc.restarts) if svc.restarts < 1000 else "1k+",
+        "-" if cpu is None else f"{cpu:.1f}%" if cpu < 100 else f"{cpu:.0f}%",
         render.size(usage.rss_bytes if usage else None),
         "attached" if svc.attached else svc.runtime,
     )
+    return tuple(clip(text, width) for text, (_, _, width) in zip(cells, COLUMNS[1:]))
+
+
+def clip(text: str, width: int) -> str:
+    """What fits a column and leaves the space before the next one."""
+    return text if len(text) < width else text[: width - 2] + "…"
 
 
 def _uptime(seconds: float | None) -> str:
@@ -99,7 +106,7 @@ class Dash(App[None]):
     CSS = """
     #title { height: 1; background: $panel; }
     #services { height: auto; max-height: 12; }
-    #tunnel { height: auto; max-height: 4; color: $text-muted; }
+    #tunnel { height: auto; max-height: 5; color: $text-muted; }
     #said { height: 1; }
     #logs { height: 1fr; border: round $panel; }
     #search { dock: bottom; display: none; }
@@ -222,7 +229,7 @@ class Dash(App[None]):
         rate = self.rate.per_second()
         shown = "all services" if self.following == ALL else self.following
         filtered = f" · only '{self.needle}'" if self.needle else ""
-        flow = f" · {rate:,.0f} lines/s" if rate >= 1 else ""
+        flow = f" · {rate:,.0f} lines/s" if rate >= 10 else ""  # a flood's, not a heartbeat's
         quitting = " · q stops the stack" if self.owner else ""
         title = f" airadev · {self.paths.root.name} · {phase}{quitting}"
         if title != self._title:  # an update repaints, changed or not
@@ -243,7 +250,7 @@ class Dash(App[None]):
             selected = self.selected()
             table.clear()
             for name, cells in rows.items():
-                table.add_row(name, *cells, key=name)
+                table.add_row(clip(name, COLUMNS[0][2]), *cells, key=name)
             if selected in rows:
                 table.move_cursor(row=list(rows).index(selected))
         else:

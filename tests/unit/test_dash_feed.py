@@ -116,3 +116,18 @@ def test_usage_reads_a_strangers_environment_once_but_not_a_young_ones(monkeypat
         for proc in (ours, young):
             proc.kill()
             proc.wait()
+
+
+def test_a_row_fits_its_columns_with_a_space_between_them() -> None:
+    from airadev.dash.app import COLUMNS, clip, row
+    from airadev.status import ServiceStatus, Usage
+
+    svc = ServiceStatus(
+        "crash-loop", health="connection refused by 127.0.0.1", pid=4194303, port=65535, started_at=time.time() - 7300,
+        restarts=1234, runtime="supabase",
+    )  # fmt: skip
+    cells = row(svc, Usage(180.5, 123 * 1024**3, 3), time.time())
+    assert cells == ("crash-loop", "connecti…", "4194303", "65535", "2h01m", "1k+", "180%", "123.0GB", "supabase")
+    assert all(len(text) < width for text, (_, _, width) in zip(cells, COLUMNS[1:]))
+    assert sum(width for _, _, width in COLUMNS) <= 80
+    assert clip("voice-agent", 12) == "voice-agent" and clip("voice-agent-2", 12) == "voice-agen…"
