@@ -24,6 +24,7 @@ def main() -> int:
         ["doctor.py"] + (["--runs", "3"] if quick else []),
         ["containers.py"] + (["--runs", "3"] if quick else []),
         ["kb_trigger.py"] + (["--inserts", "10"] if quick else []),
+        ["dash.py"] + (["--runs", "2", "--seconds", "10"] if quick else []),
     ]
     failed = []
     for argv in runs:
