@@ -139,8 +139,10 @@ def up(
     from airadev.operations import up as op
     from airadev.operations.logs import running
 
-    if dash and detach:
-        raise UsageError("--dash shows the stack in this terminal: not with --detach", "leave out one of them")
+    if dash:
+        from airadev import dash as ui
+
+        ui.refuse(detach)
     config = _config()
     wait = _duration("--timeout", timeout)
     if running(_paths()):
@@ -151,8 +153,6 @@ def up(
             )
         views.applied(op.apply_running(config, op.select(config, services or [], no_deps), wait, no_deps))
         if dash:
-            from airadev import dash as ui
-
             ui.show(_paths(), _config)
         return
     if runtime is not None:
@@ -164,8 +164,6 @@ def up(
         raise UsageError("--domain, --region and --keep go with --tunnel", "add --tunnel, or leave them out")
     tunnel_options = {"domain": domain or "", "region": region or "", "keep": keep} if tunnel else None
     if dash:
-        from airadev import dash as ui
-
         return ui.up(config, names, _config, tunnel=tunnel_options, runtime=runtime or "", build=build)
     if detach:
         started = op.start_detached(

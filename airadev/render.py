@@ -469,6 +469,8 @@ def verify_line(verified: dict[str, Any]) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(verified.get("at") or 0))
     kind = "TwiML" if verified.get("twiml") else "not TwiML"
     wrong = f"  ✗ {verified['wrong']}" if verified.get("wrong") else ""
+    if verified.get("status") is None:  # no answer at all
+        return f"{when}: failed{wrong}"
     return f"{when}: {verified.get('status')} in {verified.get('ms') or 0:.0f} ms, {kind}{wrong}"
 
 

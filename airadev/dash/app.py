@@ -12,13 +12,18 @@ Only this module imports textual (and only `airadev dash` and `up --dash` import
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Log, Static
 
@@ -53,8 +58,11 @@ def row(svc: ServiceStatus, usage: Usage | None, now: float) -> tuple[str, ...]:
     """A service's cells, as `status` words them."""
     running = svc.pid is not None or svc.container is not None
     uptime = now - svc.started_at if running and svc.started_at else None
-    health = svc.health or (svc.message if svc.state != "healthy" else "") or "-"
-    cpu = None if usage is None else usage.cpu_percent
+    if running:
+        health = svc.health or (svc.message if svc.state != "healthy" else "") or "-"
+    else:  # a stopped service's last probe and figures say nothing now; why it stopped may
+        health, usage = svc.message or "-", None
+    cpu = None if usage is None or not usage.processes else usage.cpu_percent
     cells = (
         svc.state,
         health,
@@ -63,10 +71,18 @@ def row(svc: ServiceStatus, usage: Usage | None, now: float) -> tuple[str, ...]:
         _uptime(uptime),
         str(svc.restarts) if svc.restarts < 1000 else "1k+",
         "-" if cpu is None else f"{cpu:.1f}%" if cpu < 100 else f"{cpu:.0f}%",
-        render.size(usage.rss_bytes if usage else None),
+        memory(usage.rss_bytes if usage and usage.processes else None),
         "attached" if svc.attached else svc.runtime,
     )
     return tuple(clip(text, width) for text, (_, _, width) in zip(cells, COLUMNS[1:]))
+
+
+def memory(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1 << 20:
+        return f"{value / 1024:.0f}KB"
+    return f"{value / (1 << 20):.1f}MB" if value < 1000 << 20 else f"{value / (1 << 30):.1f}GB"
 
 
 def clip(text: str, width: int) -> str:
@@ -96,7 +112,8 @@ class Findings(ModalScreen[None]):
         self.text = text
 
     def compose(self) -> ComposeResult:
-        yield Static(self.text, id="findings")
+        with VerticalScroll(id="findings"):
+            yield Static(self.text, markup=False)
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
@@ -105,7 +122,7 @@ class Findings(ModalScreen[None]):
 class Dash(App[None]):
     CSS = """
     #title { height: 1; background: $panel; }
-    #services { height: auto; max-height: 12; }
+    #services { height: auto; max-height: 12; overflow-x: hidden; scrollbar-size-vertical: 1; }
     #tunnel { height: auto; max-height: 5; color: $text-muted; }
     #said { height: 1; }
     #logs { height: 1fr; border: round $panel; }
@@ -115,6 +132,7 @@ class Dash(App[None]):
     App:nocolor Footer .footer-key--key { text-style: bold; }
     Findings { align: center middle; }
     #findings { width: 90%; height: auto; max-height: 90%; border: round $warning; background: $surface; padding: 0 1; }
+    #findings Static { height: auto; }
     """
     BINDINGS = [
         Binding("r", "restart", "restart"),
@@ -127,6 +145,8 @@ class Dash(App[None]):
         Binding("slash", "search", "find"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+        Binding("pageup", "page(-1)", "scroll back", show=False, priority=True),  # the pane's, not the table's
+        Binding("pagedown", "page(1)", "scroll on", show=False, priority=True),
     ]
     ENABLE_COMMAND_PALETTE = False
 
@@ -155,14 +175,14 @@ class Dash(App[None]):
     # --- layout ---------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(id="title")
+        yield Static(id="title", markup=False)
         table: DataTable[str] = DataTable(id="services", cursor_type="row", cell_padding=0)
         for label, key, width in COLUMNS:
             table.add_column(label, key=key, width=width)
         yield table
-        yield Static(id="tunnel")
-        yield Static(id="said")
-        yield Log(id="logs", max_lines=KEEP)
+        yield Static(id="tunnel", markup=False)
+        yield Static(id="said", markup=False)
+        yield Pane(id="logs", max_lines=KEEP)
         yield Input(id="search", placeholder="show only lines with… (Enter; Esc clears)")
         yield Footer()
 
@@ -180,6 +200,8 @@ class Dash(App[None]):
         self.query_one(DataTable).focus()
 
     def on_unmount(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
         if self._watcher is not None:
             asyncio.get_running_loop().remove_reader(self._watcher.fd)
             self._watcher.close()
@@ -206,11 +228,10 @@ class Dash(App[None]):
         self._read_logs(dirty)
 
     def _sample(self) -> None:
-        status = self.stack.status
-        if status is not None and self.stack.alive:
-            self.usage = self.sampler.sample(status)
-        elif self.stack.read():  # the supervisor died without a last word: say so
+        if self.stack.read():  # a supervisor killed outright writes no last word: its death is read here
             self._show_stack()
+        status = self.stack.status
+        self.usage = self.sampler.sample(status) if status is not None and self.stack.alive else {}
         self._show_services()
         self._show_title()
 
@@ -228,7 +249,7 @@ class Dash(App[None]):
             phase = "the supervisor is gone"
         rate = self.rate.per_second()
         shown = "all services" if self.following == ALL else self.following
-        filtered = f" · only '{self.needle}'" if self.needle else ""
+        filtered = f" · only '{escape(self.needle)}'" if self.needle else ""
         flow = f" · {rate:,.0f} lines/s" if rate >= 10 else ""  # a flood's, not a heartbeat's
         quitting = " · q stops the stack" if self.owner else ""
         title = f" airadev · {self.paths.root.name} · {phase}{quitting}"
@@ -236,7 +257,7 @@ class Dash(App[None]):
             self._title = title
             self.query_one("#title", Static).update(title)
         log = self.query_one("#logs", Log)
-        pane = f"logs: {shown}{filtered}{flow}"
+        pane = f"logs: {escape(shown)}{filtered}{flow}"
         if log.border_title != pane:
             log.border_title = pane
 
@@ -250,7 +271,7 @@ class Dash(App[None]):
             selected = self.selected()
             table.clear()
             for name, cells in rows.items():
-                table.add_row(clip(name, COLUMNS[0][2]), *cells, key=name)
+                table.add_row(*(Text(cell) for cell in (clip(name, COLUMNS[0][2]), *cells)), key=name)
             if selected in rows:
                 table.move_cursor(row=list(rows).index(selected))
         else:
@@ -258,7 +279,7 @@ class Dash(App[None]):
             for name, cells in rows.items():
                 for key, old, new in zip(keys, self._rows[name], cells):
                     if old != new:
-                        table.update_cell(name, key, new)
+                        table.update_cell(name, key, Text(new))
         self._rows = rows
 
     def _show_tunnel(self) -> None:
@@ -293,17 +314,22 @@ class Dash(App[None]):
 
     def _load_history(self) -> None:
         """The pane's scroll-back: the last stored lines of what it follows (filtered)."""
-        log = self.query_one("#logs", Log)
+        log = self.query_one("#logs", Pane)
         log.clear()
         names = self._names() if self.following == ALL else [self.following]
-        for name in self._names():
-            if name not in self.tails:  # from here on, each tail reads what is new
-                self.tails[name] = feed.LogTail(self.paths.log(name))
-        lines = feed.history(self.paths, names, HISTORY, self.needle)
+        self._read_logs(set(self.tails))  # what the tails have not read yet is history now ...
+        ends = {name: self._tail(name).position for name in self._names()}  # ... up to here
+        lines = feed.history(self.paths, names, HISTORY, self.needle, ends)
         width = max((len(n) for n in names), default=0)
+        log.clear()
         log.write_lines([feed.shown(line, self.following == ALL, width) for line in lines])
-        log.scroll_end(animate=False)  # (once laid out: a cleared pane is not "at the end" yet)
+        log.follow()
         self._show_title()
+
+    def _tail(self, name: str, from_end: bool = True) -> feed.LogTail:
+        if name not in self.tails:
+            self.tails[name] = feed.LogTail(self.paths.log(name), from_end=from_end)
+        return self.tails[name]
 
     def _read_logs(self, dirty: set[str]) -> None:
         names = self._names()
@@ -311,22 +337,19 @@ class Dash(App[None]):
         batch: list[logstore.Line] = []
         passed = 0
         for name in dirty:
-            tail = self.tails.get(name)
-            if tail is None:
-                if name not in names:
-                    continue
-                tail = self.tails[name] = feed.LogTail(self.paths.log(name))
-            chunk = tail.read(PER_READ)
-            self.rate.add(chunk.arrived)
+            if name not in self.tails and name not in names:
+                continue
+            chunk = self._tail(name, from_end=False).read(PER_READ)  # a log first seen now: all of it
             lines = [logstore.Line(name, raw) for raw in chunk.lines]
             if name in self._databases():
                 self._delivery(lines)
             if self.following not in (ALL, name):
                 continue
+            self.rate.add(chunk.arrived)
             passed += chunk.arrived - len(chunk.lines)
             batch.extend(line for line in lines if feed.matches(line, self.needle))
         batch.sort(key=lambda line: line.stamp)
-        log = self.query_one("#logs", Log)
+        log = self.query_one("#logs", Pane)
         if passed:
             log.write_line(f"… {passed:,} lines not shown here (a flood: `airadev logs` has them all)")
         if batch:
@@ -376,7 +399,6 @@ class Dash(App[None]):
         box.add_class("open")
         box.value = self.needle
         box.focus()
-        self._keep_at_end()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.needle = event.value.strip()
@@ -395,14 +417,13 @@ class Dash(App[None]):
         box = self.query_one("#search", Input)
         box.remove_class("open")
         self.query_one(DataTable).focus()
-        self._keep_at_end()
 
-    def _keep_at_end(self) -> None:
-        """The search box takes lines from the pane: one following its newest line goes on doing so
-        (textual's Log follows only while it is at its end, which a shorter pane is not)."""
-        log = self.query_one("#logs", Log)
-        if log.is_vertical_scroll_end:
-            log.scroll_end(animate=False)
+    def action_page(self, direction: int) -> None:
+        log = self.query_one("#logs", Pane)
+        if direction < 0:
+            log.scroll_page_up(animate=False)
+        else:
+            log.scroll_page_down(animate=False)
 
     def action_restart(self) -> None:
         self._service_op(control.Op.RESTART, "restarting")
@@ -434,14 +455,12 @@ class Dash(App[None]):
 
         def work() -> str:
             if is_open:
+                env = {key: os.environ[key] for key in ("AIRADEV_TWILIO_API_BASE",) if key in os.environ}
                 result = control.request(
                     self.paths.socket, control.Op.TUNNEL, action=control.TunnelAction.CLOSE, why="airadev dash",
-                    timeout=120,
+                    env=env, timeout=120,
                 )  # fmt: skip
-                failed = result.get("failed") or []
-                return "tunnel: closed" + (
-                    f"; not put back: {'; '.join(failed)}" if failed else ", everything put back"
-                )
+                return closed(result)
             from airadev.rewiring import ENV_KEYS
 
             env = {key: os.environ[key] for key in ENV_KEYS if key in os.environ}
@@ -465,7 +484,11 @@ class Dash(App[None]):
         def work() -> str:
             from airadev.operations.tunnel import record, verdict, verify
 
-            result = verify(address, self.load_config())
+            try:
+                result = verify(address, self.load_config())
+            except AiradevError as exc:  # no answer at all: the last verify is this failure
+                record(self.paths, address, {}, (exc.message, exc.fix))
+                raise
             wrong = verdict(result)
             record(self.paths, address, result, wrong)  # the panel shows it from the state file
             kind = "TwiML" if result["twiml"] else "not TwiML"
@@ -487,11 +510,48 @@ class Dash(App[None]):
         self._in_background(work)
 
     def _in_background(self, work: Callable[[], str]) -> None:
+        """``work`` on a thread of its own, its outcome said when it ends. A daemon thread: quitting
+        does not wait for a restart that takes a minute (the supervisor carries it out anyway)."""
+
         def run() -> None:
             try:
                 said = work()
             except AiradevError as exc:
                 said = f"{exc.message}" + (f" ({exc.fix})" if exc.fix else "")
-            self.call_from_thread(self.say, said)
+            with contextlib.suppress(RuntimeError):  # the app has ended meanwhile
+                self.call_from_thread(self.say, said)
 
-        self.run_worker(run, thread=True, exit_on_error=False)
+        threading.Thread(target=run, daemon=True).start()
+
+
+def closed(result: dict[str, Any]) -> str:
+    """What closing the tunnel did, in one line (render.tunnel_closed's words)."""
+    if result.get("failed"):
+        return f"tunnel: closed; could not put back {'; '.join(result['failed'])}: `airadev down` tries again"
+    if result.get("kept"):
+        return "tunnel: closed; the rewiring was kept (--keep)"
+    rest = list(result.get("left") or []) + list(result.get("waiting") or [])
+    return "tunnel: closed; " + ("; ".join(rest) if rest else "everything is put back")
+
+
+class Pane(Log):
+    """The log pane: it follows the newest line until scrolled back, and goes on following when the
+    space around it changes (textual's Log follows only while it is at its end, which a pane made
+    shorter by the search box or a taller panel above it is not)."""
+
+    following = True
+
+    def follow(self) -> None:
+        self.following = True
+        self.scroll_end(animate=False)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self.following = new >= self.max_scroll_y
+
+    def on_resize(self) -> None:
+        if self.following:
+            self.scroll_end(animate=False)
+
+    def write_lines(self, lines: Any, scroll_end: bool | None = None) -> Any:
+        return super().write_lines(lines, scroll_end=self.following if scroll_end is None else scroll_end)

@@ -15,7 +15,7 @@ import collections
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,6 +24,7 @@ from airadev.state import Paths, read_state, supervisor_alive
 from airadev.status import StackStatus, Usage
 
 STATE_FILE = "state.json"
+SEARCHED = 20_000  # stored lines of each service a search looks through
 LOG_SUFFIX = ".log"
 
 
@@ -87,13 +88,19 @@ class LogTail:
     most ``budget`` bytes at a time: behind a flood, it jumps to near the end and says how
     many lines it passed over, rather than reading them all."""
 
-    def __init__(self, path: Path, budget: int = 4 << 20) -> None:
+    def __init__(self, path: Path, budget: int = 4 << 20, from_end: bool = True) -> None:
         self.path = path
         self.budget = budget
         self._f: Any = None
         self._ino: int | None = None
         self._buf = b""
-        self._open(from_end=True)
+        self._per_line = 100.0  # bytes a line, as last seen: to count whole files passed over
+        self._open(from_end=from_end)
+
+    @property
+    def position(self) -> int:
+        """Where the next read starts in the current file (what is before it has been read)."""
+        return self._f.tell() - len(self._buf) if self._f is not None else 0
 
     def _open(self, from_end: bool) -> None:
         try:
@@ -120,17 +127,33 @@ class LogTail:
         # What is left in the file we have open (renamed away by a rotation: it grows no more).
         count, skipped = self._drain(lines)
         if st is not None and st.st_ino != self._ino:
+            between = self._rotated_since()  # whole files rotated out between two reads: passed over
             self._f.close()
             self._buf = b""
             self._open(from_end=False)
             more, passed = self._drain(lines)
-            count, skipped = count + more, skipped + passed
+            count, skipped = count + more + between, skipped + passed + between
         elif st is not None and st.st_size < self._f.tell():  # truncated by hand
             self._f.seek(0)
             self._buf = b""
             more, passed = self._drain(lines)
             count, skipped = count + more, skipped + passed
         return Chunk(list(lines), count, skipped)
+
+    def _rotated_since(self) -> int:
+        """Lines (estimated from sizes) of the files rotated out after ours, before the current one."""
+        files = logstore.log_files(self.path)[:-1]  # rotated ones, oldest first
+        sizes = []
+        found = False
+        for file in files:
+            try:
+                st = os.stat(file)
+            except FileNotFoundError:
+                continue
+            if found:
+                sizes.append(st.st_size)
+            found = found or st.st_ino == self._ino
+        return int(sum(sizes) / self._per_line)
 
     def _drain(self, lines: collections.deque[bytes]) -> tuple[int, int]:
         if self._f is None:
@@ -144,7 +167,7 @@ class LogTail:
             start = self._f.tell()
             self._f.seek(end - self.budget // 4)
             sample = self._f.read(self.budget // 4)
-            per_line = max(1.0, len(sample) / max(1, sample.count(b"\n")))
+            per_line = self._per_line = max(1.0, len(sample) / max(1, sample.count(b"\n")))
             skipped = int((end - self.budget // 4 - start) / per_line)
             cut = sample.find(b"\n") + 1  # the first line is a piece: it counts as passed over
             data = sample[cut:]
@@ -226,12 +249,15 @@ def matches(line: logstore.Line, needle: str) -> bool:
     return not needle or needle.lower() in line.text.decode("utf-8", "replace").lower()
 
 
-def history(paths: Paths, names: Sequence[str], count: int, needle: str = "") -> list[logstore.Line]:
+def history(
+    paths: Paths, names: Sequence[str], count: int, needle: str = "", ends: Mapping[str, int] | None = None
+) -> list[logstore.Line]:
     """The last ``count`` stored lines of ``names`` (matching ``needle``, looked for among the
-    last 50 000 of each), merged in time order."""
-    look = count if not needle else max(count, 50_000)
+    last 20 000 of each), merged in time order; ``ends`` bounds each current file (where its
+    tail goes on reading: no line shown twice)."""
+    look = count if not needle else max(count, SEARCHED)
     streams: dict[str, Iterable[bytes]] = {}
     for name in names:
-        raw = logstore.tail(paths.log(name), look)
+        raw = logstore.tail(paths.log(name), look, (ends or {}).get(name))
         streams[name] = [r for r in raw if matches(logstore.Line(name, r), needle)] if needle else raw
     return list(collections.deque(logstore.merge(streams), maxlen=count))

@@ -136,7 +136,8 @@ def _verify(
 
     try:
         result = verify(status.address, config())
-    except AiradevError:
+    except AiradevError as exc:
+        record(paths, status.address, {}, (exc.message, exc.fix))
         if closes:
             _close(paths, "the test call failed")
         raise

@@ -277,6 +277,7 @@ def start_detached(
 class Held:
     paths: Paths
     notes: list[str]
+    marker: str  # its run: quitting stops this one, not another started since
 
 
 def start_held(
@@ -289,7 +290,7 @@ def start_held(
         if daemon.poll() is not None:
             _wait_ready(paths, daemon, marker, names, notes, 0)  # says why, as `up -d` does
         time.sleep(0.02)
-    return Held(paths, notes)
+    return Held(paths, notes, marker)
 
 
 def _spawn(

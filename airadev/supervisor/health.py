@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
-from airadev.model import Probe
+from airadev.model import Probe, ProbeKind
 from airadev.runtimes import Fatal, Instance
 from airadev.supervisor import probes
 from airadev.supervisor.unit import Unit
@@ -33,12 +33,15 @@ class Report(Protocol):
     def write_state(self) -> None: ...
 
 
-def _health(unit: Unit, message: str, report: Report) -> None:
+def _health(unit: Unit, message: str, report: Report, quiet: bool = False) -> None:
     """The last check's result; the state file is written again when it says something new
-    (its words are stable: "HTTP 200", "port open"), so that the dashboard shows it."""
+    (its words are stable: "HTTP 200", "port open"), so that the dashboard shows it. ``quiet``:
+    an exec probe's words are its command's output, which may change every time (a clock, a
+    count): for those, only a change between passing and failing is written."""
     if message != unit.health:
         unit.health = message
-        report.write_state()
+        if not quiet:
+            report.write_state()
 
 
 async def probe_loop(
@@ -48,12 +51,14 @@ async def probe_loop(
     failures = 0
     healthy_once = False
     proxied = getattr(instance, "port_proxied", False)
+    passing: bool | None = None
     while True:
         ok, message = await probes.check(probe, env=env, cwd=str(unit.service.cwd), proxied=proxied)
         if unit.instance is not instance:
             return
         message = report.hide(message)  # an exec probe's output may hold anything
-        _health(unit, message, report)
+        _health(unit, message, report, quiet=probe.kind is ProbeKind.EXEC and ok == passing)
+        passing = ok
         if ok:
             failures = 0
             report.passed(unit, message, first=not healthy_once)

@@ -19,6 +19,7 @@ import pytest
 
 from airadev import config as config_module
 from airadev import render
+from airadev.dash.app import ALL
 from airadev.state import Paths
 from tests.fakes.twilio_api import FakeTwilio
 from tests.harness import PY, Stack, Tmux, fake, free_port, toml_list, wait_for
@@ -64,6 +65,12 @@ def pilot(stack: Stack, test: Callable[[Any, Any], Any]) -> None:
             await test(app, driver)
 
     asyncio.run(run())
+
+
+def _content() -> Any:
+    from textual.content import Content
+
+    return Content
 
 
 async def until(driver: Any, predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
@@ -183,6 +190,90 @@ def test_the_dashboard_writes_nothing_and_follows_the_stack_down_and_up_again(st
     pilot(stack, test)
 
 
+def test_no_line_twice_none_lost_markup_shown_as_written_and_pgup_scrolls_back(stack: Stack) -> None:
+    plain_stack(stack)
+    text = (stack.root / "airadev.toml").read_text()
+    counter = 'i=0; while :; do i=$((i+1)); echo "n $i"; sleep 0.01; done'
+    stack.write(text + f"\n[services.counter]\ncommand = {toml_list(['/bin/sh', '-c', counter])}\n")
+    assert stack.cli("up").returncode == 0
+
+    def numbers(app: Any) -> list[int]:
+        return [int(m) for m in re.findall(r"^counter +\| n (\d+)$", pane(app), re.M)]
+
+    async def test(app: Any, driver: Any) -> None:
+        log = app.query_one("#logs")
+        for _ in range(3):  # each switch loads the stored lines again, and the tails go on from there
+            await until(driver, lambda: len(numbers(app)) > 50, "the counter's lines")
+            await driver.pause(0.3)
+            seen = numbers(app)
+            assert seen == list(range(seen[0], seen[0] + len(seen))), "a line twice or lost"
+            await driver.press("a")
+            await until(driver, lambda: app.following != ALL, "one service")
+            await driver.press("a")
+            await until(driver, lambda: app.following == ALL, "all services")
+        # A service added while the dashboard runs: its log is new, its first line is shown.
+        stack.write(
+            (stack.root / "airadev.toml").read_text()
+            + '\n[services.late]\ncommand = ["/bin/sh", "-c", "echo FIRST-[b]LINE; exec sleep 100000"]\n'
+        )
+        assert stack.cli("up").returncode == 0
+        await until(driver, lambda: "FIRST-[b]LINE" in pane(app), "the new service's first line, as written")
+        # Markup in what is shown is text: a search for it neither crashes nor vanishes.
+        await driver.press("slash", *"[/]x[b]", "enter")
+        Content = _content()
+        shown = lambda: Content.from_markup(str(log.border_title)).plain  # noqa: E731
+        await until(driver, lambda: "only '[/]x[b]'" in shown(), "the search shown as typed")
+        await driver.press("slash", "escape")
+        # PgUp scrolls back and stays there while lines come; PgDn to the end follows again.
+        await until(driver, lambda: log.max_scroll_y > 20 and log.is_vertical_scroll_end, "a full pane")
+        await driver.press("pageup")
+        await until(driver, lambda: not log.following, "scrolled back")
+        back = log.scroll_y
+        count = len(log.lines)
+        await until(driver, lambda: len(log.lines) > count, "more lines")
+        assert log.scroll_y == back
+        for _ in range(3):
+            await driver.press("pagedown")
+        await until(driver, lambda: log.following and log.is_vertical_scroll_end, "following again")
+        # A taller panel above takes lines from the pane: it goes on following.
+        app.query_one("#tunnel").update("one\ntwo\nthree\nfour")
+        await driver.pause(0.2)
+        count = len(log.lines)
+        await until(driver, lambda: len(log.lines) > count, "more lines")
+        await driver.pause(0.2)
+        assert log.is_vertical_scroll_end
+
+    pilot(stack, test)
+
+
+def test_a_supervisor_killed_outright_is_seen_gone(stack: Stack) -> None:
+    plain_stack(stack)
+
+    async def test(app: Any, driver: Any) -> None:
+        os.kill(stack.state()["supervisor_pid"], signal.SIGKILL)
+        title = app.query_one("#title")
+        await until(driver, lambda: "the supervisor is gone" in str(title.render()), "the title saying so")
+        assert all(cells(app, name)[7] == "-" for name in ("web", "worker"))  # no figures of the dead
+
+    pilot(stack, test)
+
+
+def test_an_exec_probe_whose_words_change_each_time_does_not_rewrite_the_state_file(stack: Stack) -> None:
+    probes = stack.root / "probes"
+    check = f"date +%s%N >> {probes}; tail -n 1 {probes}"
+    stack.write(f"""
+[services.clock]
+command = ["/bin/sh", "-c", "exec sleep 100000"]
+health = {{ exec = {toml_list(["/bin/sh", "-c", check])}, interval = "0.1s" }}
+""")
+    assert stack.up().returncode == 0
+    state = stack.state_dir / "state.json"
+    before = state.stat().st_mtime_ns
+    done = len(probes.read_text().splitlines())
+    wait_for(lambda: len(probes.read_text().splitlines()) >= done + 5, what="five more probes")
+    assert state.stat().st_mtime_ns == before
+
+
 def test_x_stops_and_s_starts_the_selected_service_and_search_keeps_matching_lines(stack: Stack) -> None:
     plain_stack(stack)
 
@@ -190,6 +281,7 @@ def test_x_stops_and_s_starts_the_selected_service_and_search_keeps_matching_lin
         await driver.press("down", "x")
         await until(driver, lambda: cells(app, "worker")[1] == "stopped", "the worker stopped")
         assert status(stack)["services"]["worker"]["state"] == "stopped"
+        assert cells(app, "worker")[2:4] == ["-", "-"] and cells(app, "worker")[7:9] == ["-", "-"]
         await driver.press("s")
         await until(driver, lambda: cells(app, "worker")[1] == "running", "the worker running")
         log = app.query_one("#logs")
@@ -326,6 +418,30 @@ health = {{ tcp = true }}
     assert "stopped 1 services: web" in window.screen()
     assert stack.cli("status").returncode == 3
     stack.wait_nothing_left(pids)
+
+
+def test_q_does_not_wait_for_a_restart_and_up_dash_leaves_a_stack_it_did_not_start(
+    stack: Stack, windows: list[Tmux]
+) -> None:
+    port = free_port()
+    stack.write(f"""
+[services.web]
+command = {toml_list(fake("slow_starter.py", port, 0))}
+port = {port}
+health = {{ tcp = true }}
+""")
+    window = tmux(stack, windows, "up", "--dash")
+    window.expect(re.compile(r"web\s+healthy").search)
+    assert stack.cli("down").returncode == 0  # from another terminal; then another `up`
+    stack.write((stack.root / "airadev.toml").read_text().replace(f'"{port}", "0"', f'"{port}", "120"'))
+    assert stack.cli("up", "-d", "--timeout", "1s").returncode == 1  # running, not ready for two minutes
+    window.expect(re.compile(r"web\s+starting").search)
+    window.keys("r")  # a restart that takes two minutes ...
+    window.expect("web: restarting")
+    window.keys("q")  # ... does not hold the quit
+    assert window.exit_code() == 0
+    assert "left running" in window.screen()
+    assert status(stack)["services"]["web"]["state"] == "starting"  # the other `up`'s stack runs on
 
 
 def test_up_dash_killed_stops_the_stack_by_itself(stack: Stack, windows: list[Tmux]) -> None:

@@ -131,3 +131,46 @@ def test_a_row_fits_its_columns_with_a_space_between_them() -> None:
     assert all(len(text) < width for text, (_, _, width) in zip(cells, COLUMNS[1:]))
     assert sum(width for _, _, width in COLUMNS) <= 80
     assert clip("voice-agent", 12) == "voice-agent" and clip("voice-agent-2", 12) == "voice-agen…"
+
+
+def test_whole_files_rotated_out_between_two_reads_are_counted_as_passed_over(tmp_path: Path) -> None:
+    log = tmp_path / "flood.log"
+    log.write_bytes(b"")
+    tail = feed.LogTail(log)
+    line = b"x" * 99 + b"\n"  # 100 bytes a line: the count from sizes is exact
+
+    def rotate() -> None:  # as logstore.LogFile.rotate does it
+        for index in (2, 1):
+            newer = logstore.rotated(log, index - 1)
+            if newer.exists():
+                os.replace(newer, logstore.rotated(log, index))
+        log.write_bytes(b"")
+
+    log.write_bytes(line * 10)  # ours, read to its end below
+    rotate()
+    log.write_bytes(line * 30)  # rotated out before the next read: never read
+    rotate()
+    log.write_bytes(line * 5)
+    chunk = tail.read(100)
+    assert (len(chunk.lines), chunk.arrived, chunk.skipped) == (15, 45, 30)
+
+
+def test_a_tail_made_for_a_log_first_seen_reads_it_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "new.log"
+    log.write_bytes(lines(0, 2))
+    assert len(feed.LogTail(log, from_end=False).read(10).lines) == 2
+    tail = feed.LogTail(log)
+    with log.open("ab") as f:
+        f.write(lines(2, 1) + b"part")
+    assert tail.position == len(lines(0, 2))  # where reading goes on: history stops there
+    tail.read(10)
+    assert tail.position == len(lines(0, 3))  # the part line is not read yet
+
+
+def test_closing_the_tunnel_says_what_was_and_was_not_put_back() -> None:
+    from airadev.dash.app import closed
+
+    assert closed({"restored": ["a"]}) == "tunnel: closed; everything is put back"
+    assert closed({"kept": True}) == "tunnel: closed; the rewiring was kept (--keep)"
+    assert "could not put back Twilio +1555" in closed({"failed": ["Twilio +1555"]})
+    assert closed({"waiting": ["Twilio +1555: waiting"]}) == "tunnel: closed; Twilio +1555: waiting"
