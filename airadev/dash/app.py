@@ -147,6 +147,7 @@ class Dash(App[None]):
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("pageup", "page(-1)", "scroll back", show=False, priority=True),  # the pane's, not the table's
         Binding("pagedown", "page(1)", "scroll on", show=False, priority=True),
+        Binding("end", "page(0)", "newest", show=False, priority=True),
     ]
     ENABLE_COMMAND_PALETTE = False
 
@@ -422,8 +423,10 @@ class Dash(App[None]):
         log = self.query_one("#logs", Pane)
         if direction < 0:
             log.scroll_page_up(animate=False)
-        else:
+        elif direction > 0:
             log.scroll_page_down(animate=False)
+        else:  # End: the newest line, followed from here on
+            log.follow()
 
     def action_restart(self) -> None:
         self._service_op(control.Op.RESTART, "restarting")
