@@ -401,7 +401,8 @@ def test_dash_in_80x24_with_no_color_shows_every_column_acts_and_quits_leaving_t
     assert status(stack)["phase"] == "ready"  # the stack keeps running
 
 
-def test_up_dash_shows_the_start_and_q_stops_the_stack_leaving_nothing(stack: Stack, windows: list[Tmux]) -> None:
+def up_dash(stack: Stack, windows: list[Tmux]) -> tuple[Tmux, int]:
+    """`airadev up --dash` of one service, in a window, once the service is healthy."""
     port = free_port()
     stack.write(f"""
 [services.web]
@@ -411,6 +412,11 @@ health = {{ tcp = true }}
 """)
     window = tmux(stack, windows, "up", "--dash")
     window.expect(re.compile(r"web\s+healthy").search)
+    return window, port
+
+
+def test_up_dash_shows_the_start_and_q_stops_the_stack_leaving_nothing(stack: Stack, windows: list[Tmux]) -> None:
+    window, port = up_dash(stack, windows)
     assert "q stops the stack" in window.screen()
     stack._remember()
     pids = stack.stack_processes()
@@ -424,15 +430,7 @@ health = {{ tcp = true }}
 def test_q_does_not_wait_for_a_restart_and_up_dash_leaves_a_stack_it_did_not_start(
     stack: Stack, windows: list[Tmux]
 ) -> None:
-    port = free_port()
-    stack.write(f"""
-[services.web]
-command = {toml_list(fake("slow_starter.py", port, 0))}
-port = {port}
-health = {{ tcp = true }}
-""")
-    window = tmux(stack, windows, "up", "--dash")
-    window.expect(re.compile(r"web\s+healthy").search)
+    window, port = up_dash(stack, windows)
     assert stack.cli("down").returncode == 0  # from another terminal; then another `up`
     stack.write((stack.root / "airadev.toml").read_text().replace(f'"{port}", "0"', f'"{port}", "120"'))
     assert stack.cli("up", "-d", "--timeout", "1s").returncode == 1  # running, not ready for two minutes
@@ -446,15 +444,7 @@ health = {{ tcp = true }}
 
 
 def test_up_dash_killed_stops_the_stack_by_itself(stack: Stack, windows: list[Tmux]) -> None:
-    port = free_port()
-    stack.write(f"""
-[services.web]
-command = {toml_list(fake("slow_starter.py", port, 0))}
-port = {port}
-health = {{ tcp = true }}
-""")
-    window = tmux(stack, windows, "up", "--dash")
-    window.expect(re.compile(r"web\s+healthy").search)
+    window, port = up_dash(stack, windows)
     stack._remember()
     pids = stack.stack_processes()
     os.kill(window.program(), signal.SIGKILL)
