@@ -463,6 +463,19 @@ def merge(streams: Mapping[str, Iterable[bytes]]) -> Iterator[Line]:
     return heapq.merge(*iterators, key=lambda line: line.stamp)
 
 
+def open_log(path: Path, from_end: bool) -> tuple[Any, int | None]:
+    """A log file open for reading (at its end, or its start) and its inode; (None, None) if there
+    is none yet. A reader that meets another inode at the path knows the file was rotated."""
+    try:
+        f = open(path, "rb")  # (kept open between reads)
+    except FileNotFoundError:
+        return None, None
+    st = os.fstat(f.fileno())
+    if from_end:
+        f.seek(st.st_size)
+    return f, st.st_ino
+
+
 class Follower:
     """Reads what has been appended to a log since the last call, across rotations (however
     many happened between two calls) and truncation. Used by ``airadev logs -f``; polling
@@ -482,16 +495,9 @@ class Follower:
         self._open(from_end=True)
 
     def _open(self, from_end: bool) -> None:
-        try:
-            self._f = open(self.path, "rb")
-        except FileNotFoundError:
-            self._f, self._ino = None, None
-            return
-        st = os.fstat(self._f.fileno())
-        self._ino = st.st_ino
-        if from_end:
-            self._f.seek(st.st_size)
-            self.position = st.st_size
+        self._f, self._ino = open_log(self.path, from_end)
+        if from_end and self._f is not None:
+            self.position = self._f.tell()
 
     def read(self) -> list[bytes]:
         if self._f is None:

@@ -316,7 +316,6 @@ class Dash(App[None]):
     def _load_history(self) -> None:
         """The pane's scroll-back: the last stored lines of what it follows (filtered)."""
         log = self.query_one("#logs", Pane)
-        log.clear()
         names = self._names() if self.following == ALL else [self.following]
         self._read_logs(set(self.tails))  # what the tails have not read yet is history now ...
         ends = {name: self._tail(name).position for name in self._names()}  # ... up to here

@@ -103,15 +103,7 @@ class LogTail:
         return self._f.tell() - len(self._buf) if self._f is not None else 0
 
     def _open(self, from_end: bool) -> None:
-        try:
-            self._f = open(self.path, "rb")
-        except FileNotFoundError:
-            self._f, self._ino = None, None
-            return
-        st = os.fstat(self._f.fileno())
-        self._ino = st.st_ino
-        if from_end:
-            self._f.seek(st.st_size)
+        self._f, self._ino = logstore.open_log(self.path, from_end)
 
     def read(self, keep: int) -> Chunk:
         if self._f is None:

@@ -28,14 +28,19 @@ from tests.integration.test_tunnel import ORIGINAL, tunnel_stack, twilio  # noqa
 SIZE = (80, 24)
 
 
-def plain_stack(stack: Stack) -> int:
-    port = free_port()
-    stack.write(f"""
+def web(port: int) -> str:
+    """A service ready once it listens on ``port``, probed over TCP."""
+    return f"""
 [services.web]
 command = {toml_list(fake("slow_starter.py", port, 0))}
 port = {port}
 health = {{ tcp = true }}
+"""
 
+
+def plain_stack(stack: Stack) -> int:
+    port = free_port()
+    stack.write(f"""{web(port)}
 [services.worker]
 command = ["/bin/sh", "-c", "echo \\"worker $$ says hello\\"; exec sleep 100000"]
 depends_on = ["web"]
@@ -404,12 +409,7 @@ def test_dash_in_80x24_with_no_color_shows_every_column_acts_and_quits_leaving_t
 def up_dash(stack: Stack, windows: list[Tmux]) -> tuple[Tmux, int]:
     """`airadev up --dash` of one service, in a window, once the service is healthy."""
     port = free_port()
-    stack.write(f"""
-[services.web]
-command = {toml_list(fake("slow_starter.py", port, 0))}
-port = {port}
-health = {{ tcp = true }}
-""")
+    stack.write(web(port))
     window = tmux(stack, windows, "up", "--dash")
     window.expect(re.compile(r"web\s+healthy").search)
     return window, port
