@@ -209,7 +209,8 @@ def test_no_line_twice_none_lost_markup_shown_as_written_and_pgup_scrolls_back(s
         log = app.query_one("#logs")
         for _ in range(3):  # each switch loads the stored lines again, and the tails go on from there
             await until(driver, lambda: len(numbers(app)) > 50, "the counter's lines")
-            await driver.pause(0.3)
+            first = len(numbers(app))
+            await until(driver, lambda: len(numbers(app)) > first + 10, "lines read as they come, too")
             seen = numbers(app)
             assert seen == list(range(seen[0], seen[0] + len(seen))), "a line twice or lost"
             await driver.press("a")
@@ -242,12 +243,12 @@ def test_no_line_twice_none_lost_markup_shown_as_written_and_pgup_scrolls_back(s
         await driver.press("end")
         await until(driver, lambda: log.following and log.is_vertical_scroll_end, "following again")
         # A taller panel above takes lines from the pane: it goes on following.
-        app.query_one("#tunnel").update("one\ntwo\nthree\nfour")
-        await driver.pause(0.2)
+        panel = app.query_one("#tunnel")
+        panel.update("one\ntwo\nthree\nfour")
+        await until(driver, lambda: panel.size.height == 4, "the taller panel laid out")
         count = len(log.lines)
         await until(driver, lambda: len(log.lines) > count, "more lines")
-        await driver.pause(0.2)
-        assert log.is_vertical_scroll_end
+        await until(driver, lambda: log.is_vertical_scroll_end, "the pane at its end, following")
 
     pilot(stack, test)
 
